@@ -1,0 +1,49 @@
+/* GEMM shim: row-major calls on top of a column-major Fortran BLAS handed in at import.
+ *
+ * A row-major matrix is the column-major matrix of its transpose, so the row-major product
+ * C = op(A) @ op(B) is computed as the column-major C^T = op(B)^T @ op(A)^T: swap the operands
+ * (and their transpose flags and sizes), keep the leading dimensions.
+ */
+#include "internal.h"
+
+static elman_sgemm_fn elman_sgemm_ptr;
+static elman_dgemm_fn elman_dgemm_ptr;
+
+void elman_set_blas(elman_sgemm_fn sgemm, elman_dgemm_fn dgemm)
+{
+    elman_sgemm_ptr = sgemm;
+    elman_dgemm_ptr = dgemm;
+}
+
+int elman_has_blas(void) { return elman_sgemm_ptr != NULL && elman_dgemm_ptr != NULL; }
+
+const char *elman_status_string(int status)
+{
+    switch (status) {
+    case ELMAN_OK: return "success";
+    case ELMAN_ERR_ARG: return "invalid argument";
+    case ELMAN_ERR_NONFINITE: return "non-finite value (NaN or infinity)";
+    case ELMAN_ERR_TARGET: return "class target or token id out of range";
+    case ELMAN_ERR_TOO_LARGE: return "size too large (overflow, or beyond the BLAS's 32-bit int)";
+    case ELMAN_ERR_NO_BLAS: return "no BLAS has been set (elman_set_blas)";
+    default: return "unknown status";
+    }
+}
+
+static int elman_fits_int(elman_int v) { return v >= 0 && v <= INT_MAX; }
+
+#define REAL float
+#define SFX(name) name##_f32
+#define GEMM_PTR elman_sgemm_ptr
+#include "blas.inc"
+#undef REAL
+#undef SFX
+#undef GEMM_PTR
+
+#define REAL double
+#define SFX(name) name##_f64
+#define GEMM_PTR elman_dgemm_ptr
+#include "blas.inc"
+#undef REAL
+#undef SFX
+#undef GEMM_PTR

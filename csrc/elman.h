@@ -1,0 +1,270 @@
+/* elman: C kernels for Elman recurrent networks and their optimizers.
+ *
+ * The one public header. Every kernel exists for float (suffix _f32) and double (_f64);
+ * the two are generated from one typed body per file (the *.inc files).
+ *
+ * Size letters used everywhere:
+ *   T steps, B batch, I input features (the vocabulary size for token-id inputs),
+ *   H hidden units, O outputs, N rows of a projection (T*B, or B for the last step only),
+ *   n elements of a flat buffer.
+ * Arrays are row-major and time-major: x is (T, B, I), hidden states (T+1, B, H).
+ *
+ * Conventions:
+ *   - Arguments come in the order outputs, inputs, parameters, sizes/options.
+ *   - Every kernel returns an elman_status; none prints, exits or allocates from the heap.
+ *   - Backward kernels overwrite their gradient outputs (they never accumulate).
+ *   - Sizes are 64-bit. Products of sizes are checked for overflow; dimensions handed to
+ *     the BLAS must also fit its 32-bit int (ELMAN_ERR_TOO_LARGE otherwise).
+ */
+#ifndef ELMAN_H
+#define ELMAN_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef int64_t elman_int;
+
+typedef enum {
+    ELMAN_OK = 0,
+    ELMAN_ERR_ARG = 1,        /* a size is negative, a pointer is missing, an option is invalid */
+    ELMAN_ERR_NONFINITE = 2,  /* a NaN or infinity reached a result (loss, gradient) */
+    ELMAN_ERR_TARGET = 3,     /* a class target or token id lies outside [0, K) */
+    ELMAN_ERR_TOO_LARGE = 4,  /* a size product overflows, or a BLAS dimension exceeds INT_MAX */
+    ELMAN_ERR_NO_BLAS = 5     /* elman_set_blas has not been given a GEMM */
+} elman_status;
+
+/* A short English description of a status code; never NULL. */
+const char *elman_status_string(int status);
+
+/* ---------------------------------------------------------------------------------------
+ * BLAS shim (blas.c). GEMM comes from the host (SciPy's BLAS through
+ * scipy.linalg.cython_blas), handed over once at import; nothing is linked at build time.
+ * The pointers have the Fortran BLAS signature (column-major, every argument by pointer).
+ */
+typedef void (*elman_sgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
+                               float *alpha, float *a, int *lda, float *b, int *ldb,
+                               float *beta, float *c, int *ldc);
+typedef void (*elman_dgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
+                               double *alpha, double *a, int *lda, double *b, int *ldb,
+                               double *beta, double *c, int *ldc);
+
+void elman_set_blas(elman_sgemm_fn sgemm, elman_dgemm_fn dgemm);
+int elman_has_blas(void);
+
+/* Row-major C (M, N) = alpha * op(A) @ op(B) + beta * C, op(X) = X or X^T by trans_*.
+ * lda, ldb, ldc are row strides of the matrices as stored. Empty products (M, N or K = 0)
+ * are handled here: C is scaled by beta (set to zero when beta == 0). */
+int elman_gemm_f32(int trans_a, int trans_b, elman_int M, elman_int N, elman_int K,
+                   float alpha, const float *A, elman_int lda, const float *B, elman_int ldb,
+                   float beta, float *C, elman_int ldc);
+int elman_gemm_f64(int trans_a, int trans_b, elman_int M, elman_int N, elman_int K,
+                   double alpha, const double *A, elman_int lda, const double *B, elman_int ldb,
+                   double beta, double *C, elman_int ldc);
+
+/* ---------------------------------------------------------------------------------------
+ * Optimizers (optim.c): one pass over a flat buffer of n elements, in place.
+ *
+ * Adagrad, PyTorch's semantics, in this order:
+ *   g  = grad * grad_scale                 global-norm clipping folded in (1 for none)
+ *   g  = clip(g, -clip_value, clip_value)  INFINITY for none
+ *   g  = -g if maximize
+ *   g  = g + weight_decay * theta
+ *   clr = lr / (1 + (step - 1) * lr_decay)  step counts updates, 1 on the first
+ *   S += g * g
+ *   theta -= clr * g / (sqrt(S) + eps)     eps_inside = 0 (PyTorch)
+ *   theta -= clr * g / sqrt(S + eps)       eps_inside = 1 (Keras 3, optax, min-char-rnn)
+ * Returns ELMAN_ERR_NONFINITE when grad held a NaN or infinity; the update has then been
+ * applied all the same (the check is fused into the one pass, not a sweep before it).
+ */
+typedef struct {
+    double lr, lr_decay, weight_decay, eps;
+    double clip_value;  /* > 0; INFINITY for no clipping by value */
+    double grad_scale;  /* multiplies the raw gradient; 1 for none */
+    int64_t step;       /* >= 1 */
+    int eps_inside;
+    int maximize;
+} elman_adagrad_opts;
+
+int elman_adagrad_update_f32(float *param, float *state, const float *grad, elman_int n,
+                             const elman_adagrad_opts *opts);
+int elman_adagrad_update_f64(double *param, double *state, const double *grad, elman_int n,
+                             const elman_adagrad_opts *opts);
+
+/* SGD with optional momentum (PyTorch's, dampening 0, not Nesterov):
+ *   g = clip(grad * grad_scale, +-clip_value); g = -g if maximize; g += weight_decay * theta
+ *   buf = momentum * buf + g               (buf starts at zero; skipped when momentum == 0)
+ *   theta -= lr * buf                      (theta -= lr * g without momentum)
+ * momentum_buf may be NULL only when momentum == 0. */
+typedef struct {
+    double lr, momentum, weight_decay;
+    double clip_value;  /* > 0; INFINITY for none */
+    double grad_scale;
+    int maximize;
+} elman_sgd_opts;
+
+int elman_sgd_update_f32(float *param, float *momentum_buf, const float *grad, elman_int n,
+                         const elman_sgd_opts *opts);
+int elman_sgd_update_f64(double *param, double *momentum_buf, const double *grad, elman_int n,
+                         const elman_sgd_opts *opts);
+
+/* *out = sum(x * x), accumulated in double (the square of the L2 norm). */
+int elman_sumsq_f32(double *out, const float *x, elman_int n);
+int elman_sumsq_f64(double *out, const double *x, elman_int n);
+
+/* ---------------------------------------------------------------------------------------
+ * Activations (act.c), elementwise over n, in place allowed (y == a).
+ */
+typedef enum { ELMAN_TANH = 0, ELMAN_RELU = 1 } elman_nonlinearity;
+
+/* y = f(a) */
+int elman_act_forward_f32(float *y, const float *a, elman_int n, int nonlinearity);
+int elman_act_forward_f64(double *y, const double *a, elman_int n, int nonlinearity);
+/* dA = dH * f'(A), written through the output y = f(A): 1 - y^2 for tanh, y > 0 for relu */
+int elman_act_backward_f32(float *dA, const float *dH, const float *y, elman_int n, int nonlinearity);
+int elman_act_backward_f64(double *dA, const double *dH, const double *y, elman_int n, int nonlinearity);
+
+/* ---------------------------------------------------------------------------------------
+ * Elman layer (rnn.c).
+ *
+ *   A_t = X_t @ W_xh + H_{t-1} @ W_hh + b_h      W_xh (I, H), W_hh (H, H), b_h (H,)
+ *   H_t = f(A_t)                                  f = tanh or relu
+ *
+ * The input is either dense, x (T, B, I), or token ids, ids (T, B) with 0 <= id < I, whose
+ * projection X_t @ W_xh is a row gather of W_xh (never a one-hot product). Exactly one of
+ * x and ids is given. The shapes travel in a struct so that later options (sequence
+ * lengths, direction) can be added as fields without changing any signature: zero the
+ * struct, then set what you use.
+ */
+typedef struct {
+    elman_int T, B, I, H;
+    int nonlinearity;  /* elman_nonlinearity */
+} elman_rnn_shape;
+
+/* Forward over T steps. hs (T+1, B, H): hs[0] holds h0 on entry; on return hs[t] = H_t for
+ * t = 1..T. That is all the backward needs (f' is computed from H_t). */
+int elman_rnn_forward_f32(float *hs, const float *x, const elman_int *ids,
+                          const float *W_xh, const float *W_hh, const float *b_h,
+                          const elman_rnn_shape *shape);
+int elman_rnn_forward_f64(double *hs, const double *x, const elman_int *ids,
+                          const double *W_xh, const double *W_hh, const double *b_h,
+                          const elman_rnn_shape *shape);
+
+/* Backprop through time. Given dH (T, B, H), the gradient of the loss with respect to each
+ * H_t from above (outputs or the next layer, not through the recurrence), and optionally
+ * dh_T (B, H), an extra gradient on the final state, computes
+ *   dA_t  = (dH_t + dA_{t+1} @ W_hh^T) * f'(A_t)      into dA (T, B, H); dA may equal dH
+ *   dW_hh = sum_t H_{t-1}^T dA_t    dW_xh = sum_t X_t^T dA_t    db_h = sum_t dA_t
+ *   dh0   = dA_1 @ W_hh^T   (if dh0)            dx_t = dA_t @ W_xh^T   (if dx; dense only)
+ * All outputs are overwritten. With ids, dW_xh is zeroed and the used rows scatter-added. */
+int elman_rnn_backward_f32(float *dW_xh, float *dW_hh, float *db_h, float *dh0, float *dx,
+                           float *dA, const float *dH, const float *dh_T, const float *hs,
+                           const float *x, const elman_int *ids,
+                           const float *W_xh, const float *W_hh,
+                           const elman_rnn_shape *shape);
+int elman_rnn_backward_f64(double *dW_xh, double *dW_hh, double *db_h, double *dh0, double *dx,
+                           double *dA, const double *dH, const double *dh_T, const double *hs,
+                           const double *x, const elman_int *ids,
+                           const double *W_xh, const double *W_hh,
+                           const elman_rnn_shape *shape);
+
+/* ---------------------------------------------------------------------------------------
+ * Affine projection (rnn.c): Y (N, O) = X (N, K) @ W (K, O) + b (O,), one GEMM over all rows.
+ * b may be NULL (no bias). Backward overwrites dW = X^T dY, db = sum_rows dY (if db),
+ * dX = dY @ W^T (if dX). */
+int elman_linear_forward_f32(float *Y, const float *X, const float *W, const float *b,
+                             elman_int N, elman_int K, elman_int O);
+int elman_linear_forward_f64(double *Y, const double *X, const double *W, const double *b,
+                             elman_int N, elman_int K, elman_int O);
+int elman_linear_backward_f32(float *dW, float *db, float *dX, const float *dY,
+                              const float *X, const float *W, elman_int N, elman_int K, elman_int O);
+int elman_linear_backward_f64(double *dW, double *db, double *dX, const double *dY,
+                              const double *X, const double *W, elman_int N, elman_int K, elman_int O);
+
+/* ---------------------------------------------------------------------------------------
+ * Losses fused with their gradient (loss.c). scale is 1 for reduction "sum" and
+ * 1 / count for "mean". The loss is accumulated in double.
+ *
+ * Softmax cross-entropy over N rows of O logits with integer targets (N,):
+ *   loss = scale * sum_r (logsumexp(z_r) - z_r[y_r])
+ *   dz_r = scale * (softmax(z_r) - onehot(y_r))          (if dlogits; may equal logits)
+ * All targets are checked before anything is written (ELMAN_ERR_TARGET).
+ *
+ * Mean squared error over n values:
+ *   loss = scale * sum (p - q)^2,   dp = 2 * scale * (p - q)   (if dpred; may equal pred)
+ *
+ * Both return ELMAN_ERR_NONFINITE, after writing, when the loss is not finite. */
+int elman_softmax_xent_f32(double *loss, float *dlogits, const float *logits,
+                           const elman_int *targets, elman_int N, elman_int O, double scale);
+int elman_softmax_xent_f64(double *loss, double *dlogits, const double *logits,
+                           const elman_int *targets, elman_int N, elman_int O, double scale);
+int elman_mse_f32(double *loss, float *dpred, const float *pred, const float *target,
+                  elman_int n, double scale);
+int elman_mse_f64(double *loss, double *dpred, const double *pred, const double *target,
+                  elman_int n, double scale);
+
+/* ---------------------------------------------------------------------------------------
+ * A whole model step (model.c): Elman layer + output projection + loss + BPTT, one call.
+ *
+ * Parameters live in one flat buffer, in this order (the layout the Python views share):
+ *   W_xh (I, H) | W_hh (H, H) | b_h (H,) | W_hy (H, O) | b_y (O,)
+ * and the gradients in a flat buffer of the same layout.
+ */
+enum { ELMAN_LOSS_XENT = 0, ELMAN_LOSS_MSE = 1 };
+enum { ELMAN_REDUCE_MEAN = 0, ELMAN_REDUCE_SUM = 1 };
+
+typedef struct {
+    elman_rnn_shape rnn;  /* T, B, I, H, nonlinearity */
+    elman_int O;
+    int loss;             /* ELMAN_LOSS_* */
+    int reduction;        /* ELMAN_REDUCE_* */
+    int last_step_only;   /* loss on the final step only (sequence classification) */
+} elman_model_shape;
+
+/* Number of parameters of the layout above, or -1 when it overflows. */
+elman_int elman_model_num_params(const elman_model_shape *shape);
+
+/* Y (T, B, O) = outputs of every step; hs (T+1, B, H) as in elman_rnn_forward. */
+int elman_model_forward_f32(float *Y, float *hs, const float *x, const elman_int *ids,
+                            const float *params, const elman_model_shape *shape);
+int elman_model_forward_f64(double *Y, double *hs, const double *x, const elman_int *ids,
+                            const double *params, const elman_model_shape *shape);
+
+/* Forward, loss and full BPTT. Outputs: *loss, grads (overwritten, flat layout), dh0 (B, H)
+ * or NULL. Workspace: hs (T+1, B, H) with h0 in hs[0] (and H_T in hs[T] on return),
+ * Y (N, O) with N = B if last_step_only else T*B, dA (T, B, H).
+ * Targets: y_ids (N,) class ids for cross-entropy, y_values (N, O) for MSE. */
+int elman_model_forward_backward_f32(double *loss, float *grads, float *dh0,
+                                     float *hs, float *Y, float *dA,
+                                     const float *x, const elman_int *ids,
+                                     const elman_int *y_ids, const float *y_values,
+                                     const float *params, const elman_model_shape *shape);
+int elman_model_forward_backward_f64(double *loss, double *grads, double *dh0,
+                                     double *hs, double *Y, double *dA,
+                                     const double *x, const elman_int *ids,
+                                     const elman_int *y_ids, const double *y_values,
+                                     const double *params, const elman_model_shape *shape);
+
+/* ---------------------------------------------------------------------------------------
+ * CPU and build information (cpu.c).
+ */
+enum {
+    ELMAN_CPU_SSE2 = 1 << 0,
+    ELMAN_CPU_AVX = 1 << 1,
+    ELMAN_CPU_AVX2 = 1 << 2,
+    ELMAN_CPU_FMA = 1 << 3,
+    ELMAN_CPU_AVX512F = 1 << 4
+};
+/* Features the CPU has and the OS saves the registers of (cpuid + xgetbv). */
+unsigned elman_cpu_features(void);
+/* The kernel path in use ("generic": portable C compiled for the baseline ISA). */
+const char *elman_kernel_path(void);
+/* Compiler and flags the kernels were built with. */
+const char *elman_build_info(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ELMAN_H */

@@ -1,0 +1,34 @@
+/* Private helpers shared by the kernel files. Not installed, not part of the API. */
+#ifndef ELMAN_INTERNAL_H
+#define ELMAN_INTERNAL_H
+
+#include "elman.h"
+
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+/* a * b for sizes, or -1 when either is negative or the product overflows int64. */
+static inline elman_int elman_mul(elman_int a, elman_int b)
+{
+    if (a < 0 || b < 0) return -1;
+    if (a != 0 && b > INT64_MAX / a) return -1;
+    return a * b;
+}
+
+/* a + b for sizes, or -1 when either is negative or the sum overflows int64. */
+static inline elman_int elman_add(elman_int a, elman_int b)
+{
+    if (a < 0 || b < 0 || b > INT64_MAX - a) return -1;
+    return a + b;
+}
+
+#define ELMAN_TRY(expr)                         \
+    do {                                        \
+        int elman_try_status_ = (expr);         \
+        if (elman_try_status_ != ELMAN_OK)      \
+            return elman_try_status_;           \
+    } while (0)
+
+#endif /* ELMAN_INTERNAL_H */

@@ -1,0 +1,22 @@
+"""elman: Elman recurrent networks and Adagrad on CPUs.
+
+C kernels (csrc/) do the work; this package is a thin layer over them:
+
+- :class:`ElmanRNN` — one Elman layer + output layer over one flat parameter buffer;
+- :class:`Adagrad`, :class:`SGD`, :func:`clip_grad_norm_` — fused optimizer updates;
+- :mod:`elman.kernels` — functional in-place kernels on NumPy arrays;
+- :mod:`elman.reference` — the NumPy twin of every kernel (the specification);
+- :func:`backend` — switch between the ``"c"`` and ``"numpy"`` backends.
+"""
+from . import _core  # noqa: F401  (loads the kernels and hands them SciPy's BLAS)
+from . import kernels, reference
+from ._config import config, show_config
+from ._validate import NonFiniteError
+from .kernels import backend
+from .model import ElmanRNN
+from .optim import SGD, Adagrad, clip_grad_norm_
+
+__version__ = "0.1.0"
+
+__all__ = ["ElmanRNN", "Adagrad", "SGD", "clip_grad_norm_", "kernels", "reference",
+           "backend", "show_config", "config", "NonFiniteError", "__version__"]

@@ -1,0 +1,520 @@
+# cython: language_level=3, embedsignature=True
+"""Bindings to the C kernels in csrc/ (private; the public API is elman.kernels).
+
+Every function takes flat, C-contiguous 1-D buffers (float32 or float64, one dtype per call)
+plus explicit sizes. It checks that each buffer holds exactly the elements its sizes say
+before any pointer reaches C, releases the GIL around the kernel, and turns a status code into
+an exception. An optional buffer is passed as an empty array: length 0 means "absent".
+Readable messages naming the user's arguments come from elman.kernels, which validates first;
+the checks here are the last line that keeps a direct caller from crashing the process.
+"""
+from cython cimport floating
+from libc.stdint cimport int64_t
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
+
+cdef extern from "elman.h" nogil:
+    ctypedef int64_t elman_int
+
+    enum:
+        ELMAN_OK
+        ELMAN_ERR_ARG
+        ELMAN_ERR_NONFINITE
+        ELMAN_ERR_TARGET
+        ELMAN_ERR_TOO_LARGE
+        ELMAN_ERR_NO_BLAS
+    const char *elman_status_string(int status)
+
+    ctypedef void (*elman_sgemm_fn)(char *, char *, int *, int *, int *, float *, float *,
+                                    int *, float *, int *, float *, float *, int *)
+    ctypedef void (*elman_dgemm_fn)(char *, char *, int *, int *, int *, double *, double *,
+                                    int *, double *, int *, double *, double *, int *)
+    void elman_set_blas(elman_sgemm_fn sgemm, elman_dgemm_fn dgemm)
+    int elman_has_blas()
+
+    ctypedef struct elman_adagrad_opts:
+        double lr, lr_decay, weight_decay, eps, clip_value, grad_scale
+        int64_t step
+        int eps_inside, maximize
+    ctypedef struct elman_sgd_opts:
+        double lr, momentum, weight_decay, clip_value, grad_scale
+        int maximize
+
+    int elman_adagrad_update_f32(float *, float *, const float *, elman_int, const elman_adagrad_opts *)
+    int elman_adagrad_update_f64(double *, double *, const double *, elman_int, const elman_adagrad_opts *)
+    int elman_sgd_update_f32(float *, float *, const float *, elman_int, const elman_sgd_opts *)
+    int elman_sgd_update_f64(double *, double *, const double *, elman_int, const elman_sgd_opts *)
+    int elman_sumsq_f32(double *, const float *, elman_int)
+    int elman_sumsq_f64(double *, const double *, elman_int)
+
+    int elman_act_forward_f32(float *, const float *, elman_int, int)
+    int elman_act_forward_f64(double *, const double *, elman_int, int)
+    int elman_act_backward_f32(float *, const float *, const float *, elman_int, int)
+    int elman_act_backward_f64(double *, const double *, const double *, elman_int, int)
+
+    ctypedef struct elman_rnn_shape:
+        elman_int T, B, I, H
+        int nonlinearity
+
+    int elman_rnn_forward_f32(float *, const float *, const elman_int *, const float *,
+                              const float *, const float *, const elman_rnn_shape *)
+    int elman_rnn_forward_f64(double *, const double *, const elman_int *, const double *,
+                              const double *, const double *, const elman_rnn_shape *)
+    int elman_rnn_backward_f32(float *, float *, float *, float *, float *, float *,
+                               const float *, const float *, const float *, const float *,
+                               const elman_int *, const float *, const float *,
+                               const elman_rnn_shape *)
+    int elman_rnn_backward_f64(double *, double *, double *, double *, double *, double *,
+                               const double *, const double *, const double *, const double *,
+                               const elman_int *, const double *, const double *,
+                               const elman_rnn_shape *)
+
+    int elman_linear_forward_f32(float *, const float *, const float *, const float *,
+                                 elman_int, elman_int, elman_int)
+    int elman_linear_forward_f64(double *, const double *, const double *, const double *,
+                                 elman_int, elman_int, elman_int)
+    int elman_linear_backward_f32(float *, float *, float *, const float *, const float *,
+                                  const float *, elman_int, elman_int, elman_int)
+    int elman_linear_backward_f64(double *, double *, double *, const double *, const double *,
+                                  const double *, elman_int, elman_int, elman_int)
+
+    int elman_softmax_xent_f32(double *, float *, const float *, const elman_int *, elman_int,
+                               elman_int, double)
+    int elman_softmax_xent_f64(double *, double *, const double *, const elman_int *, elman_int,
+                               elman_int, double)
+    int elman_mse_f32(double *, float *, const float *, const float *, elman_int, double)
+    int elman_mse_f64(double *, double *, const double *, const double *, elman_int, double)
+
+    ctypedef struct elman_model_shape:
+        elman_rnn_shape rnn
+        elman_int O
+        int loss, reduction, last_step_only
+
+    int elman_model_forward_f32(float *, float *, const float *, const elman_int *,
+                                const float *, const elman_model_shape *)
+    int elman_model_forward_f64(double *, double *, const double *, const elman_int *,
+                                const double *, const elman_model_shape *)
+    int elman_model_forward_backward_f32(double *, float *, float *, float *, float *, float *,
+                                         const float *, const elman_int *, const elman_int *,
+                                         const float *, const float *, const elman_model_shape *)
+    int elman_model_forward_backward_f64(double *, double *, double *, double *, double *,
+                                         double *, const double *, const elman_int *,
+                                         const elman_int *, const double *, const double *,
+                                         const elman_model_shape *)
+
+    unsigned elman_cpu_features()
+    const char *elman_kernel_path()
+    const char *elman_build_info()
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+cdef int _raise(int status, str where) except -1:
+    """Turn a non-OK status into the matching Python exception."""
+    msg = f"{where}: {elman_status_string(status).decode()}"
+    if status == ELMAN_ERR_NONFINITE:
+        raise FloatingPointError(msg)
+    if status == ELMAN_ERR_TOO_LARGE:
+        raise OverflowError(msg)
+    if status == ELMAN_ERR_NO_BLAS:
+        raise RuntimeError(msg)
+    raise ValueError(msg)
+
+
+cdef inline int _check(int status, str where) except -1:
+    if status != ELMAN_OK:
+        _raise(status, where)
+    return 0
+
+
+cdef int _need(Py_ssize_t have, object want, str name) except -1:
+    """A required buffer must hold exactly `want` elements."""
+    if have != want:
+        raise ValueError(f"{name}: buffer holds {have} elements, expected {want}")
+    return 0
+
+
+cdef bint _optional(Py_ssize_t have, object want, str name) except -1:
+    """An optional buffer is absent (empty) or holds exactly `want` elements."""
+    if have == 0:
+        return False
+    _need(have, want, name)
+    return True
+
+
+cdef elman_int _size(object v, str name) except -1:
+    if v < 0 or v > 2**62:
+        raise ValueError(f"{name} must be in [0, 2**62], got {v}")
+    return v
+
+
+cdef inline floating *_p(floating[::1] a) noexcept nogil:
+    return &a[0] if a.shape[0] > 0 else NULL
+
+
+cdef inline const floating *_cp(const floating[::1] a) noexcept nogil:
+    return &a[0] if a.shape[0] > 0 else NULL
+
+
+cdef inline const elman_int *_ip(const int64_t[::1] a) noexcept nogil:
+    return <const elman_int *>&a[0] if a.shape[0] > 0 else NULL
+
+
+cdef void *_blas_pointer(dict capi, str name) except NULL:
+    capsule = capi[name]
+    cdef void *p = PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
+    if p == NULL:
+        raise ImportError(f"scipy.linalg.cython_blas.{name} has no function pointer")
+    return p
+
+
+def _init_blas():
+    """Hand SciPy's GEMM to the C kernels (no BLAS is linked at build time)."""
+    from scipy.linalg import cython_blas
+    capi = cython_blas.__pyx_capi__
+    elman_set_blas(<elman_sgemm_fn>_blas_pointer(capi, "sgemm"),
+                   <elman_dgemm_fn>_blas_pointer(capi, "dgemm"))
+
+
+_init_blas()
+
+
+def has_blas():
+    return bool(elman_has_blas())
+
+
+def cpu_features():
+    """Bit mask of CPU features (see elman.h, ELMAN_CPU_*)."""
+    return int(elman_cpu_features())
+
+
+def kernel_path():
+    return elman_kernel_path().decode()
+
+
+def build_info():
+    return elman_build_info().decode()
+
+
+# ---- optimizers ---------------------------------------------------------------------------
+
+def adagrad_update(floating[::1] param, floating[::1] state, const floating[::1] grad,
+                   double lr, double lr_decay, double weight_decay, double eps,
+                   double clip_value, double grad_scale, int64_t step, bint eps_inside,
+                   bint maximize):
+    """In place on param and state (n,). Raises FloatingPointError when grad held NaN/inf
+    (the update has been applied)."""
+    cdef Py_ssize_t n = param.shape[0]
+    _need(state.shape[0], n, "state")
+    _need(grad.shape[0], n, "grad")
+    cdef elman_adagrad_opts o
+    o.lr = lr; o.lr_decay = lr_decay; o.weight_decay = weight_decay; o.eps = eps
+    o.clip_value = clip_value; o.grad_scale = grad_scale; o.step = step
+    o.eps_inside = eps_inside; o.maximize = maximize
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_adagrad_update_f32(_p(param), _p(state), _cp(grad), n, &o)
+        else:
+            s = elman_adagrad_update_f64(_p(param), _p(state), _cp(grad), n, &o)
+    _check(s, "adagrad_update")
+
+
+def sgd_update(floating[::1] param, floating[::1] momentum_buf, const floating[::1] grad,
+               double lr, double momentum, double weight_decay, double clip_value,
+               double grad_scale, bint maximize):
+    """In place on param (n,) and momentum_buf (n,; empty when momentum == 0)."""
+    cdef Py_ssize_t n = param.shape[0]
+    _need(grad.shape[0], n, "grad")
+    if momentum != 0:
+        _need(momentum_buf.shape[0], n, "momentum_buf")
+    cdef elman_sgd_opts o
+    o.lr = lr; o.momentum = momentum; o.weight_decay = weight_decay
+    o.clip_value = clip_value; o.grad_scale = grad_scale; o.maximize = maximize
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_sgd_update_f32(_p(param), _p(momentum_buf), _cp(grad), n, &o)
+        else:
+            s = elman_sgd_update_f64(_p(param), _p(momentum_buf), _cp(grad), n, &o)
+    _check(s, "sgd_update")
+
+
+def sumsq(const floating[::1] x):
+    """sum(x * x), accumulated in double."""
+    cdef double out = 0
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_sumsq_f32(&out, _cp(x), x.shape[0])
+        else:
+            s = elman_sumsq_f64(&out, _cp(x), x.shape[0])
+    _check(s, "sumsq")
+    return out
+
+
+# ---- activations --------------------------------------------------------------------------
+
+def act_forward(floating[::1] y, const floating[::1] a, int nonlinearity):
+    _need(y.shape[0], a.shape[0], "y")
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_act_forward_f32(_p(y), _cp(a), a.shape[0], nonlinearity)
+        else:
+            s = elman_act_forward_f64(_p(y), _cp(a), a.shape[0], nonlinearity)
+    _check(s, "act_forward")
+
+
+def act_backward(floating[::1] dA, const floating[::1] dH, const floating[::1] y,
+                 int nonlinearity):
+    _need(dA.shape[0], y.shape[0], "dA")
+    _need(dH.shape[0], y.shape[0], "dH")
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_act_backward_f32(_p(dA), _cp(dH), _cp(y), y.shape[0], nonlinearity)
+        else:
+            s = elman_act_backward_f64(_p(dA), _cp(dH), _cp(y), y.shape[0], nonlinearity)
+    _check(s, "act_backward")
+
+
+# ---- Elman layer --------------------------------------------------------------------------
+
+cdef int _rnn_shape(elman_rnn_shape *r, T, B, I, H, int nonlinearity) except -1:
+    r.T = _size(T, "T"); r.B = _size(B, "B"); r.I = _size(I, "I"); r.H = _size(H, "H")
+    r.nonlinearity = nonlinearity
+    return 0
+
+
+cdef int _rnn_inputs(Py_ssize_t nx, Py_ssize_t nids, bint use_ids, T, B, I) except -1:
+    if use_ids:
+        _need(nids, T * B, "ids")
+    else:
+        _need(nx, T * B * I, "x")
+    return 0
+
+
+def rnn_forward(floating[::1] hs, const floating[::1] x, const int64_t[::1] ids,
+                const floating[::1] W_xh, const floating[::1] W_hh, const floating[::1] b_h,
+                T, B, I, H, int nonlinearity, bint use_ids):
+    """hs (T+1, B, H): hs[0] = h0 in, H_t out. Input x (T, B, I) or ids (T, B)."""
+    cdef elman_rnn_shape r
+    _rnn_shape(&r, T, B, I, H, nonlinearity)
+    _need(hs.shape[0], (T + 1) * B * H, "hs")
+    _rnn_inputs(x.shape[0], ids.shape[0], use_ids, T, B, I)
+    _need(W_xh.shape[0], I * H, "W_xh")
+    _need(W_hh.shape[0], H * H, "W_hh")
+    _need(b_h.shape[0], H, "b_h")
+    cdef const elman_int *idp = _ip(ids) if use_ids else NULL
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_rnn_forward_f32(_p(hs), NULL if use_ids else _cp(x), idp, _cp(W_xh),
+                                      _cp(W_hh), _cp(b_h), &r)
+        else:
+            s = elman_rnn_forward_f64(_p(hs), NULL if use_ids else _cp(x), idp, _cp(W_xh),
+                                      _cp(W_hh), _cp(b_h), &r)
+    _check(s, "rnn_forward")
+
+
+def rnn_backward(floating[::1] dW_xh, floating[::1] dW_hh, floating[::1] db_h,
+                 floating[::1] dh0, floating[::1] dx, floating[::1] dA,
+                 const floating[::1] dH, const floating[::1] dh_T, const floating[::1] hs,
+                 const floating[::1] x, const int64_t[::1] ids,
+                 const floating[::1] W_xh, const floating[::1] W_hh,
+                 T, B, I, H, int nonlinearity, bint use_ids):
+    """Overwrites dW_xh (I,H), dW_hh (H,H), db_h (H,), dh0 (B,H; optional), dx (T,B,I;
+    optional, dense only) and dA (T,B,H; may be dH itself)."""
+    cdef elman_rnn_shape r
+    _rnn_shape(&r, T, B, I, H, nonlinearity)
+    _rnn_inputs(x.shape[0], ids.shape[0], use_ids, T, B, I)
+    _need(dW_xh.shape[0], I * H, "dW_xh")
+    _need(dW_hh.shape[0], H * H, "dW_hh")
+    _need(db_h.shape[0], H, "db_h")
+    _need(dA.shape[0], T * B * H, "dA")
+    _need(dH.shape[0], T * B * H, "dH")
+    _need(hs.shape[0], (T + 1) * B * H, "hs")
+    _need(W_xh.shape[0], I * H, "W_xh")
+    _need(W_hh.shape[0], H * H, "W_hh")
+    cdef bint has_dh0 = _optional(dh0.shape[0], B * H, "dh0")
+    cdef bint has_dh_T = _optional(dh_T.shape[0], B * H, "dh_T")
+    cdef bint has_dx = _optional(dx.shape[0], T * B * I, "dx")
+    if has_dx and use_ids:
+        raise ValueError("dx: token-id inputs have no input gradient")
+    cdef const elman_int *idp = _ip(ids) if use_ids else NULL
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_rnn_backward_f32(_p(dW_xh), _p(dW_hh), _p(db_h),
+                                       _p(dh0) if has_dh0 else NULL, _p(dx) if has_dx else NULL,
+                                       _p(dA), _cp(dH), _cp(dh_T) if has_dh_T else NULL, _cp(hs),
+                                       NULL if use_ids else _cp(x), idp, _cp(W_xh), _cp(W_hh), &r)
+        else:
+            s = elman_rnn_backward_f64(_p(dW_xh), _p(dW_hh), _p(db_h),
+                                       _p(dh0) if has_dh0 else NULL, _p(dx) if has_dx else NULL,
+                                       _p(dA), _cp(dH), _cp(dh_T) if has_dh_T else NULL, _cp(hs),
+                                       NULL if use_ids else _cp(x), idp, _cp(W_xh), _cp(W_hh), &r)
+    _check(s, "rnn_backward")
+
+
+# ---- projection and losses ----------------------------------------------------------------
+
+def linear_forward(floating[::1] Y, const floating[::1] X, const floating[::1] W,
+                   const floating[::1] b, N, K, O):
+    """Y (N, O) = X (N, K) @ W (K, O) + b (O,; optional)."""
+    cdef elman_int n_ = _size(N, "N"), k_ = _size(K, "K"), o_ = _size(O, "O")
+    _need(Y.shape[0], N * O, "Y")
+    _need(X.shape[0], N * K, "X")
+    _need(W.shape[0], K * O, "W")
+    cdef bint has_b = _optional(b.shape[0], O, "b")
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_linear_forward_f32(_p(Y), _cp(X), _cp(W), _cp(b) if has_b else NULL, n_, k_, o_)
+        else:
+            s = elman_linear_forward_f64(_p(Y), _cp(X), _cp(W), _cp(b) if has_b else NULL, n_, k_, o_)
+    _check(s, "linear_forward")
+
+
+def linear_backward(floating[::1] dW, floating[::1] db, floating[::1] dX,
+                    const floating[::1] dY, const floating[::1] X, const floating[::1] W,
+                    N, K, O):
+    """Overwrites dW (K, O) = X^T dY, db (O,; optional), dX (N, K; optional) = dY W^T."""
+    cdef elman_int n_ = _size(N, "N"), k_ = _size(K, "K"), o_ = _size(O, "O")
+    _need(dW.shape[0], K * O, "dW")
+    _need(dY.shape[0], N * O, "dY")
+    _need(X.shape[0], N * K, "X")
+    _need(W.shape[0], K * O, "W")
+    cdef bint has_db = _optional(db.shape[0], O, "db")
+    cdef bint has_dX = _optional(dX.shape[0], N * K, "dX")
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_linear_backward_f32(_p(dW), _p(db) if has_db else NULL,
+                                          _p(dX) if has_dX else NULL, _cp(dY), _cp(X), _cp(W),
+                                          n_, k_, o_)
+        else:
+            s = elman_linear_backward_f64(_p(dW), _p(db) if has_db else NULL,
+                                          _p(dX) if has_dX else NULL, _cp(dY), _cp(X), _cp(W),
+                                          n_, k_, o_)
+    _check(s, "linear_backward")
+
+
+def softmax_xent(floating[::1] dlogits, const floating[::1] logits, const int64_t[::1] targets,
+                 N, O, double scale):
+    """Returns scale * sum of row losses; writes dlogits (N, O; optional; may be logits)."""
+    cdef elman_int n_ = _size(N, "N"), o_ = _size(O, "O")
+    _need(logits.shape[0], N * O, "logits")
+    _need(targets.shape[0], N, "targets")
+    cdef bint has_d = _optional(dlogits.shape[0], N * O, "dlogits")
+    cdef double loss = 0
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_softmax_xent_f32(&loss, _p(dlogits) if has_d else NULL, _cp(logits),
+                                       _ip(targets), n_, o_, scale)
+        else:
+            s = elman_softmax_xent_f64(&loss, _p(dlogits) if has_d else NULL, _cp(logits),
+                                       _ip(targets), n_, o_, scale)
+    if s == ELMAN_ERR_NONFINITE:
+        return loss
+    _check(s, "softmax_xent")
+    return loss
+
+
+def mse(floating[::1] dpred, const floating[::1] pred, const floating[::1] target,
+        double scale):
+    """Returns scale * sum (pred - target)^2; writes dpred (optional; may be pred)."""
+    cdef Py_ssize_t n = pred.shape[0]
+    _need(target.shape[0], n, "target")
+    cdef bint has_d = _optional(dpred.shape[0], n, "dpred")
+    cdef double loss = 0
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_mse_f32(&loss, _p(dpred) if has_d else NULL, _cp(pred), _cp(target), n, scale)
+        else:
+            s = elman_mse_f64(&loss, _p(dpred) if has_d else NULL, _cp(pred), _cp(target), n, scale)
+    if s == ELMAN_ERR_NONFINITE:
+        return loss
+    _check(s, "mse")
+    return loss
+
+
+# ---- whole model --------------------------------------------------------------------------
+
+cdef int _model_shape(elman_model_shape *m, T, B, I, H, O, int nonlinearity, int loss,
+                      int reduction, bint last_step_only) except -1:
+    _rnn_shape(&m.rnn, T, B, I, H, nonlinearity)
+    m.O = _size(O, "O")
+    m.loss = loss
+    m.reduction = reduction
+    m.last_step_only = last_step_only
+    return 0
+
+
+def model_forward(floating[::1] Y, floating[::1] hs, const floating[::1] x,
+                  const int64_t[::1] ids, const floating[::1] params,
+                  T, B, I, H, O, int nonlinearity, bint use_ids):
+    """Y (T, B, O) outputs; hs (T+1, B, H) with h0 in hs[0]."""
+    cdef elman_model_shape m
+    _model_shape(&m, T, B, I, H, O, nonlinearity, 0, 0, False)
+    _need(Y.shape[0], T * B * O, "Y")
+    _need(hs.shape[0], (T + 1) * B * H, "hs")
+    _rnn_inputs(x.shape[0], ids.shape[0], use_ids, T, B, I)
+    _need(params.shape[0], I * H + H * H + H + H * O + O, "params")
+    cdef const elman_int *idp = _ip(ids) if use_ids else NULL
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_model_forward_f32(_p(Y), _p(hs), NULL if use_ids else _cp(x), idp,
+                                        _cp(params), &m)
+        else:
+            s = elman_model_forward_f64(_p(Y), _p(hs), NULL if use_ids else _cp(x), idp,
+                                        _cp(params), &m)
+    _check(s, "model_forward")
+
+
+def model_forward_backward(floating[::1] grads, floating[::1] dh0, floating[::1] hs,
+                           floating[::1] Y, floating[::1] dA, const floating[::1] x,
+                           const int64_t[::1] ids, const int64_t[::1] y_ids,
+                           const floating[::1] y_values, const floating[::1] params,
+                           T, B, I, H, O, int nonlinearity, bint use_ids, int loss,
+                           int reduction, bint last_step_only):
+    """Forward, loss, BPTT. Returns the loss; overwrites grads and dh0 (optional);
+    hs (T+1, B, H) holds h0 in hs[0] on entry and H_T in hs[T] on return."""
+    cdef elman_model_shape m
+    _model_shape(&m, T, B, I, H, O, nonlinearity, loss, reduction, last_step_only)
+    if T < 1 or B < 1:
+        raise ValueError(f"model_forward_backward needs T >= 1 and B >= 1, got T={T}, B={B}")
+    N = B if last_step_only else T * B
+    n_params = I * H + H * H + H + H * O + O
+    _need(params.shape[0], n_params, "params")
+    _need(grads.shape[0], n_params, "grads")
+    _need(hs.shape[0], (T + 1) * B * H, "hs")
+    _need(Y.shape[0], N * O, "Y")
+    _need(dA.shape[0], T * B * H, "dA")
+    _rnn_inputs(x.shape[0], ids.shape[0], use_ids, T, B, I)
+    if loss == 0:
+        _need(y_ids.shape[0], N, "y")
+    else:
+        _need(y_values.shape[0], N * O, "y")
+    cdef bint has_dh0 = _optional(dh0.shape[0], B * H, "dh0")
+    cdef const elman_int *idp = _ip(ids) if use_ids else NULL
+    cdef double out = 0
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_model_forward_backward_f32(
+                &out, _p(grads), _p(dh0) if has_dh0 else NULL, _p(hs), _p(Y), _p(dA),
+                NULL if use_ids else _cp(x), idp, _ip(y_ids) if loss == 0 else NULL,
+                _cp(y_values) if loss != 0 else NULL, _cp(params), &m)
+        else:
+            s = elman_model_forward_backward_f64(
+                &out, _p(grads), _p(dh0) if has_dh0 else NULL, _p(hs), _p(Y), _p(dA),
+                NULL if use_ids else _cp(x), idp, _ip(y_ids) if loss == 0 else NULL,
+                _cp(y_values) if loss != 0 else NULL, _cp(params), &m)
+    if s == ELMAN_ERR_NONFINITE:
+        raise FloatingPointError(f"the loss is not finite ({out}); gradients were not computed")
+    _check(s, "model_forward_backward")
+    return out

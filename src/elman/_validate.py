@@ -1,0 +1,127 @@
+"""Argument checks shared by the public entry points.
+
+Every check raises before any pointer reaches C, with a message that names the argument,
+says what it got (dtype, shape, layout) and what was expected.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class NonFiniteError(FloatingPointError, ValueError):
+    """A NaN or infinity where a finite value is required (an input, a loss, a gradient).
+
+    Subclasses both FloatingPointError and ValueError, so either ``except`` clause catches it.
+    """
+
+
+def _describe(a) -> str:
+    if isinstance(a, np.ndarray):
+        return f"array of dtype {a.dtype} and shape {a.shape}"
+    return f"object of type {type(a).__name__}"
+
+
+def float_array(a, name: str, *, where: str, dtype=None, ndim=None, shape=None,
+                writable: bool = False, finite: bool = False) -> np.ndarray:
+    """A C-contiguous float32/float64 ndarray, checked, never copied.
+
+    dtype: the required dtype (None: either float dtype). shape: a tuple in which None means
+    "any size here". writable: the kernel writes into it. finite: reject NaN and infinity.
+    """
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{where}: {name} must be a NumPy array, got {_describe(a)}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{where}: {name} must have dtype float32 or float64, got {a.dtype}")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(f"{where}: {name} has dtype {a.dtype}, expected {np.dtype(dtype)} "
+                        f"(all float arguments of one call share a dtype)")
+    _check_shape(a, name, where, ndim, shape)
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{where}: {name} must be C-contiguous (got strides {a.strides} for "
+                         f"shape {a.shape}); pass np.ascontiguousarray({name})")
+    if writable and not a.flags.writeable:
+        raise ValueError(f"{where}: {name} is read-only, but the kernel writes into it")
+    if finite and a.size and not np.isfinite(a).all():
+        raise NonFiniteError(f"{where}: {name} holds NaN or infinity")
+    return a
+
+
+def index_array(a, name: str, *, where: str, upper: int, shape=None, ndim=None) -> np.ndarray:
+    """Integer class targets or token ids as a C-contiguous int64 array in [0, upper).
+
+    Any integer dtype is accepted (copied to int64 when needed); bool and floats are not.
+    """
+    arr = np.asarray(a)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{where}: {name} must hold integers (class or token ids), "
+                        f"got dtype {arr.dtype}")
+    _check_shape(arr, name, where, ndim, shape)
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if arr.size:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi >= upper:
+            bad = lo if lo < 0 else hi
+            pos = tuple(int(i) for i in np.argwhere(arr == bad)[0])
+            raise ValueError(f"{where}: {name} holds {bad} at index {pos}; "
+                             f"expected 0 <= {name} < {upper}")
+    return arr
+
+
+def _check_shape(a, name, where, ndim, shape):
+    if ndim is not None and a.ndim not in np.atleast_1d(ndim):
+        raise ValueError(f"{where}: {name} must have {ndim} dimensions, got shape {a.shape}")
+    if shape is not None:
+        ok = a.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape, a.shape))
+        if not ok:
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + \
+                   ("," if len(shape) == 1 else "") + ")"
+            raise ValueError(f"{where}: {name} has shape {a.shape}, expected {want}")
+
+
+def same_shape(where: str, ref_name: str, ref: np.ndarray, **others) -> None:
+    for name, a in others.items():
+        if a.shape != ref.shape:
+            raise ValueError(f"{where}: {name} has shape {a.shape}, but {ref_name} has "
+                             f"{ref.shape}; they must match")
+
+
+def no_overlap(where: str, outputs: dict, inputs: dict) -> None:
+    """Outputs may share memory with nothing else passed to the same call."""
+    items = list(outputs.items())
+    for i, (oname, o) in enumerate(items):
+        others = items[i + 1:] + list(inputs.items())
+        for name, a in others:
+            if a is not None and o is not None and np.may_share_memory(o, a):
+                raise ValueError(f"{where}: {oname} and {name} share memory; "
+                                 f"pass separate arrays")
+
+
+def positive_int(v, name: str, *, where: str, minimum: int = 1) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{where}: {name} must be an int, got {type(v).__name__}")
+    if v < minimum:
+        raise ValueError(f"{where}: {name} must be >= {minimum}, got {v}")
+    return int(v)
+
+
+def real(v, name: str, *, where: str, minimum=None, strict=False, allow_none=False):
+    """A finite real number (float or int), optionally bounded below."""
+    if v is None and allow_none:
+        return None
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{where}: {name} must be a real number, got {type(v).__name__}")
+    v = float(v)
+    if not np.isfinite(v):
+        raise ValueError(f"{where}: {name} must be finite, got {v}")
+    if minimum is not None and (v <= minimum if strict else v < minimum):
+        raise ValueError(f"{where}: {name} must be {'>' if strict else '>='} {minimum}, got {v}")
+    return v
+
+
+def choice(v, name: str, options, *, where: str):
+    if v not in options:
+        raise ValueError(f"{where}: {name} must be one of {', '.join(map(repr, options))}, "
+                         f"got {v!r}")
+    return v

@@ -1,0 +1,521 @@
+"""Functional kernels on NumPy arrays, for people who use elman as a backend.
+
+Every function validates its arguments (dtype, shape, contiguity, aliasing, finiteness,
+target range) and then runs on the active backend: ``"c"`` (the compiled kernels, the
+default, GIL released) or ``"numpy"`` (:mod:`elman.reference`, the specification). Switch
+with ``ELMAN_BACKEND=numpy`` in the environment or, within a block, ``with
+elman.backend("numpy"): ...``. Both backends compute the same formulas in the same order.
+
+Float arguments of one call share one dtype, float32 or float64, and must be C-contiguous
+NumPy arrays: nothing is copied or cast behind your back. Token ids and class targets may be
+any integer dtype. In-place functions (``*_update``) return None.
+
+Size letters: T steps, B batch, I input features (vocabulary for token ids), H hidden,
+O outputs, N rows, K inputs of a projection.
+
+Example::
+
+    >>> import numpy as np, elman
+    >>> p = np.ones(4, np.float32); g = np.full(4, 0.5, np.float32); s = np.zeros(4, np.float32)
+    >>> elman.kernels.adagrad_update(p, g, s, lr=0.1, step=1)
+    >>> p.round(4)
+    array([0.9, 0.9, 0.9, 0.9], dtype=float32)
+"""
+from __future__ import annotations
+
+import contextvars
+import math
+import os
+import warnings
+
+import numpy as np
+
+from . import _core, reference
+from ._validate import (NonFiniteError, choice, float_array, index_array, no_overlap,
+                        positive_int, real, same_shape)
+from .reference import RNNGrads, param_layout
+
+__all__ = [
+    "backend", "adagrad_update", "sgd_update", "sum_squares", "activation",
+    "activation_backward", "rnn_forward", "rnn_backward", "RNNGrads", "linear_forward",
+    "linear_backward", "softmax_cross_entropy", "mse_loss", "model_forward",
+    "model_forward_backward", "param_layout", "NonFiniteError",
+]
+
+BACKENDS = ("c", "numpy")
+NONLINEARITIES = {"tanh": 0, "relu": 1}
+LOSSES = {"cross_entropy": 0, "mse": 1}
+REDUCTIONS = {"mean": 0, "sum": 1}
+_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32),
+          np.dtype(np.float64): np.empty(0, np.float64)}
+_NO_IDS = np.empty(0, np.int64)
+
+
+# ---- backend selection --------------------------------------------------------------------
+
+def _backend_from_env() -> str:
+    name = os.environ.get("ELMAN_BACKEND", "c").strip().lower() or "c"
+    if name not in BACKENDS:
+        warnings.warn(f"ELMAN_BACKEND={name!r} is not one of {BACKENDS}; using 'c'",
+                      RuntimeWarning, stacklevel=2)
+        name = "c"
+    return name
+
+
+_current = contextvars.ContextVar("elman_backend", default=_backend_from_env())
+
+
+class _BackendSwitch:
+    """Returned by backend(name): the switch is already made; leaving a ``with`` block
+    restores the previous backend."""
+
+    def __init__(self, name, token):
+        self.name, self._token = name, token
+
+    def __enter__(self):
+        return self.name
+
+    def __exit__(self, *exc):
+        _current.reset(self._token)
+        return False
+
+    def __repr__(self):
+        return f"elman.backend({self.name!r})"
+
+
+def backend(name=None):
+    """Get or set the kernel backend.
+
+    ``elman.backend()`` returns the active name ("c" or "numpy"). ``elman.backend("numpy")``
+    switches (for the current thread/context); used as ``with elman.backend("numpy"): ...``
+    the previous backend comes back at the end of the block.
+    """
+    if name is None:
+        return _current.get()
+    choice(name, "name", BACKENDS, where="backend")
+    return _BackendSwitch(name, _current.set(name))
+
+
+def _use_c() -> bool:
+    return _current.get() == "c"
+
+
+def _empty(dtype):
+    return _EMPTY[np.dtype(dtype)]
+
+
+# ---- optimizers ---------------------------------------------------------------------------
+
+def _grad_transform_args(where, clip_value, grad_scale):
+    clip_value = real(clip_value, "clip_value", where=where, minimum=0, strict=True,
+                      allow_none=True)
+    grad_scale = real(grad_scale, "grad_scale", where=where, minimum=0)
+    return clip_value, grad_scale
+
+
+def adagrad_update(param, grad, state, *, lr, step, lr_decay=0.0, weight_decay=0.0,
+                   eps=1e-10, eps_placement="outside", maximize=False, clip_value=None,
+                   grad_scale=1.0):
+    """One Adagrad step, in place on ``param`` and ``state``.
+
+    param, grad, state: arrays of one shape and dtype (any shape; treated as flat). With
+    t = step (1 on the first update)::
+
+        g = grad * grad_scale;  g = clip(g, -clip_value, clip_value);  g = -g if maximize
+        g = g + weight_decay * param
+        clr = lr / (1 + (t - 1) * lr_decay)
+        state += g * g
+        param -= clr * g / (sqrt(state) + eps)      eps_placement="outside" (PyTorch)
+        param -= clr * g / sqrt(state + eps)        eps_placement="inside" (Keras, optax)
+
+    Raises NonFiniteError when grad holds NaN or infinity; the check rides in the update's
+    single pass, so param and state have then been updated with it.
+    """
+    where = "adagrad_update"
+    param = float_array(param, "param", where=where, writable=True)
+    grad = float_array(grad, "grad", where=where, dtype=param.dtype)
+    state = float_array(state, "state", where=where, dtype=param.dtype, writable=True)
+    same_shape(where, "param", param, grad=grad, state=state)
+    no_overlap(where, {"param": param, "state": state}, {"grad": grad})
+    lr = real(lr, "lr", where=where, minimum=0)
+    step = positive_int(step, "step", where=where)
+    lr_decay = real(lr_decay, "lr_decay", where=where, minimum=0)
+    weight_decay = real(weight_decay, "weight_decay", where=where, minimum=0)
+    eps = real(eps, "eps", where=where, minimum=0)
+    choice(eps_placement, "eps_placement", ("outside", "inside"), where=where)
+    clip_value, grad_scale = _grad_transform_args(where, clip_value, grad_scale)
+    if not _use_c():
+        return reference.adagrad_update(
+            param, grad, state, lr=lr, step=step, lr_decay=lr_decay, weight_decay=weight_decay,
+            eps=eps, eps_placement=eps_placement, maximize=bool(maximize),
+            clip_value=clip_value, grad_scale=grad_scale)
+    try:
+        _core.adagrad_update(param.reshape(-1), state.reshape(-1), grad.reshape(-1), lr,
+                             lr_decay, weight_decay, eps,
+                             math.inf if clip_value is None else clip_value, grad_scale, step,
+                             eps_placement == "inside", bool(maximize))
+    except FloatingPointError:
+        raise NonFiniteError("adagrad_update: grad holds NaN or infinity "
+                             "(param and state were updated with it)") from None
+
+
+def sgd_update(param, grad, momentum_buffer=None, *, lr, momentum=0.0, weight_decay=0.0,
+               maximize=False, clip_value=None, grad_scale=1.0):
+    """One SGD step, in place on ``param`` (and ``momentum_buffer``, needed when momentum
+    != 0; start it at zeros)::
+
+        g = clip(grad * grad_scale, +-clip_value);  g = -g if maximize
+        g = g + weight_decay * param
+        buf = momentum * buf + g;  param -= lr * buf      (param -= lr * g without momentum)
+
+    PyTorch's SGD with dampening 0, not Nesterov. Raises NonFiniteError (after updating)
+    when grad holds NaN or infinity.
+    """
+    where = "sgd_update"
+    param = float_array(param, "param", where=where, writable=True)
+    grad = float_array(grad, "grad", where=where, dtype=param.dtype)
+    same_shape(where, "param", param, grad=grad)
+    lr = real(lr, "lr", where=where, minimum=0)
+    momentum = real(momentum, "momentum", where=where, minimum=0)
+    weight_decay = real(weight_decay, "weight_decay", where=where, minimum=0)
+    clip_value, grad_scale = _grad_transform_args(where, clip_value, grad_scale)
+    if momentum != 0:
+        if momentum_buffer is None:
+            raise ValueError(f"{where}: momentum={momentum} needs a momentum_buffer "
+                             f"(zeros of param's shape)")
+        momentum_buffer = float_array(momentum_buffer, "momentum_buffer", where=where,
+                                      dtype=param.dtype, writable=True)
+        same_shape(where, "param", param, momentum_buffer=momentum_buffer)
+    no_overlap(where, {"param": param, "momentum_buffer": momentum_buffer}, {"grad": grad})
+    if not _use_c():
+        return reference.sgd_update(param, grad, momentum_buffer, lr=lr, momentum=momentum,
+                                    weight_decay=weight_decay, maximize=bool(maximize),
+                                    clip_value=clip_value, grad_scale=grad_scale)
+    buf = momentum_buffer.reshape(-1) if momentum != 0 else _empty(param.dtype)
+    try:
+        _core.sgd_update(param.reshape(-1), buf, grad.reshape(-1), lr, momentum, weight_decay,
+                         math.inf if clip_value is None else clip_value, grad_scale,
+                         bool(maximize))
+    except FloatingPointError:
+        raise NonFiniteError("sgd_update: grad holds NaN or infinity "
+                             "(param was updated with it)") from None
+
+
+def sum_squares(x) -> float:
+    """sum(x**2) of a float32/float64 array, accumulated in float64 (the squared L2 norm)."""
+    x = float_array(x, "x", where="sum_squares")
+    if not _use_c():
+        return reference.sum_squares(x)
+    return _core.sumsq(x.reshape(-1))
+
+
+# ---- activations --------------------------------------------------------------------------
+
+def activation(a, nonlinearity="tanh"):
+    """y = f(a), f = tanh or relu; a new array of a's shape."""
+    where = "activation"
+    a = float_array(a, "a", where=where)
+    nl = NONLINEARITIES[choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)]
+    if not _use_c():
+        return reference.activation(a, nonlinearity)
+    y = np.empty_like(a)
+    _core.act_forward(y.reshape(-1), a.reshape(-1), nl)
+    return y
+
+
+def activation_backward(dH, y, nonlinearity="tanh"):
+    """dA = dH * f'(A), computed from y = f(A): 1 - y**2 (tanh) or [y > 0] (relu)."""
+    where = "activation_backward"
+    y = float_array(y, "y", where=where)
+    dH = float_array(dH, "dH", where=where, dtype=y.dtype)
+    same_shape(where, "y", y, dH=dH)
+    nl = NONLINEARITIES[choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)]
+    if not _use_c():
+        return reference.activation_backward(dH, y, nonlinearity)
+    dA = np.empty_like(y)
+    _core.act_backward(dA.reshape(-1), dH.reshape(-1), y.reshape(-1), nl)
+    return dA
+
+
+# ---- Elman layer --------------------------------------------------------------------------
+
+def _check_layer_weights(where, W_xh, W_hh, b_h=None):
+    W_hh = float_array(W_hh, "W_hh", where=where, ndim=2)
+    H = W_hh.shape[0]
+    W_hh = float_array(W_hh, "W_hh", where=where, shape=(H, H))
+    W_xh = float_array(W_xh, "W_xh", where=where, dtype=W_hh.dtype, shape=(None, H))
+    if b_h is not None:
+        b_h = float_array(b_h, "b_h", where=where, dtype=W_hh.dtype, shape=(H,))
+    return W_xh, W_hh, b_h
+
+
+def check_input(x, name, *, where, dtype, num_inputs, batch=None, steps=None):
+    """Token ids (T, B) -> int64 array; dense (T, B, I) -> checked float array.
+    Returns (x, is_ids)."""
+    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+    if arr.dtype != np.bool_ and np.issubdtype(arr.dtype, np.integer):
+        ids = index_array(arr, name, where=where, upper=num_inputs, shape=(steps, batch))
+        return ids, True
+    arr = float_array(x, name, where=where, dtype=dtype, shape=(steps, batch, num_inputs),
+                      finite=True)
+    return arr, False
+
+
+def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", out=None):
+    """Elman layer over T steps: H_t = f(X_t @ W_xh + H_{t-1} @ W_hh + b_h).
+
+    x: float (T, B, I), or integer token ids (T, B) with 0 <= id < I (a row gather of W_xh);
+    h0: (B, H) or None for zeros; W_xh (I, H), W_hh (H, H), b_h (H,).
+    Returns hs (T+1, B, H): hs[0] = h0, hs[t] = H_t (written into ``out`` if given).
+    """
+    where = "rnn_forward"
+    W_xh, W_hh, b_h = _check_layer_weights(where, W_xh, W_hh, b_h)
+    (I, H), dt = W_xh.shape, W_hh.dtype
+    x, is_ids = check_input(x, "x", where=where, dtype=dt, num_inputs=I)
+    T, B = x.shape[0], x.shape[1]
+    h0 = _initial_state(h0, where, dt, B, H)
+    if out is None:
+        out = np.empty((T + 1, B, H), dtype=dt)
+    else:
+        out = float_array(out, "out", where=where, dtype=dt, shape=(T + 1, B, H), writable=True)
+        no_overlap(where, {"out": out}, {"x": x, "h0": h0, "W_xh": W_xh, "W_hh": W_hh,
+                                         "b_h": b_h})
+    nl = NONLINEARITIES[choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)]
+    if not _use_c():
+        out[...] = reference.rnn_forward(x, h0, W_xh, W_hh, b_h, nonlinearity=nonlinearity)
+        return out
+    out[0] = h0
+    _core.rnn_forward(out.reshape(-1), _empty(dt) if is_ids else x.reshape(-1),
+                      x.reshape(-1) if is_ids else _NO_IDS, W_xh.reshape(-1), W_hh.reshape(-1),
+                      b_h, T, B, I, H, nl, is_ids)
+    return out
+
+
+def _initial_state(h0, where, dtype, B, H):
+    if h0 is None:
+        return np.zeros((B, H), dtype=dtype)
+    return float_array(h0, "h0", where=where, dtype=dtype, shape=(B, H), finite=True)
+
+
+def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_dx=False):
+    """Backprop through time for one Elman layer.
+
+    dH (T, B, H): gradient of the loss wrt each H_t from above (outputs or the next layer);
+    hs (T+1, B, H): from rnn_forward; x: the same input; W_xh (I, H), W_hh (H, H);
+    dh_T (B, H): optional extra gradient on the final state. Returns RNNGrads(W_xh, W_hh,
+    b_h, h0, x, A): new arrays; x is None for token ids or when need_dx is False; A is the
+    gradient wrt the pre-activations (T, B, H).
+    """
+    where = "rnn_backward"
+    W_xh, W_hh, _ = _check_layer_weights(where, W_xh, W_hh)
+    (I, H), dt = W_xh.shape, W_hh.dtype
+    dH = float_array(dH, "dH", where=where, dtype=dt, shape=(None, None, H), finite=True)
+    T, B = dH.shape[:2]
+    hs = float_array(hs, "hs", where=where, dtype=dt, shape=(T + 1, B, H))
+    x, is_ids = check_input(x, "x", where=where, dtype=dt, num_inputs=I, steps=T, batch=B)
+    if dh_T is not None:
+        dh_T = float_array(dh_T, "dh_T", where=where, dtype=dt, shape=(B, H), finite=True)
+    nl = NONLINEARITIES[choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)]
+    if not _use_c():
+        return reference.rnn_backward(dH, hs, x, W_xh, W_hh, nonlinearity=nonlinearity,
+                                      dh_T=dh_T, need_dx=need_dx)
+    g = RNNGrads(np.empty_like(W_xh), np.empty_like(W_hh), np.empty(H, dt),
+                 np.empty((B, H), dt), np.empty((T, B, I), dt) if need_dx and not is_ids else None,
+                 np.empty((T, B, H), dt))
+    e = _empty(dt)
+    _core.rnn_backward(g.W_xh.reshape(-1), g.W_hh.reshape(-1), g.b_h, g.h0.reshape(-1),
+                       e if g.x is None else g.x.reshape(-1), g.A.reshape(-1), dH.reshape(-1),
+                       e if dh_T is None else dh_T.reshape(-1), hs.reshape(-1),
+                       e if is_ids else x.reshape(-1), x.reshape(-1) if is_ids else _NO_IDS,
+                       W_xh.reshape(-1), W_hh.reshape(-1), T, B, I, H, nl, is_ids)
+    return g
+
+
+# ---- projection and losses ----------------------------------------------------------------
+
+def linear_forward(X, W, b=None):
+    """Y (N, O) = X (N, K) @ W (K, O) + b (O,): one GEMM with the bias folded in."""
+    where = "linear_forward"
+    W = float_array(W, "W", where=where, ndim=2)
+    K, O = W.shape
+    X = float_array(X, "X", where=where, dtype=W.dtype, shape=(None, K), finite=True)
+    if b is not None:
+        b = float_array(b, "b", where=where, dtype=W.dtype, shape=(O,))
+    if not _use_c():
+        return reference.linear_forward(X, W, b)
+    Y = np.empty((X.shape[0], O), W.dtype)
+    _core.linear_forward(Y.reshape(-1), X.reshape(-1), W.reshape(-1),
+                         _empty(W.dtype) if b is None else b, X.shape[0], K, O)
+    return Y
+
+
+def linear_backward(dY, X, W, *, need_dX=True):
+    """Gradients of Y = X @ W + b: returns dW (K, O) = X^T dY, db (O,) = dY summed over rows,
+    and dX (N, K) = dY W^T (None unless need_dX)."""
+    where = "linear_backward"
+    W = float_array(W, "W", where=where, ndim=2)
+    K, O = W.shape
+    dY = float_array(dY, "dY", where=where, dtype=W.dtype, shape=(None, O), finite=True)
+    N = dY.shape[0]
+    X = float_array(X, "X", where=where, dtype=W.dtype, shape=(N, K))
+    if not _use_c():
+        return reference.linear_backward(dY, X, W, need_dX=need_dX)
+    dW, db = np.empty((K, O), W.dtype), np.empty(O, W.dtype)
+    dX = np.empty((N, K), W.dtype) if need_dX else None
+    _core.linear_backward(dW.reshape(-1), db, _empty(W.dtype) if dX is None else dX.reshape(-1),
+                          dY.reshape(-1), X.reshape(-1), W.reshape(-1), N, K, O)
+    return dW, db, dX
+
+
+def softmax_cross_entropy(logits, targets, *, reduction="mean"):
+    """Softmax cross-entropy fused with its gradient, in one pass over the logits.
+
+    logits (N, O) float; targets (N,) integers in [0, O). Returns (loss, dlogits):
+    loss = scale * sum_r (logsumexp(logits_r) - logits_r[targets_r]) as a Python float,
+    dlogits = scale * (softmax(logits) - onehot(targets)), scale = 1/N ("mean") or 1 ("sum").
+    """
+    where = "softmax_cross_entropy"
+    logits = float_array(logits, "logits", where=where, ndim=2, finite=True)
+    N, O = logits.shape
+    targets = index_array(targets, "targets", where=where, upper=O, shape=(N,))
+    choice(reduction, "reduction", tuple(REDUCTIONS), where=where)
+    if N == 0:
+        raise ValueError(f"{where}: logits has no rows; the loss of nothing is undefined")
+    if not _use_c():
+        return reference.softmax_cross_entropy(logits, targets, reduction=reduction)
+    d = np.empty_like(logits)
+    scale = 1.0 / N if reduction == "mean" else 1.0
+    loss = _core.softmax_xent(d.reshape(-1), logits.reshape(-1), targets, N, O, scale)
+    return loss, d
+
+
+def mse_loss(pred, target, *, reduction="mean"):
+    """Mean squared error fused with its gradient: returns (loss, dpred) with
+    loss = scale * sum (pred - target)^2, dpred = 2 * scale * (pred - target),
+    scale = 1/pred.size ("mean") or 1 ("sum"). pred and target share shape and dtype."""
+    where = "mse_loss"
+    pred = float_array(pred, "pred", where=where, finite=True)
+    target = float_array(target, "target", where=where, dtype=pred.dtype, finite=True)
+    same_shape(where, "pred", pred, target=target)
+    choice(reduction, "reduction", tuple(REDUCTIONS), where=where)
+    if pred.size == 0:
+        raise ValueError(f"{where}: pred is empty; the loss of nothing is undefined")
+    if not _use_c():
+        return reference.mse_loss(pred, target, reduction=reduction)
+    d = np.empty_like(pred)
+    scale = 1.0 / pred.size if reduction == "mean" else 1.0
+    loss = _core.mse(d.reshape(-1), pred.reshape(-1), target.reshape(-1), scale)
+    return loss, d
+
+
+# ---- whole model --------------------------------------------------------------------------
+
+def _check_model_params(where, params, sizes):
+    I, H, O = (positive_int(v, n, where=where) for v, n in
+               zip(sizes, ("input_size", "hidden_size", "output_size")))
+    _, n = param_layout(I, H, O)
+    params = float_array(params, "params", where=where, shape=(n,))
+    return params, I, H, O
+
+
+def _check_targets(y, where, loss, dtype, T, B, O, last_step_only):
+    if loss == "cross_entropy":
+        return index_array(y, "y", where=where, upper=O,
+                           shape=(B,) if last_step_only else (T, B))
+    return float_array(y, "y", where=where, dtype=dtype,
+                       shape=(B, O) if last_step_only else (T, B, O), finite=True)
+
+
+def model_forward(params, x, h0=None, *, input_size, hidden_size, output_size,
+                  nonlinearity="tanh"):
+    """Outputs of the Elman model (layer + output projection) at every step.
+
+    params: flat buffer laid out as :func:`param_layout` says; x: float (T, B, I) or token
+    ids (T, B); h0 (B, H) or None. Returns (Y (T, B, O), hs (T+1, B, H)).
+    """
+    where = "model_forward"
+    params, I, H, O = _check_model_params(where, params, (input_size, hidden_size, output_size))
+    x, is_ids = check_input(x, "x", where=where, dtype=params.dtype, num_inputs=I)
+    T, B = x.shape[:2]
+    h0 = _initial_state(h0, where, params.dtype, B, H)
+    nl = NONLINEARITIES[choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)]
+    return _model_forward(params, x, is_ids, h0, I, H, O, nl, nonlinearity)
+
+
+def _model_forward(params, x, is_ids, h0, I, H, O, nl, nonlinearity, hs=None):
+    """Unchecked: the caller has validated everything."""
+    T, B = x.shape[:2]
+    if not _use_c():
+        return reference.model_forward(params, x, h0, input_size=I, hidden_size=H,
+                                       output_size=O, nonlinearity=nonlinearity)
+    dt = params.dtype
+    Y = np.empty((T, B, O), dt)
+    if hs is None:
+        hs = np.empty((T + 1, B, H), dt)
+    hs[0] = h0
+    _core.model_forward(Y.reshape(-1), hs.reshape(-1), _empty(dt) if is_ids else x.reshape(-1),
+                        x.reshape(-1) if is_ids else _NO_IDS, params, T, B, I, H, O, nl, is_ids)
+    return Y, hs
+
+
+def model_forward_backward(params, grads, x, y, h0=None, *, input_size, hidden_size,
+                           output_size, nonlinearity="tanh", loss="cross_entropy",
+                           reduction="mean", last_step_only=False, dh0=None):
+    """Forward, loss and full BPTT of the Elman model in one call.
+
+    params, grads: flat buffers (:func:`param_layout`); grads is overwritten. x: float
+    (T, B, I) or token ids (T, B); y: class ids (T, B) for "cross_entropy" or floats
+    (T, B, O) for "mse" ((B,) / (B, O) with last_step_only); h0 (B, H) or None; dh0: optional
+    (B, H) output for the gradient wrt h0. Returns (loss, hs (T+1, B, H)).
+    """
+    where = "model_forward_backward"
+    params, I, H, O = _check_model_params(where, params, (input_size, hidden_size, output_size))
+    grads = float_array(grads, "grads", where=where, dtype=params.dtype, shape=params.shape,
+                        writable=True)
+    x, is_ids = check_input(x, "x", where=where, dtype=params.dtype, num_inputs=I)
+    T, B = x.shape[:2]
+    if T == 0 or B == 0:
+        raise ValueError(f"{where}: x has shape {x.shape}; a loss needs T >= 1 and B >= 1")
+    h0 = _initial_state(h0, where, params.dtype, B, H)
+    choice(loss, "loss", tuple(LOSSES), where=where)
+    choice(reduction, "reduction", tuple(REDUCTIONS), where=where)
+    y = _check_targets(y, where, loss, params.dtype, T, B, O, bool(last_step_only))
+    if dh0 is not None:
+        dh0 = float_array(dh0, "dh0", where=where, dtype=params.dtype, shape=(B, H),
+                          writable=True)
+    no_overlap(where, {"grads": grads, "dh0": dh0}, {"params": params, "x": x, "y": y, "h0": h0})
+    nl = NONLINEARITIES[choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)]
+    return _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl, nonlinearity,
+                                   loss, reduction, bool(last_step_only), dh0)
+
+
+def _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl, nonlinearity, loss,
+                            reduction, last_step_only, dh0=None, workspace=None):
+    """Unchecked: the caller has validated everything. ``workspace`` is a dict reused across
+    calls of one shape (hs, Y, dA), so that a training step allocates nothing."""
+    if not _use_c():
+        return reference.model_forward_backward(
+            params, grads, x, y, h0, input_size=I, hidden_size=H, output_size=O,
+            nonlinearity=nonlinearity, loss=loss, reduction=reduction,
+            last_step_only=last_step_only, dh0=dh0)
+    T, B = x.shape[:2]
+    dt = params.dtype
+    N = B if last_step_only else T * B
+    ws = workspace if workspace is not None else {}
+    key = (dt, T, B, I, H, O, last_step_only)
+    if ws.get("key") != key:
+        ws.update(key=key, hs=np.empty((T + 1, B, H), dt), Y=np.empty(N * O, dt),
+                  dA=np.empty(T * B * H, dt))
+    hs = ws["hs"]
+    hs[0] = h0
+    e = _empty(dt)
+    try:
+        value = _core.model_forward_backward(
+            grads, e if dh0 is None else dh0.reshape(-1), hs.reshape(-1), ws["Y"], ws["dA"],
+            e if is_ids else x.reshape(-1), x.reshape(-1) if is_ids else _NO_IDS,
+            y.reshape(-1) if loss == "cross_entropy" else _NO_IDS,
+            y.reshape(-1) if loss == "mse" else e, params, T, B, I, H, O, nl, is_ids,
+            LOSSES[loss], REDUCTIONS[reduction], last_step_only)
+    except FloatingPointError as err:
+        raise NonFiniteError(str(err)) from None
+    return value, hs

@@ -1,0 +1,248 @@
+"""ElmanRNN: one Elman layer and an affine output layer over one flat parameter buffer."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels
+from ._validate import choice, float_array, index_array, positive_int
+from .kernels import LOSSES, NONLINEARITIES, REDUCTIONS, check_input
+from .reference import param_layout
+
+INITS = ("uniform", "normal0.01")
+
+
+class ElmanRNN:
+    """An Elman recurrent network with an output layer::
+
+        H_t = f(X_t @ W_xh + H_{t-1} @ W_hh + b_h)      f = tanh (or relu)
+        Y_t = H_t @ W_hy + b_y
+
+    Parameters
+    ----------
+    input_size : int
+        I, features per step (dense input) or vocabulary size (token-id input).
+    hidden_size : int
+        H, hidden units.
+    output_size : int
+        O, outputs per step (classes for cross-entropy).
+    nonlinearity : {"tanh", "relu"}
+    dtype : {"float32", "float64"}
+    seed : int
+        Seed of the initialization (NumPy's default_rng): the same seed gives the same
+        parameters, bit for bit.
+    init : {"uniform", "normal0.01"}
+        "uniform": every parameter from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN and
+        torch.nn.Linear(H, O) do. "normal0.01": weights from N(0, 0.01^2), biases zero,
+        as min-char-rnn does.
+
+    Attributes
+    ----------
+    params, grads : ndarray (n,)
+        Every parameter / gradient in one flat buffer, laid out W_xh (I, H) | W_hh (H, H) |
+        b_h (H,) | W_hy (H, O) | b_y (O,). ``named_params()`` / ``named_grads()`` return
+        writable views into them. An optimizer step is one pass over these buffers.
+
+    Example
+    -------
+    >>> import numpy as np, elman
+    >>> m = elman.ElmanRNN(65, 100, 65)             # a character model, vocabulary 65
+    >>> x = np.random.default_rng(0).integers(0, 65, size=(25, 1))   # token ids (T, B)
+    >>> loss, h = m.forward_backward(x[:-1], x[1:])   # predict the next character
+    >>> opt = elman.Adagrad(m, lr=0.1)
+    >>> opt.step()
+    """
+
+    num_layers = 1
+    bidirectional = False
+
+    def __init__(self, input_size, hidden_size, output_size, *, nonlinearity="tanh",
+                 dtype="float32", seed=0, init="uniform"):
+        where = "ElmanRNN"
+        self.input_size = positive_int(input_size, "input_size", where=where)
+        self.hidden_size = positive_int(hidden_size, "hidden_size", where=where)
+        self.output_size = positive_int(output_size, "output_size", where=where)
+        self.nonlinearity = choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES),
+                                   where=where)
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"{where}: dtype must be float32 or float64, got {dtype!r}") from None
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{where}: dtype must be float32 or float64, got {self.dtype}")
+        self.init = choice(init, "init", INITS, where=where)
+        self.seed = seed
+        self._layout, n = param_layout(self.input_size, self.hidden_size, self.output_size)
+        self.params = np.zeros(n, self.dtype)
+        self.grads = np.zeros(n, self.dtype)
+        self._named_params = self._views(self.params)
+        self._named_grads = self._views(self.grads)
+        self._nl = NONLINEARITIES[self.nonlinearity]
+        self._workspace = {}
+        self.reset_parameters(seed)
+
+    # ---- parameters ---------------------------------------------------------------------
+
+    def _views(self, flat):
+        return {name: flat[off:off + int(np.prod(shape))].reshape(shape)
+                for name, shape, off in self._layout}
+
+    @property
+    def num_params(self) -> int:
+        return self.params.size
+
+    def named_params(self) -> dict:
+        """Writable views into ``params``: W_xh (I, H), W_hh (H, H), b_h (H,), W_hy (H, O),
+        b_y (O,)."""
+        return dict(self._named_params)
+
+    def named_grads(self) -> dict:
+        """Writable views into ``grads``, named and shaped as ``named_params()``."""
+        return dict(self._named_grads)
+
+    def reset_parameters(self, seed=None):
+        """Re-initialize every parameter in place (with ``seed``, or the constructor's)."""
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        H = self.hidden_size
+        if self.init == "uniform":
+            k = 1.0 / np.sqrt(H)
+            self.params[...] = rng.uniform(-k, k, self.params.size)
+        else:
+            for name, view in self._named_params.items():
+                if name.startswith("b_"):
+                    view[...] = 0
+                else:
+                    view[...] = 0.01 * rng.standard_normal(view.shape)
+        self.grads[...] = 0
+
+    def zero_grad(self):
+        self.grads[...] = 0
+
+    def init_hidden(self, batch_size: int) -> np.ndarray:
+        """Zeros of the hidden-state shape (num_layers, B, H)."""
+        return np.zeros((self.num_layers, batch_size, self.hidden_size), self.dtype)
+
+    # ---- input checks -------------------------------------------------------------------
+
+    def _input(self, x, where, batch_first):
+        """x -> (time-major contiguous array, is_ids). Floats of another dtype are cast to
+        the model's dtype; any layout is accepted (copied when not C-contiguous)."""
+        arr = np.asarray(x)
+        if arr.dtype.kind == "f":
+            if arr.ndim != 3:
+                raise ValueError(f"{where}: dense x must have shape (T, B, I) "
+                                 f"{'(batch_first: (B, T, I)) ' if batch_first else ''}"
+                                 f"with I = {self.input_size}, got shape {arr.shape}")
+            if batch_first:
+                arr = arr.swapaxes(0, 1)
+            arr = np.ascontiguousarray(arr, dtype=self.dtype)
+        elif arr.dtype.kind in "iu":
+            if arr.ndim != 2:
+                raise ValueError(f"{where}: token ids x must have shape (T, B) "
+                                 f"{'(batch_first: (B, T)) ' if batch_first else ''}"
+                                 f"got shape {arr.shape}")
+            if batch_first:
+                arr = arr.swapaxes(0, 1)
+        else:
+            raise TypeError(f"{where}: x must hold floats (T, B, I) or integer token ids "
+                            f"(T, B), got dtype {arr.dtype}")
+        if arr.shape[0] == 0 or arr.shape[1] == 0:
+            raise ValueError(f"{where}: x is empty (T = {arr.shape[0]}, B = {arr.shape[1]}); "
+                             f"need at least one step and one sequence")
+        return check_input(arr, "x", where=where, dtype=self.dtype, num_inputs=self.input_size)
+
+    def _h0(self, h0, where, B):
+        H = self.hidden_size
+        if h0 is None:
+            return np.zeros((B, H), self.dtype)
+        arr = np.asarray(h0)
+        if arr.dtype.kind != "f":
+            raise TypeError(f"{where}: h0 must hold floats, got dtype {arr.dtype}")
+        if arr.shape == (self.num_layers, B, H):
+            arr = arr[0]
+        elif arr.shape != (B, H):
+            raise ValueError(f"{where}: h0 has shape {arr.shape}, expected "
+                             f"({self.num_layers}, {B}, {H}) or ({B}, {H})")
+        arr = np.ascontiguousarray(arr, dtype=self.dtype)
+        return float_array(arr, "h0", where=where, finite=True)
+
+    def _targets(self, y, where, loss, T, B, last_step_only, batch_first):
+        arr = np.asarray(y)
+        O = self.output_size
+        if loss == "cross_entropy":
+            if arr.dtype.kind not in "iu":
+                raise TypeError(f"{where}: cross-entropy targets y must be integer class ids, "
+                                f"got dtype {arr.dtype}")
+            if batch_first and arr.ndim == 2:
+                arr = arr.swapaxes(0, 1)
+            return index_array(arr, "y", where=where, upper=O,
+                               shape=(B,) if last_step_only else (T, B))
+        if arr.dtype.kind != "f":
+            raise TypeError(f"{where}: mse targets y must hold floats, got dtype {arr.dtype}")
+        if batch_first and arr.ndim == 3:
+            arr = arr.swapaxes(0, 1)
+        arr = np.ascontiguousarray(arr, dtype=self.dtype)
+        return float_array(arr, "y", where=where, shape=(B, O) if last_step_only else (T, B, O),
+                           finite=True)
+
+    # ---- compute ------------------------------------------------------------------------
+
+    def forward(self, x, h0=None, *, batch_first=False):
+        """Outputs of every step.
+
+        x: float (T, B, I) or integer token ids (T, B) (with batch_first: (B, T, ...));
+        h0: (1, B, H) or (B, H), zeros if None.
+        Returns (Y, h_T): Y (T, B, O) ((B, T, O) with batch_first), h_T (1, B, H).
+        """
+        where = "ElmanRNN.forward"
+        x, is_ids = self._input(x, where, batch_first)
+        h0 = self._h0(h0, where, x.shape[1])
+        ws = self._workspace.setdefault("forward", {})
+        T, B = x.shape[:2]
+        if ws.get("key") != (T, B):
+            ws.update(key=(T, B), hs=np.empty((T + 1, B, self.hidden_size), self.dtype))
+        Y, hs = kernels._model_forward(self.params, x, is_ids, h0, self.input_size,
+                                       self.hidden_size, self.output_size, self._nl,
+                                       self.nonlinearity, hs=ws["hs"])
+        h_T = hs[-1][None].copy()
+        return (Y.swapaxes(0, 1) if batch_first else Y), h_T
+
+    __call__ = forward
+
+    def forward_backward(self, x, y, h0=None, *, loss="cross_entropy", reduction="mean",
+                         last_step_only=False, batch_first=False):
+        """Forward, loss and backprop through time; overwrites ``grads``.
+
+        x: float (T, B, I) or integer token ids (T, B).
+        y: for loss="cross_entropy", integer classes (T, B), or (B,) with last_step_only;
+           for loss="mse", floats (T, B, O), or (B, O) with last_step_only.
+        h0: (1, B, H) or (B, H), zeros if None. batch_first: x and y are (B, T, ...).
+        reduction: "mean" averages over every target element (T*B tokens, B with
+        last_step_only, T*B*O values for mse), as torch does; "sum" adds them.
+
+        Returns (loss, h_T): the loss as a Python float and the final hidden state
+        (1, B, H), to carry into the next window of truncated BPTT.
+        Raises NonFiniteError when the loss is NaN or infinite (grads are then not written).
+        """
+        where = "ElmanRNN.forward_backward"
+        choice(loss, "loss", tuple(LOSSES), where=where)
+        choice(reduction, "reduction", tuple(REDUCTIONS), where=where)
+        last_step_only = bool(last_step_only)
+        x, is_ids = self._input(x, where, batch_first)
+        T, B = x.shape[:2]
+        h0 = self._h0(h0, where, B)
+        y = self._targets(y, where, loss, T, B, last_step_only, batch_first)
+        ws = self._workspace.setdefault("train", {})
+        value, hs = kernels._model_forward_backward(
+            self.params, self.grads, x, is_ids, y, h0, self.input_size, self.hidden_size,
+            self.output_size, self._nl, self.nonlinearity, loss, reduction, last_step_only,
+            workspace=ws)
+        return value, hs[-1][None].copy()
+
+    def __repr__(self):
+        return (f"ElmanRNN(input_size={self.input_size}, hidden_size={self.hidden_size}, "
+                f"output_size={self.output_size}, nonlinearity={self.nonlinearity!r}, "
+                f"dtype={self.dtype.name!r}, seed={self.seed!r}, init={self.init!r}) "
+                f"# {self.num_params} parameters")
+
+
+__all__ = ["ElmanRNN"]

@@ -1,0 +1,248 @@
+"""Optimizers over a model's flat parameter buffer: Adagrad (with presets), SGD, and
+global-norm gradient clipping.
+
+An optimizer holds flat views of the model's ``params`` and ``grads`` and its own flat state;
+``step()`` is one fused pass of the C kernel over all of them (or of the NumPy reference,
+under ``elman.backend("numpy")``). Hyperparameters are validated once, in the constructor.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _core, kernels, reference
+from ._validate import NonFiniteError, choice, float_array, real
+
+__all__ = ["Adagrad", "SGD", "clip_grad_norm_", "PRESETS"]
+
+#: Conventions of the Adagrad family. A preset fills in every argument the caller does not
+#: pass; an argument passed explicitly always wins.
+PRESETS = {
+    # torch.optim.Adagrad: eps outside the square root, accumulator starts at 0.
+    "torch": dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
+                  eps=1e-10, eps_placement="outside", clip_value=None),
+    # keras.optimizers.Adagrad (Keras 3): eps inside the square root, accumulator starts at 0.1.
+    "keras": dict(lr=1e-3, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.1,
+                  eps=1e-7, eps_placement="inside", clip_value=None),
+    # optax.adagrad: eps inside, accumulator starts at 0.1 (optax has no default lr).
+    "optax": dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.1,
+                  eps=1e-7, eps_placement="inside", clip_value=None),
+    # min-char-rnn: lr 0.1, eps 1e-8 inside, gradients clipped to [-5, 5].
+    "minchar": dict(lr=1e-1, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
+                    eps=1e-8, eps_placement="inside", clip_value=5.0),
+}
+
+
+class _Unset:
+    """Marks an argument the caller did not pass (so a preset may fill it in)."""
+
+    def __init__(self, shown):
+        self.shown = shown
+
+    def __repr__(self):
+        return self.shown
+
+
+def _flat_buffers(model, where):
+    """(params, grads) of a model, or of a (params, grads) pair of 1-D arrays."""
+    if isinstance(model, (tuple, list)) and len(model) == 2:
+        params, grads = model
+    elif hasattr(model, "params") and hasattr(model, "grads"):
+        params, grads = model.params, model.grads
+    else:
+        raise TypeError(f"{where}: expected a model with .params and .grads (e.g. "
+                        f"elman.ElmanRNN) or a (params, grads) pair of arrays, "
+                        f"got {type(model).__name__}")
+    params = float_array(params, "params", where=where, ndim=1, writable=True)
+    grads = float_array(grads, "grads", where=where, dtype=params.dtype, shape=params.shape)
+    if np.may_share_memory(params, grads):
+        raise ValueError(f"{where}: params and grads share memory")
+    return params, grads
+
+
+def _grad_scale(grads, max_grad_norm, where):
+    """Scale folding global-norm clipping into the update, and the norm before clipping."""
+    if max_grad_norm is None:
+        return 1.0, None
+    norm = math.sqrt(kernels.sum_squares(grads))
+    if not math.isfinite(norm):
+        raise NonFiniteError(f"{where}: the gradient norm is {norm}; nothing was updated")
+    # torch.nn.utils.clip_grad_norm_: coefficient max_norm / (norm + 1e-6), capped at 1
+    return min(1.0, max_grad_norm / (norm + 1e-6)), norm
+
+
+class Adagrad:
+    r"""Adagrad over a model's flat parameter buffer, fused into one pass.
+
+    With t the step count (1 on the first step) and S the state (``self.state``)::
+
+        g = grads * min(1, max_grad_norm / (||grads|| + 1e-6))   if max_grad_norm
+        g = clip(g, -clip_value, clip_value)                      if clip_value
+        g = -g                                                    if maximize
+        g = g + weight_decay * theta
+        clr = lr / (1 + (t - 1) * lr_decay)
+        S = S + g * g                                  (S starts at initial_accumulator_value)
+        theta = theta - clr * g / (sqrt(S) + eps)      eps_placement="outside" (torch)
+        theta = theta - clr * g / sqrt(S + eps)        eps_placement="inside"  (keras, optax)
+
+    The state is accumulated before it divides, as PyTorch, Keras and optax do; the
+    min-char-rnn script updates first and so divides by sqrt(eps) on its first step.
+
+    Parameters
+    ----------
+    model : ElmanRNN, or a (params, grads) pair of 1-D float arrays
+    lr, lr_decay, weight_decay, initial_accumulator_value, eps, eps_placement, clip_value :
+        as above; defaults are torch's (lr 1e-2, eps 1e-10 outside, S0 = 0), or the preset's.
+    maximize : bool
+    max_grad_norm : float or None
+        Global-norm clipping over the whole gradient buffer (one read pass, its scale folded
+        into the update). ``last_grad_norm`` holds the norm before clipping.
+    preset : {"torch", "keras", "optax", "minchar"} or None
+        Fills in every argument not passed explicitly (see ``elman.optim.PRESETS``).
+
+    Example
+    -------
+    >>> m = elman.ElmanRNN(10, 5, 2)
+    >>> opt = elman.Adagrad(m, lr=0.01)
+    >>> loss, h = m.forward_backward(x, y); opt.step()
+    """
+
+    def __init__(self, model, lr=_Unset("1e-2"), *, lr_decay=_Unset("0"),
+                 weight_decay=_Unset("0"), initial_accumulator_value=_Unset("0"),
+                 eps=_Unset("1e-10"), eps_placement=_Unset("'outside'"), maximize=False,
+                 clip_value=_Unset("None"), max_grad_norm=None, preset=None):
+        where = "Adagrad"
+        self.params, self.grads = _flat_buffers(model, where)
+        settings = dict(PRESETS["torch"])
+        if preset is not None:
+            settings.update(PRESETS[choice(preset, "preset", tuple(PRESETS), where=where)])
+        given = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                     initial_accumulator_value=initial_accumulator_value, eps=eps,
+                     eps_placement=eps_placement, clip_value=clip_value)
+        settings.update({k: v for k, v in given.items() if not isinstance(v, _Unset)})
+        self.preset = preset
+        self.lr = real(settings["lr"], "lr", where=where, minimum=0)
+        self.lr_decay = real(settings["lr_decay"], "lr_decay", where=where, minimum=0)
+        self.weight_decay = real(settings["weight_decay"], "weight_decay", where=where, minimum=0)
+        self.initial_accumulator_value = real(settings["initial_accumulator_value"],
+                                              "initial_accumulator_value", where=where, minimum=0)
+        self.eps = real(settings["eps"], "eps", where=where, minimum=0)
+        self.eps_placement = choice(settings["eps_placement"], "eps_placement",
+                                    ("outside", "inside"), where=where)
+        if self.eps_placement == "inside" and self.eps == 0 and self.initial_accumulator_value == 0:
+            raise ValueError(f"{where}: eps_placement='inside' with eps=0 and a zero initial "
+                             f"accumulator divides 0 by 0 wherever a gradient is 0")
+        self.clip_value = real(settings["clip_value"], "clip_value", where=where, minimum=0,
+                               strict=True, allow_none=True)
+        self.max_grad_norm = real(max_grad_norm, "max_grad_norm", where=where, minimum=0,
+                                  strict=True, allow_none=True)
+        self.maximize = bool(maximize)
+        self.state = np.full_like(self.params, self.initial_accumulator_value)
+        self.steps = 0
+        self.last_grad_norm = None
+
+    def step(self):
+        """Apply one update to the model's parameters from its current gradients."""
+        scale, self.last_grad_norm = _grad_scale(self.grads, self.max_grad_norm, "Adagrad.step")
+        self.steps += 1
+        args = dict(lr=self.lr, step=self.steps, lr_decay=self.lr_decay,
+                    weight_decay=self.weight_decay, eps=self.eps,
+                    eps_placement=self.eps_placement, maximize=self.maximize,
+                    clip_value=self.clip_value, grad_scale=scale)
+        if kernels.backend() == "numpy":
+            reference.adagrad_update(self.params, self.grads, self.state, **args)
+            return
+        try:
+            _core.adagrad_update(self.params, self.state, self.grads, self.lr, self.lr_decay,
+                                 self.weight_decay, self.eps,
+                                 math.inf if self.clip_value is None else self.clip_value,
+                                 scale, self.steps, self.eps_placement == "inside",
+                                 self.maximize)
+        except FloatingPointError:
+            raise NonFiniteError("Adagrad.step: grads hold NaN or infinity (params and state "
+                                 "were updated with them)") from None
+
+    def state_dict(self) -> dict:
+        """Copies of the optimizer's state and settings (for checkpoints)."""
+        return {"state": self.state.copy(), "steps": self.steps,
+                "settings": {k: getattr(self, k) for k in (
+                    "lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps",
+                    "eps_placement", "maximize", "clip_value", "max_grad_norm")}}
+
+    def load_state_dict(self, sd: dict):
+        state = np.asarray(sd["state"])
+        if state.shape != self.state.shape:
+            raise ValueError(f"Adagrad.load_state_dict: state has shape {state.shape}, "
+                             f"expected {self.state.shape}")
+        self.state[...] = state
+        self.steps = int(sd["steps"])
+        for k, v in sd.get("settings", {}).items():
+            setattr(self, k, v)
+
+    def __repr__(self):
+        return (f"Adagrad(lr={self.lr}, lr_decay={self.lr_decay}, "
+                f"weight_decay={self.weight_decay}, "
+                f"initial_accumulator_value={self.initial_accumulator_value}, eps={self.eps}, "
+                f"eps_placement={self.eps_placement!r}, maximize={self.maximize}, "
+                f"clip_value={self.clip_value}, max_grad_norm={self.max_grad_norm}, "
+                f"preset={self.preset!r})")
+
+
+class SGD:
+    """Plain gradient descent, with optional momentum (PyTorch's: dampening 0)::
+
+        g = clip(grads * norm_scale, +-clip_value); g = -g if maximize
+        g = g + weight_decay * theta
+        buf = momentum * buf + g;  theta = theta - lr * buf     (theta - lr * g if momentum 0)
+
+    Parameters: model (or a (params, grads) pair), lr, momentum, weight_decay, maximize,
+    clip_value, max_grad_norm, as for :class:`Adagrad`.
+    """
+
+    def __init__(self, model, lr, *, momentum=0.0, weight_decay=0.0, maximize=False,
+                 clip_value=None, max_grad_norm=None):
+        where = "SGD"
+        self.params, self.grads = _flat_buffers(model, where)
+        self.lr = real(lr, "lr", where=where, minimum=0)
+        self.momentum = real(momentum, "momentum", where=where, minimum=0)
+        self.weight_decay = real(weight_decay, "weight_decay", where=where, minimum=0)
+        self.clip_value = real(clip_value, "clip_value", where=where, minimum=0, strict=True,
+                               allow_none=True)
+        self.max_grad_norm = real(max_grad_norm, "max_grad_norm", where=where, minimum=0,
+                                  strict=True, allow_none=True)
+        self.maximize = bool(maximize)
+        self.momentum_buffer = np.zeros_like(self.params) if self.momentum != 0 else None
+        self.steps = 0
+        self.last_grad_norm = None
+
+    def step(self):
+        """Apply one update to the model's parameters from its current gradients."""
+        scale, self.last_grad_norm = _grad_scale(self.grads, self.max_grad_norm, "SGD.step")
+        self.steps += 1
+        kernels.sgd_update(self.params, self.grads, self.momentum_buffer, lr=self.lr,
+                           momentum=self.momentum, weight_decay=self.weight_decay,
+                           maximize=self.maximize, clip_value=self.clip_value, grad_scale=scale)
+
+    def __repr__(self):
+        return (f"SGD(lr={self.lr}, momentum={self.momentum}, weight_decay={self.weight_decay}, "
+                f"maximize={self.maximize}, clip_value={self.clip_value}, "
+                f"max_grad_norm={self.max_grad_norm})")
+
+
+def clip_grad_norm_(grads, max_norm) -> float:
+    """Scale ``grads`` in place so that their global L2 norm is at most ``max_norm``.
+
+    grads: a float array (any shape), or a model with ``.grads``. Returns the norm before
+    clipping; the scale is min(1, max_norm / (norm + 1e-6)), as torch.nn.utils.clip_grad_norm_.
+    Raises NonFiniteError (and leaves grads alone) when the norm is NaN or infinite.
+    """
+    where = "clip_grad_norm_"
+    if hasattr(grads, "grads"):
+        grads = grads.grads
+    grads = float_array(grads, "grads", where=where, writable=True)
+    max_norm = real(max_norm, "max_norm", where=where, minimum=0, strict=True)
+    scale, norm = _grad_scale(grads, max_norm, where)
+    if scale < 1.0:
+        grads *= grads.dtype.type(scale)
+    return norm
