@@ -33,13 +33,13 @@ import numpy as np
 from . import _core, reference
 from ._validate import (NonFiniteError, choice, float_array, index_array, no_overlap,
                         positive_int, real, same_shape)
-from .reference import RNNGrads, param_layout
+from .reference import RNNGrads, param_layout, param_views
 
 __all__ = [
     "backend", "adagrad_update", "sgd_update", "sum_squares", "activation",
     "activation_backward", "rnn_forward", "rnn_backward", "RNNGrads", "linear_forward",
     "linear_backward", "softmax_cross_entropy", "mse_loss", "model_forward",
-    "model_forward_backward", "param_layout", "NonFiniteError",
+    "model_forward_backward", "param_layout", "param_views", "NonFiniteError",
 ]
 
 BACKENDS = ("c", "numpy")

@@ -6,7 +6,7 @@ import numpy as np
 from . import kernels
 from ._validate import choice, float_array, index_array, positive_int
 from .kernels import LOSSES, NONLINEARITIES, REDUCTIONS, check_input
-from .reference import param_layout
+from .reference import param_layout, param_views
 
 INITS = ("uniform", "normal0.01")
 
@@ -71,20 +71,17 @@ class ElmanRNN:
             raise TypeError(f"{where}: dtype must be float32 or float64, got {self.dtype}")
         self.init = choice(init, "init", INITS, where=where)
         self.seed = seed
-        self._layout, n = param_layout(self.input_size, self.hidden_size, self.output_size)
+        _, n = param_layout(self.input_size, self.hidden_size, self.output_size)
         self.params = np.zeros(n, self.dtype)
         self.grads = np.zeros(n, self.dtype)
-        self._named_params = self._views(self.params)
-        self._named_grads = self._views(self.grads)
+        sizes = (self.input_size, self.hidden_size, self.output_size)
+        self._named_params = param_views(self.params, *sizes)
+        self._named_grads = param_views(self.grads, *sizes)
         self._nl = NONLINEARITIES[self.nonlinearity]
         self._workspace = {}
         self.reset_parameters(seed)
 
     # ---- parameters ---------------------------------------------------------------------
-
-    def _views(self, flat):
-        return {name: flat[off:off + int(np.prod(shape))].reshape(shape)
-                for name, shape, off in self._layout}
 
     @property
     def num_params(self) -> int:

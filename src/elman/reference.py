@@ -26,7 +26,7 @@ __all__ = [
     "rnn_forward", "rnn_backward", "RNNGrads",
     "linear_forward", "linear_backward",
     "softmax_cross_entropy", "mse_loss",
-    "model_forward", "model_forward_backward", "param_layout",
+    "model_forward", "model_forward_backward", "param_layout", "param_views",
 ]
 
 
@@ -232,8 +232,9 @@ def param_layout(input_size, hidden_size, output_size):
     return layout, offset
 
 
-def _views(flat, I, H, O):
-    layout, _ = param_layout(I, H, O)
+def param_views(flat, input_size, hidden_size, output_size):
+    """Named views into a flat buffer laid out as :func:`param_layout` says."""
+    layout, _ = param_layout(input_size, hidden_size, output_size)
     return {name: flat[off:off + int(np.prod(shape))].reshape(shape)
             for name, shape, off in layout}
 
@@ -241,7 +242,7 @@ def _views(flat, I, H, O):
 def model_forward(params, x, h0, *, input_size, hidden_size, output_size,
                   nonlinearity="tanh"):
     """Outputs of every step. Returns (Y (T, B, O), hs (T+1, B, H))."""
-    p = _views(params, input_size, hidden_size, output_size)
+    p = param_views(params, input_size, hidden_size, output_size)
     hs = rnn_forward(x, h0, p["W_xh"], p["W_hh"], p["b_h"], nonlinearity=nonlinearity)
     Y = hs[1:] @ p["W_hy"] + p["b_y"]
     return Y, hs
@@ -257,8 +258,8 @@ def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, 
     last_step_only, (B,) or (B, O) for the final step alone.
     """
     I, H, O = input_size, hidden_size, output_size
-    p = _views(params, I, H, O)
-    g = _views(grads, I, H, O)
+    p = param_views(params, I, H, O)
+    g = param_views(grads, I, H, O)
     hs = rnn_forward(x, h0, p["W_xh"], p["W_hh"], p["b_h"], nonlinearity=nonlinearity)
     T, B = hs.shape[0] - 1, hs.shape[1]
     Hy = hs[T] if last_step_only else hs[1:].reshape(T * B, H)
