@@ -24,6 +24,13 @@ static inline elman_int elman_add(elman_int a, elman_int b)
     return a + b;
 }
 
+/* A pointer may be NULL only when the buffer it stands for holds no elements. */
+#define ELMAN_NEED(ptr, count) \
+    do {                                                \
+        if ((count) > 0 && (ptr) == NULL)               \
+            return ELMAN_ERR_ARG;                       \
+    } while (0)
+
 #define ELMAN_TRY(expr)                         \
     do {                                        \
         int elman_try_status_ = (expr);         \

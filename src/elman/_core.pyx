@@ -8,6 +8,8 @@ an exception. An optional buffer is passed as an empty array: length 0 means "ab
 Readable messages naming the user's arguments come from elman.kernels, which validates first;
 the checks here are the last line that keeps a direct caller from crashing the process.
 """
+import operator
+
 from cython cimport floating
 from libc.stdint cimport int64_t
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
@@ -142,6 +144,7 @@ cdef bint _optional(Py_ssize_t have, object want, str name) except -1:
 
 
 cdef elman_int _size(object v, str name) except -1:
+    v = operator.index(v)  # an integer, not a float that would be truncated
     if v < 0 or v > 2**62:
         raise ValueError(f"{name} must be in [0, 2**62], got {v}")
     return v

@@ -109,7 +109,7 @@ def activation_backward(dH, y, nonlinearity="tanh"):
 
 def _input_projection(x, W_xh):
     """X_t @ W_xh for every step: (T, B, H). Token ids (T, B) gather rows of W_xh."""
-    if np.issubdtype(x.dtype, np.integer):
+    if x.dtype.kind in "iu":
         return W_xh[x]
     return x @ W_xh
 
@@ -159,12 +159,12 @@ def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_
     TB = dA.shape[0] * dA.shape[1]
     dA2 = dA.reshape(TB, H)
     dW_hh = hs[:-1].reshape(TB, H).T @ dA2
-    if np.issubdtype(x.dtype, np.integer):
+    if x.dtype.kind in "iu":
         dW_xh = np.zeros_like(W_xh)
         np.add.at(dW_xh, x.reshape(-1), dA2)
         dx = None
     else:
-        dW_xh = x.reshape(TB, -1).T @ dA2
+        dW_xh = x.reshape(TB, x.shape[-1]).T @ dA2
         dx = (dA2 @ W_xh.T).reshape(x.shape) if need_dx else None
     db_h = dA2.sum(axis=0)
     return RNNGrads(dW_xh, dW_hh, db_h, carry, dx, dA)  # carry = dA_1 W_hh^T = dh0
