@@ -326,6 +326,7 @@ def test_functional_model_dh0_matches_torch(backend, dtype, kind, loss):
     lt.backward()
     assert_close(value, lt.item(), dtype, "loss")
     assert_close(hs[1:], to_np(out), dtype, "hs")
+    assert_close(hs[-1], to_np(hT)[0], dtype, "h_T")
     assert_close(dh0, to_np(h0t.grad)[0], dtype, "dh0")
     assert_close(grads, np.concatenate([torch_grads(rnn, lin)[n].ravel() for n in NAMES]),
                  dtype, "flat grads")

@@ -32,6 +32,9 @@ def float_array(a, name: str, *, where: str, dtype=None, ndim=None, shape=None,
     """
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{where}: {name} must be a NumPy array, got {_describe(a)}")
+    if isinstance(a, np.matrix):
+        raise TypeError(f"{where}: {name} is an np.matrix, whose operators are matrix "
+                        f"products; pass np.asarray({name})")
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{where}: {name} must have dtype float32 or float64, got {a.dtype}")
     if dtype is not None and a.dtype != dtype:
@@ -53,20 +56,33 @@ def index_array(a, name: str, *, where: str, upper: int, shape=None, ndim=None) 
 
     Any integer dtype is accepted (copied to int64 when needed); bool and floats are not.
     """
-    arr = np.asarray(a)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+    arr = as_array(a, name, where=where)
+    if not is_integer_array(arr):
         raise TypeError(f"{where}: {name} must hold integers (class or token ids), "
                         f"got dtype {arr.dtype}")
     _check_shape(arr, name, where, ndim, shape)
-    arr = np.ascontiguousarray(arr, dtype=np.int64)
-    if arr.size:
+    if arr.size:  # range checked before the cast, so that uint64 values are not wrapped
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi >= upper:
             bad = lo if lo < 0 else hi
             pos = tuple(int(i) for i in np.argwhere(arr == bad)[0])
             raise ValueError(f"{where}: {name} holds {bad} at index {pos}; "
                              f"expected 0 <= {name} < {upper}")
-    return arr
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def is_integer_array(arr) -> bool:
+    """Signed or unsigned integers; not bool, not timedelta64 (which NumPy files under
+    np.integer too)."""
+    return arr.dtype.kind in "iu"
+
+
+def as_array(a, name: str, *, where: str) -> np.ndarray:
+    """np.asarray, with the failures of ragged or odd inputs naming the argument."""
+    try:
+        return np.asarray(a)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{where}: {name} cannot be made into an array ({err})") from None
 
 
 def _check_shape(a, name, where, ndim, shape):
@@ -98,11 +114,13 @@ def no_overlap(where: str, outputs: dict, inputs: dict) -> None:
                                  f"pass separate arrays")
 
 
-def positive_int(v, name: str, *, where: str, minimum: int = 1) -> int:
+def positive_int(v, name: str, *, where: str, minimum: int = 1, maximum: int = 2**62) -> int:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
         raise TypeError(f"{where}: {name} must be an int, got {type(v).__name__}")
     if v < minimum:
         raise ValueError(f"{where}: {name} must be >= {minimum}, got {v}")
+    if v > maximum:
+        raise ValueError(f"{where}: {name} must be <= {maximum}, got {v}")
     return int(v)
 
 
@@ -112,7 +130,10 @@ def real(v, name: str, *, where: str, minimum=None, strict=False, allow_none=Fal
         return None
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise TypeError(f"{where}: {name} must be a real number, got {type(v).__name__}")
-    v = float(v)
+    try:
+        v = float(v)
+    except OverflowError:
+        raise ValueError(f"{where}: {name} is too large for a float, got {v}") from None
     if not np.isfinite(v):
         raise ValueError(f"{where}: {name} must be finite, got {v}")
     if minimum is not None and (v <= minimum if strict else v < minimum):

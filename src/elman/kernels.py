@@ -31,8 +31,8 @@ import warnings
 import numpy as np
 
 from . import _core, reference
-from ._validate import (NonFiniteError, choice, float_array, index_array, no_overlap,
-                        positive_int, real, same_shape)
+from ._validate import (NonFiniteError, as_array, choice, float_array, index_array,
+                        is_integer_array, no_overlap, positive_int, real, same_shape)
 from .reference import RNNGrads, param_layout, param_views
 
 __all__ = [
@@ -138,7 +138,7 @@ def adagrad_update(param, grad, state, *, lr, step, lr_decay=0.0, weight_decay=0
     same_shape(where, "param", param, grad=grad, state=state)
     no_overlap(where, {"param": param, "state": state}, {"grad": grad})
     lr = real(lr, "lr", where=where, minimum=0)
-    step = positive_int(step, "step", where=where)
+    step = positive_int(step, "step", where=where, maximum=2**62)
     lr_decay = real(lr_decay, "lr_decay", where=where, minimum=0)
     weight_decay = real(weight_decay, "weight_decay", where=where, minimum=0)
     eps = real(eps, "eps", where=where, minimum=0)
@@ -239,12 +239,15 @@ def activation_backward(dH, y, nonlinearity="tanh"):
 
 # ---- Elman layer --------------------------------------------------------------------------
 
-def _check_layer_weights(where, W_xh, W_hh, b_h=None):
+_NO_BIAS = object()  # rnn_backward takes no b_h
+
+
+def _check_layer_weights(where, W_xh, W_hh, b_h=_NO_BIAS):
     W_hh = float_array(W_hh, "W_hh", where=where, ndim=2)
     H = W_hh.shape[0]
     W_hh = float_array(W_hh, "W_hh", where=where, shape=(H, H))
     W_xh = float_array(W_xh, "W_xh", where=where, dtype=W_hh.dtype, shape=(None, H))
-    if b_h is not None:
+    if b_h is not _NO_BIAS:
         b_h = float_array(b_h, "b_h", where=where, dtype=W_hh.dtype, shape=(H,))
     return W_xh, W_hh, b_h
 
@@ -252,8 +255,8 @@ def _check_layer_weights(where, W_xh, W_hh, b_h=None):
 def check_input(x, name, *, where, dtype, num_inputs, batch=None, steps=None):
     """Token ids (T, B) -> int64 array; dense (T, B, I) -> checked float array.
     Returns (x, is_ids)."""
-    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
-    if arr.dtype != np.bool_ and np.issubdtype(arr.dtype, np.integer):
+    arr = x if isinstance(x, np.ndarray) else as_array(x, name, where=where)
+    if is_integer_array(arr):
         ids = index_array(arr, name, where=where, upper=num_inputs, shape=(steps, batch))
         return ids, True
     arr = float_array(x, name, where=where, dtype=dtype, shape=(steps, batch, num_inputs),

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels
-from ._validate import choice, float_array, index_array, positive_int
+from ._validate import (as_array, choice, float_array, index_array, is_integer_array,
+                        positive_int)
 from .kernels import LOSSES, NONLINEARITIES, REDUCTIONS, check_input
 from .reference import param_layout, param_views
 
@@ -70,18 +71,33 @@ class ElmanRNN:
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"{where}: dtype must be float32 or float64, got {self.dtype}")
         self.init = choice(init, "init", INITS, where=where)
-        self.seed = seed
-        _, n = param_layout(self.input_size, self.hidden_size, self.output_size)
-        self.params = np.zeros(n, self.dtype)
-        self.grads = np.zeros(n, self.dtype)
+        self.seed = positive_int(seed, "seed", where=where, minimum=0)
         sizes = (self.input_size, self.hidden_size, self.output_size)
-        self._named_params = param_views(self.params, *sizes)
-        self._named_grads = param_views(self.grads, *sizes)
+        _, n = param_layout(*sizes)
+        if n * self.dtype.itemsize > 2**62:
+            raise ValueError(f"{where}: input_size={sizes[0]}, hidden_size={sizes[1]}, "
+                             f"output_size={sizes[2]} make {n} parameters, more than any "
+                             f"buffer can hold")
+        self._params = np.zeros(n, self.dtype)
+        self._grads = np.zeros(n, self.dtype)
+        self._named_params = param_views(self._params, *sizes)
+        self._named_grads = param_views(self._grads, *sizes)
         self._nl = NONLINEARITIES[self.nonlinearity]
         self._workspace = {}
         self.reset_parameters(seed)
 
     # ---- parameters ---------------------------------------------------------------------
+
+    @property
+    def params(self) -> np.ndarray:
+        """(n,) every parameter, flat. Write into it (``params[...] = v``); it cannot be
+        rebound, since the named views and the optimizers hold on to this buffer."""
+        return self._params
+
+    @property
+    def grads(self) -> np.ndarray:
+        """(n,) every gradient, flat, in the layout of ``params``."""
+        return self._grads
 
     @property
     def num_params(self) -> int:
@@ -98,6 +114,8 @@ class ElmanRNN:
 
     def reset_parameters(self, seed=None):
         """Re-initialize every parameter in place (with ``seed``, or the constructor's)."""
+        if seed is not None:
+            seed = positive_int(seed, "seed", where="ElmanRNN.reset_parameters", minimum=0)
         rng = np.random.default_rng(self.seed if seed is None else seed)
         H = self.hidden_size
         if self.init == "uniform":
@@ -120,10 +138,18 @@ class ElmanRNN:
 
     # ---- input checks -------------------------------------------------------------------
 
+    def _own(self, arr, name, where):
+        """Inputs may not live in the gradient buffer, which the step overwrites while it
+        still reads them."""
+        if np.may_share_memory(arr, self._grads):
+            raise ValueError(f"{where}: {name} and the model's grads share memory; "
+                             f"pass a copy")
+        return arr
+
     def _input(self, x, where, batch_first):
         """x -> (time-major contiguous array, is_ids). Floats of another dtype are cast to
         the model's dtype; any layout is accepted (copied when not C-contiguous)."""
-        arr = np.asarray(x)
+        arr = self._own(as_array(x, "x", where=where), "x", where)
         if arr.dtype.kind == "f":
             if arr.ndim != 3:
                 raise ValueError(f"{where}: dense x must have shape (T, B, I) "
@@ -132,7 +158,7 @@ class ElmanRNN:
             if batch_first:
                 arr = arr.swapaxes(0, 1)
             arr = np.ascontiguousarray(arr, dtype=self.dtype)
-        elif arr.dtype.kind in "iu":
+        elif is_integer_array(arr):
             if arr.ndim != 2:
                 raise ValueError(f"{where}: token ids x must have shape (T, B) "
                                  f"{'(batch_first: (B, T)) ' if batch_first else ''}"
@@ -151,7 +177,7 @@ class ElmanRNN:
         H = self.hidden_size
         if h0 is None:
             return np.zeros((B, H), self.dtype)
-        arr = np.asarray(h0)
+        arr = self._own(as_array(h0, "h0", where=where), "h0", where)
         if arr.dtype.kind != "f":
             raise TypeError(f"{where}: h0 must hold floats, got dtype {arr.dtype}")
         if arr.shape == (self.num_layers, B, H):
@@ -163,10 +189,10 @@ class ElmanRNN:
         return float_array(arr, "h0", where=where, finite=True)
 
     def _targets(self, y, where, loss, T, B, last_step_only, batch_first):
-        arr = np.asarray(y)
+        arr = self._own(as_array(y, "y", where=where), "y", where)
         O = self.output_size
         if loss == "cross_entropy":
-            if arr.dtype.kind not in "iu":
+            if not is_integer_array(arr):
                 raise TypeError(f"{where}: cross-entropy targets y must be integer class ids, "
                                 f"got dtype {arr.dtype}")
             if batch_first and arr.ndim == 2:
