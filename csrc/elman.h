@@ -76,8 +76,9 @@ int elman_gemm_f64(int trans_a, int trans_b, elman_int M, elman_int N, elman_int
  *   S += g * g
  *   theta -= clr * g / (sqrt(S) + eps)     eps_inside = 0 (PyTorch)
  *   theta -= clr * g / sqrt(S + eps)       eps_inside = 1 (Keras 3, optax, min-char-rnn)
- * Returns ELMAN_ERR_NONFINITE when grad held a NaN or infinity; the update has then been
- * applied all the same (the check is fused into the one pass, not a sweep before it).
+ * Returns ELMAN_ERR_NONFINITE when grad held a NaN or infinity or an updated parameter is
+ * not finite; the update has then been applied all the same (the check is fused into the
+ * one pass, not a sweep before it).
  */
 typedef struct {
     double lr, lr_decay, weight_decay, eps;
@@ -93,7 +94,8 @@ int elman_adagrad_update_f32(float *param, float *state, const float *grad, elma
 int elman_adagrad_update_f64(double *param, double *state, const double *grad, elman_int n,
                              const elman_adagrad_opts *opts);
 
-/* SGD with optional momentum (PyTorch's, dampening 0, not Nesterov):
+/* SGD with optional momentum (PyTorch's, dampening 0, not Nesterov), with Adagrad's
+ * ELMAN_ERR_NONFINITE contract:
  *   g = clip(grad * grad_scale, +-clip_value); g = -g if maximize; g += weight_decay * theta
  *   buf = momentum * buf + g               (buf starts at zero; skipped when momentum == 0)
  *   theta -= lr * buf                      (theta -= lr * g without momentum)

@@ -44,9 +44,12 @@ def float_array(a, name: str, *, where: str, dtype=None, ndim=None, shape=None,
     if not a.flags.c_contiguous:
         raise ValueError(f"{where}: {name} must be C-contiguous (got strides {a.strides} for "
                          f"shape {a.shape}); pass np.ascontiguousarray({name})")
+    if not a.flags.aligned:
+        raise ValueError(f"{where}: {name} is not aligned to its dtype; pass {name}.copy()")
     if writable and not a.flags.writeable:
         raise ValueError(f"{where}: {name} is read-only, but the kernel writes into it")
-    if finite and a.size and not np.isfinite(a).all():
+    # min and max propagate NaN and expose infinities, without a temporary mask array
+    if finite and a.size and not (np.isfinite(a.min()) and np.isfinite(a.max())):
         raise NonFiniteError(f"{where}: {name} holds NaN or infinity")
     return a
 
@@ -61,14 +64,18 @@ def index_array(a, name: str, *, where: str, upper: int, shape=None, ndim=None) 
         raise TypeError(f"{where}: {name} must hold integers (class or token ids), "
                         f"got dtype {arr.dtype}")
     _check_shape(arr, name, where, ndim, shape)
-    if arr.size:  # range checked before the cast, so that uint64 values are not wrapped
+    # A private copy first, checked afterwards: C reads the ids with the GIL released, and the
+    # caller's array could change in between (the C kernels also check where they read).
+    # The range is checked before the cast to int64, so that uint64 values are not wrapped.
+    arr = np.array(arr, order="C", copy=True)
+    if arr.size:
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi >= upper:
             bad = lo if lo < 0 else hi
             pos = tuple(int(i) for i in np.argwhere(arr == bad)[0])
             raise ValueError(f"{where}: {name} holds {bad} at index {pos}; "
                              f"expected 0 <= {name} < {upper}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return arr.astype(np.int64, copy=False)
 
 
 def is_integer_array(arr) -> bool:

@@ -128,8 +128,9 @@ def adagrad_update(param, grad, state, *, lr, step, lr_decay=0.0, weight_decay=0
         param -= clr * g / (sqrt(state) + eps)      eps_placement="outside" (PyTorch)
         param -= clr * g / sqrt(state + eps)        eps_placement="inside" (Keras, optax)
 
-    Raises NonFiniteError when grad holds NaN or infinity; the check rides in the update's
-    single pass, so param and state have then been updated with it.
+    Raises NonFiniteError when grad holds NaN or infinity or an updated parameter is not
+    finite (eps = 0 with a zero state, say); the check rides in the update's single pass, so
+    param and state have then been updated all the same.
     """
     where = "adagrad_update"
     param = float_array(param, "param", where=where, writable=True)
@@ -155,8 +156,8 @@ def adagrad_update(param, grad, state, *, lr, step, lr_decay=0.0, weight_decay=0
                              math.inf if clip_value is None else clip_value, grad_scale, step,
                              eps_placement == "inside", bool(maximize))
     except FloatingPointError:
-        raise NonFiniteError("adagrad_update: grad holds NaN or infinity "
-                             "(param and state were updated with it)") from None
+        raise NonFiniteError("adagrad_update: grad holds NaN or infinity, or the update made "
+                             "a parameter non-finite (param and state were updated)") from None
 
 
 def sgd_update(param, grad, momentum_buffer=None, *, lr, momentum=0.0, weight_decay=0.0,
@@ -169,7 +170,7 @@ def sgd_update(param, grad, momentum_buffer=None, *, lr, momentum=0.0, weight_de
         buf = momentum * buf + g;  param -= lr * buf      (param -= lr * g without momentum)
 
     PyTorch's SGD with dampening 0, not Nesterov. Raises NonFiniteError (after updating)
-    when grad holds NaN or infinity.
+    when grad holds NaN or infinity or an updated parameter is not finite.
     """
     where = "sgd_update"
     param = float_array(param, "param", where=where, writable=True)
@@ -197,8 +198,8 @@ def sgd_update(param, grad, momentum_buffer=None, *, lr, momentum=0.0, weight_de
                          math.inf if clip_value is None else clip_value, grad_scale,
                          bool(maximize))
     except FloatingPointError:
-        raise NonFiniteError("sgd_update: grad holds NaN or infinity "
-                             "(param was updated with it)") from None
+        raise NonFiniteError("sgd_update: grad holds NaN or infinity, or the update made a "
+                             "parameter non-finite (param was updated)") from None
 
 
 def sum_squares(x) -> float:

@@ -136,6 +136,21 @@ class ElmanRNN:
         """Zeros of the hidden-state shape (num_layers, B, H)."""
         return np.zeros((self.num_layers, batch_size, self.hidden_size), self.dtype)
 
+    def __getstate__(self):
+        """Pickle and deepcopy: the views and the workspace are rebuilt, not copied, so that
+        named_params() of a copy still look into the copy's own buffer."""
+        state = dict(self.__dict__)
+        for key in ("_named_params", "_named_grads", "_workspace"):
+            del state[key]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        sizes = (self.input_size, self.hidden_size, self.output_size)
+        self._named_params = param_views(self._params, *sizes)
+        self._named_grads = param_views(self._grads, *sizes)
+        self._workspace = {}
+
     # ---- input checks -------------------------------------------------------------------
 
     def _own(self, arr, name, where):

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from . import _core, kernels, reference
-from ._validate import NonFiniteError, choice, float_array, real
+from ._validate import NonFiniteError, choice, float_array, positive_int, real
 
 __all__ = ["Adagrad", "SGD", "clip_grad_norm_", "PRESETS"]
 
@@ -86,8 +86,9 @@ class Adagrad:
         theta = theta - clr * g / (sqrt(S) + eps)      eps_placement="outside" (torch)
         theta = theta - clr * g / sqrt(S + eps)        eps_placement="inside"  (keras, optax)
 
-    The state is accumulated before it divides, as PyTorch, Keras and optax do; the
-    min-char-rnn script updates first and so divides by sqrt(eps) on its first step.
+    The state is accumulated before it divides, as PyTorch, Keras, optax and min-char-rnn
+    do (the seed document that started this project updated first, which divides by
+    sqrt(eps) on the first step).
 
     Parameters
     ----------
@@ -122,25 +123,40 @@ class Adagrad:
                      eps_placement=eps_placement, clip_value=clip_value)
         settings.update({k: v for k, v in given.items() if not isinstance(v, _Unset)})
         self.preset = preset
-        self.lr = real(settings["lr"], "lr", where=where, minimum=0)
-        self.lr_decay = real(settings["lr_decay"], "lr_decay", where=where, minimum=0)
-        self.weight_decay = real(settings["weight_decay"], "weight_decay", where=where, minimum=0)
-        self.initial_accumulator_value = real(settings["initial_accumulator_value"],
-                                              "initial_accumulator_value", where=where, minimum=0)
-        self.eps = real(settings["eps"], "eps", where=where, minimum=0)
-        self.eps_placement = choice(settings["eps_placement"], "eps_placement",
-                                    ("outside", "inside"), where=where)
-        if self.eps_placement == "inside" and self.eps == 0 and self.initial_accumulator_value == 0:
-            raise ValueError(f"{where}: eps_placement='inside' with eps=0 and a zero initial "
-                             f"accumulator divides 0 by 0 wherever a gradient is 0")
-        self.clip_value = real(settings["clip_value"], "clip_value", where=where, minimum=0,
-                               strict=True, allow_none=True)
-        self.max_grad_norm = real(max_grad_norm, "max_grad_norm", where=where, minimum=0,
-                                  strict=True, allow_none=True)
-        self.maximize = bool(maximize)
+        self._configure(dict(settings, maximize=maximize, max_grad_norm=max_grad_norm), where)
         self.state = np.full_like(self.params, self.initial_accumulator_value)
         self.steps = 0
         self.last_grad_norm = None
+
+    _SETTINGS = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps",
+                 "eps_placement", "maximize", "clip_value", "max_grad_norm")
+
+    def _configure(self, settings, where):
+        """Validate every hyperparameter, then set them all (nothing is set on an error)."""
+        missing = set(self._SETTINGS) - set(settings)
+        if missing:
+            raise ValueError(f"{where}: settings lack {', '.join(sorted(missing))}")
+        v = dict(
+            lr=real(settings["lr"], "lr", where=where, minimum=0),
+            lr_decay=real(settings["lr_decay"], "lr_decay", where=where, minimum=0),
+            weight_decay=real(settings["weight_decay"], "weight_decay", where=where, minimum=0),
+            initial_accumulator_value=real(settings["initial_accumulator_value"],
+                                           "initial_accumulator_value", where=where, minimum=0),
+            eps=real(settings["eps"], "eps", where=where, minimum=0),
+            eps_placement=choice(settings["eps_placement"], "eps_placement",
+                                 ("outside", "inside"), where=where),
+            clip_value=real(settings["clip_value"], "clip_value", where=where, minimum=0,
+                            strict=True, allow_none=True),
+            max_grad_norm=real(settings["max_grad_norm"], "max_grad_norm", where=where,
+                               minimum=0, strict=True, allow_none=True),
+            maximize=bool(settings["maximize"]),
+        )
+        if v["eps"] == 0 and v["initial_accumulator_value"] == 0:
+            raise ValueError(f"{where}: eps=0 with a zero initial accumulator divides 0 by 0 "
+                             f"wherever a gradient is 0 (an unused embedding row, say); "
+                             f"give eps or initial_accumulator_value a positive value")
+        for key, value in v.items():
+            setattr(self, key, value)
 
     def step(self):
         """Apply one update to the model's parameters from its current gradients."""
@@ -166,19 +182,22 @@ class Adagrad:
     def state_dict(self) -> dict:
         """Copies of the optimizer's state and settings (for checkpoints)."""
         return {"state": self.state.copy(), "steps": self.steps,
-                "settings": {k: getattr(self, k) for k in (
-                    "lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps",
-                    "eps_placement", "maximize", "clip_value", "max_grad_norm")}}
+                "settings": {k: getattr(self, k) for k in self._SETTINGS}}
 
     def load_state_dict(self, sd: dict):
+        """Restore what state_dict() returned; validated as the constructor validates."""
+        where = "Adagrad.load_state_dict"
         state = np.asarray(sd["state"])
-        if state.shape != self.state.shape:
-            raise ValueError(f"Adagrad.load_state_dict: state has shape {state.shape}, "
-                             f"expected {self.state.shape}")
+        if state.shape != self.state.shape or state.dtype.kind != "f":
+            raise ValueError(f"{where}: state has dtype {state.dtype} and shape {state.shape}, "
+                             f"expected floats of shape {self.state.shape}")
+        if not np.isfinite(state).all() or (state < 0).any():
+            raise ValueError(f"{where}: state must be finite and non-negative")
+        steps = positive_int(sd["steps"], "steps", where=where, minimum=0)
+        self._configure(dict({k: getattr(self, k) for k in self._SETTINGS},
+                             **sd.get("settings", {})), where)
         self.state[...] = state
-        self.steps = int(sd["steps"])
-        for k, v in sd.get("settings", {}).items():
-            setattr(self, k, v)
+        self.steps = steps
 
     def __repr__(self):
         return (f"Adagrad(lr={self.lr}, lr_decay={self.lr_decay}, "

@@ -60,9 +60,9 @@ def adagrad_update(param, grad, state, *, lr, step, lr_decay=0.0, weight_decay=0
     else:
         denom = np.sqrt(state) + dt.type(eps)
     param -= clr * g / denom
-    if bad:
-        raise NonFiniteError("adagrad_update: grad holds NaN or infinity "
-                                 "(param and state were updated with it)")
+    if bad or not np.isfinite(param).all():
+        raise NonFiniteError("adagrad_update: grad holds NaN or infinity, or the update made "
+                             "a parameter non-finite (param and state were updated)")
 
 
 def sgd_update(param, grad, momentum_buffer=None, *, lr, momentum=0.0, weight_decay=0.0,
@@ -78,9 +78,9 @@ def sgd_update(param, grad, momentum_buffer=None, *, lr, momentum=0.0, weight_de
         momentum_buffer += g
         g = momentum_buffer
     param -= dt.type(lr) * g
-    if bad:
-        raise NonFiniteError("sgd_update: grad holds NaN or infinity "
-                                 "(param was updated with it)")
+    if bad or not np.isfinite(param).all():
+        raise NonFiniteError("sgd_update: grad holds NaN or infinity, or the update made a "
+                             "parameter non-finite (param was updated)")
 
 
 def sum_squares(x) -> float:
