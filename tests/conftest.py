@@ -1,3 +1,4 @@
+import contextlib
 import os
 import sys
 
@@ -12,6 +13,26 @@ settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.register_profile("stress", max_examples=1000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@contextlib.contextmanager
+def count_core_calls():
+    """Counts calls into the compiled binding (elman._core) while the block runs."""
+    import elman
+    calls = []
+    saved = {}
+    for name in dir(elman._core):
+        fn = getattr(elman._core, name)
+        if name.startswith("_") or not callable(fn):
+            continue
+        saved[name] = fn
+        setattr(elman._core, name,
+                lambda *a, _n=name, _f=fn, **k: (calls.append(_n), _f(*a, **k))[1])
+    try:
+        yield calls
+    finally:
+        for name, fn in saved.items():
+            setattr(elman._core, name, fn)
 
 
 @pytest.fixture(params=["c", "numpy"])

@@ -117,10 +117,18 @@ def test_adagrad_presets_and_explicit_arguments_win():
     d = elman.Adagrad(m)
     assert (d.lr, d.eps, d.eps_placement, d.initial_accumulator_value, d.clip_value) == \
         (1e-2, 1e-10, "outside", 0.0, None)
-    for name, preset in PRESETS.items():
+    # Each framework's convention, written out independently of elman.optim.PRESETS:
+    # (lr, eps, eps placement, initial accumulator, clip value)
+    expected = {"torch": (1e-2, 1e-10, "outside", 0.0, None),
+                "keras": (1e-3, 1e-7, "inside", 0.1, None),
+                "optax": (1e-2, 1e-7, "inside", 0.1, None),
+                "minchar": (1e-1, 1e-8, "inside", 0.0, 5.0)}
+    assert set(expected) == set(PRESETS)
+    for name, values in expected.items():
         opt = elman.Adagrad(m, preset=name)
-        for key, value in preset.items():
-            assert getattr(opt, key) == value, (name, key)
+        got = (opt.lr, opt.eps, opt.eps_placement, opt.initial_accumulator_value, opt.clip_value)
+        assert got == values, name
+        assert (opt.lr_decay, opt.weight_decay, opt.maximize) == (0.0, 0.0, False), name
     k = elman.Adagrad(m, preset="keras", lr=0.5, eps_placement="outside")
     assert (k.lr, k.eps, k.eps_placement, k.initial_accumulator_value) == (0.5, 1e-7,
                                                                             "outside", 0.1)

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import elman
 from elman import kernels
+from conftest import count_core_calls
 from tolerances import assert_close
 
 dtypes = st.sampled_from([np.dtype(np.float32), np.dtype(np.float64)])
@@ -21,8 +22,9 @@ def both(fn, *args, **kw):
     out = []
     for name in ("c", "numpy"):
         a = [x.copy() if isinstance(x, np.ndarray) else x for x in args]
-        with elman.backend(name):
+        with elman.backend(name), count_core_calls() as calls:
             r = fn(*a, **kw)
+        assert bool(calls) == (name == "c"), (name, calls)  # each backend ran its own code
         out.append((r, a))
     return out
 

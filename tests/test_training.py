@@ -78,6 +78,10 @@ def test_same_seed_same_parameters_bit_for_bit():
     a = trajectory("c", np.float32, OPTIMIZERS["adagrad"], True, "cross_entropy", steps=10)
     b = trajectory("c", np.float32, OPTIMIZERS["adagrad"], True, "cross_entropy", steps=10)
     assert np.array_equal(a[1], b[1])
+    assert np.array_equal(elman.ElmanRNN(6, 16, 5, seed=3).params,
+                          elman.ElmanRNN(6, 16, 5, seed=3).params)
+    assert not np.array_equal(elman.ElmanRNN(6, 16, 5, seed=3).params,
+                              elman.ElmanRNN(6, 16, 5, seed=4).params)
 
 
 def test_seed_example_runs_and_learns():
