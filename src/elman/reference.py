@@ -59,7 +59,8 @@ def adagrad_update(param, grad, state, *, lr, step, lr_decay=0.0, weight_decay=0
         denom = np.sqrt(state + dt.type(eps))
     else:
         denom = np.sqrt(state) + dt.type(eps)
-    param -= clr * g / denom
+    with np.errstate(divide="ignore", invalid="ignore"):  # reported below, as C does
+        param -= clr * g / denom
     if bad or not np.isfinite(param).all():
         raise NonFiniteError("adagrad_update: grad holds NaN or infinity, or the update made "
                              "a parameter non-finite (param and state were updated)")
