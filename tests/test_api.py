@@ -229,3 +229,12 @@ def test_reference_and_kernels_share_the_layout():
 def test_repr():
     assert "ElmanRNN(input_size=3" in repr(elman.ElmanRNN(3, 2, 2))
     assert "Adagrad(lr=0.01" in repr(elman.Adagrad(elman.ElmanRNN(3, 2, 2)))
+
+
+@pytest.mark.parametrize("module", ["kernels", "model", "optim"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+    mod = importlib.import_module(f"elman.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

@@ -104,9 +104,15 @@ class Adagrad:
 
     Example
     -------
+    >>> import numpy as np, elman
     >>> m = elman.ElmanRNN(10, 5, 2)
+    >>> x = np.random.default_rng(0).standard_normal((8, 4, 10))   # (T, B, I)
+    >>> y = np.array([0, 1, 1, 0])                                 # one class per sequence
     >>> opt = elman.Adagrad(m, lr=0.01)
-    >>> loss, h = m.forward_backward(x, y); opt.step()
+    >>> loss, h = m.forward_backward(x, y, last_step_only=True)
+    >>> opt.step()
+    >>> opt.steps
+    1
     """
 
     def __init__(self, model, lr=_Unset("1e-2"), *, lr_decay=_Unset("0"),
