@@ -161,19 +161,21 @@ def test_c_backend_runs_the_compiled_kernels(monkeypatch):
     """A model step and an optimizer step on the "c" backend go through elman._core, and on
     the "numpy" backend they do not (a broken dispatch would pass every parity test)."""
     calls = []
-    for name in ("model_forward_backward", "adagrad_update", "model_forward"):
+    for name in ("model_forward_backward", "adagrad_update", "model_forward", "sgd_update"):
         real = getattr(elman._core, name)
         monkeypatch.setattr(elman._core, name,
                             lambda *a, _n=name, _f=real, **k: (calls.append(_n), _f(*a, **k))[1])
     m = elman.ElmanRNN(4, 3, 4)
-    opt = elman.Adagrad(m)
+    opt, sgd = elman.Adagrad(m), elman.SGD(m, lr=0.1, momentum=0.9)
     x = np.zeros((3, 2), np.int64)
     with elman.backend("numpy"):
         m.forward_backward(x, x)
         opt.step()
+        sgd.step()
         m.forward(x)
     assert calls == []
     m.forward_backward(x, x)
     opt.step()
+    sgd.step()
     m.forward(x)
-    assert calls == ["model_forward_backward", "adagrad_update", "model_forward"]
+    assert calls == ["model_forward_backward", "adagrad_update", "sgd_update", "model_forward"]

@@ -96,6 +96,12 @@ def backend(name=None):
     return _BackendSwitch(name, _current.set(name))
 
 
+def _nonlinearity_code(nonlinearity, where) -> int:
+    """The C code of a nonlinearity name, after checking the name."""
+    return NONLINEARITIES[choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES),
+                                 where=where)]
+
+
 def _use_c() -> bool:
     return _current.get() == "c"
 
@@ -216,7 +222,7 @@ def activation(a, nonlinearity="tanh"):
     """y = f(a), f = tanh or relu; a new array of a's shape."""
     where = "activation"
     a = float_array(a, "a", where=where)
-    nl = NONLINEARITIES[choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)]
+    nl = _nonlinearity_code(nonlinearity, where)
     if not _use_c():
         return reference.activation(a, nonlinearity)
     y = np.empty_like(a)
@@ -230,7 +236,7 @@ def activation_backward(dH, y, nonlinearity="tanh"):
     y = float_array(y, "y", where=where)
     dH = float_array(dH, "dH", where=where, dtype=y.dtype)
     same_shape(where, "y", y, dH=dH)
-    nl = NONLINEARITIES[choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)]
+    nl = _nonlinearity_code(nonlinearity, where)
     if not _use_c():
         return reference.activation_backward(dH, y, nonlinearity)
     dA = np.empty_like(y)
@@ -284,7 +290,7 @@ def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", out=None):
         out = float_array(out, "out", where=where, dtype=dt, shape=(T + 1, B, H), writable=True)
         no_overlap(where, {"out": out}, {"x": x, "h0": h0, "W_xh": W_xh, "W_hh": W_hh,
                                          "b_h": b_h})
-    nl = NONLINEARITIES[choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)]
+    nl = _nonlinearity_code(nonlinearity, where)
     if not _use_c():
         out[...] = reference.rnn_forward(x, h0, W_xh, W_hh, b_h, nonlinearity=nonlinearity)
         return out
@@ -319,7 +325,7 @@ def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_
     x, is_ids = check_input(x, "x", where=where, dtype=dt, num_inputs=I, steps=T, batch=B)
     if dh_T is not None:
         dh_T = float_array(dh_T, "dh_T", where=where, dtype=dt, shape=(B, H), finite=True)
-    nl = NONLINEARITIES[choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)]
+    nl = _nonlinearity_code(nonlinearity, where)
     if not _use_c():
         return reference.rnn_backward(dH, hs, x, W_xh, W_hh, nonlinearity=nonlinearity,
                                       dh_T=dh_T, need_dx=need_dx)
@@ -442,7 +448,7 @@ def model_forward(params, x, h0=None, *, input_size, hidden_size, output_size,
     x, is_ids = check_input(x, "x", where=where, dtype=params.dtype, num_inputs=I)
     T, B = x.shape[:2]
     h0 = _initial_state(h0, where, params.dtype, B, H)
-    nl = NONLINEARITIES[choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)]
+    nl = _nonlinearity_code(nonlinearity, where)
     return _model_forward(params, x, is_ids, h0, I, H, O, nl, nonlinearity)
 
 
@@ -488,7 +494,7 @@ def model_forward_backward(params, grads, x, y, h0=None, *, input_size, hidden_s
         dh0 = float_array(dh0, "dh0", where=where, dtype=params.dtype, shape=(B, H),
                           writable=True)
     no_overlap(where, {"grads": grads, "dh0": dh0}, {"params": params, "x": x, "y": y, "h0": h0})
-    nl = NONLINEARITIES[choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)]
+    nl = _nonlinearity_code(nonlinearity, where)
     return _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl, nonlinearity,
                                    loss, reduction, bool(last_step_only), dh0)
 

@@ -3,7 +3,8 @@ global-norm gradient clipping.
 
 An optimizer holds flat views of the model's ``params`` and ``grads`` and its own flat state;
 ``step()`` is one fused pass of the C kernel over all of them (or of the NumPy reference,
-under ``elman.backend("numpy")``). Hyperparameters are validated once, in the constructor.
+under ``elman.backend("numpy")``). Buffers and hyperparameters are validated once, in the
+constructor, so a step goes straight to the kernel.
 """
 from __future__ import annotations
 
@@ -182,8 +183,8 @@ class Adagrad:
                                  scale, self.steps, self.eps_placement == "inside",
                                  self.maximize)
         except FloatingPointError:
-            raise NonFiniteError("Adagrad.step: grads hold NaN or infinity (params and state "
-                                 "were updated with them)") from None
+            raise NonFiniteError("Adagrad.step: grads hold NaN or infinity, or the update made "
+                                 "a parameter non-finite (params and state were updated)") from None
 
     def state_dict(self) -> dict:
         """Copies of the optimizer's state and settings (for checkpoints)."""
@@ -245,9 +246,21 @@ class SGD:
         """Apply one update to the model's parameters from its current gradients."""
         scale, self.last_grad_norm = _grad_scale(self.grads, self.max_grad_norm, "SGD.step")
         self.steps += 1
-        kernels.sgd_update(self.params, self.grads, self.momentum_buffer, lr=self.lr,
-                           momentum=self.momentum, weight_decay=self.weight_decay,
-                           maximize=self.maximize, clip_value=self.clip_value, grad_scale=scale)
+        if kernels.backend() == "numpy":
+            reference.sgd_update(self.params, self.grads, self.momentum_buffer, lr=self.lr,
+                                 momentum=self.momentum, weight_decay=self.weight_decay,
+                                 maximize=self.maximize, clip_value=self.clip_value,
+                                 grad_scale=scale)
+            return
+        buf = self.momentum_buffer if self.momentum_buffer is not None else self.params[:0]
+        try:
+            _core.sgd_update(self.params, buf, self.grads, self.lr, self.momentum,
+                             self.weight_decay,
+                             math.inf if self.clip_value is None else self.clip_value, scale,
+                             self.maximize)
+        except FloatingPointError:
+            raise NonFiniteError("SGD.step: grads hold NaN or infinity, or the update made a "
+                                 "parameter non-finite (params were updated)") from None
 
     def __repr__(self):
         return (f"SGD(lr={self.lr}, momentum={self.momentum}, weight_decay={self.weight_decay}, "
