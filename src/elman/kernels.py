@@ -151,19 +151,28 @@ def adagrad_update(param, grad, state, *, lr, step, lr_decay=0.0, weight_decay=0
     eps = real(eps, "eps", where=where, minimum=0)
     choice(eps_placement, "eps_placement", ("outside", "inside"), where=where)
     clip_value, grad_scale = _grad_transform_args(where, clip_value, grad_scale)
-    if not _use_c():
-        return reference.adagrad_update(
-            param, grad, state, lr=lr, step=step, lr_decay=lr_decay, weight_decay=weight_decay,
-            eps=eps, eps_placement=eps_placement, maximize=bool(maximize),
-            clip_value=clip_value, grad_scale=grad_scale)
+    _adagrad_update(where, param.reshape(-1), grad.reshape(-1), state.reshape(-1), lr=lr,
+                    step=step, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
+                    eps_placement=eps_placement, maximize=bool(maximize), clip_value=clip_value,
+                    grad_scale=grad_scale)
+
+
+def _adagrad_update(where, param, grad, state, *, lr, step, lr_decay, weight_decay, eps,
+                    eps_placement, maximize, clip_value, grad_scale):
+    """Unchecked: flat buffers and hyperparameters the caller has validated (adagrad_update,
+    or the Adagrad optimizer once in its constructor)."""
     try:
-        _core.adagrad_update(param.reshape(-1), state.reshape(-1), grad.reshape(-1), lr,
-                             lr_decay, weight_decay, eps,
+        if not _use_c():
+            return reference.adagrad_update(
+                param, grad, state, lr=lr, step=step, lr_decay=lr_decay,
+                weight_decay=weight_decay, eps=eps, eps_placement=eps_placement,
+                maximize=maximize, clip_value=clip_value, grad_scale=grad_scale)
+        _core.adagrad_update(param, state, grad, lr, lr_decay, weight_decay, eps,
                              math.inf if clip_value is None else clip_value, grad_scale, step,
-                             eps_placement == "inside", bool(maximize))
+                             eps_placement == "inside", maximize)
     except FloatingPointError:
-        raise NonFiniteError("adagrad_update: grad holds NaN or infinity, or the update made "
-                             "a parameter non-finite (param and state were updated)") from None
+        raise NonFiniteError(f"{where}: grad holds NaN or infinity, or the update made a "
+                             f"parameter non-finite (param and state were updated)") from None
 
 
 def sgd_update(param, grad, momentum_buffer=None, *, lr, momentum=0.0, weight_decay=0.0,
@@ -194,18 +203,27 @@ def sgd_update(param, grad, momentum_buffer=None, *, lr, momentum=0.0, weight_de
                                       dtype=param.dtype, writable=True)
         same_shape(where, "param", param, momentum_buffer=momentum_buffer)
     no_overlap(where, {"param": param, "momentum_buffer": momentum_buffer}, {"grad": grad})
-    if not _use_c():
-        return reference.sgd_update(param, grad, momentum_buffer, lr=lr, momentum=momentum,
-                                    weight_decay=weight_decay, maximize=bool(maximize),
-                                    clip_value=clip_value, grad_scale=grad_scale)
-    buf = momentum_buffer.reshape(-1) if momentum != 0 else _empty(param.dtype)
+    _sgd_update(where, param.reshape(-1), grad.reshape(-1),
+                momentum_buffer.reshape(-1) if momentum != 0 else None, lr=lr,
+                momentum=momentum, weight_decay=weight_decay, maximize=bool(maximize),
+                clip_value=clip_value, grad_scale=grad_scale)
+
+
+def _sgd_update(where, param, grad, momentum_buffer, *, lr, momentum, weight_decay, maximize,
+                clip_value, grad_scale):
+    """Unchecked: flat buffers and hyperparameters the caller has validated (sgd_update, or
+    the SGD optimizer once in its constructor). momentum_buffer is None when momentum == 0."""
     try:
-        _core.sgd_update(param.reshape(-1), buf, grad.reshape(-1), lr, momentum, weight_decay,
-                         math.inf if clip_value is None else clip_value, grad_scale,
-                         bool(maximize))
+        if not _use_c():
+            return reference.sgd_update(param, grad, momentum_buffer, lr=lr, momentum=momentum,
+                                        weight_decay=weight_decay, maximize=maximize,
+                                        clip_value=clip_value, grad_scale=grad_scale)
+        buf = momentum_buffer if momentum_buffer is not None else _empty(param.dtype)
+        _core.sgd_update(param, buf, grad, lr, momentum, weight_decay,
+                         math.inf if clip_value is None else clip_value, grad_scale, maximize)
     except FloatingPointError:
-        raise NonFiniteError("sgd_update: grad holds NaN or infinity, or the update made a "
-                             "parameter non-finite (param was updated)") from None
+        raise NonFiniteError(f"{where}: grad holds NaN or infinity, or the update made a "
+                             f"parameter non-finite (param was updated)") from None
 
 
 def sum_squares(x) -> float:

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from . import _core, kernels, reference
+from . import kernels
 from ._validate import NonFiniteError, choice, float_array, positive_int, real
 
 __all__ = ["Adagrad", "SGD", "clip_grad_norm_", "PRESETS"]
@@ -169,22 +169,11 @@ class Adagrad:
         """Apply one update to the model's parameters from its current gradients."""
         scale, self.last_grad_norm = _grad_scale(self.grads, self.max_grad_norm, "Adagrad.step")
         self.steps += 1
-        args = dict(lr=self.lr, step=self.steps, lr_decay=self.lr_decay,
-                    weight_decay=self.weight_decay, eps=self.eps,
-                    eps_placement=self.eps_placement, maximize=self.maximize,
-                    clip_value=self.clip_value, grad_scale=scale)
-        if kernels.backend() == "numpy":
-            reference.adagrad_update(self.params, self.grads, self.state, **args)
-            return
-        try:
-            _core.adagrad_update(self.params, self.state, self.grads, self.lr, self.lr_decay,
-                                 self.weight_decay, self.eps,
-                                 math.inf if self.clip_value is None else self.clip_value,
-                                 scale, self.steps, self.eps_placement == "inside",
-                                 self.maximize)
-        except FloatingPointError:
-            raise NonFiniteError("Adagrad.step: grads hold NaN or infinity, or the update made "
-                                 "a parameter non-finite (params and state were updated)") from None
+        kernels._adagrad_update(
+            "Adagrad.step", self.params, self.grads, self.state, lr=self.lr, step=self.steps,
+            lr_decay=self.lr_decay, weight_decay=self.weight_decay, eps=self.eps,
+            eps_placement=self.eps_placement, maximize=self.maximize,
+            clip_value=self.clip_value, grad_scale=scale)
 
     def state_dict(self) -> dict:
         """Copies of the optimizer's state and settings (for checkpoints)."""
@@ -246,21 +235,10 @@ class SGD:
         """Apply one update to the model's parameters from its current gradients."""
         scale, self.last_grad_norm = _grad_scale(self.grads, self.max_grad_norm, "SGD.step")
         self.steps += 1
-        if kernels.backend() == "numpy":
-            reference.sgd_update(self.params, self.grads, self.momentum_buffer, lr=self.lr,
-                                 momentum=self.momentum, weight_decay=self.weight_decay,
-                                 maximize=self.maximize, clip_value=self.clip_value,
-                                 grad_scale=scale)
-            return
-        buf = self.momentum_buffer if self.momentum_buffer is not None else self.params[:0]
-        try:
-            _core.sgd_update(self.params, buf, self.grads, self.lr, self.momentum,
-                             self.weight_decay,
-                             math.inf if self.clip_value is None else self.clip_value, scale,
-                             self.maximize)
-        except FloatingPointError:
-            raise NonFiniteError("SGD.step: grads hold NaN or infinity, or the update made a "
-                                 "parameter non-finite (params were updated)") from None
+        kernels._sgd_update("SGD.step", self.params, self.grads, self.momentum_buffer,
+                            lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                            maximize=self.maximize, clip_value=self.clip_value,
+                            grad_scale=scale)
 
     def __repr__(self):
         return (f"SGD(lr={self.lr}, momentum={self.momentum}, weight_decay={self.weight_decay}, "
