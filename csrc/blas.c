@@ -26,6 +26,7 @@ const char *elman_status_string(int status)
     case ELMAN_ERR_TARGET: return "class target or token id out of range";
     case ELMAN_ERR_TOO_LARGE: return "size too large (overflow, or beyond the BLAS's 32-bit int)";
     case ELMAN_ERR_NO_BLAS: return "no BLAS has been set (elman_set_blas)";
+    case ELMAN_ERR_CPU: return "kernel path not supported by this CPU";
     default: return "unknown status";
     }
 }

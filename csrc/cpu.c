@@ -1,7 +1,12 @@
-/* CPU features (cpuid + xgetbv) and build information. The kernels are portable C compiled
- * for the baseline ISA; the features are reported so that users and benchmarks can see
- * what the machine offers. */
-#include "internal.h"
+/* CPU features (cpuid + xgetbv), the choice of kernel path, threads, build information.
+ *
+ * The hot loops exist once per instruction set (vec_isa.c); the best one the CPU runs is
+ * picked on first use, or the one named by elman_set_kernel_path (ELMAN_CPU from Python). */
+#include "vec.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
@@ -37,18 +42,118 @@ unsigned elman_cpu_features(void)
     return f;
 }
 
-const char *elman_kernel_path(void) { return "generic"; }
+/* ---- kernel paths ---------------------------------------------------------------------- */
 
+static const elman_vec_ops *elman_path_table(const char *name)
+{
+    if (strcmp(name, "generic") == 0) return &elman_vec_generic;
+#ifdef ELMAN_X86_PATHS
+    if (strcmp(name, "avx2") == 0) return &elman_vec_avx2;
+    if (strcmp(name, "avx512") == 0) return &elman_vec_avx512;
+#endif
+    return NULL;
+}
+
+int elman_kernel_path_supported(const char *name)
+{
+    if (name == NULL || elman_path_table(name) == NULL) return 0;
+    const unsigned f = elman_cpu_features();
+    const unsigned avx2 = ELMAN_CPU_AVX2 | ELMAN_CPU_FMA;
+    if (strcmp(name, "avx2") == 0) return (f & avx2) == avx2;
+    if (strcmp(name, "avx512") == 0) return (f & (avx2 | ELMAN_CPU_AVX512F)) == (avx2 | ELMAN_CPU_AVX512F);
+    return 1;
+}
+
+static const elman_vec_ops *elman_best_path(void)
+{
+    static const char *const order[] = {"avx512", "avx2"};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+        if (elman_kernel_path_supported(order[i])) return elman_path_table(order[i]);
+    return &elman_vec_generic;
+}
+
+/* Set once, read by every kernel call: atomic where the compiler offers it, so that a
+ * kernel running in another thread sees one whole table or the other. */
+static const elman_vec_ops *elman_current;
+
+#if defined(__GNUC__) || defined(__clang__)
+#define ELMAN_LOAD(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
+#define ELMAN_STORE(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
+#else
+#define ELMAN_LOAD(p) (p)
+#define ELMAN_STORE(p, v) ((p) = (v))
+#endif
+
+const elman_vec_ops *elman_ops(void)
+{
+    const elman_vec_ops *v = ELMAN_LOAD(elman_current);
+    if (v == NULL) {
+        v = elman_best_path();
+        ELMAN_STORE(elman_current, v);
+    }
+    return v;
+}
+
+int elman_set_kernel_path(const char *name)
+{
+    if (name == NULL || strcmp(name, "auto") == 0) {
+        ELMAN_STORE(elman_current, elman_best_path());
+        return ELMAN_OK;
+    }
+    if (elman_path_table(name) == NULL) return ELMAN_ERR_ARG;
+    if (!elman_kernel_path_supported(name)) return ELMAN_ERR_CPU;
+    ELMAN_STORE(elman_current, elman_path_table(name));
+    return ELMAN_OK;
+}
+
+const char *elman_kernel_path(void) { return elman_ops()->name; }
+
+const char *elman_kernel_paths(void)
+{
+#ifdef ELMAN_X86_PATHS
+    return "generic avx2 avx512";
+#else
+    return "generic";
+#endif
+}
+
+/* ---- threads ---------------------------------------------------------------------------- */
+
+int elman_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+void elman_set_num_threads(int n)
+{
+#ifdef _OPENMP
+    if (n >= 1) omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
+#define ELMAN_STR_(a) #a
+#define ELMAN_STR(a) ELMAN_STR_(a)
 #ifndef ELMAN_BUILD_FLAGS
 #define ELMAN_BUILD_FLAGS "unknown"
 #endif
 
 const char *elman_build_info(void)
 {
+#ifdef _OPENMP
+#define ELMAN_OMP_INFO "; OpenMP " ELMAN_STR(_OPENMP)
+#else
+#define ELMAN_OMP_INFO "; no OpenMP"
+#endif
 #if defined(__clang__)
-    return "clang " __clang_version__ "; flags: " ELMAN_BUILD_FLAGS;
+    return "clang " __clang_version__ "; flags: " ELMAN_BUILD_FLAGS ELMAN_OMP_INFO;
 #elif defined(__GNUC__)
-    return "gcc " __VERSION__ "; flags: " ELMAN_BUILD_FLAGS;
+    return "gcc " __VERSION__ "; flags: " ELMAN_BUILD_FLAGS ELMAN_OMP_INFO;
 #else
     return "unknown compiler; flags: " ELMAN_BUILD_FLAGS;
 #endif

@@ -13,6 +13,7 @@
  *   - Arguments come in the order outputs, inputs, parameters, sizes/options.
  *   - Every kernel returns an elman_status; none prints, exits or allocates from the heap.
  *   - Backward kernels overwrite their gradient outputs (they never accumulate).
+ *   - Buffers do not overlap unless a kernel's comment says an output may equal an input.
  *   - Sizes are 64-bit. Products of sizes are checked for overflow; dimensions handed to
  *     the BLAS must also fit its 32-bit int (ELMAN_ERR_TOO_LARGE otherwise).
  */
@@ -33,7 +34,8 @@ typedef enum {
     ELMAN_ERR_NONFINITE = 2,  /* a NaN or infinity reached a result (loss, gradient) */
     ELMAN_ERR_TARGET = 3,     /* a class target or token id lies outside [0, K) */
     ELMAN_ERR_TOO_LARGE = 4,  /* a size product overflows, or a BLAS dimension exceeds INT_MAX */
-    ELMAN_ERR_NO_BLAS = 5     /* elman_set_blas has not been given a GEMM */
+    ELMAN_ERR_NO_BLAS = 5,    /* elman_set_blas has not been given a GEMM */
+    ELMAN_ERR_CPU = 6         /* the kernel path asked for is not one this CPU runs */
 } elman_status;
 
 /* A short English description of a status code; never NULL. */
@@ -111,6 +113,11 @@ int elman_sgd_update_f32(float *param, float *momentum_buf, const float *grad, e
                          const elman_sgd_opts *opts);
 int elman_sgd_update_f64(double *param, double *momentum_buf, const double *grad, elman_int n,
                          const elman_sgd_opts *opts);
+
+/* The bandwidth probe of the benchmarks: Adagrad's memory traffic (read p, s, g; write p, s)
+ * with no arithmetic to speak of: s += g, p -= g. Same threads and vector path as Adagrad. */
+int elman_stream_probe_f32(float *p, float *s, const float *g, elman_int n);
+int elman_stream_probe_f64(double *p, double *s, const double *g, elman_int n);
 
 /* *out = sum(x * x), accumulated in double (the square of the L2 norm). */
 int elman_sumsq_f32(double *out, const float *x, elman_int n);
@@ -249,6 +256,18 @@ int elman_model_forward_backward_f64(double *loss, double *grads, double *dh0,
                                      const elman_int *y_ids, const double *y_values,
                                      const double *params, const elman_model_shape *shape);
 
+/* Generation, one token at a time, for a model whose outputs are its input ids (O <= I):
+ *   h = f(W_xh[id] + b_h + h @ W_hh);  z = h @ W_hy + b_y;  id ~ softmax(z / temperature)
+ * starting from id = first; temperature 0 takes the argmax. Writes n ids to out, leaves
+ * the final state in h and advances *rng (splitmix64; seed it with any value). Reads only
+ * I, H, O and nonlinearity from the shape. work holds H + O values. */
+int elman_model_sample_f32(elman_int *out, float *h, float *work, uint64_t *rng, elman_int n,
+                           elman_int first, double temperature, const float *params,
+                           const elman_model_shape *shape);
+int elman_model_sample_f64(elman_int *out, double *h, double *work, uint64_t *rng, elman_int n,
+                           elman_int first, double temperature, const double *params,
+                           const elman_model_shape *shape);
+
 /* ---------------------------------------------------------------------------------------
  * CPU and build information (cpu.c).
  */
@@ -261,8 +280,20 @@ enum {
 };
 /* Features the CPU has and the OS saves the registers of (cpuid + xgetbv). */
 unsigned elman_cpu_features(void);
-/* The kernel path in use ("generic": portable C compiled for the baseline ISA). */
-const char *elman_kernel_path(void);
+/* Kernel paths: the hot loops compiled for one instruction set each, "generic" (the
+ * baseline ISA), "avx2" (AVX2 + FMA) and "avx512" (AVX-512F) on x86-64. The best path
+ * the CPU runs is used unless one is set. */
+const char *elman_kernel_path(void);                    /* the path in use */
+const char *elman_kernel_paths(void);                   /* those built, space-separated */
+int elman_kernel_path_supported(const char *name);      /* built and runnable here: 1/0 */
+/* Use the named path ("auto" or NULL: the best). ELMAN_ERR_ARG for a name not built,
+ * ELMAN_ERR_CPU for one this CPU cannot run. */
+int elman_set_kernel_path(const char *name);
+
+/* OpenMP threads for the elementwise kernels above ELMAN_OMP_MIN_N elements (1 when built
+ * without OpenMP). GEMMs run on the BLAS's own threads; the two never run at once. */
+int elman_max_threads(void);
+void elman_set_num_threads(int n);
 /* Compiler and flags the kernels were built with. */
 const char *elman_build_info(void);
 

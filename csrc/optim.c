@@ -1,6 +1,6 @@
 /* Optimizer updates over one flat buffer: Adagrad, SGD (with momentum), and the squared
  * norm used for global-norm clipping. Formulas and their order: elman.h. */
-#include "internal.h"
+#include "vec.h"
 
 #define REAL float
 #define SFX(name) name##_f32

@@ -1,7 +1,7 @@
 /* The Elman layer (forward, backprop through time) and the affine output projection.
  * Every product off the recurrence is one GEMM over all T*B rows; only H_{t-1} @ W_hh and
  * dA_{t+1} @ W_hh^T run step by step. */
-#include "internal.h"
+#include "vec.h"
 
 #define REAL float
 #define SFX(name) name##_f32

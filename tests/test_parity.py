@@ -1,6 +1,7 @@
 """The C backend against the NumPy reference, kernel by kernel, on hypothesis-drawn shapes
 (T, B, H of 1 included, sizes that are not multiples of any SIMD width) in float32 and
-float64, within the tolerance table of tests/tolerances.py."""
+float64, within the tolerance table of tests/tolerances.py. Every test runs on every kernel
+path this CPU has (generic, avx2, avx512)."""
 import numpy as np
 import pytest
 from hypothesis import given
@@ -10,6 +11,13 @@ import elman
 from elman import kernels
 from conftest import count_core_calls
 from tolerances import assert_close
+
+@pytest.fixture(scope="module", autouse=True, params=elman.cpu_paths())
+def cpu_path(request):
+    with elman.cpu_path(request.param):
+        assert elman.cpu_path() == request.param
+        yield request.param
+
 
 dtypes = st.sampled_from([np.dtype(np.float32), np.dtype(np.float64)])
 small = st.integers(1, 13)

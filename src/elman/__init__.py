@@ -6,11 +6,14 @@ C kernels (csrc/) do the work; this package is a thin layer over them:
 - :class:`Adagrad`, :class:`SGD`, :func:`clip_grad_norm_` — fused optimizer updates;
 - :mod:`elman.kernels` — functional in-place kernels on NumPy arrays;
 - :mod:`elman.reference` — the NumPy twin of every kernel (the specification);
-- :func:`backend` — switch between the ``"c"`` and ``"numpy"`` backends.
+- :func:`backend` — switch between the ``"c"`` and ``"numpy"`` backends;
+- :func:`cpu_path` — the instruction set the hot loops use (``ELMAN_CPU``), and
+  :func:`set_num_threads` for their OpenMP threads.
 """
 from . import _core  # noqa: F401  (loads the kernels and hands them SciPy's BLAS)
 from . import kernels, reference
-from ._config import config, show_config
+from ._config import (config, cpu_path, cpu_paths, get_num_threads, set_num_threads,
+                      show_config)
 from ._validate import NonFiniteError
 from .kernels import backend
 from .model import ElmanRNN
@@ -19,4 +22,5 @@ from .optim import SGD, Adagrad, clip_grad_norm_
 __version__ = "0.1.0"
 
 __all__ = ["ElmanRNN", "Adagrad", "SGD", "clip_grad_norm_", "kernels", "reference",
-           "backend", "show_config", "config", "NonFiniteError", "__version__"]
+           "backend", "cpu_path", "cpu_paths", "get_num_threads", "set_num_threads",
+           "show_config", "config", "NonFiniteError", "__version__"]

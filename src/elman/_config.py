@@ -1,15 +1,94 @@
-"""Build and runtime configuration: what ``elman.show_config()`` prints."""
+"""Build and runtime configuration: kernel paths, threads, and what ``elman.show_config()``
+prints."""
 from __future__ import annotations
 
 import os
 import platform
 import sys
+import warnings
 
 from . import _core
 
 _FEATURES = ("sse2", "avx", "avx2", "fma", "avx512f")  # bit order of ELMAN_CPU_* in elman.h
 _ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
-        "OPENBLAS_L2_SIZE", "ELMAN_BACKEND")
+        "OPENBLAS_L2_SIZE", "ELMAN_BACKEND", "ELMAN_CPU")
+
+
+# ---- kernel paths ---------------------------------------------------------------------------
+
+def cpu_paths() -> tuple:
+    """The kernel paths this build holds that this CPU runs, slowest first: "generic"
+    (portable C for the baseline instruction set), "avx2" (AVX2 + FMA), "avx512"."""
+    return tuple(p for p in _core.kernel_paths() if _core.kernel_path_supported(p))
+
+
+class _PathSwitch:
+    """Returned by cpu_path(name): the switch is already made; leaving a ``with`` block
+    restores the previous path."""
+
+    def __init__(self, name, previous):
+        self.name, self._previous = name, previous
+
+    def __enter__(self):
+        return self.name
+
+    def __exit__(self, *exc):
+        _core.set_kernel_path(self._previous)
+        return False
+
+    def __repr__(self):
+        return f"elman.cpu_path({self.name!r})"
+
+
+def cpu_path(name=None):
+    """Get or set the kernel path (the instruction set the hot loops run with).
+
+    ``elman.cpu_path()`` returns the path in use. ``elman.cpu_path("avx2")`` switches for
+    the whole process ("auto": the best this CPU runs); used as ``with
+    elman.cpu_path("generic"): ...`` the previous path comes back at the end of the block.
+    The environment variable ``ELMAN_CPU`` sets the path at import. Raises ValueError for a
+    name this build lacks or this CPU cannot run.
+    """
+    if name is None:
+        return _core.kernel_path()
+    if not isinstance(name, str):
+        raise TypeError(f"cpu_path: name must be a string, got {type(name).__name__}")
+    previous = _core.kernel_path()
+    _core.set_kernel_path(name.strip().lower())
+    return _PathSwitch(_core.kernel_path(), previous)
+
+
+def _path_from_env() -> None:
+    name = os.environ.get("ELMAN_CPU", "").strip().lower()
+    if not name:
+        return
+    try:
+        _core.set_kernel_path(name)
+    except ValueError as e:
+        warnings.warn(f"ELMAN_CPU={name!r} ignored: {e}; using {_core.kernel_path()!r}",
+                      RuntimeWarning, stacklevel=3)
+
+
+_path_from_env()
+
+
+# ---- threads --------------------------------------------------------------------------------
+
+def get_num_threads() -> int:
+    """OpenMP threads elman's elementwise kernels use above their size threshold."""
+    return _core.max_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Set elman's OpenMP threads (as OMP_NUM_THREADS does at start-up). GEMMs run on the
+    BLAS's own threads: set those with threadpoolctl or OPENBLAS_NUM_THREADS.
+    ``threadpoolctl.threadpool_limits(n)`` sets both."""
+    import operator
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"set_num_threads: n must be an integer, got {type(n).__name__}") from None
+    _core.set_num_threads(n)
 
 
 def _blas_info():
@@ -36,6 +115,8 @@ def config() -> dict:
         "machine": platform.machine(),
         "compiler": _core.build_info(),
         "kernel_path": _core.kernel_path(),
+        "kernel_paths": list(cpu_paths()),
+        "threads": get_num_threads(),
         "cpu_features": [name for i, name in enumerate(_FEATURES) if mask >> i & 1],
         "backend": kernels.backend(),
         "gemm": "scipy.linalg.cython_blas (sgemm, dgemm)" if _core.has_blas() else "missing",

@@ -11,7 +11,7 @@ the checks here are the last line that keeps a direct caller from crashing the p
 import operator
 
 from cython cimport floating
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 
 cdef extern from "elman.h" nogil:
@@ -24,6 +24,7 @@ cdef extern from "elman.h" nogil:
         ELMAN_ERR_TARGET
         ELMAN_ERR_TOO_LARGE
         ELMAN_ERR_NO_BLAS
+        ELMAN_ERR_CPU
     const char *elman_status_string(int status)
 
     ctypedef void (*elman_sgemm_fn)(char *, char *, int *, int *, int *, float *, float *,
@@ -45,6 +46,8 @@ cdef extern from "elman.h" nogil:
     int elman_adagrad_update_f64(double *, double *, const double *, elman_int, const elman_adagrad_opts *)
     int elman_sgd_update_f32(float *, float *, const float *, elman_int, const elman_sgd_opts *)
     int elman_sgd_update_f64(double *, double *, const double *, elman_int, const elman_sgd_opts *)
+    int elman_stream_probe_f32(float *, float *, const float *, elman_int)
+    int elman_stream_probe_f64(double *, double *, const double *, elman_int)
     int elman_sumsq_f32(double *, const float *, elman_int)
     int elman_sumsq_f64(double *, const double *, elman_int)
 
@@ -103,8 +106,18 @@ cdef extern from "elman.h" nogil:
                                          const elman_int *, const double *, const double *,
                                          const elman_model_shape *)
 
+    int elman_model_sample_f32(elman_int *, float *, float *, uint64_t *, elman_int, elman_int,
+                               double, const float *, const elman_model_shape *)
+    int elman_model_sample_f64(elman_int *, double *, double *, uint64_t *, elman_int,
+                               elman_int, double, const double *, const elman_model_shape *)
+
     unsigned elman_cpu_features()
     const char *elman_kernel_path()
+    const char *elman_kernel_paths()
+    int elman_kernel_path_supported(const char *name)
+    int elman_set_kernel_path(const char *name)
+    int elman_max_threads()
+    void elman_set_num_threads(int n)
     const char *elman_build_info()
 
 
@@ -198,6 +211,35 @@ def build_info():
     return elman_build_info().decode()
 
 
+def kernel_paths():
+    """The kernel paths this build holds (those this CPU runs are kernel_path_supported)."""
+    return tuple(elman_kernel_paths().decode().split())
+
+
+def kernel_path_supported(str name):
+    return bool(elman_kernel_path_supported(name.encode()))
+
+
+def set_kernel_path(str name):
+    """Use the named kernel path ("auto": the best this CPU runs)."""
+    cdef int s = elman_set_kernel_path(name.encode())
+    if s == ELMAN_ERR_CPU:
+        raise ValueError(f"kernel path {name!r} needs instructions this CPU lacks")
+    if s != ELMAN_OK:
+        raise ValueError(f"unknown kernel path {name!r}; this build has "
+                         f"{', '.join(kernel_paths())} (or 'auto')")
+
+
+def max_threads():
+    return int(elman_max_threads())
+
+
+def set_num_threads(int n):
+    if n < 1:
+        raise ValueError(f"the number of threads must be >= 1, got {n}")
+    elman_set_num_threads(n)
+
+
 # ---- optimizers ---------------------------------------------------------------------------
 
 def adagrad_update(floating[::1] param, floating[::1] state, const floating[::1] grad,
@@ -240,6 +282,20 @@ def sgd_update(floating[::1] param, floating[::1] momentum_buf, const floating[:
         else:
             s = elman_sgd_update_f64(_p(param), _p(momentum_buf), _cp(grad), n, &o)
     _check(s, "sgd_update")
+
+
+def stream_probe(floating[::1] p, floating[::1] s, const floating[::1] g):
+    """The bandwidth probe: s += g, p -= g over n elements (Adagrad's memory traffic)."""
+    cdef Py_ssize_t n = p.shape[0]
+    _need(s.shape[0], n, "s")
+    _need(g.shape[0], n, "g")
+    cdef int st
+    with nogil:
+        if floating is float:
+            st = elman_stream_probe_f32(_p(p), _p(s), _cp(g), n)
+        else:
+            st = elman_stream_probe_f64(_p(p), _p(s), _cp(g), n)
+    _check(st, "stream_probe")
 
 
 def sumsq(const floating[::1] x):
@@ -521,3 +577,29 @@ def model_forward_backward(floating[::1] grads, floating[::1] dh0, floating[::1]
         raise FloatingPointError(f"the loss is not finite ({out}); gradients were not computed")
     _check(s, "model_forward_backward")
     return out
+
+
+def model_sample(int64_t[::1] out, floating[::1] h, floating[::1] work, uint64_t[::1] rng,
+                 int64_t first, double temperature, const floating[::1] params, I, H, O,
+                 int nonlinearity):
+    """Generate out.shape[0] ids from `first`; h (H,) in/out, work (H + O,), rng (1,) in/out."""
+    cdef elman_model_shape m
+    _model_shape(&m, 0, 0, I, H, O, nonlinearity, 0, 0, False)
+    _need(params.shape[0], I * H + H * H + H + H * O + O, "params")
+    _need(h.shape[0], H, "h")
+    _need(work.shape[0], H + O, "work")
+    _need(rng.shape[0], 1, "rng")
+    cdef Py_ssize_t n = out.shape[0]
+    cdef elman_int *op = <elman_int *>&out[0] if n > 0 else NULL
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_model_sample_f32(op, _p(h), _p(work), &rng[0], n, first, temperature,
+                                       _cp(params), &m)
+        else:
+            s = elman_model_sample_f64(op, _p(h), _p(work), &rng[0], n, first, temperature,
+                                       _cp(params), &m)
+    if s == ELMAN_ERR_NONFINITE:
+        raise FloatingPointError("model_sample: the output distribution is not finite "
+                                 "(NaN or infinity in the parameters or the state)")
+    _check(s, "model_sample")

@@ -1,0 +1,56 @@
+/* The hot loops of every kernel, compiled once per instruction set (vec_isa.c, built as
+ * generic, AVX2 and AVX-512 objects) and picked at run time (dispatch.c).
+ *
+ * These are inner loops: their callers have validated every size and pointer, so none of
+ * them checks arguments. Buffers marked restrict must not overlap. Private to csrc/.
+ */
+#ifndef ELMAN_VEC_H
+#define ELMAN_VEC_H
+
+#include "internal.h"
+
+/* Below this many elements an elementwise loop runs on one thread: waking a second one
+ * costs more than it saves (measured by bench/run.py, see bench/README.md). */
+#define ELMAN_OMP_MIN_N 131072
+
+#define ELMAN_VEC_FIELDS(REAL, sfx)                                                          \
+    /* Adagrad / SGD over n elements; nonzero when grad held a NaN/inf or a result is not  \
+     * finite. clip = +inf for none; eps_in/eps_out = (eps, 0) or (0, eps). */               \
+    int (*adagrad_##sfx)(REAL *restrict p, REAL *restrict s, const REAL *restrict g,        \
+                         elman_int n, REAL clr, REAL scale, REAL clip, REAL wd,             \
+                         REAL eps_in, REAL eps_out);                                         \
+    int (*sgd_##sfx)(REAL *restrict p, REAL *restrict buf, const REAL *restrict g,          \
+                     elman_int n, REAL lr, REAL mom, REAL scale, REAL clip, REAL wd);       \
+    double (*sumsq_##sfx)(const REAL *x, elman_int n);                                       \
+    /* y = f(a), dA = dH * f'(y); in place allowed */                                        \
+    void (*act_forward_##sfx)(REAL *y, const REAL *a, elman_int n, int nonlinearity);       \
+    void (*act_backward_##sfx)(REAL *dA, const REAL *dH, const REAL *y, elman_int n,        \
+                               int nonlinearity);                                            \
+    /* d[j] = exp((z[j] - m) * k) for j < n; returns the sum in double. d may equal z. */   \
+    double (*exp_shift_##sfx)(REAL *d, const REAL *z, elman_int n, REAL m, REAL k);          \
+    /* C (M, N) += A (M, K) @ W (K, N), all row-major and dense: the small-shape GEMM. */    \
+    void (*gemm_nn_##sfx)(REAL *restrict C, const REAL *restrict A, const REAL *restrict W, \
+                          elman_int M, elman_int K, elman_int N);                            \
+    /* C (M, K) += A (M, N) @ W (K, N)^T */                                                  \
+    void (*gemm_nt_##sfx)(REAL *restrict C, const REAL *restrict A, const REAL *restrict W, \
+                          elman_int M, elman_int K, elman_int N);                            \
+    /* The bandwidth probe: Adagrad's memory traffic (read p, g, s; write p, s), no math.  */ \
+    void (*stream_##sfx)(REAL *restrict p, REAL *restrict s, const REAL *restrict g,         \
+                         elman_int n);
+
+typedef struct {
+    const char *name;
+    ELMAN_VEC_FIELDS(float, f32)
+    ELMAN_VEC_FIELDS(double, f64)
+} elman_vec_ops;
+
+/* The table in use: the best path this CPU runs, unless elman_set_kernel_path chose one. */
+const elman_vec_ops *elman_ops(void);
+
+extern const elman_vec_ops elman_vec_generic;
+#ifdef ELMAN_X86_PATHS
+extern const elman_vec_ops elman_vec_avx2;
+extern const elman_vec_ops elman_vec_avx512;
+#endif
+
+#endif /* ELMAN_VEC_H */

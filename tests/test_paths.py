@@ -1,0 +1,212 @@
+"""Kernel paths, threads and the float32 math of the vectorized loops.
+
+The hypothesis parity tests (test_parity.py) run every path on small shapes; these tests
+reach what small shapes do not: the OpenMP-threaded loops (n >= the threading threshold),
+the per-step BLAS products of large batches, the accuracy of the float32 tanh and exp over
+their whole range, and the selection of a path (elman.cpu_path, ELMAN_CPU)."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import elman
+from elman import kernels
+from tolerances import assert_close
+
+PATHS = elman.cpu_paths()
+OMP_N = 131_075  # above ELMAN_OMP_MIN_N (vec.h), and not a multiple of any vector width
+
+
+@pytest.fixture(params=PATHS)
+def path(request):
+    with elman.cpu_path(request.param):
+        yield request.param
+
+
+def test_paths_listed_and_switchable():
+    assert PATHS[0] == "generic"
+    assert elman.cpu_path() in PATHS
+    before = elman.cpu_path()
+    with elman.cpu_path("generic") as name:
+        assert name == "generic" == elman.cpu_path()
+    assert elman.cpu_path() == before
+    assert "generic" in elman.config()["kernel_paths"]
+
+
+@pytest.mark.parametrize("bad", ["sse9", "", "avx512 "])
+def test_unknown_path_raises(bad):
+    before = elman.cpu_path()
+    if bad.strip() == "avx512" and "avx512" in PATHS:
+        elman.cpu_path(bad).__exit__()  # whitespace and case are forgiven
+        return
+    with pytest.raises(ValueError, match="kernel path"):
+        elman.cpu_path(bad)
+    assert elman.cpu_path() == before
+
+
+def test_cpu_path_rejects_non_strings():
+    with pytest.raises(TypeError):
+        elman.cpu_path(3)
+
+
+@pytest.mark.parametrize("value, expect", [("generic", "generic"), ("auto", None)])
+def test_ELMAN_CPU_sets_the_path_at_import(value, expect):
+    out = subprocess.run([sys.executable, "-c", "import elman; print(elman.cpu_path())"],
+                         env={**_env(), "ELMAN_CPU": value}, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == (expect or PATHS[-1])
+
+
+def test_ELMAN_CPU_unknown_warns_and_uses_the_best():
+    out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c",
+                          "import elman"], env={**_env(), "ELMAN_CPU": "bogus"},
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "ELMAN_CPU='bogus' ignored" in out.stderr
+    out = subprocess.run([sys.executable, "-c", "import elman; print(elman.cpu_path())"],
+                         env={**_env(), "ELMAN_CPU": "bogus"}, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == PATHS[-1]
+
+
+def _env():
+    import os
+    return {k: v for k, v in os.environ.items() if k != "ELMAN_CPU"}
+
+
+# ---- float32 tanh and exp against float64 NumPy ------------------------------------------
+
+def _grid():
+    """Every float32 exponent, both signs, dense near 0 and in the switch-over regions."""
+    rng = np.random.default_rng(0)
+    mags = np.exp(rng.uniform(np.log(1e-30), np.log(100.0), 200_000))
+    x = np.concatenate([mags, -mags, np.linspace(-10, 10, 100_001),
+                        np.linspace(0.49, 0.51, 10_001), [0.0, -0.0, 9.0, 10.0, 50.0, 1e30]])
+    return x.astype(np.float32)
+
+
+def test_tanh_float32_max_error(path):
+    x = _grid()
+    y = kernels.activation(x, "tanh")
+    exact = np.tanh(x.astype(np.float64))
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    err = np.abs(y.astype(np.float64) - exact) / ulp
+    assert err.max() <= 8, (path, float(err.max()), x[err.argmax()])
+    assert np.abs(y).max() <= 1
+    assert np.array_equal(np.signbit(y[x == 0]), np.signbit(x[x == 0]))
+
+
+def test_tanh_float32_special_values(path):
+    x = np.array([np.nan, np.inf, -np.inf, 1e38, -1e38, 0.0, -0.0], np.float32)
+    y = kernels.activation(x, "tanh")
+    assert np.isnan(y[0])
+    assert list(y[1:5]) == [1, -1, 1, -1]
+    assert y[5] == 0 and y[6] == 0 and np.signbit(y[6])
+
+
+def test_softmax_float32_exp_accuracy(path):
+    """The exp inside softmax cross-entropy, over logits spanning float32's exp range."""
+    rng = np.random.default_rng(1)
+    z = rng.uniform(-100, 100, (400, 50)).astype(np.float32)
+    t = rng.integers(0, 50, 400)
+    loss, d = kernels.softmax_cross_entropy(z, t, reduction="sum")
+    z64 = z.astype(np.float64)
+    # the exp's argument as float32 computes it: z - max(z), rounded to float32
+    shifted = (z - z.max(1, keepdims=True)).astype(np.float64)
+    p = np.exp(shifted)
+    p /= p.sum(1, keepdims=True)
+    exact = p.copy()
+    rows = np.arange(400)
+    exact[rows, t] -= 1
+    # probabilities: relative error, down to float32's smallest normal number
+    other = np.ones(d.shape, bool)
+    other[rows, t] = False
+    normal = other & (exact > np.finfo(np.float32).tiny)
+    np.testing.assert_allclose(d[normal], exact[normal], rtol=2e-6)
+    assert np.all(np.abs(d[other & ~normal]) <= 2 * np.finfo(np.float32).tiny)
+    # p - 1 at the targets: float32's rounding of a number near 1
+    np.testing.assert_allclose(d[rows, t], exact[rows, t], rtol=2e-6, atol=1.2e-7)
+    lse = np.log(np.exp(z64 - z64.max(1, keepdims=True)).sum(1)) + z64.max(1)
+    assert loss == pytest.approx(float((lse - z64[np.arange(400), t]).sum()), rel=1e-6)
+
+
+# ---- the threaded loops and the BLAS path of the recurrence --------------------------------
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_threaded_optimizer_loops_match_the_reference(path, dtype, threads):
+    rng = np.random.default_rng(2)
+    p0, g = rng.standard_normal((2, OMP_N)).astype(dtype)
+    g[OMP_N - 1] = 0.5
+    before = elman.get_num_threads()
+    elman.set_num_threads(threads)
+    try:
+        for wd in (0.0, 0.01):
+            pc, sc = p0.copy(), np.full(OMP_N, 0.1, dtype)
+            pn, sn = p0.copy(), sc.copy()
+            kernels.adagrad_update(pc, g, sc, lr=0.1, step=2, weight_decay=wd)
+            with elman.backend("numpy"):
+                kernels.adagrad_update(pn, g, sn, lr=0.1, step=2, weight_decay=wd)
+            assert_close(pc, pn, dtype)
+            assert_close(sc, sn, dtype)
+            bc, bn = np.zeros(OMP_N, dtype), np.zeros(OMP_N, dtype)
+            qc, qn = p0.copy(), p0.copy()
+            kernels.sgd_update(qc, g, bc, lr=0.1, momentum=0.9, weight_decay=wd)
+            with elman.backend("numpy"):
+                kernels.sgd_update(qn, g, bn, lr=0.1, momentum=0.9, weight_decay=wd)
+            assert_close(qc, qn, dtype)
+            assert_close(bc, bn, dtype)
+        assert kernels.sum_squares(g) == pytest.approx(float(np.sum(g.astype(np.float64) ** 2)),
+                                                       rel=1e-12)
+        a = (3 * rng.standard_normal(OMP_N)).astype(dtype)
+        assert_close(kernels.activation(a), np.tanh(a), dtype)
+    finally:
+        elman.set_num_threads(before)
+
+
+def test_threaded_adagrad_reports_nan_in_any_thread(dtype):
+    p = np.ones(OMP_N, dtype)
+    g = np.ones(OMP_N, dtype)
+    g[OMP_N - 3] = np.nan  # in the last thread's range
+    with pytest.raises(elman.NonFiniteError):
+        kernels.adagrad_update(p, g, np.zeros(OMP_N, dtype), lr=0.1, step=1)
+
+
+def test_set_num_threads_checks_its_argument():
+    with pytest.raises(ValueError):
+        elman.set_num_threads(0)
+    with pytest.raises(TypeError):
+        elman.set_num_threads(1.5)
+    assert elman.get_num_threads() >= 1
+
+
+@pytest.mark.parametrize("B, H", [(1, 37), (2, 70), (64, 70), (40, 100)])
+def test_recurrence_small_kernel_and_blas_paths(path, dtype, B, H):
+    """(1, 37), (2, 70): the hand-written per-step product; (64, 70), (40, 100): B*H*H
+    above the small-product threshold, so the per-step products go to the BLAS."""
+    rng = np.random.default_rng(3)
+    T, I = 5, 9
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    h0 = rng.standard_normal((B, H)).astype(dtype)
+    W_xh, W_hh = ((0.3 * rng.standard_normal(s)).astype(dtype) for s in ((I, H), (H, H)))
+    b_h = rng.standard_normal(H).astype(dtype)
+    hs = kernels.rnn_forward(x, h0, W_xh, W_hh, b_h)
+    with elman.backend("numpy"):
+        hn = kernels.rnn_forward(x, h0, W_xh, W_hh, b_h)
+    assert_close(hs, hn, dtype)
+    dH = rng.standard_normal((T, B, H)).astype(dtype)
+    gc = kernels.rnn_backward(dH, hn, x, W_xh, W_hh, need_dx=True)
+    with elman.backend("numpy"):
+        gn = kernels.rnn_backward(dH, hn, x, W_xh, W_hh, need_dx=True)
+    for name in ("W_xh", "W_hh", "b_h", "h0", "x", "A"):
+        assert_close(getattr(gc, name), getattr(gn, name), dtype, err_msg=name)
+
+
+def test_stream_probe_does_the_traffic_it_claims(dtype):
+    rng = np.random.default_rng(4)
+    p, s, g = rng.standard_normal((3, OMP_N)).astype(dtype)
+    pc, sc = p.copy(), s.copy()
+    kernels._stream_probe(pc, sc, g)
+    np.testing.assert_array_equal(pc, p - g)
+    np.testing.assert_array_equal(sc, s + g)
+    with pytest.raises(ValueError, match="share memory"):
+        kernels._stream_probe(pc, pc, g)
