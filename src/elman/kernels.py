@@ -39,7 +39,7 @@ __all__ = [
     "backend", "adagrad_update", "sgd_update", "sum_squares", "activation",
     "activation_backward", "rnn_forward", "rnn_backward", "RNNGrads", "linear_forward",
     "linear_backward", "softmax_cross_entropy", "mse_loss", "model_forward",
-    "model_forward_backward", "param_layout", "param_views", "NonFiniteError",
+    "model_forward_backward", "model_sample", "param_layout", "param_views", "NonFiniteError",
 ]
 
 BACKENDS = ("c", "numpy")
@@ -547,3 +547,79 @@ def _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl, nonlin
     except FloatingPointError as err:
         raise NonFiniteError(str(err)) from None
     return value, hs
+
+
+def model_sample(params, n, first=0, h=None, *, input_size, hidden_size, output_size,
+                 nonlinearity="tanh", temperature=1.0, seed=None):
+    """Generate n token ids with the model, feeding each back as the next input.
+
+    params: flat buffer (:func:`param_layout`) of a model with output_size <= input_size
+    (a character or token model); first: the id fed at the first step; h: (H,) initial state
+    (zeros if None); temperature: > 0 scales the logits by 1/temperature before the softmax,
+    0 takes the argmax; seed: an int, a numpy SeedSequence, or None for fresh entropy.
+    Returns (ids (n,) int64, h_n (H,)). The C backend runs the whole loop in one call.
+    """
+    where = "model_sample"
+    params, I, H, O = _check_model_params(where, params, (input_size, hidden_size, output_size))
+    if O > I:
+        raise ValueError(f"{where}: sampling feeds each output id back as an input id, so "
+                         f"output_size ({O}) must be <= input_size ({I})")
+    n = positive_int(n, "n", where=where, minimum=0)
+    first = positive_int(first, "first", where=where, minimum=0)
+    if first >= I:
+        raise ValueError(f"{where}: first={first} is not a token id in [0, {I})")
+    temperature = real(temperature, "temperature", where=where, minimum=0)
+    if h is None:
+        h = np.zeros(H, params.dtype)
+    else:
+        h = np.array(float_array(as_array(h, "h", where=where), "h", where=where,
+                                 dtype=params.dtype, shape=(H,), finite=True))
+    nl = _nonlinearity_code(nonlinearity, where)
+    state = _seed_state(seed, where)
+    return _model_sample(params, n, first, h, state, I, H, O, nl, nonlinearity, temperature)
+
+
+def _seed_state(seed, where) -> int:
+    """A 64-bit generator state from an int seed, a SeedSequence, or fresh entropy."""
+    if isinstance(seed, np.random.SeedSequence):
+        ss = seed
+    elif seed is None:
+        ss = np.random.SeedSequence()
+    else:
+        ss = np.random.SeedSequence(positive_int(seed, "seed", where=where, minimum=0))
+    return int(ss.generate_state(1, np.uint64)[0])
+
+
+def _model_sample(params, n, first, h, state, I, H, O, nl, nonlinearity, temperature,
+                  work=None):
+    """Unchecked: the caller has validated everything. h (H,) is updated in place."""
+    if not _use_c():
+        ids, _ = reference.model_sample(params, n, first, h, state, input_size=I,
+                                        hidden_size=H, output_size=O,
+                                        nonlinearity=nonlinearity, temperature=temperature)
+        return ids, h
+    out = np.empty(n, np.int64)
+    rng = np.array([state], np.uint64)
+    if work is None:
+        work = np.empty(H + O, params.dtype)
+    try:
+        _core.model_sample(out, h, work, rng, first, temperature, params, I, H, O, nl)
+    except FloatingPointError as err:
+        raise NonFiniteError(str(err)) from None
+    return out, h
+
+
+def _stream_probe(p, s, g):
+    """The bandwidth probe of the benchmarks (not a kernel anyone needs): Adagrad's memory
+    traffic, read p, s, g and write p, s, with no arithmetic to speak of (s += g, p -= g),
+    on the same kernel path and threads as adagrad_update. Arrays (n,) of one float dtype."""
+    where = "_stream_probe"
+    p = float_array(p, "p", where=where, ndim=1, writable=True)
+    s = float_array(s, "s", where=where, dtype=p.dtype, shape=p.shape, writable=True)
+    g = float_array(g, "g", where=where, dtype=p.dtype, shape=p.shape)
+    no_overlap(where, {"p": p, "s": s}, {"g": g})
+    no_overlap(where, {"p": p}, {"s": s})
+    if _use_c():
+        _core.stream_probe(p, s, g)
+    else:
+        reference.stream_probe(p, s, g)

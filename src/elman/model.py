@@ -5,7 +5,7 @@ import numpy as np
 
 from . import kernels
 from ._validate import (as_array, choice, float_array, index_array, is_integer_array,
-                        positive_int)
+                        positive_int, real)
 from .kernels import LOSSES, NONLINEARITIES, REDUCTIONS, check_input
 from .reference import param_layout, param_views
 
@@ -275,6 +275,54 @@ class ElmanRNN:
             self.output_size, self._nl, self.nonlinearity, loss, reduction, last_step_only,
             workspace=ws)
         return value, hs[-1][None].copy()
+
+    def sample(self, n, start=0, *, h0=None, temperature=1.0, seed=None,
+               return_hidden=False):
+        """Generate n token ids, feeding each back as the next input (a character or token
+        model: output_size <= input_size).
+
+        start: the id fed at the first step (e.g. the last id of a prompt). h0: the state
+        to start from, (H,), (1, H) or (1, 1, H) (e.g. the h_T of a forward pass over the
+        prompt); zeros if None. temperature: the logits are divided by it before the
+        softmax (< 1 sharper, > 1 flatter); 0 picks the likeliest id at every step. seed: an
+        int or numpy SeedSequence for a reproducible draw, None for fresh entropy.
+
+        Returns ids (n,) int64, or (ids, h_n (1, 1, H)) with return_hidden. The C backend
+        generates the whole sequence in one call.
+
+        >>> import elman
+        >>> m = elman.ElmanRNN(65, 100, 65)
+        >>> m.sample(5, start=3, seed=0).shape
+        (5,)
+        """
+        where = "ElmanRNN.sample"
+        I, H, O = self.input_size, self.hidden_size, self.output_size
+        if O > I:
+            raise ValueError(f"{where}: sampling feeds each output id back as an input id, "
+                             f"so output_size ({O}) must be <= input_size ({I})")
+        n = positive_int(n, "n", where=where, minimum=0)
+        start = positive_int(start, "start", where=where, minimum=0)
+        if start >= I:
+            raise ValueError(f"{where}: start={start} is not a token id in [0, {I})")
+        temperature = real(temperature, "temperature", where=where, minimum=0)
+        if h0 is None:
+            h = np.zeros(H, self.dtype)
+        else:
+            arr = as_array(h0, "h0", where=where)
+            if arr.dtype.kind != "f":
+                raise TypeError(f"{where}: h0 must hold floats, got dtype {arr.dtype}")
+            if arr.size != H or arr.shape not in ((H,), (1, H), (1, 1, H)):
+                raise ValueError(f"{where}: h0 has shape {arr.shape}, expected ({H},), "
+                                 f"(1, {H}) or (1, 1, {H})")
+            h = float_array(np.array(arr, dtype=self.dtype).reshape(H), "h0", where=where,
+                            finite=True)
+        state = kernels._seed_state(seed, where)
+        ws = self._workspace.setdefault("sample", {})
+        if ws.get("work") is None:
+            ws["work"] = np.empty(H + O, self.dtype)
+        ids, h = kernels._model_sample(self.params, n, start, h, state, I, H, O, self._nl,
+                                       self.nonlinearity, temperature, work=ws["work"])
+        return (ids, h.reshape(1, 1, H)) if return_hidden else ids
 
     def __repr__(self):
         return (f"ElmanRNN(input_size={self.input_size}, hidden_size={self.hidden_size}, "

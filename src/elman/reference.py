@@ -26,7 +26,8 @@ __all__ = [
     "rnn_forward", "rnn_backward", "RNNGrads",
     "linear_forward", "linear_backward",
     "softmax_cross_entropy", "mse_loss",
-    "model_forward", "model_forward_backward", "param_layout", "param_views",
+    "model_forward", "model_forward_backward", "model_sample", "param_layout", "param_views",
+    "stream_probe", "splitmix64",
 ]
 
 
@@ -286,3 +287,62 @@ def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, 
     if dh0 is not None:
         dh0[...] = r.h0
     return value, hs
+
+
+# ---- generation ---------------------------------------------------------------------------
+
+_MASK64 = (1 << 64) - 1
+
+
+def splitmix64(state: int):
+    """One step of the generator the C sampler uses. Returns (output, new state), both
+    unsigned 64-bit integers."""
+    state = (state + 0x9E3779B97F4A7C15) & _MASK64
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31), state
+
+
+def model_sample(params, n, first, h, rng_state, *, input_size, hidden_size, output_size,
+                 nonlinearity="tanh", temperature=1.0):
+    """Generate n token ids, feeding each back as the next input (O <= I).
+
+    Each step: h = f(W_xh[id] + b_h + h @ W_hh); z = h @ W_hy + b_y; the next id is the
+    argmax of z when temperature == 0, else the first j whose running sum of
+    exp((z - max z) / temperature) exceeds u * (their total), u = (splitmix64 output >> 11)
+    * 2**-53. h (H,) is updated in place. Returns (ids (n,) int64, new rng state).
+    """
+    p = param_views(params, input_size, hidden_size, output_size)
+    dt = params.dtype
+    k = dt.type(1.0 / temperature) if temperature > 0 else dt.type(0)
+    greedy = not (0 < k <= np.finfo(dt).max)
+    out = np.empty(n, np.int64)
+    idx = int(first)
+    for i in range(n):
+        a = (p["W_xh"][idx] + p["b_h"]) + h @ p["W_hh"]
+        h[...] = activation(a, nonlinearity)
+        z = p["b_y"] + h @ p["W_hy"]
+        best = int(np.argmax(z))
+        if greedy:
+            if not np.isfinite(z[best]):
+                raise NonFiniteError("the output distribution is not finite")
+            idx = best
+        else:
+            e = np.exp((z - z[best]) * k)
+            total = float(np.sum(e, dtype=np.float64))
+            if not 1 <= total < np.inf:
+                raise NonFiniteError("the output distribution is not finite")
+            bits, rng_state = splitmix64(rng_state)
+            u = (bits >> 11) * 2.0**-53 * total
+            run = np.cumsum(e, dtype=np.float64)
+            hit = np.nonzero(u < run)[0]
+            idx = int(hit[0]) if hit.size else best
+        out[i] = idx
+    return out, rng_state
+
+
+def stream_probe(p, s, g):
+    """The bandwidth probe's traffic, for parity: s += g, p -= g."""
+    s += g
+    p -= g

@@ -1,0 +1,128 @@
+"""Generation: ElmanRNN.sample and kernels.model_sample (the whole loop in one C call)
+against the reference, its distribution, reproducibility and its errors."""
+import numpy as np
+import pytest
+
+import elman
+from elman import kernels
+
+
+def model(dtype="float64", V=11, H=7, seed=3):
+    return elman.ElmanRNN(V, H, V, dtype=dtype, seed=seed)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0, 0.0])
+def test_c_and_reference_draw_the_same_ids(temperature):
+    m = model()
+    a = m.sample(400, start=2, temperature=temperature, seed=11)
+    with elman.backend("numpy"):
+        b = m.sample(400, start=2, temperature=temperature, seed=11)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_float32_matches_the_reference_on_a_short_run():
+    m = model("float32")
+    a = m.sample(100, seed=1)
+    with elman.backend("numpy"):
+        b = m.sample(100, seed=1)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_every_path_draws_the_same_float64_ids():
+    m = model(V=40, H=33)
+    draws = []
+    for path in elman.cpu_paths():
+        with elman.cpu_path(path):
+            draws.append(m.sample(300, seed=5))
+    for d in draws[1:]:
+        np.testing.assert_array_equal(d, draws[0])
+
+
+def test_greedy_is_the_argmax_chain():
+    m = model()
+    ids, h = m.sample(20, start=4, temperature=0, return_hidden=True)
+    x = np.concatenate([[4], ids[:-1]])[:, None]          # the inputs the sampler fed
+    Y, h_T = m.forward(x)
+    np.testing.assert_array_equal(ids, Y[:, 0].argmax(-1))
+    np.testing.assert_allclose(h, h_T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(m.sample(20, start=4, temperature=1e-300), ids)
+
+
+def test_state_argument_continues_a_prompt():
+    m = model()
+    prompt = np.array([1, 5, 2, 7])
+    _, h = m.forward(prompt[:-1, None])
+    a = m.sample(30, start=prompt[-1], h0=h, seed=2)
+    b = m.sample(30, start=prompt[-1], h0=h[0, 0], seed=2)
+    np.testing.assert_array_equal(a, b)
+    # greedy from the prompt's state is the argmax chain of one forward pass over all of it
+    ids = m.sample(20, start=prompt[-1], h0=h, temperature=0)
+    Y, _ = m.forward(np.concatenate([prompt, ids[:-1]])[:, None])
+    np.testing.assert_array_equal(ids, Y[len(prompt) - 1:, 0].argmax(-1))
+
+
+def test_seeds():
+    m = model()
+    np.testing.assert_array_equal(m.sample(50, seed=9), m.sample(50, seed=9))
+    np.testing.assert_array_equal(m.sample(50, seed=np.random.SeedSequence(9)),
+                                  m.sample(50, seed=9))
+    assert not np.array_equal(m.sample(50, seed=9), m.sample(50, seed=10))
+    assert m.sample(0).shape == (0,) and m.sample(0).dtype == np.int64
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_frequencies_follow_the_softmax(dtype, temperature):
+    """With zero weights every step draws from softmax(b_y / temperature)."""
+    V = 5
+    m = elman.ElmanRNN(V, 3, V, dtype=dtype)
+    m.params[:] = 0
+    p = np.array([0.5, 0.25, 0.15, 0.07, 0.03])
+    m.named_params()["b_y"][:] = np.log(p)
+    n = 200_000
+    counts = np.bincount(m.sample(n, seed=0, temperature=temperature), minlength=V)
+    q = p ** (1 / temperature)
+    q /= q.sum()
+    chi2 = float((((counts - n * q) ** 2) / (n * q)).sum())
+    assert chi2 < 20.5, (counts / n, q)  # 4 degrees of freedom: P(chi2 > 20.5) < 0.0004
+
+
+def test_kernel_function_validates_and_returns_the_state():
+    m = model()
+    ids, h = kernels.model_sample(m.params, 10, 3, input_size=11, hidden_size=7, output_size=11,
+                                  seed=4)
+    assert ids.shape == (10,) and h.shape == (7,)
+    np.testing.assert_array_equal(ids, m.sample(10, start=3, seed=4))
+    with pytest.raises(ValueError, match="output_size"):
+        kernels.model_sample(np.zeros(5 * 3 + 9 + 3 + 3 * 6 + 6), 1, input_size=5,
+                             hidden_size=3, output_size=6)
+
+
+@pytest.mark.parametrize("kw, err, match", [
+    (dict(n=-1), ValueError, "n must be"),
+    (dict(n=2.0), TypeError, "n must be an int"),
+    (dict(n=3, start=11), ValueError, "start=11"),
+    (dict(n=3, start=-1), ValueError, "start"),
+    (dict(n=3, temperature=-1.0), ValueError, "temperature"),
+    (dict(n=3, temperature=float("nan")), ValueError, "temperature"),
+    (dict(n=3, h0=np.zeros(6)), ValueError, "h0 has shape"),
+    (dict(n=3, h0=np.zeros(7, int)), TypeError, "floats"),
+    (dict(n=3, h0=np.full(7, np.nan)), elman.NonFiniteError, "NaN"),
+    (dict(n=3, seed=-2), ValueError, "seed"),
+])
+def test_bad_arguments(kw, err, match):
+    with pytest.raises(err, match=match):
+        model().sample(**kw)
+
+
+def test_output_larger_than_input_is_refused():
+    with pytest.raises(ValueError, match="output_size"):
+        elman.ElmanRNN(4, 3, 5).sample(3)
+
+
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_nan_parameters_raise(backend):
+    m = model()
+    m.named_params()["b_y"][0] = np.nan
+    with elman.backend(backend), pytest.raises(elman.NonFiniteError):
+        m.sample(5, seed=0)
