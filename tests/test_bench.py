@@ -1,0 +1,176 @@
+"""The benchmark suite (elman.bench) runs end to end at tiny sizes and writes sane outputs.
+
+Benchmarks are not tests: these keep the suite working, they do not judge speed.
+"""
+import json
+import math
+
+import pytest
+
+from elman import bench
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RUN_KEYS = {"threads", "openblas", "env", "cpu_model", "versions", "elman_config",
+            "threadpools", *bench.SECTIONS}
+HIDDEN = {"torch", "jax", "optax", "matplotlib"}
+
+
+def positive(x):
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def markdown_table(text, heading):
+    """Rows (lists of cells) of the first table after ``heading``, header row first."""
+    lines = text[text.index(heading):].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return [rows[0]] + rows[2:]   # drop the |---| line
+
+
+def elman_cells(text, heading, column):
+    header, *rows = markdown_table(text, heading)
+    return [row[header.index(column)] for row in rows]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One worker process, every section, with whatever peers are installed."""
+    out = tmp_path_factory.mktemp("bench")
+    status = bench.main(["--tiny", "--threads", "1", "--out", str(out)])
+    with open(out / "bench.json", encoding="utf-8") as f:
+        result = json.load(f)
+    return status, out, result, (out / "bench.md").read_text(encoding="utf-8")
+
+
+def test_tiny_run_writes_json_and_markdown(tiny_run):
+    status, out, result, md = tiny_run
+    assert status == 0
+    assert set(result) == {"date", "machine", "settings", "runs"}
+    assert result["settings"]["preset"] == "tiny"
+    (run,) = result["runs"]
+    assert RUN_KEYS <= set(run)
+    assert run["threads"] == 1 and run["openblas"] == "as-is"
+    assert run["env"]["OPENBLAS_NUM_THREADS"] == "1"
+    assert set(bench.OPENBLAS_VARS) <= set(run["env"])
+    assert "kernel_path" in run["elman_config"]
+    for heading in ("## 1. Machine limits", "## 2. Adagrad step", "## 3. RNN training step",
+                    "## 4. Generation", "## 5. Scaling"):
+        assert heading in md
+    for cell in (elman_cells(md, "## 2.", bench.ADAGRAD_IMPLS["elman"])
+                 + elman_cells(md, "## 3.", bench.RNN_IMPLS["elman"])):
+        assert cell[0].isdigit(), cell
+
+
+def test_tiny_run_numbers_are_positive_and_finite(tiny_run):
+    _, _, result, _ = tiny_run
+    (run,) = result["runs"]
+    limits = run["limits"]
+    assert all(positive(r["gbps"]) for r in limits["stream"])
+    assert all(positive(r["gflops"]) for r in [limits["sgemm_peak"], *limits["sgemm"]])
+    for row in run["adagrad"]:
+        if row["impl"] in ("elman", "numpy"):
+            assert row["status"] == "ok", row
+            assert all(positive(row[k]) for k in ("seconds", "us", "gbps", "pct_probe"))
+    losses = {}
+    for row in run["rnn"]:
+        if row["status"] == "ok":
+            assert all(positive(row[k]) for k in ("ms", "tokens_per_s", "gflops", "pct_peak"))
+            losses[row["name"], row["impl"]] = row["loss"]
+        else:
+            assert row["impl"] in ("torch", "jax") and row["status"] == "not installed", row
+    for shape in bench.PRESETS["tiny"].rnn:
+        # same model, same seed, two backends: the first step's loss agrees
+        assert losses[shape.name, "elman"] == pytest.approx(losses[shape.name, "numpy"],
+                                                            rel=1e-4)
+    for row in run["generate"]:
+        if row["impl"] == "numpy" or row["status"] != "not available":
+            assert row["status"] == "ok" and positive(row["chars_per_s"]), row
+    for axis in ("T", "B", "H"):
+        sweep = run["scaling"][axis]
+        assert all(p["status"] == "ok" and positive(p["ms"]) for p in sweep["points"])
+        assert len(sweep["ratio_per_doubling"]) == len(sweep["points"]) - 1
+
+
+def test_tiny_run_writes_png_plots(tiny_run):
+    _, out, _, md = tiny_run
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "none (matplotlib is not installed)" in md
+        return
+    for name in ("adagrad.png", "rnn.png", "scaling.png"):
+        with open(out / name, "rb") as f:
+            assert f.read(8) == PNG_SIGNATURE, name
+        assert name in md
+
+
+def test_runs_without_torch_jax_and_matplotlib(tmp_path, monkeypatch, capsys):
+    real = bench._optional
+    monkeypatch.setattr(bench, "_optional",
+                        lambda name: None if name.split(".")[0] in HIDDEN else real(name))
+    status = bench.main(["--tiny", "--threads", "1", "--in-process", "--only",
+                         "adagrad,rnn", "--out", str(tmp_path)])
+    assert status == 0
+    captured = capsys.readouterr()
+    assert "matplotlib is not installed" in captured.err
+    assert "## 3. RNN training step" in captured.out
+    assert not list(tmp_path.glob("*.png"))
+    result = json.loads((tmp_path / "bench.json").read_text(encoding="utf-8"))
+    (run,) = result["runs"]
+    assert run["versions"]["torch"] == run["versions"]["jax"] == "not installed"
+    assert "limits" not in run and "scaling" not in run
+    for row in run["adagrad"] + run["rnn"]:
+        expected = "not installed" if row["impl"].startswith(("torch", "jax")) else "ok"
+        assert row["status"] == expected, row
+        assert "pct_probe" not in row and "pct_peak" not in row   # no limits section ran
+    md = (tmp_path / "bench.md").read_text(encoding="utf-8")
+    assert "- plots: none (matplotlib is not installed)" in md
+    assert "not installed" in md
+    assert all(c[0].isdigit() for c in elman_cells(md, "## 3.", bench.RNN_IMPLS["elman"]))
+
+
+def test_worker_environment(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    one = bench._worker_env(1, "unset")
+    two = bench._worker_env(2, "as-is")
+    assert one["OMP_NUM_THREADS"] == one["OPENBLAS_NUM_THREADS"] == one["MKL_NUM_THREADS"] == "1"
+    assert "intra_op_parallelism_threads=1" in one["XLA_FLAGS"]
+    assert "OPENBLAS_CORETYPE" not in one and "OPENBLAS_L2_SIZE" not in one
+    assert two["OPENBLAS_NUM_THREADS"] == "2" and "OPENBLAS_CORETYPE" in two
+
+
+def test_doubling_ratios():
+    points = [{"value": v, "status": "ok", "seconds": 0.5 * v} for v in (1, 2, 8)]
+    assert bench.doubling_ratios(points) == pytest.approx([2.0, 2.0])
+
+
+@pytest.mark.parametrize("argv", [["--only", "adagrad,bogus"], ["--threads", "0"],
+                                  ["--in-process", "--openblas", "both"]])
+def test_bad_arguments_exit_with_usage(argv, tmp_path):
+    with pytest.raises(SystemExit):
+        bench.main(["--tiny", "--out", str(tmp_path), *argv])
+
+
+def test_uses_the_c_probe_and_elman_sample(tmp_path, monkeypatch):
+    """The bandwidth probe is elman's C loop; generation runs ElmanRNN.sample."""
+    monkeypatch.setattr(bench, "_optional", lambda name: None)
+    assert bench.main(["--tiny", "--threads", "1", "--in-process", "--only",
+                       "limits,generate", "--out", str(tmp_path)]) == 0
+    (run,) = json.loads((tmp_path / "bench.json").read_text(encoding="utf-8"))["runs"]
+    assert all(r["method"].startswith("C loop") and positive(r["gbps"])
+               for r in run["limits"]["stream"])
+    elman_row = next(r for r in run["generate"] if r["impl"] == "elman")
+    assert elman_row["status"] == "ok" and positive(elman_row["chars_per_s"])
+
+
+@pytest.mark.parametrize("preset", list(bench.PRESETS))
+def test_worker_command_line_round_trips(preset):
+    args = bench._parser().parse_args(
+        bench.worker_args("out.json", preset, ["rnn", "limits"], 2, "unset"))
+    assert args.worker == "out.json" and args.threads == [2] and args.openblas == "unset"
+    assert args.only == ["limits", "rnn"]
+    assert (args.tiny, args.quick) == (preset == "tiny", preset == "quick")
