@@ -6,6 +6,10 @@
  */
 #include "internal.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 static elman_sgemm_fn elman_sgemm_ptr;
 static elman_dgemm_fn elman_dgemm_ptr;
 
@@ -32,6 +36,25 @@ const char *elman_status_string(int status)
 }
 
 static int elman_fits_int(elman_int v) { return v >= 0 && v <= INT_MAX; }
+
+/* Threads for one GEMM: one below ELMAN_GEMM_MIN_FMAS multiply-adds per thread (waking a
+ * thread costs microseconds), and no more than there are blocks of 16 rows. */
+#define ELMAN_GEMM_MIN_FMAS 2097152
+static int elman_gemm_threads(elman_int M, elman_int N, elman_int K)
+{
+#ifdef _OPENMP
+    const int max = omp_get_max_threads();
+    if (max < 2 || omp_in_parallel()) return 1;
+    const double fmas = (double)M * (double)N * (double)K;
+    elman_int t = (elman_int)(fmas / ELMAN_GEMM_MIN_FMAS);
+    if (t > M / 16) t = M / 16;
+    if (t > max) t = max;
+    return t < 1 ? 1 : (int)t;
+#else
+    (void)M, (void)N, (void)K;
+    return 1;
+#endif
+}
 
 #define REAL float
 #define SFX(name) name##_f32

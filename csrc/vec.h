@@ -12,6 +12,8 @@
 /* Below this many elements an elementwise loop runs on one thread: waking a second one
  * costs more than it saves (measured by bench/run.py, see bench/README.md). */
 #define ELMAN_OMP_MIN_N 131072
+/* The small GEMM shares its rows among threads from this many multiply-adds. */
+#define ELMAN_OMP_MIN_FMAS 1048576
 
 #define ELMAN_VEC_FIELDS(REAL, sfx)                                                          \
     /* Adagrad / SGD over n elements; nonzero when grad held a NaN/inf or a result is not  \
@@ -40,6 +42,7 @@
 
 typedef struct {
     const char *name;
+    int fast_gemm; /* gemm_nn is at least as fast as the BLAS for the per-step products */
     ELMAN_VEC_FIELDS(float, f32)
     ELMAN_VEC_FIELDS(double, f64)
 } elman_vec_ops;

@@ -35,9 +35,11 @@
 #define ELMAN_STR_(a) #a
 #define ELMAN_STR(a) ELMAN_STR_(a)
 
-/* This thread's part of [0, n): *lo and *len, in whole 64-byte lines of float. Outside a
- * parallel region (or without OpenMP) the whole range. */
-static inline void elman_split(elman_int n, elman_int *lo, elman_int *len)
+/* This thread's part of [0, n): *lo and *len, in whole multiples of unit (elman_split: 16
+ * elements, a 64-byte line of float). Outside a parallel region (or without OpenMP) the
+ * whole range. */
+static inline void elman_split_rows(elman_int n, elman_int unit, elman_int *lo,
+                                    elman_int *len)
 {
 #ifdef _OPENMP
     const elman_int threads = omp_get_num_threads(), me = omp_get_thread_num();
@@ -45,10 +47,25 @@ static inline void elman_split(elman_int n, elman_int *lo, elman_int *len)
     const elman_int threads = 1, me = 0;
 #endif
     elman_int per = (n + threads - 1) / threads;
-    per = (per + 15) / 16 * 16;
+    per = (per + unit - 1) / unit * unit;
     const elman_int start = me * per < n ? me * per : n;
     *lo = start;
     *len = n - start < per ? n - start : per;
+}
+
+/* True where a parallel region would not help: inside one already, or one thread. */
+static inline int elman_one_thread(void)
+{
+#ifdef _OPENMP
+    return omp_in_parallel() || omp_get_max_threads() < 2;
+#else
+    return 1;
+#endif
+}
+
+static inline void elman_split(elman_int n, elman_int *lo, elman_int *len)
+{
+    elman_split_rows(n, 16, lo, len);
 }
 
 /* ---- float exp and tanh, branch-free ------------------------------------------------- */
@@ -162,6 +179,7 @@ static inline float elman_tanhf(float x)
 
 const elman_vec_ops ELMAN_CAT(elman_vec_, ELMAN_ISA) = {
     ELMAN_STR(ELMAN_ISA),
+    ELMAN_VECTOR_EXT && ELMAN_VEC_BYTES >= 32,
     ELMAN_VEC_ENTRIES(f32),
     ELMAN_VEC_ENTRIES(f64),
 };

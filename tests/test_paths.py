@@ -210,3 +210,69 @@ def test_stream_probe_does_the_traffic_it_claims(dtype):
     np.testing.assert_array_equal(sc, s + g)
     with pytest.raises(ValueError, match="share memory"):
         kernels._stream_probe(pc, pc, g)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_threaded_gemm_slices_match_the_reference(dtype, threads):
+    """Products above the GEMM threading threshold are cut into row slices, one BLAS call
+    per thread: every transpose case (forward, dW = X^T dY, dX = dY W^T)."""
+    rng = np.random.default_rng(5)
+    N, K, O = 300, 130, 120  # 4.7M multiply-adds, rows not a multiple of the thread count
+    X, W, dY = (rng.standard_normal(s).astype(dtype) for s in ((N, K), (K, O), (N, O)))
+    b = rng.standard_normal(O).astype(dtype)
+    before = elman.get_num_threads()
+    elman.set_num_threads(threads)
+    try:
+        Y = kernels.linear_forward(X, W, b)
+        dW, db, dX = kernels.linear_backward(dY, X, W)
+    finally:
+        elman.set_num_threads(before)
+    assert_close(Y, X @ W + b, dtype)
+    assert_close(dW, X.T @ dY, dtype)
+    assert_close(db, dY.sum(0), dtype)
+    assert_close(dX, dY @ W.T, dtype)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_threaded_recurrence_matches_the_reference(path, threads):
+    """B * H * H above the threshold at which the per-step product shares its rows among
+    threads (B = 18: row blocks of 4 do not divide it)."""
+    m = elman.ElmanRNN(20, 250, 20, seed=1, dtype="float64")
+    x = np.random.default_rng(6).integers(0, 20, (4, 18))
+    before = elman.get_num_threads()
+    elman.set_num_threads(threads)
+    try:
+        loss_c, h_c = m.forward_backward(x[:-1], x[1:])
+        g_c = m.grads.copy()
+    finally:
+        elman.set_num_threads(before)
+    with elman.backend("numpy"):
+        loss_n, h_n = m.forward_backward(x[:-1], x[1:])
+    assert loss_c == pytest.approx(loss_n, rel=1e-12)
+    assert_close(h_c, h_n, np.float64)
+    assert_close(g_c, m.grads, np.float64)
+
+
+def test_blas_threads_are_restored_after_a_model_call():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from elman import _threads
+    ctrls = _threads._blas_controllers()
+    if not ctrls:
+        pytest.skip("threadpoolctl cannot drive this BLAS")
+    m = elman.ElmanRNN(7, 9, 7)
+    x = np.zeros((3, 2), np.int64)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        want = [c.get_num_threads() for c in ctrls]
+        seen = []
+        real = elman._core.model_forward_backward
+
+        def spy(*a):
+            seen.append([c.get_num_threads() for c in ctrls])
+            return real(*a)
+        try:
+            elman._core.model_forward_backward = spy
+            m.forward_backward(x, x)
+        finally:
+            elman._core.model_forward_backward = real
+        assert seen == [[1] * len(ctrls)] or want == [1] * len(ctrls)
+        assert [c.get_num_threads() for c in ctrls] == want

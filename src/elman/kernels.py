@@ -30,7 +30,7 @@ import warnings
 
 import numpy as np
 
-from . import _core, reference
+from . import _core, _threads, reference
 from ._validate import (NonFiniteError, as_array, choice, float_array, index_array,
                         is_integer_array, no_overlap, positive_int, real, same_shape)
 from .reference import RNNGrads, param_layout, param_views
@@ -313,9 +313,13 @@ def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", out=None):
         out[...] = reference.rnn_forward(x, h0, W_xh, W_hh, b_h, nonlinearity=nonlinearity)
         return out
     out[0] = h0
-    _core.rnn_forward(out.reshape(-1), _empty(dt) if is_ids else x.reshape(-1),
-                      x.reshape(-1) if is_ids else _NO_IDS, W_xh.reshape(-1), W_hh.reshape(-1),
-                      b_h, T, B, I, H, nl, is_ids)
+    held = _threads.hold()
+    try:
+        _core.rnn_forward(out.reshape(-1), _empty(dt) if is_ids else x.reshape(-1),
+                          x.reshape(-1) if is_ids else _NO_IDS, W_xh.reshape(-1),
+                          W_hh.reshape(-1), b_h, T, B, I, H, nl, is_ids)
+    finally:
+        _threads.release(held)
     return out
 
 
@@ -351,11 +355,16 @@ def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_
                  np.empty((B, H), dt), np.empty((T, B, I), dt) if need_dx and not is_ids else None,
                  np.empty((T, B, H), dt))
     e = _empty(dt)
-    _core.rnn_backward(g.W_xh.reshape(-1), g.W_hh.reshape(-1), g.b_h, g.h0.reshape(-1),
-                       e if g.x is None else g.x.reshape(-1), g.A.reshape(-1), dH.reshape(-1),
-                       e if dh_T is None else dh_T.reshape(-1), hs.reshape(-1),
-                       e if is_ids else x.reshape(-1), x.reshape(-1) if is_ids else _NO_IDS,
-                       W_xh.reshape(-1), W_hh.reshape(-1), T, B, I, H, nl, is_ids)
+    held = _threads.hold()
+    try:
+        _core.rnn_backward(g.W_xh.reshape(-1), g.W_hh.reshape(-1), g.b_h, g.h0.reshape(-1),
+                           e if g.x is None else g.x.reshape(-1), g.A.reshape(-1),
+                           dH.reshape(-1), e if dh_T is None else dh_T.reshape(-1),
+                           hs.reshape(-1), e if is_ids else x.reshape(-1),
+                           x.reshape(-1) if is_ids else _NO_IDS, W_xh.reshape(-1),
+                           W_hh.reshape(-1), T, B, I, H, nl, is_ids)
+    finally:
+        _threads.release(held)
     return g
 
 
@@ -481,8 +490,14 @@ def _model_forward(params, x, is_ids, h0, I, H, O, nl, nonlinearity, hs=None):
     if hs is None:
         hs = np.empty((T + 1, B, H), dt)
     hs[0] = h0
-    _core.model_forward(Y.reshape(-1), hs.reshape(-1), _empty(dt) if is_ids else x.reshape(-1),
-                        x.reshape(-1) if is_ids else _NO_IDS, params, T, B, I, H, O, nl, is_ids)
+    held = _threads.hold()
+    try:
+        _core.model_forward(Y.reshape(-1), hs.reshape(-1),
+                            _empty(dt) if is_ids else x.reshape(-1),
+                            x.reshape(-1) if is_ids else _NO_IDS, params, T, B, I, H, O, nl,
+                            is_ids)
+    finally:
+        _threads.release(held)
     return Y, hs
 
 
@@ -537,6 +552,7 @@ def _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl, nonlin
     hs = ws["hs"]
     hs[0] = h0
     e = _empty(dt)
+    held = _threads.hold()
     try:
         value = _core.model_forward_backward(
             grads, e if dh0 is None else dh0.reshape(-1), hs.reshape(-1), ws["Y"], ws["dA"],
@@ -546,6 +562,8 @@ def _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl, nonlin
             LOSSES[loss], REDUCTIONS[reduction], last_step_only)
     except FloatingPointError as err:
         raise NonFiniteError(str(err)) from None
+    finally:
+        _threads.release(held)
     return value, hs
 
 
