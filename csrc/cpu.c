@@ -158,3 +158,16 @@ const char *elman_build_info(void)
     return "unknown compiler; flags: " ELMAN_BUILD_FLAGS;
 #endif
 }
+
+int elman_index_range(elman_int *lo, elman_int *hi, const elman_int *x, elman_int n)
+{
+    if (lo == NULL || hi == NULL || n < 1 || x == NULL) return ELMAN_ERR_ARG;
+    elman_int a = x[0], b = x[0];
+    for (elman_int i = 1; i < n; i++) {
+        a = x[i] < a ? x[i] : a;
+        b = x[i] > b ? x[i] : b;
+    }
+    *lo = a;
+    *hi = b;
+    return ELMAN_OK;
+}

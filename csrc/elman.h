@@ -119,6 +119,12 @@ int elman_sgd_update_f64(double *param, double *momentum_buf, const double *grad
 int elman_stream_probe_f32(float *p, float *s, const float *g, elman_int n);
 int elman_stream_probe_f64(double *p, double *s, const double *g, elman_int n);
 
+/* Input checks, for bindings that validate before calling the kernels: 1 when every
+ * element of x (n) is finite (NaN and +-inf are not); the smallest and largest id. */
+int elman_all_finite_f32(const float *x, elman_int n);
+int elman_all_finite_f64(const double *x, elman_int n);
+int elman_index_range(elman_int *lo, elman_int *hi, const elman_int *x, elman_int n);
+
 /* *out = sum(x * x), accumulated in double (the square of the L2 norm). */
 int elman_sumsq_f32(double *out, const float *x, elman_int n);
 int elman_sumsq_f64(double *out, const double *x, elman_int n);

@@ -24,10 +24,14 @@
     int (*sgd_##sfx)(REAL *restrict p, REAL *restrict buf, const REAL *restrict g,          \
                      elman_int n, REAL lr, REAL mom, REAL scale, REAL clip, REAL wd);       \
     double (*sumsq_##sfx)(const REAL *x, elman_int n);                                       \
+    int (*nonfinite_##sfx)(const REAL *x, elman_int n); /* any NaN or +-inf in x */          \
     /* y = f(a), dA = dH * f'(y); in place allowed */                                        \
     void (*act_forward_##sfx)(REAL *y, const REAL *a, elman_int n, int nonlinearity);       \
     void (*act_backward_##sfx)(REAL *dA, const REAL *dH, const REAL *y, elman_int n,        \
                                int nonlinearity);                                            \
+    /* softmax cross-entropy rows (loss.c); nonzero when a target is out of range */        \
+    int (*xent_rows_##sfx)(double *total, REAL *d, const REAL *z, const elman_int *targets, \
+                           elman_int N, elman_int O, double scale);                         \
     /* d[j] = exp((z[j] - m) * k) for j < n; returns the sum in double. d may equal z. */   \
     double (*exp_shift_##sfx)(REAL *d, const REAL *z, elman_int n, REAL m, REAL k);          \
     /* C (M, N) += A (M, K) @ W (K, N), all row-major and dense: the small-shape GEMM. */    \

@@ -276,3 +276,27 @@ def test_blas_threads_are_restored_after_a_model_call():
             elman._core.model_forward_backward = real
         assert seen == [[1] * len(ctrls)] or want == [1] * len(ctrls)
         assert [c.get_num_threads() for c in ctrls] == want
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 1000])
+def test_all_finite_finds_every_position(path, dtype, n):
+    from elman import _core
+    x = np.ones(n, dtype)
+    assert _core.all_finite(x) and _core.all_finite(x[:0])
+    x[n // 2] = np.finfo(dtype).max
+    assert _core.all_finite(x)
+    for bad in (np.nan, np.inf, -np.inf):
+        for i in {0, n // 2, n - 1}:
+            y = x.copy()
+            y[i] = bad
+            assert not _core.all_finite(y), (bad, i)
+
+
+def test_index_range():
+    from elman import _core
+    rng = np.random.default_rng(7)
+    x = rng.integers(-2**62, 2**62, 1001)
+    assert _core.index_range(x) == (x.min(), x.max())
+    assert _core.index_range(np.array([5])) == (5, 5)
+    with pytest.raises(ValueError):
+        _core.index_range(np.empty(0, np.int64))

@@ -48,6 +48,9 @@ cdef extern from "elman.h" nogil:
     int elman_sgd_update_f64(double *, double *, const double *, elman_int, const elman_sgd_opts *)
     int elman_stream_probe_f32(float *, float *, const float *, elman_int)
     int elman_stream_probe_f64(double *, double *, const double *, elman_int)
+    int elman_all_finite_f32(const float *, elman_int)
+    int elman_all_finite_f64(const double *, elman_int)
+    int elman_index_range(elman_int *, elman_int *, const elman_int *, elman_int)
     int elman_sumsq_f32(double *, const float *, elman_int)
     int elman_sumsq_f64(double *, const double *, elman_int)
 
@@ -296,6 +299,27 @@ def stream_probe(floating[::1] p, floating[::1] s, const floating[::1] g):
         else:
             st = elman_stream_probe_f64(_p(p), _p(s), _cp(g), n)
     _check(st, "stream_probe")
+
+
+def all_finite(const floating[::1] x):
+    """True when no element of x is NaN or infinite (one vectorized pass)."""
+    cdef bint ok
+    with nogil:
+        if floating is float:
+            ok = elman_all_finite_f32(_cp(x), x.shape[0])
+        else:
+            ok = elman_all_finite_f64(_cp(x), x.shape[0])
+    return ok
+
+
+def index_range(const int64_t[::1] x):
+    """(min, max) of a non-empty int64 array in one pass."""
+    if x.shape[0] == 0:
+        raise ValueError("index_range: empty array")
+    cdef elman_int lo = 0, hi = 0
+    with nogil:
+        elman_index_range(&lo, &hi, _ip(x), x.shape[0])
+    return lo, hi
 
 
 def sumsq(const floating[::1] x):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _core
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -48,8 +50,7 @@ def float_array(a, name: str, *, where: str, dtype=None, ndim=None, shape=None,
         raise ValueError(f"{where}: {name} is not aligned to its dtype; pass {name}.copy()")
     if writable and not a.flags.writeable:
         raise ValueError(f"{where}: {name} is read-only, but the kernel writes into it")
-    # min and max propagate NaN and expose infinities, without a temporary mask array
-    if finite and a.size and not (np.isfinite(a.min()) and np.isfinite(a.max())):
+    if finite and a.size and not _core.all_finite(a.reshape(-1)):
         raise NonFiniteError(f"{where}: {name} holds NaN or infinity")
     return a
 
@@ -69,7 +70,10 @@ def index_array(a, name: str, *, where: str, upper: int, shape=None, ndim=None) 
     # The range is checked before the cast to int64, so that uint64 values are not wrapped.
     arr = np.array(arr, order="C", copy=True)
     if arr.size:
-        lo, hi = int(arr.min()), int(arr.max())
+        if arr.dtype == np.int64:  # one pass in C
+            lo, hi = _core.index_range(arr.reshape(-1))
+        else:
+            lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi >= upper:
             bad = lo if lo < 0 else hi
             pos = tuple(int(i) for i in np.argwhere(arr == bad)[0])
