@@ -582,21 +582,36 @@ def model_forward_backward(floating[::1] grads, floating[::1] dh0, floating[::1]
         _need(y_ids.shape[0], N, "y")
     else:
         _need(y_values.shape[0], N * O, "y")
-    cdef bint has_dh0 = _optional(dh0.shape[0], B * H, "dh0")
-    cdef const elman_int *idp = _ip(ids) if use_ids else NULL
+    # Pointers are taken here, with plain ifs: no memoryview temporaries in the nogil block.
+    cdef floating *dh0p = NULL
+    if _optional(dh0.shape[0], B * H, "dh0"):
+        dh0p = _p(dh0)
+    cdef const floating *xp = NULL
+    cdef const elman_int *idp = NULL
+    if use_ids:
+        idp = _ip(ids)
+    else:
+        xp = _cp(x)
+    cdef const elman_int *yidp = NULL
+    cdef const floating *yvp = NULL
+    if loss == 0:
+        yidp = _ip(y_ids)
+    else:
+        yvp = _cp(y_values)
+    cdef floating *gp = _p(grads)
+    cdef floating *hsp = _p(hs)
+    cdef floating *Yp = _p(Y)
+    cdef floating *dAp = _p(dA)
+    cdef const floating *pp = _cp(params)
     cdef double out = 0
     cdef int s
     with nogil:
         if floating is float:
-            s = elman_model_forward_backward_f32(
-                &out, _p(grads), _p(dh0) if has_dh0 else NULL, _p(hs), _p(Y), _p(dA),
-                NULL if use_ids else _cp(x), idp, _ip(y_ids) if loss == 0 else NULL,
-                _cp(y_values) if loss != 0 else NULL, _cp(params), &m)
+            s = elman_model_forward_backward_f32(&out, gp, dh0p, hsp, Yp, dAp, xp, idp, yidp,
+                                                 yvp, pp, &m)
         else:
-            s = elman_model_forward_backward_f64(
-                &out, _p(grads), _p(dh0) if has_dh0 else NULL, _p(hs), _p(Y), _p(dA),
-                NULL if use_ids else _cp(x), idp, _ip(y_ids) if loss == 0 else NULL,
-                _cp(y_values) if loss != 0 else NULL, _cp(params), &m)
+            s = elman_model_forward_backward_f64(&out, gp, dh0p, hsp, Yp, dAp, xp, idp, yidp,
+                                                 yvp, pp, &m)
     if s == ELMAN_ERR_NONFINITE:
         raise FloatingPointError(f"the loss is not finite ({out}); gradients were not computed")
     _check(s, "model_forward_backward")

@@ -14,13 +14,35 @@ its threads.
 """
 from __future__ import annotations
 
-_controllers = None
+import ctypes
+
+_controls = None
 
 
-def _blas_controllers():
-    """threadpoolctl's controllers of the BLAS SciPy uses (looked up once)."""
-    global _controllers
-    if _controllers is None:
+def _functions(controller):
+    """(get, set) of an OpenBLAS's thread count as ctypes functions, or None. Looked up
+    once: calling them costs well under a microsecond, and allocates nothing."""
+    if getattr(controller, "internal_api", None) != "openblas":
+        return None
+    try:
+        lib = ctypes.CDLL(controller.filepath)
+    except OSError:
+        return None
+    for prefix in ("scipy_openblas_", "openblas_"):
+        for suffix in ("", "64_"):
+            get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
+            put = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                get.restype, get.argtypes = ctypes.c_int, []
+                put.restype, put.argtypes = None, [ctypes.c_int]
+                return get, put
+    return None
+
+
+def _blas_controls():
+    """The thread controls of the BLAS SciPy uses (looked up once)."""
+    global _controls
+    if _controls is None:
         try:
             import scipy.linalg  # noqa: F401  (loads the BLAS elman calls)
             from threadpoolctl import ThreadpoolController
@@ -28,21 +50,22 @@ def _blas_controllers():
         except Exception:  # no threadpoolctl, or a BLAS it cannot drive: leave it be
             blas = []
         scipy_own = [c for c in blas if "scipy" in c.filepath and "numpy" not in c.filepath]
-        _controllers = scipy_own or blas
-    return _controllers
+        found = [_functions(c) for c in (scipy_own or blas)]
+        _controls = [f for f in found if f is not None]
+    return _controls
 
 
 def hold():
     """Set the BLAS to one thread; returns what release() needs to undo it."""
     saved = []
-    for c in _blas_controllers():
-        n = c.get_num_threads()
-        if n is not None and n > 1:
-            c.set_num_threads(1)
-            saved.append((c, n))
+    for get, put in _blas_controls():
+        n = get()
+        if n > 1:
+            put(1)
+            saved.append((put, n))
     return saved
 
 
 def release(saved):
-    for c, n in saved:
-        c.set_num_threads(n)
+    for put, n in saved:
+        put(n)

@@ -55,10 +55,13 @@ def float_array(a, name: str, *, where: str, dtype=None, ndim=None, shape=None,
     return a
 
 
-def index_array(a, name: str, *, where: str, upper: int, shape=None, ndim=None) -> np.ndarray:
+def index_array(a, name: str, *, where: str, upper: int, shape=None, ndim=None,
+                out=None) -> np.ndarray:
     """Integer class targets or token ids as a C-contiguous int64 array in [0, upper).
 
     Any integer dtype is accepted (copied to int64 when needed); bool and floats are not.
+    out: an int64 buffer of the array's shape to copy int64 ids into instead of allocating
+    (a training loop's workspace); other integer dtypes are copied as usual.
     """
     arr = as_array(a, name, where=where)
     if not is_integer_array(arr):
@@ -68,7 +71,11 @@ def index_array(a, name: str, *, where: str, upper: int, shape=None, ndim=None) 
     # A private copy first, checked afterwards: C reads the ids with the GIL released, and the
     # caller's array could change in between (the C kernels also check where they read).
     # The range is checked before the cast to int64, so that uint64 values are not wrapped.
-    arr = np.array(arr, order="C", copy=True)
+    if out is not None and arr.dtype == np.int64 and out.shape == arr.shape:
+        np.copyto(out, arr)
+        arr = out
+    else:
+        arr = np.array(arr, order="C", copy=True)
     if arr.size:
         if arr.dtype == np.int64:  # one pass in C
             lo, hi = _core.index_range(arr.reshape(-1))

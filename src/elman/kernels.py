@@ -277,12 +277,13 @@ def _check_layer_weights(where, W_xh, W_hh, b_h=_NO_BIAS):
     return W_xh, W_hh, b_h
 
 
-def check_input(x, name, *, where, dtype, num_inputs, batch=None, steps=None):
-    """Token ids (T, B) -> int64 array; dense (T, B, I) -> checked float array.
-    Returns (x, is_ids)."""
+def check_input(x, name, *, where, dtype, num_inputs, batch=None, steps=None, out_ids=None):
+    """Token ids (T, B) -> int64 array (copied into out_ids when given and shaped alike);
+    dense (T, B, I) -> checked float array. Returns (x, is_ids)."""
     arr = x if isinstance(x, np.ndarray) else as_array(x, name, where=where)
     if is_integer_array(arr):
-        ids = index_array(arr, name, where=where, upper=num_inputs, shape=(steps, batch))
+        ids = index_array(arr, name, where=where, upper=num_inputs, shape=(steps, batch),
+                          out=out_ids)
         return ids, True
     arr = float_array(x, name, where=where, dtype=dtype, shape=(steps, batch, num_inputs),
                       finite=True)
@@ -534,9 +535,12 @@ def model_forward_backward(params, grads, x, y, h0=None, *, input_size, hidden_s
 
 def _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl, nonlinearity, loss,
                             reduction, last_step_only, dh0=None, workspace=None):
-    """Unchecked: the caller has validated everything. ``workspace`` is a dict reused across
-    calls of one shape (hs, Y, dA), so that a training step allocates nothing."""
+    """Unchecked: the caller has validated everything; h0 None means zeros. ``workspace`` is
+    a dict reused across calls of one shape (hs, Y, dA), so that a training step allocates
+    nothing."""
     if not _use_c():
+        if h0 is None:
+            h0 = np.zeros((x.shape[1], H), params.dtype)
         return reference.model_forward_backward(
             params, grads, x, y, h0, input_size=I, hidden_size=H, output_size=O,
             nonlinearity=nonlinearity, loss=loss, reduction=reduction,
@@ -549,8 +553,9 @@ def _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl, nonlin
     if ws.get("key") != key:
         ws.update(key=key, hs=np.empty((T + 1, B, H), dt), Y=np.empty(N * O, dt),
                   dA=np.empty(T * B * H, dt))
+        ws["allocations"] = ws.get("allocations", 0) + 1
     hs = ws["hs"]
-    hs[0] = h0
+    hs[0] = 0 if h0 is None else h0
     e = _empty(dt)
     held = _threads.hold()
     try:

@@ -161,9 +161,24 @@ class ElmanRNN:
                              f"pass a copy")
         return arr
 
-    def _input(self, x, where, batch_first):
+    def _buffer(self, ws, name, shape, dtype):
+        """A workspace array reused while its shape holds (counted in workspace_allocations)."""
+        buf = ws.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = ws[name] = np.empty(shape, dtype)
+            ws["allocations"] = ws.get("allocations", 0) + 1
+        return buf
+
+    @property
+    def workspace_allocations(self) -> int:
+        """How many times a workspace array was (re)made for a new shape: constant while a
+        training loop keeps its shapes (no allocation per step)."""
+        return sum(ws.get("allocations", 0) for ws in self._workspace.values())
+
+    def _input(self, x, where, batch_first, ws=None):
         """x -> (time-major contiguous array, is_ids). Floats of another dtype are cast to
-        the model's dtype; any layout is accepted (copied when not C-contiguous)."""
+        the model's dtype; any layout is accepted (copied when not C-contiguous). Token ids
+        are copied into the workspace ``ws`` when given."""
         arr = self._own(as_array(x, "x", where=where), "x", where)
         if arr.dtype.kind == "f":
             if arr.ndim != 3:
@@ -186,12 +201,15 @@ class ElmanRNN:
         if arr.shape[0] == 0 or arr.shape[1] == 0:
             raise ValueError(f"{where}: x is empty (T = {arr.shape[0]}, B = {arr.shape[1]}); "
                              f"need at least one step and one sequence")
-        return check_input(arr, "x", where=where, dtype=self.dtype, num_inputs=self.input_size)
+        out = (self._buffer(ws, "ids", arr.shape[:2], np.int64)
+               if ws is not None and arr.dtype.kind != "f" else None)
+        return check_input(arr, "x", where=where, dtype=self.dtype, num_inputs=self.input_size,
+                           out_ids=out)
 
-    def _h0(self, h0, where, B):
+    def _h0(self, h0, where, B, zeros=True):
         H = self.hidden_size
         if h0 is None:
-            return np.zeros((B, H), self.dtype)
+            return np.zeros((B, H), self.dtype) if zeros else None
         arr = self._own(as_array(h0, "h0", where=where), "h0", where)
         if arr.dtype.kind != "f":
             raise TypeError(f"{where}: h0 must hold floats, got dtype {arr.dtype}")
@@ -203,7 +221,7 @@ class ElmanRNN:
         arr = np.ascontiguousarray(arr, dtype=self.dtype)
         return float_array(arr, "h0", where=where, finite=True)
 
-    def _targets(self, y, where, loss, T, B, last_step_only, batch_first):
+    def _targets(self, y, where, loss, T, B, last_step_only, batch_first, ws=None):
         arr = self._own(as_array(y, "y", where=where), "y", where)
         O = self.output_size
         if loss == "cross_entropy":
@@ -212,8 +230,9 @@ class ElmanRNN:
                                 f"got dtype {arr.dtype}")
             if batch_first and arr.ndim == 2:
                 arr = arr.swapaxes(0, 1)
-            return index_array(arr, "y", where=where, upper=O,
-                               shape=(B,) if last_step_only else (T, B))
+            shape = (B,) if last_step_only else (T, B)
+            out = self._buffer(ws, "y", shape, np.int64) if ws is not None else None
+            return index_array(arr, "y", where=where, upper=O, shape=shape, out=out)
         if arr.dtype.kind != "f":
             raise TypeError(f"{where}: mse targets y must hold floats, got dtype {arr.dtype}")
         if batch_first and arr.ndim == 3:
@@ -247,7 +266,7 @@ class ElmanRNN:
     __call__ = forward
 
     def forward_backward(self, x, y, h0=None, *, loss="cross_entropy", reduction="mean",
-                         last_step_only=False, batch_first=False):
+                         last_step_only=False, batch_first=False, h_out=None):
         """Forward, loss and backprop through time; overwrites ``grads``.
 
         x: float (T, B, I) or integer token ids (T, B).
@@ -257,24 +276,40 @@ class ElmanRNN:
         reduction: "mean" averages over every target element (T*B tokens, B with
         last_step_only, T*B*O values for mse), as torch does; "sum" adds them.
 
+        h_out: a float array of the model's dtype, (1, B, H) or (B, H), to receive h_T
+        instead of a new array (it may be h0 itself): with it, and inputs of unchanged
+        shapes, a training step allocates no array at all.
+
         Returns (loss, h_T): the loss as a Python float and the final hidden state
-        (1, B, H), to carry into the next window of truncated BPTT.
+        (1, B, H) (or h_out), to carry into the next window of truncated BPTT.
         Raises NonFiniteError when the loss is NaN or infinite (grads are then not written).
         """
         where = "ElmanRNN.forward_backward"
         choice(loss, "loss", tuple(LOSSES), where=where)
         choice(reduction, "reduction", tuple(REDUCTIONS), where=where)
         last_step_only = bool(last_step_only)
-        x, is_ids = self._input(x, where, batch_first)
-        T, B = x.shape[:2]
-        h0 = self._h0(h0, where, B)
-        y = self._targets(y, where, loss, T, B, last_step_only, batch_first)
         ws = self._workspace.setdefault("train", {})
+        x, is_ids = self._input(x, where, batch_first, ws)
+        T, B = x.shape[:2]
+        h0 = self._h0(h0, where, B, zeros=False)
+        y = self._targets(y, where, loss, T, B, last_step_only, batch_first, ws)
+        if h_out is not None:
+            H = self.hidden_size
+            h_out = float_array(self._own(h_out, "h_out", where), "h_out", where=where,
+                                dtype=self.dtype, writable=True)
+            if h_out.shape not in ((1, B, H), (B, H)):
+                raise ValueError(f"{where}: h_out has shape {h_out.shape}, expected "
+                                 f"(1, {B}, {H}) or ({B}, {H})")
+            if np.may_share_memory(h_out, self.params):
+                raise ValueError(f"{where}: h_out and the model's params share memory")
         value, hs = kernels._model_forward_backward(
             self.params, self.grads, x, is_ids, y, h0, self.input_size, self.hidden_size,
             self.output_size, self._nl, self.nonlinearity, loss, reduction, last_step_only,
             workspace=ws)
-        return value, hs[-1][None].copy()
+        if h_out is None:
+            return value, hs[-1][None].copy()
+        h_out.reshape(B, self.hidden_size)[...] = hs[-1]
+        return value, h_out
 
     def sample(self, n, start=0, *, h0=None, temperature=1.0, seed=None,
                return_hidden=False):

@@ -1,0 +1,133 @@
+"""A training step allocates nothing once its shapes are known.
+
+Python side: 100 steps of forward_backward (with h_out) + Adagrad.step under tracemalloc,
+which sees NumPy's array buffers as well as Python objects: the peak over the 100 steps may
+exceed the starting point by a few small Python objects (the loss float), never by an
+array of the step. The model's workspace counter stays put. C side: the kernels have no
+heap allocation at all (checked in the sources)."""
+import pathlib
+import re
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import elman
+
+CSRC = pathlib.Path(__file__).resolve().parent.parent / "csrc"
+# Every array a step could allocate below is at least 16 KiB (ids, targets, h_T, hs, ...);
+# one step's own Python temporaries (views, the loss float, ...) come to about 3 KiB.
+SMALL_OBJECTS = 8192
+
+
+def run_steps(m, opt, x, y, h, n, **kw):
+    for _ in range(n):
+        _, h = m.forward_backward(x, y, h, h_out=h, **kw)
+        opt.step()
+    return h
+
+
+@pytest.fixture(scope="module")
+def warm_free_lists():
+    """CPython keeps up to 2000 freed tuples of each small size for reuse, and tracemalloc
+    counts them while those lists fill: fill them first with a tiny model's steps."""
+    m = elman.ElmanRNN(3, 2, 3)
+    opt = elman.Adagrad(m)
+    x = np.zeros((2, 1), np.int64)
+    h = np.zeros((1, 1, 2), np.float32)
+    for kw in ({}, dict(last_step_only=True)):
+        y = x[-1] if kw else x
+        run_steps(m, opt, x, y, h, 2100, **kw)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", ["ids", "dense-last-step", "mse"])
+def test_hundred_steps_allocate_no_array(case, dtype, warm_free_lists):
+    rng = np.random.default_rng(0)
+    if case == "ids":
+        T, B, H = 64, 32, 128
+        m = elman.ElmanRNN(40, H, 40, dtype=dtype)
+        x, y, kw = rng.integers(0, 40, (T, B)), rng.integers(0, 40, (T, B)), {}
+    elif case == "dense-last-step":
+        T, B, H = 4, 2048, 8
+        m = elman.ElmanRNN(10, H, 3, dtype=dtype)
+        x = rng.standard_normal((T, B, 10)).astype(dtype)
+        y, kw = rng.integers(0, 3, B), dict(last_step_only=True)
+    else:
+        T, B, H = 8, 512, 16
+        m = elman.ElmanRNN(10, H, 4, dtype=dtype)
+        x = rng.standard_normal((T, B, 10)).astype(dtype)
+        y, kw = rng.standard_normal((T, B, 4)).astype(dtype), dict(loss="mse")
+    opt = elman.Adagrad(m, lr=0.01, max_grad_norm=1.0)
+    h = np.zeros((1, B, H), dtype)
+    h = run_steps(m, opt, x, y, h, 2, **kw)  # shapes become known
+    made = m.workspace_allocations
+    tracemalloc.start()  # no gc.collect() here: a full collection empties the free lists
+    try:
+        start, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        run_steps(m, opt, x, y, h, 100, **kw)
+        end, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert m.workspace_allocations == made
+    assert peak - start < SMALL_OBJECTS, (peak - start)
+    assert end - start < SMALL_OBJECTS, (end - start)
+
+
+def test_a_new_shape_makes_a_new_workspace_and_only_then():
+    m = elman.ElmanRNN(5, 4, 5)
+    x = np.zeros((3, 2), np.int64)
+    m.forward_backward(x, x)
+    made = m.workspace_allocations
+    m.forward_backward(x, x)
+    assert m.workspace_allocations == made
+    m.forward_backward(np.zeros((4, 2), np.int64), np.zeros((4, 2), np.int64))
+    assert m.workspace_allocations > made
+
+
+def test_without_h_out_the_state_is_a_new_array():
+    m = elman.ElmanRNN(5, 4, 5)
+    x = np.zeros((3, 2), np.int64)
+    _, h1 = m.forward_backward(x, x)
+    _, h2 = m.forward_backward(x, x, h1)
+    assert h1 is not h2 and not np.shares_memory(h1, h2)
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 4), (2, 4)])
+def test_h_out_receives_the_state_and_may_be_h0(shape):
+    m = elman.ElmanRNN(5, 4, 5, seed=1)
+    x = np.array([[1, 2], [3, 4], [0, 1]])
+    h0 = np.full(shape, 0.1, np.float32)
+    loss_ref, h_ref = m.forward_backward(x, x, h0.copy())
+    buf = h0.copy()
+    loss, h = m.forward_backward(x, x, buf, h_out=buf)
+    assert h is buf and loss == loss_ref
+    np.testing.assert_array_equal(buf.reshape(1, 2, 4), h_ref)
+
+
+@pytest.mark.parametrize("bad, err", [
+    (np.zeros((2, 4), np.float64), TypeError),       # dtype
+    (np.zeros((3, 4), np.float32), ValueError),      # shape
+    (np.zeros((2, 4), np.float32)[:, ::2], ValueError),
+])
+def test_h_out_is_checked(bad, err):
+    m = elman.ElmanRNN(5, 4, 5)
+    x = np.zeros((3, 2), np.int64)
+    with pytest.raises(err):
+        m.forward_backward(x, x, h_out=bad)
+    ro = np.zeros((2, 4), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        m.forward_backward(x, x, h_out=ro)
+    with pytest.raises(ValueError, match="share memory"):
+        m.forward_backward(x, x, h_out=m.grads[:8].reshape(2, 4))
+
+
+def test_c_kernels_never_touch_the_heap():
+    calls = re.compile(r"\b(malloc|calloc|realloc|free|aligned_alloc|posix_memalign)\s*\(")
+    sources = sorted(CSRC.glob("*.[chi]*"))
+    assert sources
+    for path in sources:
+        text = re.sub(r"/\*.*?\*/", "", path.read_text(encoding="utf-8"), flags=re.S)
+        assert not calls.search(text), f"{path.name} allocates: {calls.search(text).group()}"
