@@ -124,10 +124,12 @@ def same_shape(where: str, ref_name: str, ref: np.ndarray, **others) -> None:
 def no_overlap(where: str, outputs: dict, inputs: dict) -> None:
     """Outputs may share memory with nothing else passed to the same call."""
     items = list(outputs.items())
+    rest = list(inputs.items())
     for i, (oname, o) in enumerate(items):
-        others = items[i + 1:] + list(inputs.items())
-        for name, a in others:
-            if a is not None and o is not None and np.may_share_memory(o, a):
+        if o is None:
+            continue
+        for name, a in items[i + 1:] + rest:
+            if a is not None and np.may_share_memory(o, a):
                 raise ValueError(f"{where}: {oname} and {name} share memory; "
                                  f"pass separate arrays")
 
@@ -142,17 +144,22 @@ def positive_int(v, name: str, *, where: str, minimum: int = 1, maximum: int = 2
     return int(v)
 
 
+_INF = float("inf")
+
+
 def real(v, name: str, *, where: str, minimum=None, strict=False, allow_none=False):
     """A finite real number (float or int), optionally bounded below."""
     if v is None and allow_none:
         return None
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{where}: {name} must be a real number, got {type(v).__name__}")
-    try:
-        v = float(v)
-    except OverflowError:
-        raise ValueError(f"{where}: {name} is too large for a float, got {v}") from None
-    if not np.isfinite(v):
+    if type(v) is not float:  # the common case skips these checks: it is called per step
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
+                                                                  np.floating)):
+            raise TypeError(f"{where}: {name} must be a real number, got {type(v).__name__}")
+        try:
+            v = float(v)
+        except OverflowError:
+            raise ValueError(f"{where}: {name} is too large for a float, got {v}") from None
+    if not -_INF < v < _INF:  # NaN fails both comparisons
         raise ValueError(f"{where}: {name} must be finite, got {v}")
     if minimum is not None and (v <= minimum if strict else v < minimum):
         raise ValueError(f"{where}: {name} must be {'>' if strict else '>='} {minimum}, got {v}")
