@@ -66,6 +66,14 @@ int elman_gemm_f64(int trans_a, int trans_b, elman_int M, elman_int N, elman_int
                    double alpha, const double *A, elman_int lda, const double *B, elman_int ldb,
                    double beta, double *C, elman_int ldc);
 
+/* C (M, N) += A (M, K) @ W (K, N), all row-major and dense, on elman's register-blocked
+ * kernel (rnn.c): the per-step product of the recurrence, exposed for benchmarks and for
+ * callers with small products. C must not overlap A or W. */
+int elman_step_gemm_f32(float *C, const float *A, const float *W, elman_int M, elman_int K,
+                        elman_int N);
+int elman_step_gemm_f64(double *C, const double *A, const double *W, elman_int M, elman_int K,
+                        elman_int N);
+
 /* ---------------------------------------------------------------------------------------
  * Optimizers (optim.c): one pass over a flat buffer of n elements, in place.
  *

@@ -301,3 +301,25 @@ def test_index_range():
     assert _core.index_range(np.array([5])) == (5, 5)
     with pytest.raises(ValueError):
         _core.index_range(np.empty(0, np.int64))
+
+
+@pytest.mark.parametrize("M, K, N", [(1, 100, 100), (4, 16, 16), (7, 33, 65), (18, 250, 250),
+                                     (5, 1, 3)])
+def test_step_gemm_matches_numpy(path, dtype, M, K, N):
+    rng = np.random.default_rng(8)
+    A, W = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+    C = rng.standard_normal((M, N)).astype(dtype)
+    want = C + A @ W
+    kernels._step_gemm(C, A, W)
+    assert_close(C, want, dtype)
+
+
+def test_step_gemm_checks_its_arguments():
+    A = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError):
+        kernels._step_gemm(np.zeros((2, 5), np.float32), A, np.ones((4, 5), np.float32))
+    with pytest.raises(TypeError):
+        kernels._step_gemm(np.zeros((2, 5), np.float64), A, np.ones((3, 5), np.float32))
+    W = np.ones((3, 5), np.float32)
+    with pytest.raises(ValueError, match="share memory"):
+        kernels._step_gemm(W[:2], A, W)  # C is rows of W

@@ -34,6 +34,11 @@ cdef extern from "elman.h" nogil:
     void elman_set_blas(elman_sgemm_fn sgemm, elman_dgemm_fn dgemm)
     int elman_has_blas()
 
+    int elman_step_gemm_f32(float *, const float *, const float *, elman_int, elman_int,
+                            elman_int)
+    int elman_step_gemm_f64(double *, const double *, const double *, elman_int, elman_int,
+                            elman_int)
+
     ctypedef struct elman_adagrad_opts:
         double lr, lr_decay, weight_decay, eps, clip_value, grad_scale
         int64_t step
@@ -285,6 +290,21 @@ def sgd_update(floating[::1] param, floating[::1] momentum_buf, const floating[:
         else:
             s = elman_sgd_update_f64(_p(param), _p(momentum_buf), _cp(grad), n, &o)
     _check(s, "sgd_update")
+
+
+def step_gemm(floating[::1] C, const floating[::1] A, const floating[::1] W, M, K, N):
+    """C (M, N) += A (M, K) @ W (K, N) on elman's own kernel (flat row-major buffers)."""
+    cdef elman_int m_ = _size(M, "M"), k_ = _size(K, "K"), n_ = _size(N, "N")
+    _need(C.shape[0], M * N, "C")
+    _need(A.shape[0], M * K, "A")
+    _need(W.shape[0], K * N, "W")
+    cdef int st
+    with nogil:
+        if floating is float:
+            st = elman_step_gemm_f32(_p(C), _cp(A), _cp(W), m_, k_, n_)
+        else:
+            st = elman_step_gemm_f64(_p(C), _cp(A), _cp(W), m_, k_, n_)
+    _check(st, "step_gemm")
 
 
 def stream_probe(floating[::1] p, floating[::1] s, const floating[::1] g):

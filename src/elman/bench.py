@@ -465,6 +465,14 @@ class Worker:
             r = self.time(f"sgemm {what} {role} {m}x{k}x{n}", lambda: call)
             if r["status"] == "ok":
                 r["gflops"] = 2 * m * k * n / r["seconds"] / 1e9
+            if role.startswith("recurrence"):
+                # the same product on elman's own per-step kernel (C-ordered, as it runs)
+                ac, bc, cc = np.ascontiguousarray(a), np.ascontiguousarray(b), np.zeros((m, n),
+                                                                                       np.float32)
+                own = functools.partial(kernels._step_gemm, cc, ac, bc)
+                e = self.time(f"elman step kernel {what} {m}x{k}x{n}", lambda: own)
+                if e["status"] == "ok":
+                    r["elman_gflops"] = 2 * m * k * n / e["seconds"] / 1e9
             return dict(problem=what, role=role, m=m, k=k, n=n, **r)
 
         N = self.sizes.peak_gemm
@@ -739,16 +747,20 @@ def _limits_md(runs, label):
                                     else _status(r) for r in run["limits"]["stream"]])
     lines += _table(["threads"] + [f"n={_count(n)}" for n in ns], rows)
     lines += ["sgemm through SciPy's BLAS (the library elman's GEMMs call), float32, "
-              "Fortran-ordered operands, C written in place; % of the square reference.", ""]
+              "Fortran-ordered operands, C written in place; % of the square reference. "
+              "For the per-step recurrence product, also elman's own kernel "
+              "(`kernels._step_gemm`), which the training step uses instead of a BLAS call.",
+              ""]
     rows = []
     for run in runs:
         lim = run["limits"]
         for r in [lim["sgemm_peak"], *lim["sgemm"]]:
             rows.append([label(run), r["problem"], r["role"], f"{r['m']}x{r['k']}x{r['n']}",
                          _num(r["gflops"]) if r["status"] == "ok" else _status(r),
-                         f"{_num(r['pct_peak'])}%" if "pct_peak" in r else "—"])
-    return lines + _table(["threads", "problem", "product", "m x k x n", "GFLOP/s",
-                           "% of peak"], rows)
+                         f"{_num(r['pct_peak'])}%" if "pct_peak" in r else "—",
+                         _num(r["elman_gflops"]) if "elman_gflops" in r else "—"])
+    return lines + _table(["threads", "problem", "product", "m x k x n", "sgemm GFLOP/s",
+                           "% of peak", "elman step kernel GFLOP/s"], rows)
 
 
 def _adagrad_md(runs, label):

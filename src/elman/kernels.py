@@ -646,3 +646,19 @@ def _stream_probe(p, s, g):
         _core.stream_probe(p, s, g)
     else:
         reference.stream_probe(p, s, g)
+
+
+def _step_gemm(C, A, W):
+    """C (M, N) += A (M, K) @ W (K, N) on elman's register-blocked kernel, the per-step
+    product of the recurrence (for the benchmarks; any caller with a small product may use
+    it). C-contiguous 2-D arrays of one float dtype; C may not overlap A or W."""
+    where = "_step_gemm"
+    A = float_array(A, "A", where=where, ndim=2)
+    M, K = A.shape
+    W = float_array(W, "W", where=where, dtype=A.dtype, shape=(K, None))
+    C = float_array(C, "C", where=where, dtype=A.dtype, shape=(M, W.shape[1]), writable=True)
+    no_overlap(where, {"C": C}, {"A": A, "W": W})
+    if _use_c():
+        _core.step_gemm(C.reshape(-1), A.reshape(-1), W.reshape(-1), M, K, W.shape[1])
+    else:
+        C += A @ W
