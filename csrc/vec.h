@@ -37,9 +37,6 @@
     /* C (M, N) += A (M, K) @ W (K, N), all row-major and dense: the small-shape GEMM. */    \
     void (*gemm_nn_##sfx)(REAL *restrict C, const REAL *restrict A, const REAL *restrict W, \
                           elman_int M, elman_int K, elman_int N);                            \
-    /* C (M, K) += A (M, N) @ W (K, N)^T */                                                  \
-    void (*gemm_nt_##sfx)(REAL *restrict C, const REAL *restrict A, const REAL *restrict W, \
-                          elman_int M, elman_int K, elman_int N);                            \
     /* The bandwidth probe: Adagrad's memory traffic (read p, g, s; write p, s), no math.  */ \
     void (*stream_##sfx)(REAL *restrict p, REAL *restrict s, const REAL *restrict g,         \
                          elman_int n);
