@@ -1,0 +1,176 @@
+"""Benchmark suite: elman against NumPy, PyTorch and JAX, and against the machine's own
+limits, measured side by side in one run.
+
+Sections (``--only``, in this order):
+
+- ``limits``: bandwidth of Adagrad's access pattern, by a plain C loop that reads p, g, S and
+  writes p, S (20 bytes per float32 element), and sgemm GFLOP/s through the BLAS elman calls
+  (SciPy's) at the RNN's GEMM shapes and at a square reference size (the peak).
+- ``adagrad``: one float32 Adagrad step (torch semantics, lr 0.01, eps 1e-10) over n
+  parameters: elman's kernel, the NumPy reference, torch.optim.Adagrad (for-loop, foreach,
+  fused).
+- ``rnn``: one training step (forward, softmax cross-entropy on every step, full BPTT,
+  Adagrad): elman, elman's model on the NumPy backend, PyTorch, JAX.
+- ``generate``: characters per second sampled from a character model.
+- ``scaling``: elman's training step against T, B and H.
+
+Each thread count runs in its own worker process (``python -m elman.bench --worker ...``)
+whose thread variables are set before anything loads a BLAS. The driver writes
+``bench.md``, ``bench.json`` and PNG plots into ``--out`` and prints the markdown; progress
+goes to stderr. PyTorch, JAX (with optax) and matplotlib are optional.
+
+    python bench/run.py --quick                  # about a minute on two cores
+    python bench/run.py --threads 1 --only limits,adagrad
+
+The code: elman.bench.suite (sizes, timing, the peers, the worker), elman.bench.report
+(markdown and plots), and here the driver and the command line.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import itertools
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+
+from .report import markdown, plots
+from .suite import (  # noqa: F401  (the names tests and users reach as elman.bench.*)
+    SECTIONS,
+    PRESET_FLAGS,
+    THREAD_VARS,
+    OPENBLAS_VARS,
+    XLA_ONE_THREAD,
+    PRESETS,
+    _cpu_model,
+    run_worker,
+    ADAGRAD_IMPLS,
+    RNN_IMPLS,
+    doubling_ratios,
+    _optional,
+)
+
+# ---- the driver: one worker process per thread count and OpenBLAS environment -------------
+
+def _worker_env(threads, openblas):
+    """The environment of a worker: thread counts set, OpenBLAS's variables kept or removed."""
+    env = dict(os.environ)
+    env.update({var: str(threads) for var in THREAD_VARS})
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    if threads == 1:
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {XLA_ONE_THREAD}".strip()
+    if openblas == "unset":
+        for var in OPENBLAS_VARS:
+            env.pop(var, None)
+    return env
+
+
+def worker_args(path, preset, sections, threads, openblas):
+    """Command-line arguments of a worker that writes its results to ``path``."""
+    return ["--worker", path, "--threads", str(threads), "--only", ",".join(sections),
+            "--openblas", openblas, *PRESET_FLAGS[preset]]
+
+
+def _run_all(args, preset):
+    """Every (OpenBLAS environment, thread count) pair, each in a fresh worker process
+    (or in this one with --in-process). A worker that dies is reported, not fatal."""
+    modes = ("as-is", "unset") if args.openblas == "both" else (args.openblas,)
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for openblas, threads in itertools.product(modes, args.threads):
+            if args.in_process:
+                runs.append(run_worker(preset, args.only, threads, openblas))
+                continue
+            path = os.path.join(tmp, f"{openblas}-{threads}.json")
+            cmd = [sys.executable, "-m", "elman.bench",
+                   *worker_args(path, preset, args.only, threads, openblas)]
+            status = subprocess.run(cmd, env=_worker_env(threads, openblas)).returncode
+            if status == 0:
+                with open(path, encoding="utf-8") as f:
+                    runs.append(json.load(f))
+            else:
+                runs.append({"threads": threads, "openblas": openblas,
+                             "error": f"worker exited with status {status}"})
+    return runs
+
+
+# ---- command line -------------------------------------------------------------------------
+
+def _int_list(text):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected thread counts >= 1, got {text!r}")
+    return values
+
+
+def _sections(text):
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = sorted(set(names) - set(SECTIONS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"sections are {', '.join(SECTIONS)}; got {text!r}")
+    return [s for s in SECTIONS if s in names]
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="python -m elman.bench",
+        description="elman's benchmark suite: Adagrad, RNN training step, generation and "
+                    "scaling against NumPy, PyTorch, JAX and the machine's limits.")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes and short timings (a minute or two)")
+    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the tests' sizes
+    p.add_argument("--threads", type=_int_list, default=[1, 2], metavar="N,N",
+                   help="thread counts, each in its own worker process (default 1,2)")
+    p.add_argument("--only", type=_sections, default=list(SECTIONS), metavar="SECTIONS",
+                   help=f"comma-separated subset of {','.join(SECTIONS)} (default all)")
+    p.add_argument("--out", default=os.path.join("bench", "results"),
+                   help="directory for bench.md, bench.json and the plots "
+                        "(default bench/results)")
+    p.add_argument("--openblas", choices=("as-is", "unset", "both"), default="as-is",
+                   help="workers' OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: as in this "
+                        "environment, removed, or one run of each (default as-is)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run every thread count in this process (for profilers and "
+                        "debuggers); thread variables cannot then be set before BLAS loads")
+    p.add_argument("--worker", metavar="RESULT_JSON", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv=None) -> int:
+    """Run the suite; ``argv`` as on the command line (``python -m elman.bench --help``).
+    Returns 0, or 1 when a worker process failed."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    preset = "tiny" if args.tiny else "quick" if args.quick else "full"
+    if args.worker:
+        run = run_worker(preset, args.only, args.threads[0], args.openblas)
+        with open(args.worker, "w", encoding="utf-8") as f:
+            json.dump(run, f)
+        return 0
+    if args.in_process and args.openblas != "as-is":
+        parser.error("--in-process cannot change OpenBLAS's environment: use --openblas as-is")
+    result = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": {"cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
+                    "platform": platform.platform()},
+        "settings": {"preset": preset, "threads": args.threads, "sections": args.only,
+                     "openblas": args.openblas, "in_process": args.in_process,
+                     "sizes": dataclasses.asdict(PRESETS[preset])},
+        "runs": _run_all(args, preset),
+    }
+    os.makedirs(args.out, exist_ok=True)
+    written = plots(result, args.out)
+    report = markdown(result, written)
+    with open(os.path.join(args.out, "bench.json"), "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+    with open(os.path.join(args.out, "bench.md"), "w", encoding="utf-8") as f:
+        f.write(report + "\n")
+    print(report)
+    return 1 if any("error" in run for run in result["runs"]) else 0

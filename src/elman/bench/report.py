@@ -1,0 +1,287 @@
+"""The report: bench.md tables and PNG plots from the JSON the workers write."""
+from __future__ import annotations
+
+import functools
+import math
+import os
+import statistics
+import sys
+
+from . import suite
+from .suite import (ADAGRAD_BYTES, ADAGRAD_IMPLS, EPS, GENERATE_IMPLS, LR, OPENBLAS_VARS,
+                    RNN_IMPLS, _count, _duration, _num, _si)
+
+# ---- report: markdown ---------------------------------------------------------------------
+
+def _table(headers, rows):
+    """A markdown table and the blank line after it."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _status(r) -> str:
+    """The cell of a row that did not run: not installed, not available, error."""
+    return "error (see JSON)" if r["status"].startswith("error") else r["status"]
+
+
+def _grouped(rows, key):
+    """{rows[i][key]: {impl: row}}, in first-seen order."""
+    out = {}
+    for r in rows:
+        out.setdefault(r[key], {})[r["impl"]] = r
+    return out
+
+
+def _best_peer(by_impl, labels):
+    """(best peer's label, elman speed / best peer's speed) over the rows that ran."""
+    peers = [r for impl, r in by_impl.items() if impl != "elman" and r["status"] == "ok"]
+    if not peers:
+        return "—", "—"
+    best, mine = min(peers, key=lambda r: r["seconds"]), by_impl["elman"]
+    ratio = f"{best['seconds'] / mine['seconds']:.2f}x" if mine["status"] == "ok" else "—"
+    return labels[best["impl"]], ratio
+
+
+def _cells(by_impl, impls, fmt):
+    """One cell per implementation, in column order: fmt(row) where it ran, else its status."""
+    return [fmt(by_impl[i]) if by_impl[i]["status"] == "ok" else _status(by_impl[i])
+            for i in impls]
+
+
+def _pct(r, key) -> str:
+    return f" ({_num(r[key])}%)" if key in r else ""
+
+
+def _run_label(run, show_openblas):
+    return (f"{run['threads']} (OpenBLAS env {run['openblas']})" if show_openblas
+            else str(run["threads"]))
+
+
+def _header(result, pngs):
+    s = result["settings"]
+    runs = [r for r in result["runs"] if "error" not in r]
+    lines = ["# elman benchmarks", "",
+             f"- date: {result['date']}",
+             f"- machine: {result['machine']['cpu_model']}, {result['machine']['cpu_count']} "
+             f"logical CPUs, {result['machine']['platform']}",
+             f"- settings: preset {s['preset']}, threads {', '.join(map(str, s['threads']))}, "
+             f"OpenBLAS environment {s['openblas']}, sections {', '.join(s['sections'])}",
+             f"- timing: median of {s['sizes']['repeats']} samples, each at least "
+             f"{s['sizes']['min_time']} s of back-to-back calls, after two warm-up calls",
+             "- plots: " + ("none (matplotlib is not installed)" if pngs is None
+                            else ", ".join(pngs) or "none for these sections")]
+    if runs:
+        c = runs[0]["elman_config"]
+        lines.append(f"- elman {c['elman']}: kernel path {c['kernel_path']}, CPU features "
+                     f"{' '.join(c['cpu_features'])}, {c['compiler']}")
+        v = runs[0]["versions"]
+        lines.append("- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
+    for run in result["runs"]:
+        head = f"- run: {run['threads']} thread(s), OpenBLAS environment {run['openblas']}"
+        if "error" in run:
+            lines.append(f"{head}: {run['error']}")
+            continue
+        env = ", ".join(f"{k}={run['env'][k]}" for k in (*OPENBLAS_VARS, "XLA_FLAGS"))
+        blas = "; ".join(f"{os.path.basename(os.path.dirname(p['filepath']))}: "
+                         f"{p['internal_api']} {p['version']} {p['architecture']}, "
+                         f"{p['num_threads']} threads" for p in run["threadpools"]
+                         if p["user_api"] == "blas")
+        lines.append(f"{head}: {env}; BLAS {blas}")
+    return lines + [""]
+
+
+def _limits_md(runs, label):
+    lines = ["## 1. Machine limits", "",
+             f"Stream probe: GB/s of the Adagrad access pattern ({ADAGRAD_BYTES} bytes per "
+             f"float32 element: read p, g, S; write p, S), by "
+             f"{runs[0]['limits']['stream'][0]['method']}.", ""]
+    ns = [r["n"] for r in runs[0]["limits"]["stream"]]
+    rows = []
+    for run in runs:
+        rows.append([label(run)] + [f"{_num(r['gbps'])} GB/s" if r["status"] == "ok"
+                                    else _status(r) for r in run["limits"]["stream"]])
+    lines += _table(["threads"] + [f"n={_count(n)}" for n in ns], rows)
+    lines += ["sgemm through SciPy's BLAS (the library elman's GEMMs call), float32, "
+              "Fortran-ordered operands, C written in place; % of the square reference. "
+              "For the per-step recurrence product, also elman's own kernel "
+              "(`kernels._step_gemm`), which the training step uses instead of a BLAS call.",
+              ""]
+    rows = []
+    for run in runs:
+        lim = run["limits"]
+        for r in [lim["sgemm_peak"], *lim["sgemm"]]:
+            rows.append([label(run), r["problem"], r["role"], f"{r['m']}x{r['k']}x{r['n']}",
+                         _num(r["gflops"]) if r["status"] == "ok" else _status(r),
+                         f"{_num(r['pct_peak'])}%" if "pct_peak" in r else "—",
+                         _num(r["elman_gflops"]) if "elman_gflops" in r else "—"])
+    return lines + _table(["threads", "problem", "product", "m x k x n", "sgemm GFLOP/s",
+                           "% of peak", "elman step kernel GFLOP/s"], rows)
+
+
+def _adagrad_md(runs, label):
+    lines = ["## 2. Adagrad step", "",
+             f"float32, torch semantics (lr {LR}, eps {EPS}). Cell: time per step, GB/s at "
+             f"{ADAGRAD_BYTES} bytes per element, (% of the stream probe at the same n). "
+             "elman and NumPy update one flat buffer in one call (also for the many-tensor "
+             "case: elman's design); torch updates a list of tensors. Last column: elman's "
+             "speed over the best peer's (above 1: elman is faster).", ""]
+    rows = []
+    for run in runs:
+        for case, by_impl in _grouped(run["adagrad"], "case").items():
+            cells = _cells(by_impl, ADAGRAD_IMPLS, lambda r: f"{_duration(r['seconds'])} · "
+                           f"{_num(r['gbps'])} GB/s{_pct(r, 'pct_probe')}")
+            rows.append([label(run), case, *cells, *_best_peer(by_impl, ADAGRAD_IMPLS)])
+    return lines + _table(["threads", "case", *ADAGRAD_IMPLS.values(), "best peer",
+                           "elman / best peer"], rows)
+
+
+def _rnn_md(runs, label):
+    lines = ["## 3. RNN training step", "",
+             "Forward, softmax cross-entropy on every step (mean), full BPTT, Adagrad; h0 = 0. "
+             "Cell: time per step · tokens/s (T*B per step) · GFLOP/s of the step's matrix "
+             "products (6TBH² + 6TBHO, + 4TBIH for dense input; the same count for every "
+             "peer) (% of the sgemm peak at this thread count). torch consumes token ids "
+             "one-hot (nn.RNN has no id input; the one-hot tensor is built once, outside the "
+             "step), so it does a (TB,V)x(V,H) GEMM that the others replace by a gather. "
+             "optax.adagrad puts eps inside the square root; with eps 1e-10 this changes "
+             "nothing measurable.", ""]
+    rows = []
+    for run in runs:
+        for shape, by_impl in _grouped(run["rnn"], "shape").items():
+            cells = _cells(by_impl, RNN_IMPLS, lambda r: f"{_duration(r['seconds'])} · "
+                           f"{_si(r['tokens_per_s'])} tok/s · {_num(r['gflops'])} GF/s"
+                           f"{_pct(r, 'pct_peak')}")
+            rows.append([label(run), shape, *cells, *_best_peer(by_impl, RNN_IMPLS)])
+    return lines + _table(["threads", "shape", *RNN_IMPLS.values(), "best peer",
+                           "elman / best peer"], rows)
+
+
+def _generate_md(runs, label):
+    lines = ["## 4. Generation", "",
+             "Characters per second, sampling at temperature 1 from a character model "
+             "(one id in, one id out per step).", ""]
+    rows = []
+    for run in runs:
+        for shape, by_impl in _grouped(run["generate"], "shape").items():
+            cells = _cells(by_impl, GENERATE_IMPLS, lambda r: f"{_si(r['chars_per_s'])} chars/s")
+            rows.append([label(run), shape, f"{by_impl['elman']['steps']:,}", *cells,
+                         *_best_peer(by_impl, GENERATE_IMPLS)])
+    return lines + _table(["threads", "shape", "steps", *GENERATE_IMPLS.values(), "best peer",
+                           "elman / best peer"], rows)
+
+
+def _scaling_md(runs, label):
+    base = runs[0]["scaling"]["base"]
+    lines = ["## 5. Scaling of elman's training step", "",
+             f"Time per step (ms) with one size swept and the others as in {base}. Ratio per "
+             "doubling: time(2x) / time(x); 2 is linear (expected for T, and for B once the "
+             "GEMMs are large enough to be efficient), up to 4 for H.", ""]
+    for axis in ("T", "B", "H"):
+        if axis not in runs[0]["scaling"]:
+            continue
+        values = [p["value"] for p in runs[0]["scaling"][axis]["points"]]
+        rows = []
+        for run in runs:
+            sweep = run["scaling"][axis]
+            ratios = sweep["ratio_per_doubling"]
+            mean = f" (geometric mean {statistics.geometric_mean(ratios):.2f})" if ratios else ""
+            rows.append([label(run)] + [_num(p["ms"]) if p["status"] == "ok" else _status(p)
+                                        for p in sweep["points"]]
+                        + [", ".join(f"{x:.2f}" for x in ratios) + mean])
+        lines += _table(["threads", *[f"{axis}={v}" for v in values], "ratio per doubling"],
+                        rows)
+    return lines
+
+
+def markdown(result, pngs=None):
+    """The report: a header block (machine, settings, each run's environment and BLAS, the
+    plot files ``pngs``, None when matplotlib is missing) and one table per section."""
+    runs = [r for r in result["runs"] if "error" not in r]
+    show_openblas = result["settings"]["openblas"] == "both"
+    label = functools.partial(_run_label, show_openblas=show_openblas)
+    lines = _header(result, pngs)
+    for key, section in (("limits", _limits_md), ("adagrad", _adagrad_md), ("rnn", _rnn_md),
+                         ("generate", _generate_md), ("scaling", _scaling_md)):
+        if runs and key in runs[0]:
+            lines += section(runs, label)
+    return "\n".join(lines)
+
+
+# ---- report: plots ------------------------------------------------------------------------
+
+def plots(result, out):
+    """PNG plots of the adagrad, rnn and scaling sections into ``out``; returns the file
+    names written, or None when matplotlib is not installed."""
+    mpl = suite._optional("matplotlib")
+    if mpl is None:
+        print("matplotlib is not installed: no plots (pip install matplotlib)", file=sys.stderr)
+        return None
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+    runs = [r for r in result["runs"] if "error" not in r]
+    show_openblas = result["settings"]["openblas"] == "both"
+    title = [f"{r['threads']} thread(s)" + (f", OpenBLAS env {r['openblas']}" if show_openblas
+                                            else "") for r in runs]
+    written = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, name), dpi=110)
+        plt.close(fig)
+        written.append(name)
+
+    if runs and "adagrad" in runs[0]:
+        fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4), squeeze=False,
+                                 sharey=True)
+        for ax, run, name in zip(axes[0], runs, title):
+            for impl, impl_label in ADAGRAD_IMPLS.items():
+                pts = [(r["n"], r["gbps"]) for r in run["adagrad"] if r["impl"] == impl
+                       and r["tensors"] == 1 and r["status"] == "ok"]
+                if pts:
+                    ax.plot(*zip(*pts), marker="o", label=impl_label)
+            probe = [(r["n"], r["gbps"]) for r in run.get("limits", {}).get("stream", [])
+                     if r["status"] == "ok"]
+            if probe:
+                ax.plot(*zip(*probe), "k--", marker="s", label="stream probe")
+            ax.set(xscale="log", yscale="log", title=name, xlabel="n (float32 parameters)",
+                   ylabel=f"GB/s ({ADAGRAD_BYTES} bytes per element)")
+            ax.legend(fontsize=7)
+        save(fig, "adagrad.png")
+
+    if runs and "rnn" in runs[0]:
+        fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4), squeeze=False,
+                                 sharey=True)
+        for ax, run, name in zip(axes[0], runs, title):
+            shapes = list(_grouped(run["rnn"], "shape"))
+            width = 0.8 / len(RNN_IMPLS)
+            for i, (impl, impl_label) in enumerate(RNN_IMPLS.items()):
+                rows = {r["shape"]: r for r in run["rnn"] if r["impl"] == impl}
+                ys = [rows[s].get("gflops", math.nan) for s in shapes]
+                ax.bar([j + i * width for j in range(len(shapes))], ys, width, label=impl_label)
+            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(shapes))],
+                          [s.split()[0] for s in shapes])
+            ax.set(yscale="log", title=name, ylabel="GFLOP/s (matrix products of the step)")
+            ax.legend(fontsize=7)
+        save(fig, "rnn.png")
+
+    if runs and "scaling" in runs[0]:
+        axes_names = [a for a in ("T", "B", "H") if a in runs[0]["scaling"]]
+        fig, axes = plt.subplots(1, len(axes_names), figsize=(4.5 * len(axes_names), 4),
+                                 squeeze=False)
+        for ax, axis in zip(axes[0], axes_names):
+            for run, name in zip(runs, title):
+                pts = [(p["value"], p["ms"]) for p in run["scaling"][axis]["points"]
+                       if p["status"] == "ok"]
+                if pts:
+                    ax.plot(*zip(*pts), marker="o", label=name)
+            values = [p["value"] for p in runs[0]["scaling"][axis]["points"]]
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(values, [str(v) for v in values], minor=False)
+            ax.minorticks_off()
+            ax.set(yscale="log", xlabel=axis, ylabel="ms per training step",
+                   title=f"elman: time vs {axis}")
+            ax.legend(fontsize=7)
+        fig.suptitle(f"others as in {runs[0]['scaling']['base']}", fontsize=9)
+        save(fig, "scaling.png")
+    return written
