@@ -37,6 +37,11 @@
     /* C (M, N) += A (M, K) @ W (K, N), all row-major and dense: the small-shape GEMM. */    \
     void (*gemm_nn_##sfx)(REAL *restrict C, const REAL *restrict A, const REAL *restrict W, \
                           elman_int M, elman_int K, elman_int N);                            \
+    /* One recurrence step, activation fused (rnn.c): forward C = f(C + A @ W) (Y unused);  \
+     * backward C = (C + A @ W) * f'(Y). C, A (B, H), W (H, H). */                           \
+    void (*step_##sfx)(REAL *restrict C, const REAL *restrict A, const REAL *restrict W,     \
+                       const REAL *restrict Y, elman_int B, elman_int H, int nonlinearity,  \
+                       int backward);                                                        \
     /* The bandwidth probe: Adagrad's memory traffic (read p, g, s; write p, s), no math.  */ \
     void (*stream_##sfx)(REAL *restrict p, REAL *restrict s, const REAL *restrict g,         \
                          elman_int n);

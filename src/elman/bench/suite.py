@@ -93,6 +93,7 @@ class Sizes:
     sweep: dict                      # axis ("T", "B", "H") -> values
     min_time: float                  # seconds of calls per sample, at least
     repeats: int                     # samples per measurement (the median is reported)
+    settle: float = 0.3              # seconds of idling before each measurement
 
     def stream_n(self):
         """Buffer lengths of the bandwidth probe: every Adagrad n, so ratios match."""
@@ -119,14 +120,14 @@ PRESETS = {
         rnn=(S1, S2_QUICK, S4), generate_shape=S1, generate_steps=2_000,
         scaling_base=S2_QUICK,
         sweep={"T": (8, 16, 32, 64), "B": (4, 8, 16, 32), "H": (32, 64, 128, 256)},
-        min_time=0.05, repeats=3),
+        min_time=0.05, repeats=3, settle=0.1),
     "tiny": Sizes(   # for the test suite: every code path in a few seconds
         adagrad_n=(1000,), adagrad_multi=(3, 1000), peak_gemm=64,
         rnn=(Shape("S1t", 11, 8, 11, 4, 1), Shape("S4t", 10, 5, 2, 3, 4, ids=False)),
         generate_shape=Shape("S1t", 11, 8, 11, 1, 1), generate_steps=20,
         scaling_base=Shape("S2t", 11, 8, 11, 4, 2),
         sweep={"T": (2, 4), "B": (1, 2), "H": (4, 8)},
-        min_time=0.001, repeats=2),
+        min_time=0.001, repeats=2, settle=0.0),
 }
 
 
@@ -403,7 +404,12 @@ class Worker:
         """Build a step function and time it. A failure is recorded as the result (a peer's
         missing feature must not stop the suite); the test suite checks elman's own rows."""
         try:
-            seconds, samples, number, first = measure(build(), self.sizes.min_time,
+            fn = build()
+            # Thread pools that spin after their last call (OpenMP runtimes of torch and
+            # elman, XLA's, OpenBLAS's) would otherwise take the cores from whatever runs
+            # next: let them fall asleep first.
+            time.sleep(self.sizes.settle)
+            seconds, samples, number, first = measure(fn, self.sizes.min_time,
                                                       self.sizes.repeats)
         except Exception as err:  # noqa: BLE001 (any failure is reported, then the suite goes on)
             self.log(f"{what}: error {type(err).__name__}: {err}")
