@@ -240,6 +240,26 @@ class SGD:
                             maximize=self.maximize, clip_value=self.clip_value,
                             grad_scale=scale)
 
+    def state_dict(self) -> dict:
+        """Copies of the momentum buffer (None without momentum) and the step count."""
+        return {"momentum_buffer": None if self.momentum_buffer is None
+                else self.momentum_buffer.copy(), "steps": self.steps}
+
+    def load_state_dict(self, sd: dict):
+        """Restore what state_dict() returned."""
+        where = "SGD.load_state_dict"
+        buf = sd.get("momentum_buffer")
+        if (buf is None) != (self.momentum_buffer is None):
+            raise ValueError(f"{where}: a momentum buffer is {'missing' if buf is None else 'given'}"
+                             f" but momentum is {self.momentum}")
+        if buf is not None:
+            buf = np.asarray(buf)
+            if buf.shape != self.momentum_buffer.shape or not np.isfinite(buf).all():
+                raise ValueError(f"{where}: momentum_buffer must be finite, of shape "
+                                 f"{self.momentum_buffer.shape}")
+            self.momentum_buffer[...] = buf
+        self.steps = positive_int(sd["steps"], "steps", where=where, minimum=0)
+
     def __repr__(self):
         return (f"SGD(lr={self.lr}, momentum={self.momentum}, weight_decay={self.weight_decay}, "
                 f"maximize={self.maximize}, clip_value={self.clip_value}, "
