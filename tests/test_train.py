@@ -1,0 +1,247 @@
+"""elman train / elman sample end to end on tiny data: learning, checkpoints that survive
+interruption and corruption, bit-identical resume, and clear errors for bad data."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from elman import checkpoint, cli
+from elman import train as tr
+
+TEXT = ("the quick brown fox jumps over the lazy dog. " * 60
+        + "pack my box with five dozen liquor jugs. " * 60)
+SMALL = ["--hidden", "16", "--seq-len", "8", "--batch", "4", "--no-progress"]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return str(path)
+
+
+def train(*args):
+    return cli.main(["train", *SMALL, *args])
+
+
+def state(run_dir):
+    arrays, meta = checkpoint.load(str(run_dir))
+    return arrays, meta
+
+
+def test_training_lowers_the_loss_and_writes_a_checkpoint(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train("--data", corpus, "--steps", "150", "--every", "50", "--out", str(out),
+                 "--lr", "0.1") == 0
+    text = capsys.readouterr().out
+    assert "held-out bits/char" in text and "sample:" in text
+    arrays, meta = state(out)
+    hist = np.array(meta["history"])[:, 1]
+    assert hist[-20:].mean() < 0.8 * hist[:20].mean()
+    evals = [e[1] for e in meta["evals"]]
+    assert len(evals) == 3 and evals[-1] < evals[0]
+    assert meta["step"] == 150 and arrays["params"].dtype == np.float32
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(corpus, tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert train("--data", corpus, "--steps", "60", "--every", "25", "--out", str(full)) == 0
+    assert train("--data", corpus, "--steps", "25", "--every", "25", "--out", str(part)) == 0
+    assert train("--resume", str(part), "--steps", "60") == 0
+    (a, ma), (b, mb) = state(full), state(part)
+    assert ma["step"] == mb["step"] == 60
+    for name in ("params", "h", "opt_state"):
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert ma["history"] == mb["history"]
+
+
+def test_ctrl_c_checkpoints_and_resumes_exactly(corpus, tmp_path, monkeypatch):
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    assert train("--data", corpus, "--steps", "40", "--every", "100", "--out", str(ref)) == 0
+    real = tr.Trainer.train_step
+
+    def interrupted(self):
+        if self.step == 17:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(tr.Trainer, "train_step", interrupted)
+    assert train("--data", corpus, "--steps", "40", "--every", "100", "--out", str(cut)) == 130
+    assert state(cut)[1]["step"] == 17
+    monkeypatch.setattr(tr.Trainer, "train_step", real)
+    assert train("--resume", str(cut)) == 0
+    np.testing.assert_array_equal(state(ref)[0]["params"], state(cut)[0]["params"])
+
+
+def test_a_write_killed_midway_leaves_the_previous_checkpoint(corpus, tmp_path):
+    out = tmp_path / "run"
+    assert train("--data", corpus, "--steps", "10", "--every", "10", "--out", str(out)) == 0
+    before = state(out)[0]["params"].copy()
+    # a process that dies after writing the temporary file and before the rename
+    code = ("import os, sys; import numpy as np; from elman import checkpoint;"
+            "os.fsync = lambda fd: os._exit(9);"
+            f"checkpoint.save({str(out)!r}, {{'params': np.zeros(3)}}, {{}})")
+    proc = subprocess.run([sys.executable, "-c", code])
+    assert proc.returncode == 9
+    np.testing.assert_array_equal(state(out)[0]["params"], before)
+    assert train("--resume", str(out), "--steps", "12") == 0  # and the run goes on
+
+
+@pytest.mark.parametrize("damage", ["flip", "tamper", "truncate", "garbage"])
+def test_a_corrupted_checkpoint_is_a_clear_error(corpus, tmp_path, damage, capsys):
+    out = tmp_path / "run"
+    assert train("--data", corpus, "--steps", "5", "--every", "5", "--out", str(out)) == 0
+    path = out / "checkpoint.npz"
+    raw = bytearray(path.read_bytes())
+    if damage == "flip":  # one byte anywhere: the archive's CRCs or structure catch it
+        raw[len(raw) // 2] ^= 0xFF
+    elif damage == "tamper":  # a well-formed archive whose parameters changed: our checksum
+        with np.load(path) as z:
+            data = {k: z[k] for k in z.files}
+        data["params"] = data["params"] + 1
+        np.savez(path, **data)
+        raw = bytearray(path.read_bytes())
+    elif damage == "truncate":
+        raw = raw[:len(raw) // 2]
+    else:
+        raw = bytearray(b"not a checkpoint at all")
+    path.write_bytes(bytes(raw))
+    with pytest.raises(checkpoint.CheckpointError, match="corrupted|truncated|checksum"):
+        checkpoint.load(str(out))
+    with pytest.raises(SystemExit) as e:
+        cli.main(["sample", "--checkpoint", str(out)])
+    assert e.value.code == 2
+    assert "checkpoint" in capsys.readouterr().err
+
+
+def test_checkpoint_of_another_version_is_refused(tmp_path):
+    checkpoint.save(str(tmp_path), {"a": np.zeros(2)}, {})
+    arrays, meta = checkpoint.load(str(tmp_path))
+    import json
+    path = tmp_path / "checkpoint.npz"
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    head = json.loads(str(data["meta"]))
+    head["version"] = 99
+    data["meta"] = np.array(json.dumps(head))
+    np.savez(path, **data)
+    with pytest.raises(checkpoint.CheckpointError, match="version 99"):
+        checkpoint.load(str(tmp_path))
+
+
+@pytest.mark.parametrize("make, args, message", [
+    (None, ["--data", "{d}/missing.txt"], "no such file"),
+    ("", ["--data", "{f}"], "empty"),
+    (b"\x00\x01binary" * 100, ["--data", "{f}"], "binary"),
+    (b"\xff\xfe caf\xe9" * 400, ["--data", "{f}"], "not UTF-8"),
+    ("tiny text", ["--data", "{f}"], "too small"),
+    (None, ["--data", "{d}"], "directory"),
+    (None, ["--resume", "{d}/nowhere"], "no checkpoint"),
+    (None, ["--task", "series", "--data", "{d}/missing.csv"], "no such file"),
+    ("a,b\n1,2\n", ["--task", "series", "--data", "{f}"], "--column"),
+    ("a,b\n1,2\n", ["--task", "series", "--data", "{f}", "--column", "c"], "no column"),
+    ("a\nx\n", ["--task", "series", "--data", "{f}"], "not numeric"),
+])
+def test_bad_data_exits_2_with_a_message(tmp_path, capsys, make, args, message):
+    f = tmp_path / "data.txt"
+    if isinstance(make, bytes):
+        f.write_bytes(make)
+    elif make is not None:
+        f.write_text(make, encoding="utf-8")
+    args = [a.format(d=tmp_path, f=f) for a in args]
+    with pytest.raises(SystemExit) as e:
+        train(*args, "--steps", "2")
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bytes_mode_reads_any_file(tmp_path):
+    f = tmp_path / "data.bin"
+    f.write_bytes(bytes(range(256)) * 40)
+    assert train("--data", str(f), "--bytes", "--steps", "3", "--every", "3",
+                 "--out", str(tmp_path / "run")) == 0
+    assert len(state(tmp_path / "run")[1]["vocab"]) == 256
+    assert cli.main(["sample", "--checkpoint", str(tmp_path / "run"), "--prime", "ab",
+                     "--length", "5", "--seed", "0"]) == 0
+
+
+def test_sample_command(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train("--data", corpus, "--steps", "30", "--every", "30", "--out", str(out)) == 0
+    capsys.readouterr()
+    args = ["sample", "--checkpoint", str(out), "--length", "50", "--prime", "the ",
+            "--seed", "3", "--temperature", "0.5"]
+    assert cli.main(args) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("the ") and len(first) == len("the ") + 50 + 1
+    assert cli.main(args) == 0
+    assert capsys.readouterr().out == first
+    with pytest.raises(SystemExit):
+        cli.main(["sample", "--checkpoint", str(out), "--prime", "ZZZ\u2603"])
+
+
+def test_series_task_beats_the_naive_baseline(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--task", "series", "--hidden", "16", "--seq-len", "16",
+                     "--batch", "8", "--steps", "300", "--every", "300", "--lr", "0.05",
+                     "--no-progress", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    rmse = float(text.split("held-out RMSE ")[-1].split()[0])
+    naive = float(text.split("naive last-value predictor: ")[1].split(")")[0])
+    assert rmse < naive
+
+
+def test_series_from_a_csv_column(tmp_path):
+    f = tmp_path / "s.csv"
+    t = np.arange(3000)
+    f.write_text("time,value\n" + "\n".join(f"{i},{np.sin(i / 7):.6f}" for i in t),
+                 encoding="utf-8")
+    assert cli.main(["train", "--task", "series", "--data", str(f), "--column", "value",
+                     "--hidden", "8", "--seq-len", "8", "--batch", "4", "--steps", "20",
+                     "--every", "20", "--no-progress", "--out", str(tmp_path / "r")]) == 0
+
+
+def test_plot_is_written(corpus, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "run"
+    assert train("--data", corpus, "--steps", "20", "--every", "10", "--out", str(out),
+                 "--plot") == 0
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_elman_train_runs_as_a_command(corpus, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "elman", "train", *SMALL, "--data", corpus,
+                           "--steps", "5", "--every", "5", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert os.path.exists(out / "checkpoint.npz") and "done: 5 steps" in proc.stdout
+
+
+def test_builtin_corpus_is_deterministic():
+    from elman.data import builtin_text
+    a, b = builtin_text(50_000), builtin_text(50_000)
+    assert a == b and len(a) == 50_000
+
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+def test_char_lm_example_runs():
+    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, "char_lm.py"), "--steps",
+                           "200"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    bits = float(proc.stdout.split("held-out: ")[1].split()[0])
+    assert bits < 4.0  # from log2(vocabulary) ~ 6.6 at the start
+
+
+def test_time_series_example_beats_the_naive_predictor():
+    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, "time_series.py"),
+                           "--steps", "600"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.strip().splitlines()[-1]
+    rmse = float(line.split("held-out RMSE ")[1].split()[0])
+    naive = float(line.split("predictor: ")[1].rstrip(")"))
+    assert rmse < naive
