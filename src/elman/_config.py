@@ -8,6 +8,7 @@ import sys
 import warnings
 
 from . import _core
+from ._validate import Switch
 
 _FEATURES = ("sse2", "avx", "avx2", "fma", "avx512f")  # bit order of ELMAN_CPU_* in elman.h
 _ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
@@ -20,24 +21,6 @@ def cpu_paths() -> tuple:
     """The kernel paths this build holds that this CPU runs, slowest first: "generic"
     (portable C for the baseline instruction set), "avx2" (AVX2 + FMA), "avx512"."""
     return tuple(p for p in _core.kernel_paths() if _core.kernel_path_supported(p))
-
-
-class _PathSwitch:
-    """Returned by cpu_path(name): the switch is already made; leaving a ``with`` block
-    restores the previous path."""
-
-    def __init__(self, name, previous):
-        self.name, self._previous = name, previous
-
-    def __enter__(self):
-        return self.name
-
-    def __exit__(self, *exc):
-        _core.set_kernel_path(self._previous)
-        return False
-
-    def __repr__(self):
-        return f"elman.cpu_path({self.name!r})"
 
 
 def cpu_path(name=None):
@@ -55,7 +38,8 @@ def cpu_path(name=None):
         raise TypeError(f"cpu_path: name must be a string, got {type(name).__name__}")
     previous = _core.kernel_path()
     _core.set_kernel_path(name.strip().lower())
-    return _PathSwitch(_core.kernel_path(), previous)
+    return Switch("elman.cpu_path", _core.kernel_path(),
+                  lambda: _core.set_kernel_path(previous))
 
 
 def _path_from_env() -> None:

@@ -171,3 +171,21 @@ def choice(v, name: str, options, *, where: str):
         raise ValueError(f"{where}: {name} must be one of {', '.join(map(repr, options))}, "
                          f"got {v!r}")
     return v
+
+
+class Switch:
+    """What a setter returns when it has already switched something (a backend, a kernel
+    path): ``with`` it, and the previous setting comes back at the end of the block."""
+
+    def __init__(self, label, name, restore):
+        self.name, self._label, self._restore = name, label, restore
+
+    def __enter__(self):
+        return self.name
+
+    def __exit__(self, *exc):
+        self._restore()
+        return False
+
+    def __repr__(self):
+        return f"{self._label}({self.name!r})"

@@ -31,7 +31,7 @@ import warnings
 import numpy as np
 
 from . import _core, _threads, reference
-from ._validate import (NonFiniteError, as_array, choice, float_array, index_array,
+from ._validate import (NonFiniteError, Switch, as_array, choice, float_array, index_array,
                         is_integer_array, no_overlap, positive_int, real, same_shape)
 from .reference import RNNGrads, param_layout, param_views
 
@@ -65,24 +65,6 @@ def _backend_from_env() -> str:
 _current = contextvars.ContextVar("elman_backend", default=_backend_from_env())
 
 
-class _BackendSwitch:
-    """Returned by backend(name): the switch is already made; leaving a ``with`` block
-    restores the previous backend."""
-
-    def __init__(self, name, token):
-        self.name, self._token = name, token
-
-    def __enter__(self):
-        return self.name
-
-    def __exit__(self, *exc):
-        _current.reset(self._token)
-        return False
-
-    def __repr__(self):
-        return f"elman.backend({self.name!r})"
-
-
 def backend(name=None):
     """Get or set the kernel backend.
 
@@ -93,7 +75,8 @@ def backend(name=None):
     if name is None:
         return _current.get()
     choice(name, "name", BACKENDS, where="backend")
-    return _BackendSwitch(name, _current.set(name))
+    token = _current.set(name)
+    return Switch("elman.backend", name, lambda: _current.reset(token))
 
 
 def _nonlinearity_code(nonlinearity, where) -> int:
@@ -584,14 +567,7 @@ def model_sample(params, n, first=0, h=None, *, input_size, hidden_size, output_
     """
     where = "model_sample"
     params, I, H, O = _check_model_params(where, params, (input_size, hidden_size, output_size))
-    if O > I:
-        raise ValueError(f"{where}: sampling feeds each output id back as an input id, so "
-                         f"output_size ({O}) must be <= input_size ({I})")
-    n = positive_int(n, "n", where=where, minimum=0)
-    first = positive_int(first, "first", where=where, minimum=0)
-    if first >= I:
-        raise ValueError(f"{where}: first={first} is not a token id in [0, {I})")
-    temperature = real(temperature, "temperature", where=where, minimum=0)
+    n, first, temperature = _sample_args(where, I, O, n, first, "first", temperature)
     if h is None:
         h = np.zeros(H, params.dtype)
     else:
@@ -600,6 +576,18 @@ def model_sample(params, n, first=0, h=None, *, input_size, hidden_size, output_
     nl = _nonlinearity_code(nonlinearity, where)
     state = _seed_state(seed, where)
     return _model_sample(params, n, first, h, state, I, H, O, nl, nonlinearity, temperature)
+
+
+def _sample_args(where, I, O, n, first, first_name, temperature):
+    """(n, first id, temperature) of a sampling call, checked against I inputs, O outputs."""
+    if O > I:
+        raise ValueError(f"{where}: sampling feeds each output id back as an input id, so "
+                         f"output_size ({O}) must be <= input_size ({I})")
+    n = positive_int(n, "n", where=where, minimum=0)
+    first = positive_int(first, first_name, where=where, minimum=0)
+    if first >= I:
+        raise ValueError(f"{where}: {first_name}={first} is not a token id in [0, {I})")
+    return n, first, real(temperature, "temperature", where=where, minimum=0)
 
 
 def _seed_state(seed, where) -> int:

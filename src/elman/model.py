@@ -5,7 +5,7 @@ import numpy as np
 
 from . import kernels
 from ._validate import (as_array, choice, float_array, index_array, is_integer_array,
-                        positive_int, real)
+                        positive_int)
 from .kernels import LOSSES, NONLINEARITIES, REDUCTIONS, check_input
 from .reference import param_layout, param_views
 
@@ -332,14 +332,8 @@ class ElmanRNN:
         """
         where = "ElmanRNN.sample"
         I, H, O = self.input_size, self.hidden_size, self.output_size
-        if O > I:
-            raise ValueError(f"{where}: sampling feeds each output id back as an input id, "
-                             f"so output_size ({O}) must be <= input_size ({I})")
-        n = positive_int(n, "n", where=where, minimum=0)
-        start = positive_int(start, "start", where=where, minimum=0)
-        if start >= I:
-            raise ValueError(f"{where}: start={start} is not a token id in [0, {I})")
-        temperature = real(temperature, "temperature", where=where, minimum=0)
+        n, start, temperature = kernels._sample_args(where, I, O, n, start, "start",
+                                                     temperature)
         if h0 is None:
             h = np.zeros(H, self.dtype)
         else:
