@@ -267,7 +267,7 @@ def run(trainer: Trainer, out: str, *, log=print, progress=True, threads=None) -
                 bar.update(1)
                 metric = loss / LN2 if trainer.text else math.sqrt(loss) * trainer.data.std
                 bar.set_postfix_str(
-                    f"{'bits/char' if trainer.text else 'rmse'} {metric:.3f} "
+                    f"loss {loss:.3f} {'bits/char' if trainer.text else 'rmse'} {metric:.3f} "
                     f"tok/s {tokens * (trainer.step - start_step) / elapsed:,.0f}", refresh=False)
             if trainer.step % cfg.every == 0 or trainer.step == trainer.total:
                 _checkpoint_and_report(trainer, out, log, bar)
