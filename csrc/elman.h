@@ -270,6 +270,35 @@ int elman_model_forward_backward_f64(double *loss, double *grads, double *dh0,
                                      const elman_int *y_ids, const double *y_values,
                                      const double *params, const elman_model_shape *shape);
 
+/* A whole training step in one call: elman_model_forward_backward, then (optionally) the
+ * global gradient norm, then the optimizer's update, with nothing in between. The update
+ * is the one elman_adagrad_update / elman_sgd_update make with grad_scale replaced by the
+ * clipping coefficient min(1, max_grad_norm / (||grads|| + 1e-6)) (PyTorch's
+ * clip_grad_norm_). The caller counts steps (adagrad.step is this update's). */
+enum { ELMAN_OPT_ADAGRAD = 0, ELMAN_OPT_SGD = 1 };
+typedef struct {
+    int kind;                     /* ELMAN_OPT_* */
+    elman_adagrad_opts adagrad;   /* for ELMAN_OPT_ADAGRAD (grad_scale is ignored) */
+    elman_sgd_opts sgd;           /* for ELMAN_OPT_SGD (grad_scale is ignored) */
+    double max_grad_norm;         /* > 0; INFINITY for no clipping */
+} elman_optimizer;
+
+/* *loss and *grad_norm (NAN when not computed) out; state is the Adagrad accumulator or
+ * the SGD momentum buffer (n params; NULL for SGD without momentum). Returns
+ * ELMAN_ERR_NONFINITE when the loss is not finite (nothing updated; grads not written),
+ * when the gradient norm is not (nothing updated), or when the update made a parameter
+ * non-finite (update applied). */
+int elman_model_train_step_f32(double *loss, double *grad_norm, float *params, float *grads,
+                               float *state, float *hs, float *Y, float *dA, const float *x,
+                               const elman_int *ids, const elman_int *y_ids,
+                               const float *y_values, const elman_model_shape *shape,
+                               const elman_optimizer *opt);
+int elman_model_train_step_f64(double *loss, double *grad_norm, double *params, double *grads,
+                               double *state, double *hs, double *Y, double *dA,
+                               const double *x, const elman_int *ids, const elman_int *y_ids,
+                               const double *y_values, const elman_model_shape *shape,
+                               const elman_optimizer *opt);
+
 /* Generation, one token at a time, for a model whose outputs are its input ids (O <= I):
  *   h = f(W_xh[id] + b_h + h @ W_hh);  z = h @ W_hy + b_y;  id ~ softmax(z / temperature)
  * starting from id = first; temperature 0 takes the argmax. Writes n ids to out, leaves

@@ -131,3 +131,28 @@ def test_c_kernels_never_touch_the_heap():
     for path in sources:
         text = re.sub(r"/\*.*?\*/", "", path.read_text(encoding="utf-8"), flags=re.S)
         assert not calls.search(text), f"{path.name} allocates: {calls.search(text).group()}"
+
+
+def test_hundred_fused_train_steps_allocate_no_array(warm_free_lists):
+    rng = np.random.default_rng(1)
+    T, B, H = 64, 32, 128
+    m = elman.ElmanRNN(40, H, 40)
+    opt = elman.Adagrad(m, lr=0.01, max_grad_norm=1.0)
+    x, y = rng.integers(0, 40, (T, B)), rng.integers(0, 40, (T, B))
+    h = np.zeros((1, B, H), np.float32)
+    for _ in range(2100):  # this call's tuple sizes into CPython's free lists (see above)
+        elman.train_step(m, opt, x[:1, :1], y[:1, :1])
+    for _ in range(2):
+        _, h = elman.train_step(m, opt, x, y, h, h_out=h)
+    made = m.workspace_allocations
+    tracemalloc.start()
+    try:
+        start, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(100):
+            _, h = elman.train_step(m, opt, x, y, h, h_out=h)
+        end, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert m.workspace_allocations == made
+    assert peak - start < SMALL_OBJECTS and end - start < SMALL_OBJECTS, (peak - start)

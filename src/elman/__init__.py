@@ -4,6 +4,7 @@ C kernels (csrc/) do the work; this package is a thin layer over them:
 
 - :class:`ElmanRNN` — one Elman layer + output layer over one flat parameter buffer;
 - :class:`Adagrad`, :class:`SGD`, :func:`clip_grad_norm_` — fused optimizer updates;
+- :func:`train_step` — forward, BPTT, clipping and the update in one C call;
 - :mod:`elman.kernels` — functional in-place kernels on NumPy arrays;
 - :mod:`elman.reference` — the NumPy twin of every kernel (the specification);
 - :func:`backend` — switch between the ``"c"`` and ``"numpy"`` backends;
@@ -18,9 +19,11 @@ from ._validate import NonFiniteError
 from .kernels import backend
 from .model import ElmanRNN
 from .optim import SGD, Adagrad, clip_grad_norm_
+from .step import train_step
 
 __version__ = "0.1.0"
 
-__all__ = ["ElmanRNN", "Adagrad", "SGD", "clip_grad_norm_", "kernels", "reference",
+__all__ = ["ElmanRNN", "Adagrad", "SGD", "clip_grad_norm_", "train_step", "kernels",
+           "reference",
            "backend", "cpu_path", "cpu_paths", "get_num_threads", "set_num_threads",
            "show_config", "config", "NonFiniteError", "__version__"]

@@ -10,7 +10,10 @@ the checks here are the last line that keeps a direct caller from crashing the p
 """
 import operator
 
+INF = float("inf")
+
 from cython cimport floating
+from libc.math cimport isfinite
 from libc.stdint cimport int64_t, uint64_t
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 
@@ -113,6 +116,23 @@ cdef extern from "elman.h" nogil:
                                          double *, const double *, const elman_int *,
                                          const elman_int *, const double *, const double *,
                                          const elman_model_shape *)
+
+    enum:
+        ELMAN_OPT_ADAGRAD
+        ELMAN_OPT_SGD
+    ctypedef struct elman_optimizer:
+        int kind
+        elman_adagrad_opts adagrad
+        elman_sgd_opts sgd
+        double max_grad_norm
+    int elman_model_train_step_f32(double *, double *, float *, float *, float *, float *,
+                                   float *, float *, const float *, const elman_int *,
+                                   const elman_int *, const float *, const elman_model_shape *,
+                                   const elman_optimizer *)
+    int elman_model_train_step_f64(double *, double *, double *, double *, double *, double *,
+                                   double *, double *, const double *, const elman_int *,
+                                   const elman_int *, const double *, const elman_model_shape *,
+                                   const elman_optimizer *)
 
     int elman_model_sample_f32(elman_int *, float *, float *, uint64_t *, elman_int, elman_int,
                                double, const float *, const elman_model_shape *)
@@ -662,3 +682,82 @@ def model_sample(int64_t[::1] out, floating[::1] h, floating[::1] work, uint64_t
         raise FloatingPointError("model_sample: the output distribution is not finite "
                                  "(NaN or infinity in the parameters or the state)")
     _check(s, "model_sample")
+
+
+def model_train_step(floating[::1] params, floating[::1] grads, floating[::1] state,
+                     floating[::1] hs, floating[::1] Y, floating[::1] dA,
+                     const floating[::1] x, const int64_t[::1] ids, const int64_t[::1] y_ids,
+                     const floating[::1] y_values, T, B, I, H, O, int nonlinearity,
+                     bint use_ids, int loss, int reduction, bint last_step_only, str kind,
+                     double lr, double lr_decay, double weight_decay, double eps,
+                     double clip_value, int64_t step, bint eps_inside, bint maximize,
+                     double momentum, double max_grad_norm):
+    """Forward, BPTT, clipping and the update in one call. Returns (loss, grad_norm or nan,
+    stage): stage 0 when all was finite, else the first stage that was not: 1 the loss
+    (nothing written), 2 the gradient norm (nothing updated), 3 the update (applied)."""
+    cdef elman_model_shape m
+    _model_shape(&m, T, B, I, H, O, nonlinearity, loss, reduction, last_step_only)
+    if T < 1 or B < 1:
+        raise ValueError(f"model_train_step needs T >= 1 and B >= 1, got T={T}, B={B}")
+    N = B if last_step_only else T * B
+    n_params = I * H + H * H + H + H * O + O
+    _need(params.shape[0], n_params, "params")
+    _need(grads.shape[0], n_params, "grads")
+    _need(hs.shape[0], (T + 1) * B * H, "hs")
+    _need(Y.shape[0], N * O, "Y")
+    _need(dA.shape[0], T * B * H, "dA")
+    _rnn_inputs(x.shape[0], ids.shape[0], use_ids, T, B, I)
+    if loss == 0:
+        _need(y_ids.shape[0], N, "y")
+    else:
+        _need(y_values.shape[0], N * O, "y")
+    cdef elman_optimizer o
+    if kind == "adagrad":
+        o.kind = ELMAN_OPT_ADAGRAD
+        _need(state.shape[0], n_params, "state")
+    elif kind == "sgd":
+        o.kind = ELMAN_OPT_SGD
+        if momentum != 0:
+            _need(state.shape[0], n_params, "state")
+    else:
+        raise ValueError(f"model_train_step: unknown optimizer {kind!r}")
+    o.adagrad.lr = lr; o.adagrad.lr_decay = lr_decay; o.adagrad.weight_decay = weight_decay
+    o.adagrad.eps = eps; o.adagrad.clip_value = clip_value; o.adagrad.grad_scale = 1
+    o.adagrad.step = step; o.adagrad.eps_inside = eps_inside; o.adagrad.maximize = maximize
+    o.sgd.lr = lr; o.sgd.momentum = momentum; o.sgd.weight_decay = weight_decay
+    o.sgd.clip_value = clip_value; o.sgd.grad_scale = 1; o.sgd.maximize = maximize
+    o.max_grad_norm = max_grad_norm
+    cdef floating *sp = _p(state) if state.shape[0] > 0 else NULL
+    cdef const floating *xp = NULL
+    cdef const elman_int *idp = NULL
+    if use_ids:
+        idp = _ip(ids)
+    else:
+        xp = _cp(x)
+    cdef const elman_int *yidp = NULL
+    cdef const floating *yvp = NULL
+    if loss == 0:
+        yidp = _ip(y_ids)
+    else:
+        yvp = _cp(y_values)
+    cdef floating *pp = _p(params)
+    cdef floating *gp = _p(grads)
+    cdef floating *hsp = _p(hs)
+    cdef floating *Yp = _p(Y)
+    cdef floating *dAp = _p(dA)
+    cdef double out = 0, norm = 0
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_model_train_step_f32(&out, &norm, pp, gp, sp, hsp, Yp, dAp, xp, idp,
+                                           yidp, yvp, &m, &o)
+        else:
+            s = elman_model_train_step_f64(&out, &norm, pp, gp, sp, hsp, Yp, dAp, xp, idp,
+                                           yidp, yvp, &m, &o)
+    if s == ELMAN_ERR_NONFINITE:
+        # which stage was not finite: the loss (nothing written), the gradient norm (grads
+        # written, nothing updated) or the update (applied)
+        stage = 1 if not isfinite(out) else 2 if max_grad_norm != INF and not isfinite(norm) else 3
+        return out, norm, stage
+    _check(s, "model_train_step")
+    return out, norm, 0

@@ -650,3 +650,40 @@ def _step_gemm(C, A, W):
         _core.step_gemm(C.reshape(-1), A.reshape(-1), W.reshape(-1), M, K, W.shape[1])
     else:
         C += A @ W
+
+
+def _model_train_step(params, grads, x, is_ids, y, h0, I, H, O, nl, loss, reduction,
+                      last_step_only, workspace, opt):
+    """Unchecked, C backend only: one fused training step over the model's workspace with
+    the settings of ``opt`` (an Adagrad or SGD; its step count is not changed here).
+    Returns (loss, gradient norm or None, stage, hs); stage as _core.model_train_step."""
+    T, B = x.shape[:2]
+    dt = params.dtype
+    N = B if last_step_only else T * B
+    ws = workspace
+    key = (dt, T, B, I, H, O, last_step_only)
+    if ws.get("key") != key:
+        ws.update(key=key, hs=np.empty((T + 1, B, H), dt), Y=np.empty(N * O, dt),
+                  dA=np.empty(T * B * H, dt))
+        ws["allocations"] = ws.get("allocations", 0) + 1
+    hs = ws["hs"]
+    hs[0] = 0 if h0 is None else h0
+    e = _empty(dt)
+    adagrad = hasattr(opt, "state")
+    state = opt.state if adagrad else opt.momentum_buffer
+    clip, max_norm = opt.clip_value, opt.max_grad_norm
+    held = _threads.hold()
+    try:
+        value, norm, stage = _core.model_train_step(
+            params, grads, e if state is None else state, hs.reshape(-1), ws["Y"], ws["dA"],
+            e if is_ids else x.reshape(-1), x.reshape(-1) if is_ids else _NO_IDS,
+            y.reshape(-1) if loss == "cross_entropy" else _NO_IDS,
+            y.reshape(-1) if loss == "mse" else e, T, B, I, H, O, nl, is_ids, LOSSES[loss],
+            REDUCTIONS[reduction], last_step_only, "adagrad" if adagrad else "sgd", opt.lr,
+            opt.lr_decay if adagrad else 0.0, opt.weight_decay, opt.eps if adagrad else 0.0,
+            math.inf if clip is None else clip, opt.steps + 1,
+            adagrad and opt.eps_placement == "inside", opt.maximize,
+            0.0 if adagrad else opt.momentum, math.inf if max_norm is None else max_norm)
+    finally:
+        _threads.release(held)
+    return value, (None if max_norm is None else norm), stage, hs

@@ -285,6 +285,17 @@ class ElmanRNN:
         Raises NonFiniteError when the loss is NaN or infinite (grads are then not written).
         """
         where = "ElmanRNN.forward_backward"
+        x, is_ids, y, h0, h_out, ws = self._step_inputs(
+            where, x, y, h0, loss, reduction, last_step_only, batch_first, h_out)
+        value, hs = kernels._model_forward_backward(
+            self.params, self.grads, x, is_ids, y, h0, self.input_size, self.hidden_size,
+            self.output_size, self._nl, self.nonlinearity, loss, reduction,
+            bool(last_step_only), workspace=ws)
+        return value, self._final_state(hs, h_out)
+
+    def _step_inputs(self, where, x, y, h0, loss, reduction, last_step_only, batch_first,
+                     h_out):
+        """Validated (x, is_ids, y, h0 or None, h_out or None, workspace) of a training step."""
         choice(loss, "loss", tuple(LOSSES), where=where)
         choice(reduction, "reduction", tuple(REDUCTIONS), where=where)
         last_step_only = bool(last_step_only)
@@ -302,14 +313,14 @@ class ElmanRNN:
                                  f"(1, {B}, {H}) or ({B}, {H})")
             if np.may_share_memory(h_out, self.params):
                 raise ValueError(f"{where}: h_out and the model's params share memory")
-        value, hs = kernels._model_forward_backward(
-            self.params, self.grads, x, is_ids, y, h0, self.input_size, self.hidden_size,
-            self.output_size, self._nl, self.nonlinearity, loss, reduction, last_step_only,
-            workspace=ws)
+        return x, is_ids, y, h0, h_out, ws
+
+    def _final_state(self, hs, h_out):
+        """h_T as a new (1, B, H) array, or written into h_out."""
         if h_out is None:
-            return value, hs[-1][None].copy()
-        h_out.reshape(B, self.hidden_size)[...] = hs[-1]
-        return value, h_out
+            return hs[-1][None].copy()
+        h_out.reshape(hs.shape[1], self.hidden_size)[...] = hs[-1]
+        return h_out
 
     def sample(self, n, start=0, *, h0=None, temperature=1.0, seed=None,
                return_hidden=False):
