@@ -587,3 +587,49 @@ def test_adagrad_kernel_clip_and_scale_match_torch(backend, dtype, clip_value, g
 def test_adagrad_kernel_shapes_match_torch(backend, dtype, shape):
     run_kernel_vs_torch(dtype, {"lr": 0.1, "lr_decay": 0.01, "weight_decay": 0.01},
                         steps=5, shape=shape)
+
+
+# ---- weight interchange -------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_from_torch_computes_what_torch_computes(dtype, nonlinearity):
+    torch.manual_seed(0)
+    rnn = torch.nn.RNN(6, 5, nonlinearity=nonlinearity, dtype=dtype)
+    linear = torch.nn.Linear(5, 3, dtype=dtype)
+    m = elman.ElmanRNN.from_torch(rnn, linear)
+    assert m.dtype == (np.float64 if dtype == torch.float64 else np.float32)
+    x = torch.randn(4, 2, 6, dtype=dtype)
+    h0 = torch.randn(1, 2, 5, dtype=dtype)
+    out, h_T = rnn(x, h0)
+    want = linear(out).detach().numpy()
+    Y, h = m.forward(x.numpy(), h0.numpy())
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(Y, want, **tol)
+    np.testing.assert_allclose(h, h_T.detach().numpy(), **tol)
+
+
+def test_to_torch_round_trips():
+    m = elman.ElmanRNN(7, 4, 7, seed=3)
+    rnn, linear = m.to_torch()
+    back = elman.ElmanRNN.from_torch(rnn, linear)
+    np.testing.assert_array_equal(back.params, m.params)
+    x = np.random.default_rng(0).standard_normal((3, 2, 7)).astype(np.float32)
+    out, _ = rnn(torch.from_numpy(x))
+    np.testing.assert_allclose(linear(out).detach().numpy(), m.forward(x)[0], rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_from_torch_refuses_what_elman_does_not_hold():
+    with pytest.raises(ValueError, match="num_layers"):
+        elman.ElmanRNN.from_torch(torch.nn.RNN(3, 4, num_layers=2), torch.nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="bidirectional"):
+        elman.ElmanRNN.from_torch(torch.nn.RNN(3, 4, bidirectional=True),
+                                  torch.nn.Linear(8, 2))
+    with pytest.raises(ValueError, match="inputs"):
+        elman.ElmanRNN.from_torch(torch.nn.RNN(3, 4), torch.nn.Linear(5, 2))
+    with pytest.raises(TypeError):
+        elman.ElmanRNN.from_torch(torch.nn.LSTM(3, 4), torch.nn.Linear(4, 2))
+    no_bias = torch.nn.RNN(3, 4, bias=False)
+    m = elman.ElmanRNN.from_torch(no_bias, torch.nn.Linear(4, 2))
+    assert not m.named_params()["b_h"].any()

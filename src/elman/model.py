@@ -364,6 +364,61 @@ class ElmanRNN:
                                        self.nonlinearity, temperature, work=ws["work"])
         return (ids, h.reshape(1, 1, H)) if return_hidden else ids
 
+    # ---- PyTorch interchange -------------------------------------------------------------
+
+    @classmethod
+    def from_torch(cls, rnn, linear, *, dtype=None):
+        """An ElmanRNN holding the weights of ``torch.nn.RNN`` (one layer, one direction)
+        followed by ``torch.nn.Linear``. torch stores the transposes of elman's matrices and
+        two hidden biases, which add up to ``b_h``. dtype: the model's (default: the
+        torch weights', float32 or float64)."""
+        import torch
+        where = "ElmanRNN.from_torch"
+        if not isinstance(rnn, torch.nn.RNN):
+            raise TypeError(f"{where}: rnn must be a torch.nn.RNN, got {type(rnn).__name__}")
+        if not isinstance(linear, torch.nn.Linear):
+            raise TypeError(f"{where}: linear must be a torch.nn.Linear, got "
+                            f"{type(linear).__name__}")
+        if rnn.num_layers != 1 or rnn.bidirectional or getattr(rnn, "proj_size", 0):
+            raise ValueError(f"{where}: elman holds one unidirectional layer; got "
+                             f"num_layers={rnn.num_layers}, bidirectional={rnn.bidirectional}")
+        if linear.in_features != rnn.hidden_size:
+            raise ValueError(f"{where}: linear takes {linear.in_features} inputs, the RNN "
+                             f"gives {rnn.hidden_size}")
+        w_ih = rnn.weight_ih_l0.detach().cpu().numpy()
+        dtype = np.dtype(dtype or (np.float64 if w_ih.dtype == np.float64 else np.float32))
+        m = cls(rnn.input_size, rnn.hidden_size, linear.out_features,
+                nonlinearity=rnn.nonlinearity, dtype=dtype)
+        p = m.named_params()
+        p["W_xh"][...] = w_ih.T
+        p["W_hh"][...] = rnn.weight_hh_l0.detach().cpu().numpy().T
+        p["b_h"][...] = 0
+        if rnn.bias:
+            p["b_h"][...] = (rnn.bias_ih_l0.detach().cpu().numpy().astype(np.float64)
+                             + rnn.bias_hh_l0.detach().cpu().numpy())
+        p["W_hy"][...] = linear.weight.detach().cpu().numpy().T
+        p["b_y"][...] = (linear.bias.detach().cpu().numpy() if linear.bias is not None else 0)
+        return m
+
+    def to_torch(self):
+        """(torch.nn.RNN, torch.nn.Linear) computing what this model computes (time-major,
+        as elman; set ``rnn.batch_first`` for batch-first input). b_h goes to bias_ih_l0;
+        bias_hh_l0 is zero."""
+        import torch
+        dt = torch.float64 if self.dtype == np.float64 else torch.float32
+        rnn = torch.nn.RNN(self.input_size, self.hidden_size, nonlinearity=self.nonlinearity,
+                           dtype=dt)
+        linear = torch.nn.Linear(self.hidden_size, self.output_size, dtype=dt)
+        p = self.named_params()
+        with torch.no_grad():
+            rnn.weight_ih_l0.copy_(torch.from_numpy(p["W_xh"].T.copy()))
+            rnn.weight_hh_l0.copy_(torch.from_numpy(p["W_hh"].T.copy()))
+            rnn.bias_ih_l0.copy_(torch.from_numpy(p["b_h"].copy()))
+            rnn.bias_hh_l0.zero_()
+            linear.weight.copy_(torch.from_numpy(p["W_hy"].T.copy()))
+            linear.bias.copy_(torch.from_numpy(p["b_y"].copy()))
+        return rnn, linear
+
     def __repr__(self):
         return (f"ElmanRNN(input_size={self.input_size}, hidden_size={self.hidden_size}, "
                 f"output_size={self.output_size}, nonlinearity={self.nonlinearity!r}, "
