@@ -258,17 +258,21 @@ int elman_model_forward_f64(double *Y, double *hs, const double *x, const elman_
 /* Forward, loss and full BPTT. Outputs: *loss, grads (overwritten, flat layout), dh0 (B, H)
  * or NULL. Workspace: hs (T+1, B, H) with h0 in hs[0] (and H_T in hs[T] on return),
  * Y (N, O) with N = B if last_step_only else T*B, dA (T, B, H).
- * Targets: y_ids (N,) class ids for cross-entropy, y_values (N, O) for MSE. */
+ * Targets: y_ids (N,) class ids for cross-entropy, y_values (N, O) for MSE.
+ * dh_T (B, H) or NULL: a gradient arriving on the final state from outside (a model
+ * chained after this one), added to the loss's. */
 int elman_model_forward_backward_f32(double *loss, float *grads, float *dh0,
                                      float *hs, float *Y, float *dA,
                                      const float *x, const elman_int *ids,
                                      const elman_int *y_ids, const float *y_values,
-                                     const float *params, const elman_model_shape *shape);
+                                     const float *dh_T, const float *params,
+                                     const elman_model_shape *shape);
 int elman_model_forward_backward_f64(double *loss, double *grads, double *dh0,
                                      double *hs, double *Y, double *dA,
                                      const double *x, const elman_int *ids,
                                      const elman_int *y_ids, const double *y_values,
-                                     const double *params, const elman_model_shape *shape);
+                                     const double *dh_T, const double *params,
+                                     const elman_model_shape *shape);
 
 /* A whole training step in one call: elman_model_forward_backward, then (optionally) the
  * global gradient norm, then the optimizer's update, with nothing in between. The update

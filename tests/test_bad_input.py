@@ -1360,38 +1360,41 @@ CORE_CASES = [
                                   " 2**62, 0, 1, 0, True)", "survives"),
     ("model_forward-huge-O", "C.model_forward(E, E, E, i64(), E, 0, 0, 0, 0, 2**62, 0, True)",
      "raises"),
-    # model_forward_backward(grads, dh0, hs, Y, dA, x, ids, y_ids, y_values, params,
+    # model_forward_backward(grads, dh0, hs, Y, dA, x, ids, y_ids, y_values, dh_T, params,
     #                        T, B, I, H, O, nl, use_ids, loss, reduction, last_step_only)
     ("model_fb-ok", "C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), E, i64(1),"
-                    " i64(1), E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0, False)", "survives"),
-    ("model_fb-T-0", "C.model_forward_backward(f64(26), E, f64(3), E, E, E, i64(), i64(), E,"
+                    " i64(1), E, E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0, False)", "survives"),
+    ("model_fb-T-0", "C.model_forward_backward(f64(26), E, f64(3), E, E, E, i64(), i64(), E, E,"
                      " f64(26), 0, 1, 2, 3, 2, 0, True, 0, 0, False)", "raises"),
     ("model_fb-grads-short", "C.model_forward_backward(f64(25), E, f64(6), f64(2), f64(3), E,"
-                             " i64(1), i64(1), E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0, False)",
+                             " i64(1), i64(1), E, E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0, False)",
      "raises"),
     ("model_fb-y-short", "C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), E, i64(1),"
-                         " i64(), E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0, False)", "raises"),
+                         " i64(), E, E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0, False)", "raises"),
     ("model_fb-y-out-of-range", "C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), E,"
-                                " i64(1), i64(2), E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0,"
+                                " i64(1), i64(2), E, E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0,"
                                 " False)", "raises"),
     ("model_fb-y-values-short", "C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), E,"
-                                " i64(1), i64(), f64(1), f64(26), 1, 1, 2, 3, 2, 0, True, 1, 0,"
+                                " i64(1), i64(), f64(1), E, f64(26), 1, 1, 2, 3, 2, 0, True, 1, 0,"
                                 " False)", "raises"),
     ("model_fb-loss-5", "C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), E, i64(1),"
-                        " i64(), f64(2), f64(26), 1, 1, 2, 3, 2, 0, True, 5, 0, False)", "raises"),
+                        " i64(), f64(2), E, f64(26), 1, 1, 2, 3, 2, 0, True, 5, 0, False)", "raises"),
     ("model_fb-reduction-9", "C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), E,"
-                             " i64(1), i64(1), E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 9, False)",
+                             " i64(1), i64(1), E, E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 9, False)",
      "raises"),
     ("model_fb-dh0-wrong", "C.model_forward_backward(f64(26), f64(2), f64(6), f64(2), f64(3), E,"
-                           " i64(1), i64(1), E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0, False)",
+                           " i64(1), i64(1), E, E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0, False)",
      "raises"),
+    ("model_fb-dh_T-wrong", "C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), E,"
+                            " i64(1), i64(1), E, f64(2), f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0,"
+                            " False)", "raises"),
     ("model_fb-last-step-Y-too-big", "C.model_forward_backward(f64(26), E, f64(9), f64(4),"
-                                     " f64(6), E, i64(1, 1), i64(1, 1), E, f64(26), 2, 1, 2, 3,"
+                                     " f64(6), E, i64(1, 1), i64(1, 1), E, E, f64(26), 2, 1, 2, 3,"
                                      " 2, 0, True, 0, 0, True)", "raises"),
-    ("model_fb-huge", "C.model_forward_backward(E, E, E, E, E, E, i64(), i64(), E, E, 2**62,"
+    ("model_fb-huge", "C.model_forward_backward(E, E, E, E, E, E, i64(), i64(), E, E, E, 2**62,"
                       " 2**62, 2**62, 2**62, 2**62, 0, True, 0, 0, False)", "raises"),
     ("model_fb-nan-params", "p = f64(26); p[-1] = math.nan; C.model_forward_backward(f64(26), E,"
-                            " f64(6), f64(2), f64(3), E, i64(1), i64(1), E, p, 1, 1, 2, 3, 2, 0,"
+                            " f64(6), f64(2), f64(3), E, i64(1), i64(1), E, E, p, 1, 1, 2, 3, 2, 0,"
                             " True, 0, 0, False)", "nonfinite"),
 ]
 

@@ -107,3 +107,40 @@ def test_loss_kernels_match_finite_differences(backend_name):
     np.testing.assert_allclose(
         dp, numerical_grad(lambda: kernels.mse_loss(p, q, reduction="sum")[0], p), rtol=1e-6,
         atol=1e-9)
+
+
+@pytest.mark.parametrize("ids", [False, True], ids=["dense", "ids"])
+@pytest.mark.parametrize("last", [False, True], ids=["all_steps", "last_step"])
+def test_model_grad_h0_and_upstream_dh_T(backend_name, ids, last):
+    """grad_h0 and dh_T of ElmanRNN.forward_backward: the objective is the loss plus
+    <dh_T, h_T>, as when a model chained after this one sends dh_T back."""
+    rng = np.random.default_rng(11)
+    m, x, y, h0 = make_case(rng, ids, "cross_entropy", last)
+    dh_T = rng.standard_normal(h0.shape)
+
+    def objective():
+        Y, h_T = m.forward(x, h0)
+        value, _ = kernels.softmax_cross_entropy(
+            np.ascontiguousarray(Y[-1] if last else Y.reshape(-1, Y.shape[-1])),
+            y.reshape(-1))
+        return value + float(np.sum(dh_T * h_T))
+
+    m.forward_backward(x, y, h0, last_step_only=last, dh_T=dh_T)
+    analytic_params, analytic_h0 = m.grads.copy(), m.grad_h0.copy()
+    np.testing.assert_allclose(analytic_params, numerical_grad(objective, m.params),
+                               rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(analytic_h0, numerical_grad(objective, h0), rtol=1e-5,
+                               atol=1e-8)
+
+
+def test_grad_h0_is_read_only_and_fresh_per_call():
+    m = elman.ElmanRNN(4, 3, 4, dtype="float64")
+    assert m.grad_h0 is None
+    x = np.array([[1, 2], [3, 0]])
+    m.forward_backward(x, x)
+    g = m.grad_h0
+    assert g.shape == (1, 2, 3) and not g.flags.writeable
+    with pytest.raises(ValueError):
+        m.forward_backward(x, x, dh_T=np.zeros((2, 4)))
+    with pytest.raises(elman.NonFiniteError):
+        m.forward_backward(x, x, dh_T=np.full((1, 2, 3), np.nan))

@@ -633,3 +633,21 @@ def test_from_torch_refuses_what_elman_does_not_hold():
     no_bias = torch.nn.RNN(3, 4, bias=False)
     m = elman.ElmanRNN.from_torch(no_bias, torch.nn.Linear(4, 2))
     assert not m.named_params()["b_h"].any()
+
+
+def test_grad_h0_and_dh_T_match_torch():
+    torch.manual_seed(1)
+    rnn = torch.nn.RNN(5, 4, dtype=torch.float64)
+    linear = torch.nn.Linear(4, 5, dtype=torch.float64)
+    m = elman.ElmanRNN.from_torch(rnn, linear)
+    ids = torch.randint(0, 5, (6, 3))
+    x = torch.nn.functional.one_hot(ids[:-1], 5).double()
+    h0 = torch.randn(1, 3, 4, dtype=torch.float64, requires_grad=True)
+    dh_T = torch.randn(1, 3, 4, dtype=torch.float64)
+    out, h_T = rnn(x, h0)
+    loss = torch.nn.functional.cross_entropy(linear(out).reshape(-1, 5), ids[1:].reshape(-1))
+    (loss + (h_T * dh_T).sum()).backward()
+    value, _ = m.forward_backward(ids[:-1].numpy(), ids[1:].numpy(), h0.detach().numpy(),
+                                  dh_T=dh_T.numpy())
+    assert value == pytest.approx(loss.item(), rel=1e-12)
+    np.testing.assert_allclose(m.grad_h0, h0.grad.numpy(), rtol=1e-10, atol=1e-12)

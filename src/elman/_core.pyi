@@ -43,9 +43,16 @@ def mse(dpred: _F, pred: _F, target: _F, scale: float) -> float: ...
 def model_forward(Y: _F, hs: _F, x: _F, ids: _I, params: _F, T: int, B: int, I: int, H: int,
                   O: int, nonlinearity: int, use_ids: bool) -> None: ...
 def model_forward_backward(grads: _F, dh0: _F, hs: _F, Y: _F, dA: _F, x: _F, ids: _I,
-                           y_ids: _I, y_values: _F, params: _F, T: int, B: int, I: int,
-                           H: int, O: int, nonlinearity: int, use_ids: bool, loss: int,
-                           reduction: int, last_step_only: bool) -> float: ...
+                           y_ids: _I, y_values: _F, dh_T: _F, params: _F, T: int, B: int,
+                           I: int, H: int, O: int, nonlinearity: int, use_ids: bool,
+                           loss: int, reduction: int, last_step_only: bool) -> float: ...
 def model_sample(out: _I, h: _F, work: _F, rng: npt.NDArray[np.uint64], first: int,
                  temperature: float, params: _F, I: int, H: int, O: int,
                  nonlinearity: int) -> None: ...
+def model_train_step(params: _F, grads: _F, state: _F, hs: _F, Y: _F, dA: _F, x: _F,
+                     ids: _I, y_ids: _I, y_values: _F, T: int, B: int, I: int, H: int,
+                     O: int, nonlinearity: int, use_ids: bool, loss: int, reduction: int,
+                     last_step_only: bool, kind: str, lr: float, lr_decay: float,
+                     weight_decay: float, eps: float, clip_value: float, step: int,
+                     eps_inside: bool, maximize: bool, momentum: float,
+                     max_grad_norm: float) -> tuple[float, float, int]: ...

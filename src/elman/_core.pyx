@@ -111,11 +111,12 @@ cdef extern from "elman.h" nogil:
                                 const double *, const elman_model_shape *)
     int elman_model_forward_backward_f32(double *, float *, float *, float *, float *, float *,
                                          const float *, const elman_int *, const elman_int *,
-                                         const float *, const float *, const elman_model_shape *)
+                                         const float *, const float *, const float *,
+                                         const elman_model_shape *)
     int elman_model_forward_backward_f64(double *, double *, double *, double *, double *,
                                          double *, const double *, const elman_int *,
                                          const elman_int *, const double *, const double *,
-                                         const elman_model_shape *)
+                                         const double *, const elman_model_shape *)
 
     enum:
         ELMAN_OPT_ADAGRAD
@@ -601,11 +602,12 @@ def model_forward(floating[::1] Y, floating[::1] hs, const floating[::1] x,
 def model_forward_backward(floating[::1] grads, floating[::1] dh0, floating[::1] hs,
                            floating[::1] Y, floating[::1] dA, const floating[::1] x,
                            const int64_t[::1] ids, const int64_t[::1] y_ids,
-                           const floating[::1] y_values, const floating[::1] params,
-                           T, B, I, H, O, int nonlinearity, bint use_ids, int loss,
-                           int reduction, bint last_step_only):
+                           const floating[::1] y_values, const floating[::1] dh_T,
+                           const floating[::1] params, T, B, I, H, O, int nonlinearity,
+                           bint use_ids, int loss, int reduction, bint last_step_only):
     """Forward, loss, BPTT. Returns the loss; overwrites grads and dh0 (optional);
-    hs (T+1, B, H) holds h0 in hs[0] on entry and H_T in hs[T] on return."""
+    hs (T+1, B, H) holds h0 in hs[0] on entry and H_T in hs[T] on return; dh_T (optional)
+    is an upstream gradient on H_T."""
     cdef elman_model_shape m
     _model_shape(&m, T, B, I, H, O, nonlinearity, loss, reduction, last_step_only)
     if T < 1 or B < 1:
@@ -626,6 +628,9 @@ def model_forward_backward(floating[::1] grads, floating[::1] dh0, floating[::1]
     cdef floating *dh0p = NULL
     if _optional(dh0.shape[0], B * H, "dh0"):
         dh0p = _p(dh0)
+    cdef const floating *dhTp = NULL
+    if _optional(dh_T.shape[0], B * H, "dh_T"):
+        dhTp = _cp(dh_T)
     cdef const floating *xp = NULL
     cdef const elman_int *idp = NULL
     if use_ids:
@@ -648,10 +653,10 @@ def model_forward_backward(floating[::1] grads, floating[::1] dh0, floating[::1]
     with nogil:
         if floating is float:
             s = elman_model_forward_backward_f32(&out, gp, dh0p, hsp, Yp, dAp, xp, idp, yidp,
-                                                 yvp, pp, &m)
+                                                 yvp, dhTp, pp, &m)
         else:
             s = elman_model_forward_backward_f64(&out, gp, dh0p, hsp, Yp, dAp, xp, idp, yidp,
-                                                 yvp, pp, &m)
+                                                 yvp, dhTp, pp, &m)
     if s == ELMAN_ERR_NONFINITE:
         raise FloatingPointError(f"the loss is not finite ({out}); gradients were not computed")
     _check(s, "model_forward_backward")

@@ -487,13 +487,14 @@ def _model_forward(params, x, is_ids, h0, I, H, O, nl, nonlinearity, hs=None):
 
 def model_forward_backward(params, grads, x, y, h0=None, *, input_size, hidden_size,
                            output_size, nonlinearity="tanh", loss="cross_entropy",
-                           reduction="mean", last_step_only=False, dh0=None):
+                           reduction="mean", last_step_only=False, dh0=None, dh_T=None):
     """Forward, loss and full BPTT of the Elman model in one call.
 
     params, grads: flat buffers (:func:`param_layout`); grads is overwritten. x: float
     (T, B, I) or token ids (T, B); y: class ids (T, B) for "cross_entropy" or floats
     (T, B, O) for "mse" ((B,) / (B, O) with last_step_only); h0 (B, H) or None; dh0: optional
-    (B, H) output for the gradient wrt h0. Returns (loss, hs (T+1, B, H)).
+    (B, H) output for the gradient wrt h0; dh_T: optional (B, H) gradient arriving on the
+    final state from outside (a model chained after this one). Returns (loss, hs (T+1, B, H)).
     """
     where = "model_forward_backward"
     params, I, H, O = _check_model_params(where, params, (input_size, hidden_size, output_size))
@@ -510,14 +511,18 @@ def model_forward_backward(params, grads, x, y, h0=None, *, input_size, hidden_s
     if dh0 is not None:
         dh0 = float_array(dh0, "dh0", where=where, dtype=params.dtype, shape=(B, H),
                           writable=True)
-    no_overlap(where, {"grads": grads, "dh0": dh0}, {"params": params, "x": x, "y": y, "h0": h0})
+    if dh_T is not None:
+        dh_T = float_array(dh_T, "dh_T", where=where, dtype=params.dtype, shape=(B, H),
+                           finite=True)
+    no_overlap(where, {"grads": grads, "dh0": dh0},
+               {"params": params, "x": x, "y": y, "h0": h0, "dh_T": dh_T})
     nl = _nonlinearity_code(nonlinearity, where)
     return _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl, nonlinearity,
-                                   loss, reduction, bool(last_step_only), dh0)
+                                   loss, reduction, bool(last_step_only), dh0, dh_T=dh_T)
 
 
 def _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl, nonlinearity, loss,
-                            reduction, last_step_only, dh0=None, workspace=None):
+                            reduction, last_step_only, dh0=None, workspace=None, dh_T=None):
     """Unchecked: the caller has validated everything; h0 None means zeros. ``workspace`` is
     a dict reused across calls of one shape (hs, Y, dA), so that a training step allocates
     nothing."""
@@ -527,7 +532,7 @@ def _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl, nonlin
         return reference.model_forward_backward(
             params, grads, x, y, h0, input_size=I, hidden_size=H, output_size=O,
             nonlinearity=nonlinearity, loss=loss, reduction=reduction,
-            last_step_only=last_step_only, dh0=dh0)
+            last_step_only=last_step_only, dh0=dh0, dh_T=dh_T)
     T, B = x.shape[:2]
     dt = params.dtype
     N = B if last_step_only else T * B
@@ -546,8 +551,9 @@ def _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl, nonlin
             grads, e if dh0 is None else dh0.reshape(-1), hs.reshape(-1), ws["Y"], ws["dA"],
             e if is_ids else x.reshape(-1), x.reshape(-1) if is_ids else _NO_IDS,
             y.reshape(-1) if loss == "cross_entropy" else _NO_IDS,
-            y.reshape(-1) if loss == "mse" else e, params, T, B, I, H, O, nl, is_ids,
-            LOSSES[loss], REDUCTIONS[reduction], last_step_only)
+            y.reshape(-1) if loss == "mse" else e, e if dh_T is None else dh_T.reshape(-1),
+            params, T, B, I, H, O, nl, is_ids, LOSSES[loss], REDUCTIONS[reduction],
+            last_step_only)
     except FloatingPointError as err:
         raise NonFiniteError(str(err)) from None
     finally:

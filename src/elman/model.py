@@ -206,20 +206,21 @@ class ElmanRNN:
         return check_input(arr, "x", where=where, dtype=self.dtype, num_inputs=self.input_size,
                            out_ids=out)
 
-    def _h0(self, h0, where, B, zeros=True):
+    def _h0(self, h0, where, B, zeros=True, name="h0"):
+        """A state (or a gradient on one), (1, B, H) or (B, H), as a (B, H) array."""
         H = self.hidden_size
         if h0 is None:
             return np.zeros((B, H), self.dtype) if zeros else None
-        arr = self._own(as_array(h0, "h0", where=where), "h0", where)
+        arr = self._own(as_array(h0, name, where=where), name, where)
         if arr.dtype.kind != "f":
-            raise TypeError(f"{where}: h0 must hold floats, got dtype {arr.dtype}")
+            raise TypeError(f"{where}: {name} must hold floats, got dtype {arr.dtype}")
         if arr.shape == (self.num_layers, B, H):
             arr = arr[0]
         elif arr.shape != (B, H):
-            raise ValueError(f"{where}: h0 has shape {arr.shape}, expected "
+            raise ValueError(f"{where}: {name} has shape {arr.shape}, expected "
                              f"({self.num_layers}, {B}, {H}) or ({B}, {H})")
         arr = np.ascontiguousarray(arr, dtype=self.dtype)
-        return float_array(arr, "h0", where=where, finite=True)
+        return float_array(arr, name, where=where, finite=True)
 
     def _targets(self, y, where, loss, T, B, last_step_only, batch_first, ws=None):
         arr = self._own(as_array(y, "y", where=where), "y", where)
@@ -266,7 +267,7 @@ class ElmanRNN:
     __call__ = forward
 
     def forward_backward(self, x, y, h0=None, *, loss="cross_entropy", reduction="mean",
-                         last_step_only=False, batch_first=False, h_out=None):
+                         last_step_only=False, batch_first=False, h_out=None, dh_T=None):
         """Forward, loss and backprop through time; overwrites ``grads``.
 
         x: float (T, B, I) or integer token ids (T, B).
@@ -280,6 +281,10 @@ class ElmanRNN:
         instead of a new array (it may be h0 itself): with it, and inputs of unchanged
         shapes, a training step allocates no array at all.
 
+        dh_T: (1, B, H) or (B, H), a gradient arriving on h_T from outside (a model chained
+        after this one), added to the loss's. After the call ``grad_h0`` holds the gradient
+        with respect to h0, to pass on to a model chained before this one.
+
         Returns (loss, h_T): the loss as a Python float and the final hidden state
         (1, B, H) (or h_out), to carry into the next window of truncated BPTT.
         Raises NonFiniteError when the loss is NaN or infinite (grads are then not written).
@@ -287,11 +292,28 @@ class ElmanRNN:
         where = "ElmanRNN.forward_backward"
         x, is_ids, y, h0, h_out, ws = self._step_inputs(
             where, x, y, h0, loss, reduction, last_step_only, batch_first, h_out)
+        B, H = x.shape[1], self.hidden_size
+        dh_T = self._h0(dh_T, where, B, zeros=False, name="dh_T")
+        dh0 = self._buffer(ws, "dh0", (B, H), self.dtype)
+        self._grad_h0 = None
         value, hs = kernels._model_forward_backward(
             self.params, self.grads, x, is_ids, y, h0, self.input_size, self.hidden_size,
             self.output_size, self._nl, self.nonlinearity, loss, reduction,
-            bool(last_step_only), workspace=ws)
+            bool(last_step_only), dh0=dh0, workspace=ws, dh_T=dh_T)
+        self._grad_h0 = dh0
         return value, self._final_state(hs, h_out)
+
+    @property
+    def grad_h0(self):
+        """The gradient of the last forward_backward's loss with respect to its h0,
+        (1, B, H), read-only and valid until the next call (copy it to keep it); None before
+        any call."""
+        g = getattr(self, "_grad_h0", None)
+        if g is None:
+            return None
+        view = g[None]
+        view.flags.writeable = False
+        return view
 
     def _step_inputs(self, where, x, y, h0, loss, reduction, last_step_only, batch_first,
                      h_out):

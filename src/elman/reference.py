@@ -252,9 +252,10 @@ def model_forward(params, x, h0, *, input_size, hidden_size, output_size,
 
 def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, output_size,
                            nonlinearity="tanh", loss="cross_entropy", reduction="mean",
-                           last_step_only=False, dh0=None):
+                           last_step_only=False, dh0=None, dh_T=None):
     """Forward, loss, BPTT. Overwrites ``grads`` (flat, the layout of ``params``) and
-    ``dh0`` (B, H) if given. Returns (loss, hs).
+    ``dh0`` (B, H) if given; ``dh_T`` (B, H), if given, is a gradient on the final state
+    added to the loss's. Returns (loss, hs).
 
     y: int (T, B) classes for cross-entropy or float (T, B, O) for MSE; with
     last_step_only, (B,) or (B, O) for the final step alone.
@@ -278,7 +279,7 @@ def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, 
         dH[T - 1] = dHy
     else:
         dH[:] = dHy.reshape(T, B, H)
-    r = rnn_backward(dH, hs, x, p["W_xh"], p["W_hh"], nonlinearity=nonlinearity)
+    r = rnn_backward(dH, hs, x, p["W_xh"], p["W_hh"], nonlinearity=nonlinearity, dh_T=dh_T)
     g["W_xh"][...] = r.W_xh
     g["W_hh"][...] = r.W_hh
     g["b_h"][...] = r.b_h
