@@ -104,6 +104,21 @@ int elman_adagrad_update_f32(float *param, float *state, const float *grad, elma
 int elman_adagrad_update_f64(double *param, double *state, const double *grad, elman_int n,
                              const elman_adagrad_opts *opts);
 
+/* Proximal Adagrad, TensorFlow's ApplyProximalAdagrad (FOBOS with Adagrad's step):
+ *   g = grad * grad_scale;  S += g * g
+ *   v = theta - lr * g * (1 / sqrt(S))
+ *   theta = sign(v) / (1 + lr * l2) * max(|v| - lr * l1, 0)      (l1 gives exact zeros)
+ * S must start positive (TensorFlow: 0.1). ELMAN_ERR_NONFINITE as for Adagrad. */
+typedef struct {
+    double lr, l1, l2;
+    double grad_scale;  /* 1 for none */
+} elman_proximal_opts;
+
+int elman_proximal_adagrad_update_f32(float *param, float *state, const float *grad,
+                                      elman_int n, const elman_proximal_opts *opts);
+int elman_proximal_adagrad_update_f64(double *param, double *state, const double *grad,
+                                      elman_int n, const elman_proximal_opts *opts);
+
 /* SGD with optional momentum (PyTorch's, dampening 0, not Nesterov), with Adagrad's
  * ELMAN_ERR_NONFINITE contract:
  *   g = clip(grad * grad_scale, +-clip_value); g = -g if maximize; g += weight_decay * theta

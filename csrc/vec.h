@@ -21,6 +21,9 @@
     int (*adagrad_##sfx)(REAL *restrict p, REAL *restrict s, const REAL *restrict g,        \
                          elman_int n, REAL clr, REAL scale, REAL clip, REAL wd,             \
                          REAL eps_in, REAL eps_out);                                         \
+    /* Proximal Adagrad (TensorFlow's formula); scale multiplies the gradient */            \
+    int (*proximal_##sfx)(REAL *restrict p, REAL *restrict s, const REAL *restrict g,       \
+                          elman_int n, REAL lr, REAL scale, REAL l1, REAL l2);               \
     int (*sgd_##sfx)(REAL *restrict p, REAL *restrict buf, const REAL *restrict g,          \
                      elman_int n, REAL lr, REAL mom, REAL scale, REAL clip, REAL wd);       \
     double (*sumsq_##sfx)(const REAL *x, elman_int n);                                       \

@@ -148,6 +148,7 @@ static inline float elman_tanhf(float x)
 #define SQRT sqrtf
 #define EXP elman_expf
 #define TANH elman_tanhf
+#define COPYSIGN copysignf
 #include "vec.inc"
 #undef REAL
 #undef SFX
@@ -156,6 +157,7 @@ static inline float elman_tanhf(float x)
 #undef SQRT
 #undef EXP
 #undef TANH
+#undef COPYSIGN
 
 #define REAL double
 #define SFX(name) name##_f64
@@ -164,6 +166,7 @@ static inline float elman_tanhf(float x)
 #define SQRT sqrt
 #define EXP exp
 #define TANH tanh
+#define COPYSIGN copysign
 #include "vec.inc"
 #undef REAL
 #undef SFX
@@ -172,9 +175,10 @@ static inline float elman_tanhf(float x)
 #undef SQRT
 #undef EXP
 #undef TANH
+#undef COPYSIGN
 
 #define ELMAN_VEC_ENTRIES(sfx)                                                              \
-    adagrad_##sfx, sgd_##sfx, sumsq_##sfx, nonfinite_##sfx, act_forward_##sfx, act_backward_##sfx,           \
+    adagrad_##sfx, proximal_##sfx, sgd_##sfx, sumsq_##sfx, nonfinite_##sfx, act_forward_##sfx, act_backward_##sfx,           \
         xent_rows_##sfx, exp_shift_##sfx, gemm_nn_##sfx, step_##sfx, stream_##sfx
 
 const elman_vec_ops ELMAN_CAT(elman_vec_, ELMAN_ISA) = {

@@ -52,6 +52,12 @@ cdef extern from "elman.h" nogil:
 
     int elman_adagrad_update_f32(float *, float *, const float *, elman_int, const elman_adagrad_opts *)
     int elman_adagrad_update_f64(double *, double *, const double *, elman_int, const elman_adagrad_opts *)
+    ctypedef struct elman_proximal_opts:
+        double lr, l1, l2, grad_scale
+    int elman_proximal_adagrad_update_f32(float *, float *, const float *, elman_int,
+                                          const elman_proximal_opts *)
+    int elman_proximal_adagrad_update_f64(double *, double *, const double *, elman_int,
+                                          const elman_proximal_opts *)
     int elman_sgd_update_f32(float *, float *, const float *, elman_int, const elman_sgd_opts *)
     int elman_sgd_update_f64(double *, double *, const double *, elman_int, const elman_sgd_opts *)
     int elman_stream_probe_f32(float *, float *, const float *, elman_int)
@@ -291,6 +297,24 @@ def adagrad_update(floating[::1] param, floating[::1] state, const floating[::1]
         else:
             s = elman_adagrad_update_f64(_p(param), _p(state), _cp(grad), n, &o)
     _check(s, "adagrad_update")
+
+
+def proximal_adagrad_update(floating[::1] param, floating[::1] state,
+                            const floating[::1] grad, double lr, double l1, double l2,
+                            double grad_scale):
+    """In place on param and state (n,); TensorFlow's ProximalAdagrad."""
+    cdef Py_ssize_t n = param.shape[0]
+    _need(state.shape[0], n, "state")
+    _need(grad.shape[0], n, "grad")
+    cdef elman_proximal_opts o
+    o.lr = lr; o.l1 = l1; o.l2 = l2; o.grad_scale = grad_scale
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_proximal_adagrad_update_f32(_p(param), _p(state), _cp(grad), n, &o)
+        else:
+            s = elman_proximal_adagrad_update_f64(_p(param), _p(state), _cp(grad), n, &o)
+    _check(s, "proximal_adagrad_update")
 
 
 def sgd_update(floating[::1] param, floating[::1] momentum_buf, const floating[::1] grad,

@@ -36,7 +36,7 @@ from ._validate import (NonFiniteError, Switch, as_array, choice, float_array, i
 from .reference import RNNGrads, param_layout, param_views
 
 __all__ = [
-    "backend", "adagrad_update", "sgd_update", "sum_squares", "activation",
+    "backend", "adagrad_update", "proximal_adagrad_update", "sgd_update", "sum_squares", "activation",
     "activation_backward", "rnn_forward", "rnn_backward", "RNNGrads", "linear_forward",
     "linear_backward", "softmax_cross_entropy", "mse_loss", "model_forward",
     "model_forward_backward", "model_sample", "param_layout", "param_views", "NonFiniteError",
@@ -153,6 +153,42 @@ def _adagrad_update(where, param, grad, state, *, lr, step, lr_decay, weight_dec
         _core.adagrad_update(param, state, grad, lr, lr_decay, weight_decay, eps,
                              math.inf if clip_value is None else clip_value, grad_scale, step,
                              eps_placement == "inside", maximize)
+    except FloatingPointError:
+        raise NonFiniteError(f"{where}: grad holds NaN or infinity, or the update made a "
+                             f"parameter non-finite (param and state were updated)") from None
+
+
+def proximal_adagrad_update(param, grad, state, *, lr, l1=0.0, l2=0.0, grad_scale=1.0):
+    """One Proximal Adagrad step (TensorFlow's ApplyProximalAdagrad), in place::
+
+        g = grad * grad_scale;  state += g * g
+        v = param - lr * g * (1 / sqrt(state))
+        param = sign(v) / (1 + lr * l2) * max(|v| - lr * l1, 0)
+
+    l1 drives small weights to exactly zero; l2 shrinks all of them. state must start
+    positive (TensorFlow uses 0.1). Raises NonFiniteError as adagrad_update does.
+    """
+    where = "proximal_adagrad_update"
+    param = float_array(param, "param", where=where, writable=True)
+    grad = float_array(grad, "grad", where=where, dtype=param.dtype)
+    state = float_array(state, "state", where=where, dtype=param.dtype, writable=True)
+    same_shape(where, "param", param, grad=grad, state=state)
+    no_overlap(where, {"param": param, "state": state}, {"grad": grad})
+    lr = real(lr, "lr", where=where, minimum=0)
+    l1 = real(l1, "l1", where=where, minimum=0)
+    l2 = real(l2, "l2", where=where, minimum=0)
+    grad_scale = real(grad_scale, "grad_scale", where=where, minimum=0)
+    _proximal_update(where, param.reshape(-1), grad.reshape(-1), state.reshape(-1), lr=lr,
+                     l1=l1, l2=l2, grad_scale=grad_scale)
+
+
+def _proximal_update(where, param, grad, state, *, lr, l1, l2, grad_scale):
+    """Unchecked: flat buffers and settings the caller has validated."""
+    try:
+        if not _use_c():
+            return reference.proximal_adagrad_update(param, grad, state, lr=lr, l1=l1, l2=l2,
+                                                     grad_scale=grad_scale)
+        _core.proximal_adagrad_update(param, state, grad, lr, l1, l2, grad_scale)
     except FloatingPointError:
         raise NonFiniteError(f"{where}: grad holds NaN or infinity, or the update made a "
                              f"parameter non-finite (param and state were updated)") from None

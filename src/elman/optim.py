@@ -15,7 +15,7 @@ import numpy as np
 from . import kernels
 from ._validate import NonFiniteError, choice, float_array, positive_int, real
 
-__all__ = ["Adagrad", "SGD", "clip_grad_norm_", "PRESETS"]
+__all__ = ["Adagrad", "ProximalAdagrad", "SGD", "clip_grad_norm_", "PRESETS"]
 
 #: Conventions of the Adagrad family. A preset fills in every argument the caller does not
 #: pass; an argument passed explicitly always wins.
@@ -263,6 +263,70 @@ class SGD:
     def __repr__(self):
         return (f"SGD(lr={self.lr}, momentum={self.momentum}, weight_decay={self.weight_decay}, "
                 f"maximize={self.maximize}, clip_value={self.clip_value}, "
+                f"max_grad_norm={self.max_grad_norm})")
+
+
+class ProximalAdagrad:
+    """Adagrad with L1 and L2 regularization by proximal steps, TensorFlow's
+    ProximalAdagrad (tf.compat.v1.train.ProximalAdagradOptimizer)::
+
+        g = grads * min(1, max_grad_norm / (||grads|| + 1e-6))   if max_grad_norm
+        S = S + g * g                                  (S starts at initial_accumulator_value)
+        v = theta - lr * g * (1 / sqrt(S))
+        theta = sign(v) / (1 + lr * l2) * max(|v| - lr * l1, 0)
+
+    Unlike an L1 penalty added to the gradient, the proximal step sets weights to exactly
+    zero: a sparse model. l1 = l2 = 0 is Adagrad with eps = 0 (the accumulator starts
+    positive instead).
+
+    >>> import numpy as np, elman
+    >>> m = elman.ElmanRNN(10, 8, 2)
+    >>> opt = elman.ProximalAdagrad(m, lr=0.1, l1=0.05)
+    >>> x = np.random.default_rng(0).standard_normal((5, 4, 10))
+    >>> _ = m.forward_backward(x, np.array([0, 1, 1, 0]), last_step_only=True)
+    >>> opt.step()
+    >>> int((m.params == 0).sum()) > 0          # exact zeros
+    True
+    """
+
+    def __init__(self, model, lr=0.01, *, l1=0.0, l2=0.0, initial_accumulator_value=0.1,
+                 max_grad_norm=None):
+        where = "ProximalAdagrad"
+        self.params, self.grads = _flat_buffers(model, where)
+        self.lr = real(lr, "lr", where=where, minimum=0)
+        self.l1 = real(l1, "l1", where=where, minimum=0)
+        self.l2 = real(l2, "l2", where=where, minimum=0)
+        self.initial_accumulator_value = real(initial_accumulator_value,
+                                              "initial_accumulator_value", where=where,
+                                              minimum=0, strict=True)
+        self.max_grad_norm = real(max_grad_norm, "max_grad_norm", where=where, minimum=0,
+                                  strict=True, allow_none=True)
+        self.state = np.full_like(self.params, self.initial_accumulator_value)
+        self.steps = 0
+        self.last_grad_norm = None
+
+    def step(self):
+        """Apply one update to the model's parameters from its current gradients."""
+        scale, self.last_grad_norm = _grad_scale(self.grads, self.max_grad_norm,
+                                                 "ProximalAdagrad.step")
+        self.steps += 1
+        kernels._proximal_update("ProximalAdagrad.step", self.params, self.grads, self.state,
+                                 lr=self.lr, l1=self.l1, l2=self.l2, grad_scale=scale)
+
+    def state_dict(self) -> dict:
+        return {"state": self.state.copy(), "steps": self.steps}
+
+    def load_state_dict(self, sd: dict):
+        state = np.asarray(sd["state"])
+        if state.shape != self.state.shape or not np.isfinite(state).all() or (state <= 0).any():
+            raise ValueError("ProximalAdagrad.load_state_dict: state must be positive and "
+                             f"finite, of shape {self.state.shape}")
+        self.state[...] = state
+        self.steps = positive_int(sd["steps"], "steps", where="ProximalAdagrad", minimum=0)
+
+    def __repr__(self):
+        return (f"ProximalAdagrad(lr={self.lr}, l1={self.l1}, l2={self.l2}, "
+                f"initial_accumulator_value={self.initial_accumulator_value}, "
                 f"max_grad_norm={self.max_grad_norm})")
 
 

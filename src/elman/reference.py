@@ -21,7 +21,7 @@ import numpy as np
 from ._validate import NonFiniteError
 
 __all__ = [
-    "adagrad_update", "sgd_update", "sum_squares",
+    "adagrad_update", "proximal_adagrad_update", "sgd_update", "sum_squares",
     "activation", "activation_backward",
     "rnn_forward", "rnn_backward", "RNNGrads",
     "linear_forward", "linear_backward",
@@ -65,6 +65,21 @@ def adagrad_update(param, grad, state, *, lr, step, lr_decay=0.0, weight_decay=0
     if bad or not np.isfinite(param).all():
         raise NonFiniteError("adagrad_update: grad holds NaN or infinity, or the update made "
                              "a parameter non-finite (param and state were updated)")
+
+
+def proximal_adagrad_update(param, grad, state, *, lr, l1=0.0, l2=0.0, grad_scale=1.0):
+    """TensorFlow's ProximalAdagrad, in place (see elman.h for the formula)."""
+    dt = param.dtype.type
+    g = grad * dt(grad_scale)
+    state += g * g
+    v = param - dt(lr) * g * (dt(1) / np.sqrt(state))
+    with np.errstate(invalid="ignore"):
+        param[...] = (np.copysign(np.maximum(np.abs(v) - dt(lr) * dt(l1), dt(0)), v)
+                      * (dt(1) / (dt(1) + dt(lr) * dt(l2))))
+    if not (np.isfinite(grad).all() and np.isfinite(param).all()):
+        raise NonFiniteError("proximal_adagrad_update: grad holds NaN or infinity, or the "
+                             "update made a parameter non-finite (param and state were "
+                             "updated)")
 
 
 def sgd_update(param, grad, momentum_buffer=None, *, lr, momentum=0.0, weight_decay=0.0,
