@@ -119,6 +119,22 @@ int elman_proximal_adagrad_update_f32(float *param, float *state, const float *g
 int elman_proximal_adagrad_update_f64(double *param, double *state, const double *grad,
                                       elman_int n, const elman_proximal_opts *opts);
 
+/* Row-wise Adagrad (FBGEMM's rowwise_adagrad): one accumulator per row of a (rows, cols)
+ * matrix, cols times less optimizer state:
+ *   g = grad * grad_scale;  S_r += mean_j g_rj^2;  theta_rj -= lr * g_rj / (sqrt(S_r) + eps)
+ * state holds rows values. ELMAN_ERR_NONFINITE as for Adagrad. */
+typedef struct {
+    double lr, eps;
+    double grad_scale;  /* 1 for none */
+} elman_rowwise_opts;
+
+int elman_rowwise_adagrad_update_f32(float *param, float *state, const float *grad,
+                                     elman_int rows, elman_int cols,
+                                     const elman_rowwise_opts *opts);
+int elman_rowwise_adagrad_update_f64(double *param, double *state, const double *grad,
+                                     elman_int rows, elman_int cols,
+                                     const elman_rowwise_opts *opts);
+
 /* SGD with optional momentum (PyTorch's, dampening 0, not Nesterov), with Adagrad's
  * ELMAN_ERR_NONFINITE contract:
  *   g = clip(grad * grad_scale, +-clip_value); g = -g if maximize; g += weight_decay * theta

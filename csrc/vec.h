@@ -24,6 +24,9 @@
     /* Proximal Adagrad (TensorFlow's formula); scale multiplies the gradient */            \
     int (*proximal_##sfx)(REAL *restrict p, REAL *restrict s, const REAL *restrict g,       \
                           elman_int n, REAL lr, REAL scale, REAL l1, REAL l2);               \
+    /* Row-wise Adagrad over a (rows, cols) matrix, one accumulator per row (FBGEMM) */     \
+    int (*rowwise_##sfx)(REAL *restrict p, REAL *restrict s, const REAL *restrict g,        \
+                         elman_int rows, elman_int cols, REAL lr, REAL scale, REAL eps);    \
     int (*sgd_##sfx)(REAL *restrict p, REAL *restrict buf, const REAL *restrict g,          \
                      elman_int n, REAL lr, REAL mom, REAL scale, REAL clip, REAL wd);       \
     double (*sumsq_##sfx)(const REAL *x, elman_int n);                                       \

@@ -178,7 +178,7 @@ static inline float elman_tanhf(float x)
 #undef COPYSIGN
 
 #define ELMAN_VEC_ENTRIES(sfx)                                                              \
-    adagrad_##sfx, proximal_##sfx, sgd_##sfx, sumsq_##sfx, nonfinite_##sfx, act_forward_##sfx, act_backward_##sfx,           \
+    adagrad_##sfx, proximal_##sfx, rowwise_##sfx, sgd_##sfx, sumsq_##sfx, nonfinite_##sfx, act_forward_##sfx, act_backward_##sfx,           \
         xent_rows_##sfx, exp_shift_##sfx, gemm_nn_##sfx, step_##sfx, stream_##sfx
 
 const elman_vec_ops ELMAN_CAT(elman_vec_, ELMAN_ISA) = {

@@ -18,12 +18,12 @@ from ._config import (config, cpu_path, cpu_paths, get_num_threads, set_num_thre
 from ._validate import NonFiniteError
 from .kernels import backend
 from .model import ElmanRNN
-from .optim import SGD, Adagrad, ProximalAdagrad, clip_grad_norm_
+from .optim import SGD, Adagrad, ProximalAdagrad, RowwiseAdagrad, clip_grad_norm_
 from .step import train_step
 
 __version__ = "0.1.0"
 
-__all__ = ["ElmanRNN", "Adagrad", "ProximalAdagrad", "SGD", "clip_grad_norm_", "train_step", "kernels",
+__all__ = ["ElmanRNN", "Adagrad", "ProximalAdagrad", "RowwiseAdagrad", "SGD", "clip_grad_norm_", "train_step", "kernels",
            "reference",
            "backend", "cpu_path", "cpu_paths", "get_num_threads", "set_num_threads",
            "show_config", "config", "NonFiniteError", "__version__"]

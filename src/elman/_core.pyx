@@ -58,6 +58,12 @@ cdef extern from "elman.h" nogil:
                                           const elman_proximal_opts *)
     int elman_proximal_adagrad_update_f64(double *, double *, const double *, elman_int,
                                           const elman_proximal_opts *)
+    ctypedef struct elman_rowwise_opts:
+        double lr, eps, grad_scale
+    int elman_rowwise_adagrad_update_f32(float *, float *, const float *, elman_int, elman_int,
+                                         const elman_rowwise_opts *)
+    int elman_rowwise_adagrad_update_f64(double *, double *, const double *, elman_int,
+                                         elman_int, const elman_rowwise_opts *)
     int elman_sgd_update_f32(float *, float *, const float *, elman_int, const elman_sgd_opts *)
     int elman_sgd_update_f64(double *, double *, const double *, elman_int, const elman_sgd_opts *)
     int elman_stream_probe_f32(float *, float *, const float *, elman_int)
@@ -315,6 +321,25 @@ def proximal_adagrad_update(floating[::1] param, floating[::1] state,
         else:
             s = elman_proximal_adagrad_update_f64(_p(param), _p(state), _cp(grad), n, &o)
     _check(s, "proximal_adagrad_update")
+
+
+def rowwise_adagrad_update(floating[::1] param, floating[::1] state,
+                           const floating[::1] grad, rows, cols, double lr, double eps,
+                           double grad_scale):
+    """In place on param (rows*cols,) and state (rows,); FBGEMM's row-wise Adagrad."""
+    cdef elman_int r_ = _size(rows, "rows"), c_ = _size(cols, "cols")
+    _need(param.shape[0], rows * cols, "param")
+    _need(grad.shape[0], rows * cols, "grad")
+    _need(state.shape[0], rows, "state")
+    cdef elman_rowwise_opts o
+    o.lr = lr; o.eps = eps; o.grad_scale = grad_scale
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_rowwise_adagrad_update_f32(_p(param), _p(state), _cp(grad), r_, c_, &o)
+        else:
+            s = elman_rowwise_adagrad_update_f64(_p(param), _p(state), _cp(grad), r_, c_, &o)
+    _check(s, "rowwise_adagrad_update")
 
 
 def sgd_update(floating[::1] param, floating[::1] momentum_buf, const floating[::1] grad,

@@ -36,7 +36,8 @@ from ._validate import (NonFiniteError, Switch, as_array, choice, float_array, i
 from .reference import RNNGrads, param_layout, param_views
 
 __all__ = [
-    "backend", "adagrad_update", "proximal_adagrad_update", "sgd_update", "sum_squares", "activation",
+    "backend", "adagrad_update", "proximal_adagrad_update", "rowwise_adagrad_update",
+    "sgd_update", "sum_squares", "activation",
     "activation_backward", "rnn_forward", "rnn_backward", "RNNGrads", "linear_forward",
     "linear_backward", "softmax_cross_entropy", "mse_loss", "model_forward",
     "model_forward_backward", "model_sample", "param_layout", "param_views", "NonFiniteError",
@@ -189,6 +190,40 @@ def _proximal_update(where, param, grad, state, *, lr, l1, l2, grad_scale):
             return reference.proximal_adagrad_update(param, grad, state, lr=lr, l1=l1, l2=l2,
                                                      grad_scale=grad_scale)
         _core.proximal_adagrad_update(param, state, grad, lr, l1, l2, grad_scale)
+    except FloatingPointError:
+        raise NonFiniteError(f"{where}: grad holds NaN or infinity, or the update made a "
+                             f"parameter non-finite (param and state were updated)") from None
+
+
+def rowwise_adagrad_update(param, grad, state, *, lr, eps=1e-10, grad_scale=1.0):
+    """One row-wise Adagrad step (FBGEMM's rowwise_adagrad), in place::
+
+        g = grad * grad_scale;  state[r] += mean(g[r, :] ** 2)
+        param[r, :] -= lr * g[r, :] / (sqrt(state[r]) + eps)
+
+    param, grad: (rows, cols); state: (rows,), one accumulator per row instead of one per
+    element (cols times less memory). Raises NonFiniteError as adagrad_update does.
+    """
+    where = "rowwise_adagrad_update"
+    param = float_array(param, "param", where=where, ndim=2, writable=True)
+    grad = float_array(grad, "grad", where=where, dtype=param.dtype, shape=param.shape)
+    state = float_array(state, "state", where=where, dtype=param.dtype,
+                        shape=(param.shape[0],), writable=True)
+    no_overlap(where, {"param": param, "state": state}, {"grad": grad})
+    lr = real(lr, "lr", where=where, minimum=0)
+    eps = real(eps, "eps", where=where, minimum=0)
+    grad_scale = real(grad_scale, "grad_scale", where=where, minimum=0)
+    _rowwise_update(where, param, grad, state, lr=lr, eps=eps, grad_scale=grad_scale)
+
+
+def _rowwise_update(where, param, grad, state, *, lr, eps, grad_scale):
+    """Unchecked: (rows, cols) param and grad, (rows,) state the caller has validated."""
+    try:
+        if not _use_c():
+            return reference.rowwise_adagrad_update(param, grad, state, lr=lr, eps=eps,
+                                                    grad_scale=grad_scale)
+        _core.rowwise_adagrad_update(param.reshape(-1), state, grad.reshape(-1),
+                                     param.shape[0], param.shape[1], lr, eps, grad_scale)
     except FloatingPointError:
         raise NonFiniteError(f"{where}: grad holds NaN or infinity, or the update made a "
                              f"parameter non-finite (param and state were updated)") from None

@@ -15,7 +15,7 @@ import numpy as np
 from . import kernels
 from ._validate import NonFiniteError, choice, float_array, positive_int, real
 
-__all__ = ["Adagrad", "ProximalAdagrad", "SGD", "clip_grad_norm_", "PRESETS"]
+__all__ = ["Adagrad", "ProximalAdagrad", "RowwiseAdagrad", "SGD", "clip_grad_norm_", "PRESETS"]
 
 #: Conventions of the Adagrad family. A preset fills in every argument the caller does not
 #: pass; an argument passed explicitly always wins.
@@ -328,6 +328,68 @@ class ProximalAdagrad:
         return (f"ProximalAdagrad(lr={self.lr}, l1={self.l1}, l2={self.l2}, "
                 f"initial_accumulator_value={self.initial_accumulator_value}, "
                 f"max_grad_norm={self.max_grad_norm})")
+
+
+class RowwiseAdagrad:
+    """Adagrad with one accumulator per row of each weight matrix (FBGEMM's
+    rowwise_adagrad), a bias being one row::
+
+        g = grads * min(1, max_grad_norm / (||grads|| + 1e-6))   if max_grad_norm
+        S_r = S_r + mean(g_r ** 2)                     (one S per row, starting at 0)
+        theta_r = theta_r - lr * g_r / (sqrt(S_r) + eps)
+
+    The state is I + 2H + 2 numbers instead of one per parameter: for a character model
+    with V = 65 and H = 100, 267 instead of 23,165 (87 times less); the rows of W_xh are
+    the embedding rows the seed document wanted row-wise.
+
+    model: an ElmanRNN (its named_params give the rows).
+    """
+
+    def __init__(self, model, lr=0.01, *, eps=1e-10, max_grad_norm=None):
+        where = "RowwiseAdagrad"
+        if not hasattr(model, "named_params"):
+            raise TypeError(f"{where}: needs a model with named_params() (an ElmanRNN), got "
+                            f"{type(model).__name__}")
+        self.params, self.grads = _flat_buffers(model, where)
+        self.lr = real(lr, "lr", where=where, minimum=0)
+        self.eps = real(eps, "eps", where=where, minimum=0, strict=True)
+        self.max_grad_norm = real(max_grad_norm, "max_grad_norm", where=where, minimum=0,
+                                  strict=True, allow_none=True)
+        grads = model.named_grads()
+        self._segments = []   # (param (rows, cols), grad (rows, cols), state rows)
+        rows = 0
+        for name, p in model.named_params().items():
+            p2 = p if p.ndim == 2 else p.reshape(1, -1)
+            g2 = grads[name] if p.ndim == 2 else grads[name].reshape(1, -1)
+            self._segments.append((p2, g2, slice(rows, rows + p2.shape[0])))
+            rows += p2.shape[0]
+        self.state = np.zeros(rows, self.params.dtype)
+        self.steps = 0
+        self.last_grad_norm = None
+
+    def step(self):
+        """Apply one update to the model's parameters from its current gradients."""
+        scale, self.last_grad_norm = _grad_scale(self.grads, self.max_grad_norm,
+                                                 "RowwiseAdagrad.step")
+        self.steps += 1
+        for p, g, rows in self._segments:
+            kernels._rowwise_update("RowwiseAdagrad.step", p, g, self.state[rows], lr=self.lr,
+                                    eps=self.eps, grad_scale=scale)
+
+    def state_dict(self) -> dict:
+        return {"state": self.state.copy(), "steps": self.steps}
+
+    def load_state_dict(self, sd: dict):
+        state = np.asarray(sd["state"])
+        if state.shape != self.state.shape or not np.isfinite(state).all() or (state < 0).any():
+            raise ValueError("RowwiseAdagrad.load_state_dict: state must be finite and "
+                             f"non-negative, of shape {self.state.shape}")
+        self.state[...] = state
+        self.steps = positive_int(sd["steps"], "steps", where="RowwiseAdagrad", minimum=0)
+
+    def __repr__(self):
+        return (f"RowwiseAdagrad(lr={self.lr}, eps={self.eps}, "
+                f"max_grad_norm={self.max_grad_norm}) # {self.state.size} accumulators")
 
 
 def clip_grad_norm_(grads, max_norm) -> float:

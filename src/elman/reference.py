@@ -21,7 +21,7 @@ import numpy as np
 from ._validate import NonFiniteError
 
 __all__ = [
-    "adagrad_update", "proximal_adagrad_update", "sgd_update", "sum_squares",
+    "adagrad_update", "proximal_adagrad_update", "rowwise_adagrad_update", "sgd_update", "sum_squares",
     "activation", "activation_backward",
     "rnn_forward", "rnn_backward", "RNNGrads",
     "linear_forward", "linear_backward",
@@ -78,6 +78,19 @@ def proximal_adagrad_update(param, grad, state, *, lr, l1=0.0, l2=0.0, grad_scal
                       * (dt(1) / (dt(1) + dt(lr) * dt(l2))))
     if not (np.isfinite(grad).all() and np.isfinite(param).all()):
         raise NonFiniteError("proximal_adagrad_update: grad holds NaN or infinity, or the "
+                             "update made a parameter non-finite (param and state were "
+                             "updated)")
+
+
+def rowwise_adagrad_update(param, grad, state, *, lr, eps=1e-10, grad_scale=1.0):
+    """FBGEMM's row-wise Adagrad, in place: param and grad (rows, cols), state (rows,)."""
+    dt = param.dtype.type
+    g64 = grad.astype(np.float64) * float(dt(grad_scale))
+    state += (np.sum(g64 * g64, axis=1) / grad.shape[1]).astype(param.dtype)
+    k = dt(lr) * dt(grad_scale) / (np.sqrt(state) + dt(eps))
+    param -= k[:, None] * grad
+    if not (np.isfinite(grad).all() and np.isfinite(param).all()):
+        raise NonFiniteError("rowwise_adagrad_update: grad holds NaN or infinity, or the "
                              "update made a parameter non-finite (param and state were "
                              "updated)")
 
