@@ -104,6 +104,18 @@ int elman_adagrad_update_f32(float *param, float *state, const float *grad, elma
 int elman_adagrad_update_f64(double *param, double *state, const double *grad, elman_int n,
                              const elman_adagrad_opts *opts);
 
+/* Adagrad on some rows of a (V, H) matrix only (the input weights of a token-id model): the
+ * rows named by ids (m of them, repeats allowed, each row updated once) get exactly the
+ * update elman_adagrad_update gives them; other rows and their state are not touched. With
+ * weight_decay 0 that equals the dense update, since an unused row's gradient is zero.
+ * mask: V bytes of workspace, all zero on entry, left all zero. */
+int elman_adagrad_rows_update_f32(float *param, float *state, const float *grad,
+                                  const elman_int *ids, elman_int m, elman_int V, elman_int H,
+                                  unsigned char *mask, const elman_adagrad_opts *opts);
+int elman_adagrad_rows_update_f64(double *param, double *state, const double *grad,
+                                  const elman_int *ids, elman_int m, elman_int V, elman_int H,
+                                  unsigned char *mask, const elman_adagrad_opts *opts);
+
 /* Proximal Adagrad, TensorFlow's ApplyProximalAdagrad (FOBOS with Adagrad's step):
  *   g = grad * grad_scale;  S += g * g
  *   v = theta - lr * g * (1 / sqrt(S))

@@ -52,6 +52,12 @@ cdef extern from "elman.h" nogil:
 
     int elman_adagrad_update_f32(float *, float *, const float *, elman_int, const elman_adagrad_opts *)
     int elman_adagrad_update_f64(double *, double *, const double *, elman_int, const elman_adagrad_opts *)
+    int elman_adagrad_rows_update_f32(float *, float *, const float *, const elman_int *,
+                                      elman_int, elman_int, elman_int, unsigned char *,
+                                      const elman_adagrad_opts *)
+    int elman_adagrad_rows_update_f64(double *, double *, const double *, const elman_int *,
+                                      elman_int, elman_int, elman_int, unsigned char *,
+                                      const elman_adagrad_opts *)
     ctypedef struct elman_proximal_opts:
         double lr, l1, l2, grad_scale
     int elman_proximal_adagrad_update_f32(float *, float *, const float *, elman_int,
@@ -303,6 +309,33 @@ def adagrad_update(floating[::1] param, floating[::1] state, const floating[::1]
         else:
             s = elman_adagrad_update_f64(_p(param), _p(state), _cp(grad), n, &o)
     _check(s, "adagrad_update")
+
+
+def adagrad_rows_update(floating[::1] param, floating[::1] state, const floating[::1] grad,
+                        const int64_t[::1] ids, unsigned char[::1] mask, V, H, double lr,
+                        double lr_decay, double weight_decay, double eps, double clip_value,
+                        double grad_scale, int64_t step, bint eps_inside, bint maximize):
+    """Adagrad on the rows ids of a (V, H) matrix (param, state, grad flat); mask (V,) zeros."""
+    cdef elman_int v_ = _size(V, "V"), h_ = _size(H, "H")
+    _need(param.shape[0], V * H, "param")
+    _need(state.shape[0], V * H, "state")
+    _need(grad.shape[0], V * H, "grad")
+    _need(mask.shape[0], V, "mask")
+    cdef elman_adagrad_opts o
+    o.lr = lr; o.lr_decay = lr_decay; o.weight_decay = weight_decay; o.eps = eps
+    o.clip_value = clip_value; o.grad_scale = grad_scale; o.step = step
+    o.eps_inside = eps_inside; o.maximize = maximize
+    cdef Py_ssize_t m = ids.shape[0]
+    cdef unsigned char *mp = &mask[0] if mask.shape[0] > 0 else NULL
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_adagrad_rows_update_f32(_p(param), _p(state), _cp(grad), _ip(ids), m,
+                                              v_, h_, mp, &o)
+        else:
+            s = elman_adagrad_rows_update_f64(_p(param), _p(state), _cp(grad), _ip(ids), m,
+                                              v_, h_, mp, &o)
+    _check(s, "adagrad_rows_update")
 
 
 def proximal_adagrad_update(floating[::1] param, floating[::1] state,

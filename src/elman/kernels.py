@@ -159,6 +159,27 @@ def _adagrad_update(where, param, grad, state, *, lr, step, lr_decay, weight_dec
                              f"parameter non-finite (param and state were updated)") from None
 
 
+def _adagrad_rows_update(where, param, grad, state, ids, mask, V, H, *, lr, step, lr_decay,
+                         weight_decay, eps, eps_placement, maximize, clip_value, grad_scale):
+    """Unchecked: Adagrad on the rows ``ids`` (int64, in [0, V)) of flat (V*H,) buffers;
+    mask: a (V,) uint8 workspace of zeros (left zero)."""
+    try:
+        if not _use_c():
+            for r in np.unique(ids):
+                sl = slice(r * H, (r + 1) * H)
+                reference.adagrad_update(
+                    param[sl], grad[sl], state[sl], lr=lr, step=step, lr_decay=lr_decay,
+                    weight_decay=weight_decay, eps=eps, eps_placement=eps_placement,
+                    maximize=maximize, clip_value=clip_value, grad_scale=grad_scale)
+            return
+        _core.adagrad_rows_update(param, state, grad, ids, mask, V, H, lr, lr_decay,
+                                  weight_decay, eps, math.inf if clip_value is None else clip_value,
+                                  grad_scale, step, eps_placement == "inside", maximize)
+    except FloatingPointError:
+        raise NonFiniteError(f"{where}: grad holds NaN or infinity, or the update made a "
+                             f"parameter non-finite (param and state were updated)") from None
+
+
 def proximal_adagrad_update(param, grad, state, *, lr, l1=0.0, l2=0.0, grad_scale=1.0):
     """One Proximal Adagrad step (TensorFlow's ApplyProximalAdagrad), in place::
 

@@ -296,12 +296,20 @@ class ElmanRNN:
         dh_T = self._h0(dh_T, where, B, zeros=False, name="dh_T")
         dh0 = self._buffer(ws, "dh0", (B, H), self.dtype)
         self._grad_h0 = None
+        self._last_ids = x if is_ids else None
         value, hs = kernels._model_forward_backward(
             self.params, self.grads, x, is_ids, y, h0, self.input_size, self.hidden_size,
             self.output_size, self._nl, self.nonlinearity, loss, reduction,
             bool(last_step_only), dh0=dh0, workspace=ws, dh_T=dh_T)
         self._grad_h0 = dh0
         return value, self._final_state(hs, h_out)
+
+    @property
+    def last_input_ids(self):
+        """The token ids (T, B) of the last forward_backward (None if its input was dense, or
+        before any call): the rows of W_xh whose gradient may be nonzero, which
+        ``Adagrad(..., sparse_rows=True)`` updates alone."""
+        return getattr(self, "_last_ids", None)
 
     @property
     def grad_h0(self):

@@ -119,9 +119,18 @@ class Adagrad:
     def __init__(self, model, lr=_Unset("1e-2"), *, lr_decay=_Unset("0"),
                  weight_decay=_Unset("0"), initial_accumulator_value=_Unset("0"),
                  eps=_Unset("1e-10"), eps_placement=_Unset("'outside'"), maximize=False,
-                 clip_value=_Unset("None"), max_grad_norm=None, preset=None):
+                 clip_value=_Unset("None"), max_grad_norm=None, preset=None,
+                 sparse_rows=False):
         where = "Adagrad"
         self.params, self.grads = _flat_buffers(model, where)
+        self.sparse_rows = bool(sparse_rows)
+        self._model = None
+        if self.sparse_rows:
+            if not hasattr(model, "last_input_ids"):
+                raise TypeError(f"{where}: sparse_rows needs the model itself (an ElmanRNN), "
+                                f"which records the token ids of its last step")
+            self._model = model
+            self._mask = np.zeros(model.input_size, np.uint8)
         settings = dict(PRESETS["torch"])
         if preset is not None:
             settings.update(PRESETS[choice(preset, "preset", tuple(PRESETS), where=where)])
@@ -166,7 +175,14 @@ class Adagrad:
             setattr(self, key, value)
 
     def step(self):
-        """Apply one update to the model's parameters from its current gradients."""
+        """Apply one update to the model's parameters from its current gradients.
+
+        With sparse_rows, after a step on token ids only the rows of W_xh those ids used
+        are read and written (parameters and state); the other rows' gradient is zero, so
+        with weight_decay 0 this is the dense update, bit for bit."""
+        ids = self._model.last_input_ids if self.sparse_rows else None
+        if ids is not None and self.weight_decay == 0:
+            return self._sparse_step(ids)
         scale, self.last_grad_norm = _grad_scale(self.grads, self.max_grad_norm, "Adagrad.step")
         self.steps += 1
         kernels._adagrad_update(
@@ -174,6 +190,32 @@ class Adagrad:
             lr_decay=self.lr_decay, weight_decay=self.weight_decay, eps=self.eps,
             eps_placement=self.eps_placement, maximize=self.maximize,
             clip_value=self.clip_value, grad_scale=scale)
+
+    def _sparse_step(self, ids):
+        where = "Adagrad.step"
+        m = self._model
+        V, H = m.input_size, m.hidden_size
+        k = V * H
+        if self.max_grad_norm is None:
+            scale, self.last_grad_norm = 1.0, None
+        else:  # the norm over the used rows and the rest: the unused rows add nothing
+            used = np.unique(ids)
+            rows = self.grads[:k].reshape(V, H)[used]
+            ss = kernels.sum_squares(rows) + kernels.sum_squares(self.grads[k:])
+            norm = math.sqrt(ss)
+            if not math.isfinite(norm):
+                raise NonFiniteError(f"{where}: the gradient norm is {norm}; nothing was "
+                                     f"updated")
+            scale, self.last_grad_norm = min(1.0, self.max_grad_norm / (norm + 1e-6)), norm
+        self.steps += 1
+        settings = dict(lr=self.lr, step=self.steps, lr_decay=self.lr_decay,
+                        weight_decay=self.weight_decay, eps=self.eps,
+                        eps_placement=self.eps_placement, maximize=self.maximize,
+                        clip_value=self.clip_value, grad_scale=scale)
+        kernels._adagrad_rows_update(where, self.params[:k], self.grads[:k], self.state[:k],
+                                     ids.reshape(-1), self._mask, V, H, **settings)
+        kernels._adagrad_update(where, self.params[k:], self.grads[k:], self.state[k:],
+                                **settings)
 
     def state_dict(self) -> dict:
         """Copies of the optimizer's state and settings (for checkpoints)."""

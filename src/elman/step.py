@@ -45,11 +45,13 @@ def train_step(model, opt, x, y, h0=None, *, loss="cross_entropy", reduction="me
     x, is_ids, y, h0, h_out, ws = model._step_inputs(
         where, x, y, h0, loss, reduction, last_step_only, batch_first, h_out)
     last_step_only = bool(last_step_only)
-    if not kernels._use_c():  # the reference: the two calls, unfused
+    if not kernels._use_c() or getattr(opt, "sparse_rows", False):
+        # the reference, and the sparse-row update: the two calls, unfused
         value, hs = kernels._model_forward_backward(
             model.params, model.grads, x, is_ids, y, h0, model.input_size, model.hidden_size,
             model.output_size, model._nl, model.nonlinearity, loss, reduction,
             last_step_only, workspace=ws)
+        model._last_ids = x if is_ids else None
         opt.step()
         return value, model._final_state(hs, h_out)
     value, norm, stage, hs = kernels._model_train_step(
