@@ -4,7 +4,7 @@
  * C = op(A) @ op(B) is computed as the column-major C^T = op(B)^T @ op(A)^T: swap the operands
  * (and their transpose flags and sizes), keep the leading dimensions.
  */
-#include "internal.h"
+#include "vec.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -44,7 +44,7 @@ static int elman_gemm_threads(elman_int M, elman_int N, elman_int K)
 {
 #ifdef _OPENMP
     const int max = omp_get_max_threads();
-    if (max < 2 || omp_in_parallel()) return 1;
+    if (max < 2 || omp_in_parallel() || elman_forked()) return 1;
     const double fmas = (double)M * (double)N * (double)K;
     elman_int t = (elman_int)(fmas / ELMAN_GEMM_MIN_FMAS);
     if (t > M / 16) t = M / 16;

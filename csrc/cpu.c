@@ -42,6 +42,30 @@ unsigned elman_cpu_features(void)
     return f;
 }
 
+/* ---- fork ------------------------------------------------------------------------------- */
+
+/* fork() copies the calling thread only: the child has no OpenMP pool, and a parallel region
+ * would wait for threads that do not exist there. A child handler marks the child, whose
+ * kernels then run on one thread. Registered when the kernels are first used. */
+static volatile int elman_is_fork_child;
+
+#if defined(_OPENMP) && (defined(__unix__) || defined(__APPLE__))
+#include <pthread.h>
+static void elman_mark_child(void) { elman_is_fork_child = 1; }
+static void elman_register_fork_handler(void)
+{
+    static int registered;
+    if (!registered) {
+        registered = 1;
+        pthread_atfork(NULL, NULL, elman_mark_child);
+    }
+}
+#else
+static void elman_register_fork_handler(void) {}
+#endif
+
+int elman_forked(void) { return elman_is_fork_child; }
+
 /* ---- kernel paths ---------------------------------------------------------------------- */
 
 static const elman_vec_ops *elman_path_table(const char *name)
@@ -88,6 +112,7 @@ const elman_vec_ops *elman_ops(void)
 {
     const elman_vec_ops *v = ELMAN_LOAD(elman_current);
     if (v == NULL) {
+        elman_register_fork_handler();
         v = elman_best_path();
         ELMAN_STORE(elman_current, v);
     }
@@ -96,6 +121,7 @@ const elman_vec_ops *elman_ops(void)
 
 int elman_set_kernel_path(const char *name)
 {
+    elman_register_fork_handler();
     if (name == NULL || strcmp(name, "auto") == 0) {
         ELMAN_STORE(elman_current, elman_best_path());
         return ELMAN_OK;
@@ -118,6 +144,8 @@ const char *elman_kernel_paths(void)
 }
 
 /* ---- threads ---------------------------------------------------------------------------- */
+
+
 
 int elman_max_threads(void)
 {

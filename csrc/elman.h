@@ -380,8 +380,11 @@ int elman_kernel_path_supported(const char *name);      /* built and runnable he
  * ELMAN_ERR_CPU for one this CPU cannot run. */
 int elman_set_kernel_path(const char *name);
 
-/* OpenMP threads for the elementwise kernels above ELMAN_OMP_MIN_N elements (1 when built
- * without OpenMP). GEMMs run on the BLAS's own threads; the two never run at once. */
+/* OpenMP threads (1 when built without OpenMP) for the elementwise kernels above
+ * ELMAN_OMP_MIN_N elements, the per-step products above ELMAN_OMP_MIN_FMAS and large GEMMs,
+ * which are cut into row slices with one BLAS call per thread (the caller holds the BLAS
+ * itself to one thread meanwhile). elman_set_num_threads is omp_set_num_threads: it sets
+ * the calling thread's count (OMP_NUM_THREADS sets every thread's). */
 int elman_max_threads(void);
 void elman_set_num_threads(int n);
 /* Compiler and flags the kernels were built with. */

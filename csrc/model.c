@@ -36,19 +36,23 @@ static uint64_t elman_next_u64(uint64_t *state)
 #define SFX(name) name##_f32
 #define FABS fabsf
 #define REAL_MAX FLT_MAX
+#define REAL_MIN FLT_MIN
 #include "model.inc"
 #undef REAL
 #undef SFX
 
 #undef FABS
 #undef REAL_MAX
+#undef REAL_MIN
 
 #define REAL double
 #define SFX(name) name##_f64
 #define FABS fabs
 #define REAL_MAX DBL_MAX
+#define REAL_MIN DBL_MIN
 #include "model.inc"
 #undef REAL
 #undef SFX
 #undef FABS
 #undef REAL_MAX
+#undef REAL_MIN

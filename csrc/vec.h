@@ -59,6 +59,10 @@ typedef struct {
     ELMAN_VEC_FIELDS(double, f64)
 } elman_vec_ops;
 
+/* Nonzero in a process forked from one whose OpenMP threads had started (cpu.c): then
+ * every kernel runs on the calling thread alone. */
+int elman_forked(void);
+
 /* The table in use: the best path this CPU runs, unless elman_set_kernel_path chose one. */
 const elman_vec_ops *elman_ops(void);
 

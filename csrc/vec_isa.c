@@ -53,14 +53,23 @@ static inline void elman_split_rows(elman_int n, elman_int unit, elman_int *lo,
     *len = n - start < per ? n - start : per;
 }
 
-/* True where a parallel region would not help: inside one already, or one thread. */
+/* True where a parallel region would not help or must not run: inside one already, one
+ * thread, or in a child forked after the parent's OpenMP threads started (GNU OpenMP's
+ * pool does not survive fork: a region there would wait forever for threads that are
+ * not in the child). */
 static inline int elman_one_thread(void)
 {
 #ifdef _OPENMP
-    return omp_in_parallel() || omp_get_max_threads() < 2;
+    return elman_forked() || omp_in_parallel() || omp_get_max_threads() < 2;
 #else
     return 1;
 #endif
+}
+
+/* An elementwise loop over n runs on one thread (below the threshold, or as above). */
+static inline int elman_serial(elman_int n)
+{
+    return n < ELMAN_OMP_MIN_N || elman_one_thread();
 }
 
 static inline void elman_split(elman_int n, elman_int *lo, elman_int *len)

@@ -323,3 +323,40 @@ def test_step_gemm_checks_its_arguments():
     W = np.ones((3, 5), np.float32)
     with pytest.raises(ValueError, match="share memory"):
         kernels._step_gemm(W[:2], A, W)  # C is rows of W
+
+
+def _threaded_work(queue):
+    """In a forked child: kernels that share work among threads in the parent."""
+    p, g = np.ones(OMP_N), np.full(OMP_N, 0.5)
+    kernels.adagrad_update(p, g, np.zeros(OMP_N), lr=0.1, step=1)
+    m = elman.ElmanRNN(20, 250, 20, seed=1)
+    x = np.zeros((3, 18), np.int64)
+    loss, _ = m.forward_backward(x, x)
+    queue.put((float(p[0]), loss))
+
+
+def test_a_forked_child_runs_the_threaded_kernels():
+    """GNU OpenMP's thread pool does not survive fork: a parallel region in the child would
+    wait forever. elman notices the fork and runs the child's kernels on one thread."""
+    import multiprocessing as mp
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    before = elman.get_num_threads()
+    elman.set_num_threads(2)
+    try:
+        p = np.ones(OMP_N)
+        kernels.adagrad_update(p, np.full(OMP_N, 0.5), np.zeros(OMP_N), lr=0.1, step=1)
+        ctx = mp.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_threaded_work, args=(queue,))
+        child.start()
+        child.join(60)
+        hung = child.is_alive()
+        if hung:
+            child.kill()
+        assert not hung, "the forked child hung in a threaded kernel"
+        assert child.exitcode == 0
+        first, loss = queue.get(timeout=5)
+        assert first == pytest.approx(p[0]) and np.isfinite(loss)
+    finally:
+        elman.set_num_threads(before)

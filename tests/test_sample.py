@@ -126,3 +126,23 @@ def test_nan_parameters_raise(backend):
     m.named_params()["b_y"][0] = np.nan
     with elman.backend(backend), pytest.raises(elman.NonFiniteError):
         m.sample(5, seed=0)
+
+
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+@pytest.mark.parametrize("position", [0, 5])
+def test_nan_logit_raises_even_when_greedy(backend, position):
+    m = model()
+    m.named_params()["b_y"][position] = np.nan
+    with elman.backend(backend), pytest.raises(elman.NonFiniteError):
+        m.sample(5, temperature=0)
+
+
+def test_a_huge_temperature_samples_near_uniformly():
+    m = elman.ElmanRNN(4, 3, 4, dtype="float32", seed=0)
+    m.params[:] = 0
+    m.named_params()["b_y"][:] = [5.0, 0.0, 0.0, 0.0]
+    ids = m.sample(4000, seed=1, temperature=1e50)   # 1/t underflows in float32
+    counts = np.bincount(ids, minlength=4)
+    assert counts.min() > 800, counts
+    with elman.backend("numpy"):
+        np.testing.assert_array_equal(m.sample(50, seed=1, temperature=1e50), ids[:50])

@@ -245,3 +245,65 @@ def test_time_series_example_beats_the_naive_predictor():
     rmse = float(line.split("held-out RMSE ")[1].split()[0])
     naive = float(line.split("predictor: ")[1].rstrip(")"))
     assert rmse < naive
+
+
+def test_ctrl_c_in_the_middle_of_a_step_still_resumes_exactly(corpus, tmp_path, monkeypatch):
+    """SIGINT arriving between the update and the step's bookkeeping: the run finishes the
+    step, then checkpoints, so the update is neither lost nor applied twice."""
+    import signal
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    assert train("--data", corpus, "--steps", "12", "--every", "100", "--out", str(ref)) == 0
+    real_step = tr.Adagrad.step
+
+    def step_then_signal(self):
+        real_step(self)
+        if self.steps == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(tr.Adagrad, "step", step_then_signal)
+    assert train("--data", corpus, "--steps", "12", "--every", "100", "--out", str(cut)) == 130
+    arrays, meta = state(cut)
+    assert meta["step"] == meta["opt_steps"] == 6
+    monkeypatch.setattr(tr.Adagrad, "step", real_step)
+    assert train("--resume", str(cut)) == 0
+    np.testing.assert_array_equal(state(ref)[0]["params"], state(cut)[0]["params"])
+
+
+def test_resume_keeps_the_run_s_every_and_accepts_the_file(corpus, tmp_path):
+    out = tmp_path / "run"
+    assert train("--data", corpus, "--steps", "10", "--every", "5", "--out", str(out)) == 0
+    assert train("--resume", str(out / "checkpoint.npz"), "--steps", "15") == 0
+    _, meta = state(out)
+    assert meta["config"]["every"] == 5 and meta["step"] == 15
+    assert [e[0] for e in meta["evals"]] == [5, 10, 15]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--clip", "-1"], "--clip"), (["--lr", "inf"], "--lr"), (["--lr", "0"], "--lr"),
+    (["--epochs", "inf"], "--epochs"), (["--every", "0"], "--every"),
+    (["--task", "series", "--data", "{d}"], "directory"),
+])
+def test_bad_options_exit_2_with_a_message(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as e:
+        train(*[a.format(d=tmp_path) for a in args], "--steps", "2")
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_checkpoints_of_another_shape_are_clear_errors(corpus, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    checkpoint.save(str(bad), {"params": np.zeros(3)}, {"config": 3})
+    with pytest.raises(SystemExit) as e:
+        cli.main(["sample", "--checkpoint", str(bad)])
+    assert e.value.code == 2 and "not a checkpoint of elman train" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        train("--resume", str(bad))
+    assert e.value.code == 2
+    out = tmp_path / "run"
+    assert train("--data", corpus, "--steps", "3", "--every", "3", "--out", str(out)) == 0
+    arrays, meta = state(out)
+    del arrays["opt_state"]
+    checkpoint.save(str(out), arrays, {k: v for k, v in meta.items()
+                                       if k not in ("format", "version", "sha256")})
+    with pytest.raises(SystemExit) as e:
+        train("--resume", str(out))
+    assert e.value.code == 2 and "Adagrad state" in capsys.readouterr().err

@@ -64,9 +64,10 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Set elman's OpenMP threads (as OMP_NUM_THREADS does at start-up). GEMMs run on the
-    BLAS's own threads: set those with threadpoolctl or OPENBLAS_NUM_THREADS.
-    ``threadpoolctl.threadpool_limits(n)`` sets both."""
+    """Set elman's OpenMP threads for kernels called from this Python thread (OpenMP's
+    setting is per thread; OMP_NUM_THREADS at start-up sets it for all). elman shares its
+    large GEMMs among these threads too, holding the BLAS to one thread while its kernels
+    run; ``threadpoolctl.threadpool_limits(n)`` sets both."""
     import operator
     try:
         n = operator.index(n)

@@ -80,7 +80,7 @@ def load(location: str) -> "tuple[dict, dict]":
         meta = json.loads(str(data.pop("meta")))
     except ValueError:
         raise CheckpointError(f"{path}: the header is not valid JSON") from None
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an elman checkpoint")
     if meta.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {meta.get('version')}, "

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -57,8 +58,9 @@ def _train_parser():
     g.add_argument("--out", metavar="DIR",
                    help="checkpoint (and loss.png) directory (default elman-run, or the "
                         "--resume directory)")
-    g.add_argument("--every", type=int, default=d.every, metavar="N",
-                   help=f"evaluate, checkpoint and sample every N steps (default {d.every})")
+    g.add_argument("--every", type=int, metavar="N",
+                   help=f"evaluate, checkpoint and sample every N steps (default {d.every}, "
+                        f"or the resumed run's)")
     g.add_argument("--resume", metavar="DIR", help="continue the run checkpointed in DIR")
     g.add_argument("--plot", action="store_true", help="write loss.png into --out "
                    "(needs matplotlib: pip install 'elman[plot]')")
@@ -77,28 +79,36 @@ def _train(argv) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             p.error("--plot needs matplotlib: pip install 'elman[plot]' (or matplotlib)")
-    for name in ("hidden", "seq_len", "batch", "every"):
+    for name in ("hidden", "seq_len", "batch"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if a.steps is not None and a.steps < 1 or a.epochs is not None and not a.epochs > 0:
-        p.error("--steps and --epochs must be positive")
+    if a.every is not None and a.every < 1:
+        p.error("--every must be >= 1")
+    if a.steps is not None and a.steps < 1:
+        p.error("--steps must be >= 1")
+    if a.epochs is not None and not 0 < a.epochs <= 1e6:
+        p.error("--epochs must be in (0, 1e6]")
     if a.threads is not None and a.threads < 1:
         p.error("--threads must be >= 1")
-    if not a.lr > 0:
-        p.error("--lr must be positive")
+    if not 0 < a.lr < math.inf:
+        p.error("--lr must be a positive number")
+    if a.clip is not None and not 0 < a.clip < math.inf:
+        p.error("--clip must be a positive number, or none")
     try:
         if a.resume:
             trainer = tr.resume(a.resume, steps=a.steps, epochs=a.epochs, every=a.every)
-            out = a.out or a.resume
+            out = a.out or (a.resume if os.path.isdir(a.resume)
+                            else os.path.dirname(a.resume) or ".")
         else:
             cfg = tr.TrainConfig(task=a.task, data=a.data, byte_level=a.byte_level,
                                  column=a.column, hidden=a.hidden, seq_len=a.seq_len,
                                  batch=a.batch, steps=a.steps, epochs=a.epochs, lr=a.lr,
                                  optimizer=a.optimizer, preset=a.preset, clip=a.clip,
-                                 seed=a.seed, dtype=a.dtype, every=a.every)
+                                 seed=a.seed, dtype=a.dtype,
+                                 every=a.every or tr.TrainConfig.every)
             trainer = tr.Trainer(cfg, tr.load_data(cfg))
             out = a.out or "elman-run"
-    except (DataError, CheckpointError) as e:
+    except (DataError, CheckpointError, ValueError, OSError) as e:
         p.error(str(e))
     _describe(trainer, out, resumed=bool(a.resume))
     try:
@@ -156,16 +166,18 @@ def _sample(argv) -> int:
         p.error("--length and --temperature must be >= 0")
     try:
         arrays, meta = load(a.checkpoint)
+        cfg = meta["config"]
+        if cfg.get("task") != "text":
+            p.error(f"{a.checkpoint} holds a series model; elman sample generates text")
+        vocab = meta["vocab"]
+        corpus = Corpus(meta["data_name"], vocab, np.empty(0, np.int64),
+                        np.empty(0, np.int64), cfg["byte_level"])
+        m = ElmanRNN(len(vocab), cfg["hidden"], len(vocab), dtype=cfg["dtype"])
+        m.params[...] = arrays["params"]
     except CheckpointError as e:
         p.error(str(e))
-    cfg = meta["config"]
-    if cfg.get("task") != "text":
-        p.error(f"{a.checkpoint} holds a series model; elman sample generates text")
-    vocab = meta["vocab"]
-    corpus = Corpus(meta["data_name"], vocab, np.empty(0, np.int64), np.empty(0, np.int64),
-                    cfg["byte_level"])
-    m = ElmanRNN(len(vocab), cfg["hidden"], len(vocab), dtype=cfg["dtype"])
-    m.params[...] = arrays["params"]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        p.error(f"{a.checkpoint}: not a checkpoint of elman train ({type(e).__name__}: {e})")
     prime = a.prime if a.prime is not None else ("\n" if "\n" in vocab else None)
     try:
         ids = corpus.encode(prime) if prime else np.array([0])

@@ -145,6 +145,8 @@ def read_series(path: str, column: "str | None") -> np.ndarray:
     """One numeric column of a CSV file with a header row."""
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a directory, expected a CSV file")
     with open(path, newline="", encoding="utf-8") as f:
         try:
             rows = list(csv.reader(f))

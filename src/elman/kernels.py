@@ -457,8 +457,12 @@ def linear_forward(X, W, b=None):
     if not _use_c():
         return reference.linear_forward(X, W, b)
     Y = np.empty((X.shape[0], O), W.dtype)
-    _core.linear_forward(Y.reshape(-1), X.reshape(-1), W.reshape(-1),
-                         _empty(W.dtype) if b is None else b, X.shape[0], K, O)
+    held = _threads.hold()
+    try:
+        _core.linear_forward(Y.reshape(-1), X.reshape(-1), W.reshape(-1),
+                             _empty(W.dtype) if b is None else b, X.shape[0], K, O)
+    finally:
+        _threads.release(held)
     return Y
 
 
@@ -475,8 +479,13 @@ def linear_backward(dY, X, W, *, need_dX=True):
         return reference.linear_backward(dY, X, W, need_dX=need_dX)
     dW, db = np.empty((K, O), W.dtype), np.empty(O, W.dtype)
     dX = np.empty((N, K), W.dtype) if need_dX else None
-    _core.linear_backward(dW.reshape(-1), db, _empty(W.dtype) if dX is None else dX.reshape(-1),
-                          dY.reshape(-1), X.reshape(-1), W.reshape(-1), N, K, O)
+    held = _threads.hold()
+    try:
+        _core.linear_backward(dW.reshape(-1), db,
+                              _empty(W.dtype) if dX is None else dX.reshape(-1),
+                              dY.reshape(-1), X.reshape(-1), W.reshape(-1), N, K, O)
+    finally:
+        _threads.release(held)
     return dW, db, dX
 
 

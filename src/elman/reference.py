@@ -344,8 +344,11 @@ def model_sample(params, n, first, h, rng_state, *, input_size, hidden_size, out
     """
     p = param_views(params, input_size, hidden_size, output_size)
     dt = params.dtype
-    k = dt.type(1.0 / temperature) if temperature > 0 else dt.type(0)
-    greedy = not (0 < k <= np.finfo(dt).max)
+    kd = 1.0 / temperature if temperature > 0 else 0.0
+    greedy = not (0 < kd <= np.finfo(dt).max)
+    k = dt.type(kd)
+    if not greedy and k < np.finfo(dt).tiny:  # 1/t underflowed: nearly uniform, as C
+        k = np.finfo(dt).tiny
     out = np.empty(n, np.int64)
     idx = int(first)
     for i in range(n):
@@ -353,9 +356,9 @@ def model_sample(params, n, first, h, rng_state, *, input_size, hidden_size, out
         h[...] = activation(a, nonlinearity)
         z = p["b_y"] + h @ p["W_hy"]
         best = int(np.argmax(z))
+        if not np.isfinite(z).all():
+            raise NonFiniteError("the output distribution is not finite")
         if greedy:
-            if not np.isfinite(z[best]):
-                raise NonFiniteError("the output distribution is not finite")
             idx = best
         else:
             e = np.exp((z - z[best]) * k)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
+import threading
 import time
 
 import numpy as np
@@ -217,7 +219,11 @@ class Trainer:
         return checkpoint.save(location, arrays, meta)
 
     def _restore(self, arrays, meta):
-        if self.text and meta["vocab"] != list(self.data.vocab):
+        missing = {"step", "epoch", "window", "opt_steps", "history", "evals"} - set(meta)
+        if missing or "params" not in arrays or "h" not in arrays:
+            raise checkpoint.CheckpointError(
+                f"not a checkpoint of elman train: lacks {sorted(missing) or 'arrays'}")
+        if self.text and meta.get("vocab") != list(self.data.vocab):
             raise checkpoint.CheckpointError(
                 "the checkpoint's vocabulary differs from this data's; resume with the data "
                 "the run started with")
@@ -228,6 +234,8 @@ class Trainer:
             raise checkpoint.CheckpointError(f"the checkpoint does not fit this model: {e}") \
                 from None
         if isinstance(self.opt, Adagrad):
+            if "opt_state" not in arrays:
+                raise checkpoint.CheckpointError("the checkpoint lacks the Adagrad state")
             self.opt.load_state_dict({"state": arrays["opt_state"], "steps": meta["opt_steps"]})
         else:
             self.opt.load_state_dict({"momentum_buffer": arrays.get("opt_state"),
@@ -240,6 +248,8 @@ def resume(location: str, **overrides) -> Trainer:
     """A Trainer continuing the checkpoint at ``location``; ``overrides`` may change steps,
     epochs and every (what the run does next), nothing that defines the model or data."""
     arrays, meta = checkpoint.load(location)
+    if not isinstance(meta.get("config"), dict):
+        raise checkpoint.CheckpointError(f"{location}: not a checkpoint of elman train")
     allowed = {"steps", "epochs", "every"}
     bad = set(overrides) - allowed
     if bad:
@@ -259,8 +269,16 @@ def run(trainer: Trainer, out: str, *, log=print, progress=True, threads=None) -
     bar = _progress(trainer, progress)
     tokens = cfg.seq_len * cfg.batch
     start, start_step = time.perf_counter(), trainer.step
+    # Ctrl-C between two C calls of a step would leave a half-made step (parameters updated,
+    # step count not): the signal only raises a flag, and the loop stops between steps.
+    stop = []
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.append(signum))
     try:
         while trainer.step < trainer.total:
+            if stop:
+                raise KeyboardInterrupt
             loss = trainer.train_step()
             if bar is not None:
                 elapsed = time.perf_counter() - start
@@ -271,12 +289,16 @@ def run(trainer: Trainer, out: str, *, log=print, progress=True, threads=None) -
                     f"tok/s {tokens * (trainer.step - start_step) / elapsed:,.0f}", refresh=False)
             if trainer.step % cfg.every == 0 or trainer.step == trainer.total:
                 _checkpoint_and_report(trainer, out, log, bar)
+        if stop:  # interrupted during the last step
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         path = trainer.save(out)
         log(f"\ninterrupted at step {trainer.step}; checkpoint written to {path} "
             f"(continue with: elman train --resume {out})")
         raise
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - start
