@@ -136,6 +136,25 @@ def _adagrad_md(runs, label):
                            "elman / best peer"], rows)
 
 
+def _sparse_md(runs, label):
+    lines = ["Sparse-row Adagrad: `Adagrad.step()` of a token-id model (V rows of W_xh, H "
+             "hidden, 16 outputs) after a step on T*B ids, with every row updated (dense) or "
+             "only the rows the ids used (`sparse_rows=True`; the same result with "
+             "weight_decay 0).", ""]
+    rows = []
+    for run in runs:
+        by_shape = _grouped(run.get("adagrad_sparse", []), "V")
+        for V, by_impl in by_shape.items():
+            d, s_ = by_impl.get("dense", {}), by_impl.get("sparse_rows", {})
+            if d.get("status") != "ok" or s_.get("status") != "ok":
+                continue
+            rows.append([label(run), f"V={V:,} H={d['H']}", f"{d['T'] * d['B']:,} "
+                         f"({d['distinct']:,} distinct)", _duration(d["seconds"]),
+                         _duration(s_["seconds"]), f"{d['seconds'] / s_['seconds']:.1f}x"])
+    return lines + _table(["threads", "model", "ids per step", "dense", "sparse_rows",
+                           "speed-up"], rows) if rows else []
+
+
 def _rnn_md(runs, label):
     lines = ["## 3. RNN training step", "",
              "Forward, softmax cross-entropy on every step (mean), full BPTT, Adagrad; h0 = 0. "
@@ -201,7 +220,8 @@ def markdown(result, pngs=None):
     show_openblas = result["settings"]["openblas"] == "both"
     label = functools.partial(_run_label, show_openblas=show_openblas)
     lines = _header(result, pngs)
-    for key, section in (("limits", _limits_md), ("adagrad", _adagrad_md), ("rnn", _rnn_md),
+    for key, section in (("limits", _limits_md), ("adagrad", _adagrad_md),
+                         ("adagrad_sparse", _sparse_md), ("rnn", _rnn_md),
                          ("generate", _generate_md), ("scaling", _scaling_md)):
         if runs and key in runs[0]:
             lines += section(runs, label)

@@ -94,6 +94,7 @@ class Sizes:
     min_time: float                  # seconds of calls per sample, at least
     repeats: int                     # samples per measurement (the median is reported)
     settle: float = 0.3              # seconds of idling before each measurement
+    sparse: tuple = ()               # (V, H, T, B) of the sparse-row Adagrad comparison
 
     def stream_n(self):
         """Buffer lengths of the bandwidth probe: every Adagrad n, so ratios match."""
@@ -114,20 +115,21 @@ PRESETS = {
         rnn=(S1, S2, S3, S4), generate_shape=S1, generate_steps=10_000, scaling_base=S2,
         sweep={"T": (8, 16, 32, 64, 128, 256), "B": (1, 2, 4, 8, 16, 32, 64, 128),
                "H": (32, 64, 128, 256, 512)},
-        min_time=0.2, repeats=5),
+        min_time=0.2, repeats=5,
+        sparse=((10_000, 256, 64, 32), (50_000, 256, 64, 32))),
     "quick": Sizes(
         adagrad_n=(10**5, 10**6), adagrad_multi=None, peak_gemm=512,
         rnn=(S1, S2_QUICK, S4), generate_shape=S1, generate_steps=2_000,
         scaling_base=S2_QUICK,
         sweep={"T": (8, 16, 32, 64), "B": (4, 8, 16, 32), "H": (32, 64, 128, 256)},
-        min_time=0.05, repeats=3, settle=0.1),
+        min_time=0.05, repeats=3, settle=0.1, sparse=((10_000, 128, 32, 16),)),
     "tiny": Sizes(   # for the test suite: every code path in a few seconds
         adagrad_n=(1000,), adagrad_multi=(3, 1000), peak_gemm=64,
         rnn=(Shape("S1t", 11, 8, 11, 4, 1), Shape("S4t", 10, 5, 2, 3, 4, ids=False)),
         generate_shape=Shape("S1t", 11, 8, 11, 1, 1), generate_steps=20,
         scaling_base=Shape("S2t", 11, 8, 11, 4, 2),
         sweep={"T": (2, 4), "B": (1, 2), "H": (4, 8)},
-        min_time=0.001, repeats=2, settle=0.0),
+        min_time=0.001, repeats=2, settle=0.0, sparse=((50, 8, 4, 2),)),
 }
 
 
@@ -512,6 +514,26 @@ class Worker:
                                  flops=shape.flops, impl=impl, **r))
         return rows
 
+    def adagrad_sparse(self):
+        """Adagrad.step of a token-id model with a large vocabulary (V rows of W_xh, 16
+        outputs), dense against sparse_rows=True, after a forward_backward on T*B ids."""
+        rows = []
+        for V, H, T, B in self.sizes.sparse:
+            rng = np.random.default_rng(0)
+            x = rng.integers(0, V, (T + 1, B))
+            for impl, sparse in (("dense", False), ("sparse_rows", True)):
+                def build(sparse=sparse):
+                    m = elman.ElmanRNN(V, H, 16, seed=0)
+                    opt = elman.Adagrad(m, lr=0.01, sparse_rows=sparse)
+                    m.forward_backward(x[:-1], x[1:] % 16)
+                    return opt.step
+                r = self.time(f"adagrad step V={V} H={H} {impl}", build)
+                if r["status"] == "ok":
+                    r["us"] = r["seconds"] * 1e6
+                rows.append(dict(V=V, H=H, T=T, B=B, impl=impl,
+                                 distinct=int(len(np.unique(x[:-1]))), **r))
+        return rows
+
     def generate(self):
         shape, n = self.sizes.generate_shape, self.sizes.generate_steps
         m = elman.ElmanRNN(shape.I, shape.H, shape.O, seed=0)
@@ -579,6 +601,7 @@ def run_worker(preset, sections, threads, openblas):
             peak = limits.get("sgemm_peak", {}).get("gflops")
             if "adagrad" in sections:
                 run["adagrad"] = worker.adagrad(probe)
+                run["adagrad_sparse"] = worker.adagrad_sparse()
             if "rnn" in sections:
                 run["rnn"] = worker.rnn(peak)
             if "generate" in sections:
