@@ -307,3 +307,15 @@ def test_checkpoints_of_another_shape_are_clear_errors(corpus, tmp_path, capsys)
     with pytest.raises(SystemExit) as e:
         train("--resume", str(out))
     assert e.value.code == 2 and "Adagrad state" in capsys.readouterr().err
+
+
+def test_a_preset_brings_its_learning_rate_unless_lr_is_given(corpus, tmp_path, capsys):
+    assert train("--data", corpus, "--steps", "2", "--every", "2", "--preset", "minchar",
+                 "--out", str(tmp_path / "a")) == 0
+    assert "adagrad lr 0.1," in capsys.readouterr().out
+    assert train("--data", corpus, "--steps", "2", "--every", "2", "--preset", "minchar",
+                 "--lr", "0.03", "--out", str(tmp_path / "b")) == 0
+    assert "adagrad lr 0.03," in capsys.readouterr().out
+    assert train("--data", corpus, "--steps", "2", "--every", "2",
+                 "--out", str(tmp_path / "c")) == 0
+    assert "adagrad lr 0.02," in capsys.readouterr().out

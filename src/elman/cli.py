@@ -45,7 +45,7 @@ def _train_parser():
     g.add_argument("--steps", type=int, help=f"total steps of the run (default "
                    f"{TrainConfig.DEFAULT_STEPS}, about two minutes on two cores)")
     g.add_argument("--epochs", type=float, help="run length in passes over the data instead")
-    g.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
+    g.add_argument("--lr", type=float, help="learning rate (default 0.02, or the --preset's)")
     g.add_argument("--optimizer", choices=("adagrad", "sgd"), default=d.optimizer)
     g.add_argument("--preset", choices=("torch", "keras", "optax", "minchar"),
                    help="Adagrad preset for eps and accumulator (explicit --lr still wins)")
@@ -90,7 +90,7 @@ def _train(argv) -> int:
         p.error("--epochs must be in (0, 1e6]")
     if a.threads is not None and a.threads < 1:
         p.error("--threads must be >= 1")
-    if not 0 < a.lr < math.inf:
+    if a.lr is not None and not 0 < a.lr < math.inf:
         p.error("--lr must be a positive number")
     if a.clip is not None and not 0 < a.clip < math.inf:
         p.error("--clip must be a positive number, or none")
@@ -137,9 +137,9 @@ def _describe(trainer, out, resumed):
             f"{n_train:,} training / {len(data.valid):,} held-out values")
     print(f"data: {data.name}: {what}")
     print(f"model: Elman RNN, I={m.input_size} H={m.hidden_size} O={m.output_size} "
-          f"({m.num_params:,} parameters, {cfg.dtype}); {cfg.optimizer} lr {cfg.lr}, clip "
-          f"{cfg.clip}; T={cfg.seq_len} B={cfg.batch}, {trainer.windows_per_epoch:,} windows "
-          f"per epoch")
+          f"({m.num_params:,} parameters, {cfg.dtype}); {cfg.optimizer} lr {trainer.opt.lr}, "
+          f"clip {cfg.clip}; T={cfg.seq_len} B={cfg.batch}, "
+          f"{trainer.windows_per_epoch:,} windows per epoch")
     print(f"{'resuming at' if resumed else 'run:'} step {trainer.step} of {trainer.total}; "
           f"checkpoints in {out}/ every {cfg.every} steps")
 

@@ -48,7 +48,7 @@ class TrainConfig:
     batch: int = 32
     steps: "int | None" = None    # total steps of the run; None: from epochs or the default
     epochs: "float | None" = None
-    lr: float = 0.02
+    lr: "float | None" = None     # None: 0.02, or the --preset's learning rate
     optimizer: str = "adagrad"    # "adagrad" or "sgd"
     preset: "str | None" = None   # an Adagrad preset (elman.optim.PRESETS)
     clip: "float | None" = 5.0    # global gradient-norm clip; None: no clipping
@@ -94,11 +94,12 @@ class Trainer:
         V = data.vocab_size if self.text else 1
         self.model = ElmanRNN(V, cfg.hidden, V, dtype=cfg.dtype, seed=cfg.seed,
                               init="normal0.01" if self.text else "uniform")
+        lr = cfg.lr if cfg.lr is not None else (None if cfg.preset else 0.02)
         if cfg.optimizer == "adagrad":
-            self.opt = Adagrad(self.model, lr=cfg.lr, max_grad_norm=cfg.clip,
-                               preset=cfg.preset)
+            kw = {} if lr is None else {"lr": lr}
+            self.opt = Adagrad(self.model, max_grad_norm=cfg.clip, preset=cfg.preset, **kw)
         elif cfg.optimizer == "sgd":
-            self.opt = SGD(self.model, lr=cfg.lr, max_grad_norm=cfg.clip)
+            self.opt = SGD(self.model, lr=0.02 if lr is None else lr, max_grad_norm=cfg.clip)
         else:
             raise ValueError(f"optimizer must be 'adagrad' or 'sgd', got {cfg.optimizer!r}")
         B, T = cfg.batch, cfg.seq_len
