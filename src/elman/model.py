@@ -1,6 +1,9 @@
 """ElmanRNN: one Elman layer and an affine output layer over one flat parameter buffer."""
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 
 from . import kernels
@@ -84,6 +87,7 @@ class ElmanRNN:
         self._named_grads = param_views(self._grads, *sizes)
         self._nl = NONLINEARITIES[self.nonlinearity]
         self._workspace = {}
+        self._busy = threading.Lock()
         self.reset_parameters(seed)
 
     # ---- parameters ---------------------------------------------------------------------
@@ -140,16 +144,32 @@ class ElmanRNN:
         """Pickle and deepcopy: the views and the workspace are rebuilt, not copied, so that
         named_params() of a copy still look into the copy's own buffer."""
         state = dict(self.__dict__)
-        for key in ("_named_params", "_named_grads", "_workspace"):
-            del state[key]
+        for key in ("_named_params", "_named_grads", "_workspace", "_busy", "_grad_h0",
+                    "_last_ids"):
+            state.pop(key, None)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self._busy = threading.Lock()
         sizes = (self.input_size, self.hidden_size, self.output_size)
         self._named_params = param_views(self._params, *sizes)
         self._named_grads = param_views(self._grads, *sizes)
         self._workspace = {}
+
+    @contextlib.contextmanager
+    def _exclusive(self, where):
+        """One computation at a time per model: the workspace (states, ids, targets, the
+        sampler's buffer) is the model's own. A second thread is refused, not made to wait:
+        it is a bug to share one model between threads (use one model per thread)."""
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(f"{where}: this model is in use by another thread (its "
+                               f"workspace is shared); give each thread its own model, or "
+                               f"serialize the calls with a lock")
+        try:
+            yield
+        finally:
+            self._busy.release()
 
     # ---- input checks -------------------------------------------------------------------
 
@@ -252,6 +272,10 @@ class ElmanRNN:
         Returns (Y, h_T): Y (T, B, O) ((B, T, O) with batch_first), h_T (1, B, H).
         """
         where = "ElmanRNN.forward"
+        with self._exclusive(where):
+            return self._forward(x, h0, batch_first, where)
+
+    def _forward(self, x, h0, batch_first, where):
         x, is_ids = self._input(x, where, batch_first)
         h0 = self._h0(h0, where, x.shape[1])
         ws = self._workspace.setdefault("forward", {})
@@ -290,6 +314,12 @@ class ElmanRNN:
         Raises NonFiniteError when the loss is NaN or infinite (grads are then not written).
         """
         where = "ElmanRNN.forward_backward"
+        with self._exclusive(where):
+            return self._forward_backward(where, x, y, h0, loss, reduction, last_step_only,
+                                          batch_first, h_out, dh_T)
+
+    def _forward_backward(self, where, x, y, h0, loss, reduction, last_step_only,
+                          batch_first, h_out, dh_T):
         x, is_ids, y, h0, h_out, ws = self._step_inputs(
             where, x, y, h0, loss, reduction, last_step_only, batch_first, h_out)
         B, H = x.shape[1], self.hidden_size
@@ -372,6 +402,10 @@ class ElmanRNN:
         (5,)
         """
         where = "ElmanRNN.sample"
+        with self._exclusive(where):
+            return self._sample(where, n, start, h0, temperature, seed, return_hidden)
+
+    def _sample(self, where, n, start, h0, temperature, seed, return_hidden):
         I, H, O = self.input_size, self.hidden_size, self.output_size
         n, start, temperature = kernels._sample_args(where, I, O, n, start, "start",
                                                      temperature)

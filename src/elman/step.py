@@ -42,6 +42,13 @@ def train_step(model, opt, x, y, h0=None, *, loss="cross_entropy", reduction="me
             np.may_share_memory(opt.params, model.params)
             and opt.params.shape == model.params.shape):
         raise ValueError(f"{where}: opt does not update this model's parameters")
+    with model._exclusive(where):
+        return _train_step(where, model, opt, x, y, h0, loss, reduction, last_step_only,
+                           batch_first, h_out)
+
+
+def _train_step(where, model, opt, x, y, h0, loss, reduction, last_step_only, batch_first,
+                h_out):
     x, is_ids, y, h0, h_out, ws = model._step_inputs(
         where, x, y, h0, loss, reduction, last_step_only, batch_first, h_out)
     last_step_only = bool(last_step_only)

@@ -1,0 +1,81 @@
+"""Models and threads: the kernels release the GIL, two models train in two threads at once
+exactly as one after the other, and one model shared by two threads is refused."""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import elman
+
+
+def train(m, x, steps=5):
+    opt = elman.Adagrad(m, lr=0.05)
+    h = None
+    for _ in range(steps):
+        _, h = m.forward_backward(x[:-1], x[1:], h)
+        opt.step()
+    return m.params.copy()
+
+
+def test_two_models_in_two_threads_match_one_after_the_other():
+    rng = np.random.default_rng(0)
+    xs = [rng.integers(0, 50, (33, 16)) for _ in range(2)]
+    sequential = [train(elman.ElmanRNN(50, 64, 50, seed=i), xs[i]) for i in range(2)]
+    models = [elman.ElmanRNN(50, 64, 50, seed=i) for i in range(2)]
+    out = [None, None]
+
+    def work(i):
+        out[i] = train(models[i], xs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(sequential, out):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("second", ["forward_backward", "forward", "sample", "train_step"])
+def test_one_model_in_two_threads_is_refused(second):
+    m = elman.ElmanRNN(200, 512, 200, seed=0)
+    x = np.random.default_rng(1).integers(0, 200, (257, 64))
+    done = threading.Event()
+
+    def long_step():
+        try:
+            m.forward_backward(x[:-1], x[1:])   # long enough to overlap (GIL released)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=long_step)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not m._busy.locked() and not done.is_set() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    try:
+        if done.is_set():
+            pytest.skip("the first call finished before the second could start")
+        with pytest.raises(RuntimeError, match="in use by another thread"):
+            if second == "forward_backward":
+                m.forward_backward(x[:2, :1], x[1:3, :1])
+            elif second == "forward":
+                m.forward(x[:2, :1])
+            elif second == "sample":
+                m.sample(3)
+            else:
+                elman.train_step(m, elman.Adagrad(m), x[:2, :1], x[1:3, :1])
+    finally:
+        worker.join()
+    m.forward(x[:2, :1])  # free again afterwards
+
+
+def test_models_still_pickle_and_copy():
+    import copy
+    import pickle
+    m = elman.ElmanRNN(5, 4, 5, seed=2)
+    m.forward_backward(np.zeros((2, 1), np.int64), np.zeros((2, 1), np.int64))
+    for c in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        np.testing.assert_array_equal(c.params, m.params)
+        c.forward(np.zeros((2, 1), np.int64))
