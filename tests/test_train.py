@@ -319,3 +319,64 @@ def test_a_preset_brings_its_learning_rate_unless_lr_is_given(corpus, tmp_path, 
     assert train("--data", corpus, "--steps", "2", "--every", "2",
                  "--out", str(tmp_path / "c")) == 0
     assert "adagrad lr 0.02," in capsys.readouterr().out
+
+
+def _nan_at(monkeypatch, step, corrupt=False):
+    """At the given step, forward_backward meets a NaN loss (nothing updated), or the
+    update writes a NaN into the parameters (corrupt)."""
+    real_fb, real_step = tr.ElmanRNN.forward_backward, tr.Adagrad.step
+
+    def fb(self, *a, **k):
+        if not corrupt and self._trainer_step[0] + 1 == step:
+            raise elman_nonfinite("the loss is not finite (nan)")
+        return real_fb(self, *a, **k)
+
+    def opt_step(self):
+        real_step(self)
+        if corrupt and self.steps == step:
+            self.params[0] = np.nan
+            raise elman_nonfinite("the update made a parameter non-finite")
+
+    real_train_step = tr.Trainer.train_step
+
+    def train_step(self):
+        self.model._trainer_step = [self.step]
+        return real_train_step(self)
+
+    monkeypatch.setattr(tr.ElmanRNN, "forward_backward", fb)
+    monkeypatch.setattr(tr.Adagrad, "step", opt_step)
+    monkeypatch.setattr(tr.Trainer, "train_step", train_step)
+
+
+def elman_nonfinite(message):
+    import elman
+    return elman.NonFiniteError(message)
+
+
+def test_a_nan_loss_stops_the_run_with_a_clean_checkpoint(corpus, tmp_path, monkeypatch, capsys):
+    _nan_at(monkeypatch, 5)
+    out = tmp_path / "run"
+    assert train("--data", corpus, "--steps", "10", "--every", "2", "--out", str(out)) == 3
+    assert "stopped: step 5" in capsys.readouterr().out
+    arrays, meta = state(out)
+    assert meta["step"] == 4 and np.isfinite(arrays["params"]).all()
+
+
+def test_skip_mode_skips_the_bad_steps(corpus, tmp_path, monkeypatch, capsys):
+    _nan_at(monkeypatch, 5)
+    out = tmp_path / "run"
+    assert train("--data", corpus, "--steps", "10", "--every", "5", "--out", str(out),
+                 "--on-nonfinite", "skip") == 0
+    assert "steps were skipped" in capsys.readouterr().out
+    arrays, meta = state(out)
+    assert meta["step"] == 10 and meta["skipped"] >= 1 and np.isfinite(arrays["params"]).all()
+
+
+def test_a_non_finite_update_is_never_saved(corpus, tmp_path, monkeypatch, capsys):
+    _nan_at(monkeypatch, 5, corrupt=True)
+    out = tmp_path / "run"
+    assert train("--data", corpus, "--steps", "10", "--every", "2", "--out", str(out),
+                 "--on-nonfinite", "skip") == 3
+    assert "nothing was saved" in capsys.readouterr().out
+    arrays, meta = state(out)
+    assert meta["step"] == 4 and np.isfinite(arrays["params"]).all()

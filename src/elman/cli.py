@@ -65,6 +65,9 @@ def _train_parser():
     g.add_argument("--plot", action="store_true", help="write loss.png into --out "
                    "(needs matplotlib: pip install 'elman[plot]')")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--on-nonfinite", choices=("stop", "skip"),
+                   help="a NaN or infinite loss or gradient: stop (checkpointing the last good "
+                        "step) or skip that step (default stop, or the resumed run's)")
     return p
 
 
@@ -96,7 +99,8 @@ def _train(argv) -> int:
         p.error("--clip must be a positive number, or none")
     try:
         if a.resume:
-            trainer = tr.resume(a.resume, steps=a.steps, epochs=a.epochs, every=a.every)
+            trainer = tr.resume(a.resume, steps=a.steps, epochs=a.epochs, every=a.every,
+                                on_nonfinite=a.on_nonfinite)
             out = a.out or (a.resume if os.path.isdir(a.resume)
                             else os.path.dirname(a.resume) or ".")
         else:
@@ -105,7 +109,8 @@ def _train(argv) -> int:
                                  batch=a.batch, steps=a.steps, epochs=a.epochs, lr=a.lr,
                                  optimizer=a.optimizer, preset=a.preset, clip=a.clip,
                                  seed=a.seed, dtype=a.dtype,
-                                 every=a.every or tr.TrainConfig.every)
+                                 every=a.every or tr.TrainConfig.every,
+                                 on_nonfinite=a.on_nonfinite or "stop")
             trainer = tr.Trainer(cfg, tr.load_data(cfg))
             out = a.out or "elman-run"
     except (DataError, CheckpointError, ValueError, OSError) as e:
@@ -115,8 +120,12 @@ def _train(argv) -> int:
         summary = tr.run(trainer, out, progress=not a.no_progress, threads=a.threads)
     except KeyboardInterrupt:
         return 130
+    except tr.NonFiniteStop:
+        return 3
     unit = "bits/char" if trainer.text else "RMSE"
     base = "unigram entropy" if trainer.text else "naive last-value predictor"
+    if trainer.skipped:
+        print(f"\n{trainer.skipped} steps were skipped for a non-finite loss or gradient")
     print(f"\ndone: {summary['steps']} steps in {summary['seconds']:.1f} s "
           f"({summary['tokens_per_s']:,.0f} tokens/s); held-out {unit} "
           f"{summary['final']:.3f} (the {base}: {summary['baseline']:.3f})")

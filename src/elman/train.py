@@ -26,10 +26,11 @@ import time
 
 import numpy as np
 
-from . import checkpoint, kernels
+from . import _core, checkpoint, kernels
 from ._config import set_num_threads
 from .data import (BUILTIN_BUDGET, Corpus, DataError, Series, builtin_text, make_corpus,
                    make_series, read_series, read_text, synthetic_series)
+from ._validate import NonFiniteError
 from .model import ElmanRNN
 from .optim import SGD, Adagrad
 
@@ -58,6 +59,7 @@ class TrainConfig:
     valid_chars: int = 100_000    # held-out symbols evaluated (the first of the split)
     sample_len: int = 200
     temperature: float = 0.8
+    on_nonfinite: str = "stop"    # a NaN/inf loss or gradient: "stop" the run, or "skip" the step
 
     DEFAULT_STEPS = 12_000
 
@@ -83,6 +85,16 @@ def load_data(cfg: TrainConfig) -> "Corpus | Series":
         return make_corpus(text, "Python standard library sources", min_chars=need)
     return make_corpus(read_text(cfg.data, byte_level=cfg.byte_level), cfg.data,
                        min_chars=need, byte_level=cfg.byte_level)
+
+
+class NonFiniteStop(RuntimeError):
+    """A step met a NaN or infinite loss or gradient. ``consistent``: nothing was updated,
+    so the run's state may be checkpointed; otherwise the update made parameters
+    non-finite and must not be saved."""
+
+    def __init__(self, message, consistent):
+        super().__init__(message)
+        self.consistent = consistent
 
 
 class Trainer:
@@ -118,6 +130,7 @@ class Trainer:
             self.x = np.empty((T, B, 1), self.model.dtype)
             self.y = np.empty((T, B, 1), self.model.dtype)
         self.step, self.epoch, self.window = 0, 0, 0
+        self.skipped = 0         # steps skipped for a non-finite loss or gradient
         self.history = []        # [step, training loss (nats, or mse)] at every step
         self.evals = []          # [step, held-out metric]
         if state is not None:
@@ -134,20 +147,35 @@ class Trainer:
             self.h[...] = 0
         p = self.window * T
         block = self.lanes[:, p:p + T + 1].T                   # (T+1, B), a view
-        if self.text:
-            np.copyto(self.x, block[:-1])
-            np.copyto(self.y, block[1:])
-            loss, _ = self.model.forward_backward(self.x, self.y, self.h, h_out=self.h)
-        else:
-            np.copyto(self.x[..., 0], block[:-1])
-            np.copyto(self.y[..., 0], block[1:])
-            loss, _ = self.model.forward_backward(self.x, self.y, self.h, h_out=self.h,
-                                                  loss="mse")
-        self.opt.step()
+        try:
+            if self.text:
+                np.copyto(self.x, block[:-1])
+                np.copyto(self.y, block[1:])
+                loss, _ = self.model.forward_backward(self.x, self.y, self.h, h_out=self.h)
+            else:
+                np.copyto(self.x[..., 0], block[:-1])
+                np.copyto(self.y[..., 0], block[1:])
+                loss, _ = self.model.forward_backward(self.x, self.y, self.h, h_out=self.h,
+                                                      loss="mse")
+            self.opt.step()
+        except NonFiniteError as err:
+            return self._non_finite(err)
         self.window += 1
         self.step += 1
         self.history.append([self.step, loss])
         return loss
+
+    def _non_finite(self, err):
+        """A NaN/inf loss or gradient at this step: skip the step (when nothing was updated
+        and the config says so) or raise NonFiniteStop."""
+        consistent = bool(_core.all_finite(self.model.params))
+        where = f"step {self.step + 1} (epoch {self.epoch}, window {self.window})"
+        if consistent and self.cfg.on_nonfinite == "skip":
+            self.skipped += 1
+            self.window += 1
+            self.step += 1
+            return math.nan
+        raise NonFiniteStop(f"{where}: {err}", consistent)
 
     # ---- evaluation ----------------------------------------------------------------------
 
@@ -214,7 +242,7 @@ class Trainer:
             "data_name": self.data.name,
             "series": None if self.text else [self.data.mean, self.data.std],
             "step": self.step, "epoch": self.epoch, "window": self.window,
-            "opt_steps": opt_state["steps"], "total": self.total,
+            "opt_steps": opt_state["steps"], "total": self.total, "skipped": self.skipped,
             "history": self.history, "evals": self.evals,
         }
         return checkpoint.save(location, arrays, meta)
@@ -242,6 +270,7 @@ class Trainer:
             self.opt.load_state_dict({"momentum_buffer": arrays.get("opt_state"),
                                       "steps": meta["opt_steps"]})
         self.step, self.epoch, self.window = meta["step"], meta["epoch"], meta["window"]
+        self.skipped = meta.get("skipped", 0)
         self.history, self.evals = meta["history"], meta["evals"]
 
 
@@ -251,7 +280,7 @@ def resume(location: str, **overrides) -> Trainer:
     arrays, meta = checkpoint.load(location)
     if not isinstance(meta.get("config"), dict):
         raise checkpoint.CheckpointError(f"{location}: not a checkpoint of elman train")
-    allowed = {"steps", "epochs", "every"}
+    allowed = {"steps", "epochs", "every", "on_nonfinite"}
     bad = set(overrides) - allowed
     if bad:
         raise ValueError(f"resume: cannot change {', '.join(sorted(bad))} of a run")
@@ -292,6 +321,15 @@ def run(trainer: Trainer, out: str, *, log=print, progress=True, threads=None) -
                 _checkpoint_and_report(trainer, out, log, bar)
         if stop:  # interrupted during the last step
             raise KeyboardInterrupt
+    except NonFiniteStop as err:
+        if err.consistent:  # nothing was updated: the state before this step is whole
+            path = trainer.save(out)
+            log(f"\nstopped: {err}\ncheckpoint of the last good step written to {path}; "
+                f"lower --lr or --clip, or pass --on-nonfinite skip")
+        else:
+            log(f"\nstopped: {err}\nthe update made parameters non-finite, so nothing was "
+                f"saved; the last checkpoint in {out} is from before it")
+        raise
     except KeyboardInterrupt:
         path = trainer.save(out)
         log(f"\ninterrupted at step {trainer.step}; checkpoint written to {path} "
