@@ -659,6 +659,28 @@ cdef int _model_shape(elman_model_shape *m, T, B, I, H, O, int nonlinearity, int
     return 0
 
 
+cdef int _step_buffers(str where, Py_ssize_t n_params_buf, Py_ssize_t n_grads,
+                       Py_ssize_t n_hs, Py_ssize_t n_Y, Py_ssize_t n_dA, Py_ssize_t n_x,
+                       Py_ssize_t n_ids, Py_ssize_t n_y_ids, Py_ssize_t n_y_values, T, B, I,
+                       H, O, bint use_ids, int loss, bint last_step_only) except -1:
+    """The buffer lengths of a training step: every one exactly what the sizes say."""
+    if T < 1 or B < 1:
+        raise ValueError(f"{where} needs T >= 1 and B >= 1, got T={T}, B={B}")
+    N = B if last_step_only else T * B
+    n_params = I * H + H * H + H + H * O + O
+    _need(n_params_buf, n_params, "params")
+    _need(n_grads, n_params, "grads")
+    _need(n_hs, (T + 1) * B * H, "hs")
+    _need(n_Y, N * O, "Y")
+    _need(n_dA, T * B * H, "dA")
+    _rnn_inputs(n_x, n_ids, use_ids, T, B, I)
+    if loss == 0:
+        _need(n_y_ids, N, "y")
+    else:
+        _need(n_y_values, N * O, "y")
+    return 0
+
+
 def model_forward(floating[::1] Y, floating[::1] hs, const floating[::1] x,
                   const int64_t[::1] ids, const floating[::1] params,
                   T, B, I, H, O, int nonlinearity, bint use_ids):
@@ -692,20 +714,9 @@ def model_forward_backward(floating[::1] grads, floating[::1] dh0, floating[::1]
     is an upstream gradient on H_T."""
     cdef elman_model_shape m
     _model_shape(&m, T, B, I, H, O, nonlinearity, loss, reduction, last_step_only)
-    if T < 1 or B < 1:
-        raise ValueError(f"model_forward_backward needs T >= 1 and B >= 1, got T={T}, B={B}")
-    N = B if last_step_only else T * B
-    n_params = I * H + H * H + H + H * O + O
-    _need(params.shape[0], n_params, "params")
-    _need(grads.shape[0], n_params, "grads")
-    _need(hs.shape[0], (T + 1) * B * H, "hs")
-    _need(Y.shape[0], N * O, "Y")
-    _need(dA.shape[0], T * B * H, "dA")
-    _rnn_inputs(x.shape[0], ids.shape[0], use_ids, T, B, I)
-    if loss == 0:
-        _need(y_ids.shape[0], N, "y")
-    else:
-        _need(y_values.shape[0], N * O, "y")
+    _step_buffers("model_forward_backward", params.shape[0], grads.shape[0], hs.shape[0],
+                  Y.shape[0], dA.shape[0], x.shape[0], ids.shape[0], y_ids.shape[0],
+                  y_values.shape[0], T, B, I, H, O, use_ids, loss, last_step_only)
     # Pointers are taken here, with plain ifs: no memoryview temporaries in the nogil block.
     cdef floating *dh0p = NULL
     if _optional(dh0.shape[0], B * H, "dh0"):
@@ -784,20 +795,10 @@ def model_train_step(floating[::1] params, floating[::1] grads, floating[::1] st
     (nothing written), 2 the gradient norm (nothing updated), 3 the update (applied)."""
     cdef elman_model_shape m
     _model_shape(&m, T, B, I, H, O, nonlinearity, loss, reduction, last_step_only)
-    if T < 1 or B < 1:
-        raise ValueError(f"model_train_step needs T >= 1 and B >= 1, got T={T}, B={B}")
-    N = B if last_step_only else T * B
+    _step_buffers("model_train_step", params.shape[0], grads.shape[0], hs.shape[0],
+                  Y.shape[0], dA.shape[0], x.shape[0], ids.shape[0], y_ids.shape[0],
+                  y_values.shape[0], T, B, I, H, O, use_ids, loss, last_step_only)
     n_params = I * H + H * H + H + H * O + O
-    _need(params.shape[0], n_params, "params")
-    _need(grads.shape[0], n_params, "grads")
-    _need(hs.shape[0], (T + 1) * B * H, "hs")
-    _need(Y.shape[0], N * O, "Y")
-    _need(dA.shape[0], T * B * H, "dA")
-    _rnn_inputs(x.shape[0], ids.shape[0], use_ids, T, B, I)
-    if loss == 0:
-        _need(y_ids.shape[0], N, "y")
-    else:
-        _need(y_values.shape[0], N * O, "y")
     cdef elman_optimizer o
     if kind == "adagrad":
         o.kind = ELMAN_OPT_ADAGRAD

@@ -622,6 +622,20 @@ def model_forward_backward(params, grads, x, y, h0=None, *, input_size, hidden_s
                                    loss, reduction, bool(last_step_only), dh0, dh_T=dh_T)
 
 
+def _step_workspace(ws, dt, T, B, I, H, O, last_step_only, h0):
+    """The training step's buffers in the dict ``ws`` (hs, Y, dA), made when the shapes
+    change and reused otherwise; returns hs with h0 (zeros if None) in hs[0]."""
+    key = (dt, T, B, I, H, O, last_step_only)
+    if ws.get("key") != key:
+        N = B if last_step_only else T * B
+        ws.update(key=key, hs=np.empty((T + 1, B, H), dt), Y=np.empty(N * O, dt),
+                  dA=np.empty(T * B * H, dt))
+        ws["allocations"] = ws.get("allocations", 0) + 1
+    hs = ws["hs"]
+    hs[0] = 0 if h0 is None else h0
+    return hs
+
+
 def _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl, nonlinearity, loss,
                             reduction, last_step_only, dh0=None, workspace=None, dh_T=None):
     """Unchecked: the caller has validated everything; h0 None means zeros. ``workspace`` is
@@ -634,18 +648,10 @@ def _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl, nonlin
             params, grads, x, y, h0, input_size=I, hidden_size=H, output_size=O,
             nonlinearity=nonlinearity, loss=loss, reduction=reduction,
             last_step_only=last_step_only, dh0=dh0, dh_T=dh_T)
-    T, B = x.shape[:2]
-    dt = params.dtype
-    N = B if last_step_only else T * B
     ws = workspace if workspace is not None else {}
-    key = (dt, T, B, I, H, O, last_step_only)
-    if ws.get("key") != key:
-        ws.update(key=key, hs=np.empty((T + 1, B, H), dt), Y=np.empty(N * O, dt),
-                  dA=np.empty(T * B * H, dt))
-        ws["allocations"] = ws.get("allocations", 0) + 1
-    hs = ws["hs"]
-    hs[0] = 0 if h0 is None else h0
-    e = _empty(dt)
+    hs = _step_workspace(ws, params.dtype, x.shape[0], x.shape[1], I, H, O, last_step_only, h0)
+    T, B = x.shape[:2]
+    e = _empty(params.dtype)
     held = _threads.hold()
     try:
         value = _core.model_forward_backward(
@@ -764,18 +770,10 @@ def _model_train_step(params, grads, x, is_ids, y, h0, I, H, O, nl, loss, reduct
     """Unchecked, C backend only: one fused training step over the model's workspace with
     the settings of ``opt`` (an Adagrad or SGD; its step count is not changed here).
     Returns (loss, gradient norm or None, stage, hs); stage as _core.model_train_step."""
-    T, B = x.shape[:2]
-    dt = params.dtype
-    N = B if last_step_only else T * B
     ws = workspace
-    key = (dt, T, B, I, H, O, last_step_only)
-    if ws.get("key") != key:
-        ws.update(key=key, hs=np.empty((T + 1, B, H), dt), Y=np.empty(N * O, dt),
-                  dA=np.empty(T * B * H, dt))
-        ws["allocations"] = ws.get("allocations", 0) + 1
-    hs = ws["hs"]
-    hs[0] = 0 if h0 is None else h0
-    e = _empty(dt)
+    hs = _step_workspace(ws, params.dtype, x.shape[0], x.shape[1], I, H, O, last_step_only, h0)
+    T, B = x.shape[:2]
+    e = _empty(params.dtype)
     adagrad = hasattr(opt, "state")
     state = opt.state if adagrad else opt.momentum_buffer
     clip, max_norm = opt.clip_value, opt.max_grad_norm
