@@ -4,7 +4,8 @@ or raises a clear Python exception; none crashes the process (a crash fails the 
 test_bad_input.py changes one thing at a time, systematically; here hypothesis changes one
 to three arguments at once, each in one of many ways (dtypes from bool to object, float16
 and complex, 0-size and extra dimensions, negative strides, broadcast and transposed views,
-read-only memory, NaN and infinities, aliasing one argument to another)."""
+a leading dimension beyond 2**31 (a broadcast view, no memory behind it), read-only memory,
+NaN and infinities, aliasing one argument to another)."""
 import os
 import warnings
 
@@ -41,6 +42,11 @@ def mutate(a, how, other, draw):
         return a.T
     if how == "broadcast":
         return np.broadcast_to(a[:1] if a.ndim else a, a.shape)
+    if how == "huge_leading_dim" and a.ndim and a.size and a.dtype.kind == "f":
+        # a view with no memory behind it; float inputs are never copied, so this checks the
+        # size arithmetic (ids and targets are copied privately: a huge view of those would
+        # really allocate, as NumPy would)
+        return np.broadcast_to(a[:1], (2**31 + 3,) + a.shape[1:])
     if how == "read_only":
         b = a.copy()
         b.flags.writeable = False
@@ -62,7 +68,8 @@ def mutate(a, how, other, draw):
 
 
 HOWS = ["dtype", "empty", "extra_dim", "drop_dim", "negative_stride", "transpose",
-        "broadcast", "read_only", "nonfinite", "huge_values", "alias", "scalar", "list"]
+        "broadcast", "huge_leading_dim", "read_only", "nonfinite", "huge_values", "alias",
+        "scalar", "list"]
 
 
 # ELMAN_FUZZ_EXAMPLES=20000 for a longer hunt
