@@ -659,6 +659,23 @@ cdef int _model_shape(elman_model_shape *m, T, B, I, H, O, int nonlinearity, int
     return 0
 
 
+cdef inline void _step_pointers(const floating[::1] x, const int64_t[::1] ids,
+                                const int64_t[::1] y_ids, const floating[::1] y_values,
+                                bint use_ids, int loss, const floating **xp,
+                                const elman_int **idp, const elman_int **yidp,
+                                const floating **yvp) noexcept:
+    """The input (dense x or token ids) and targets (class ids or values) a training step
+    reads; the buffers not used stay NULL. Lengths were checked by _step_buffers."""
+    if use_ids:
+        idp[0] = _ip(ids)
+    else:
+        xp[0] = _cp(x)
+    if loss == 0:
+        yidp[0] = _ip(y_ids)
+    else:
+        yvp[0] = _cp(y_values)
+
+
 cdef int _step_buffers(str where, Py_ssize_t n_params_buf, Py_ssize_t n_grads,
                        Py_ssize_t n_hs, Py_ssize_t n_Y, Py_ssize_t n_dA, Py_ssize_t n_x,
                        Py_ssize_t n_ids, Py_ssize_t n_y_ids, Py_ssize_t n_y_values, T, B, I,
@@ -726,16 +743,9 @@ def model_forward_backward(floating[::1] grads, floating[::1] dh0, floating[::1]
         dhTp = _cp(dh_T)
     cdef const floating *xp = NULL
     cdef const elman_int *idp = NULL
-    if use_ids:
-        idp = _ip(ids)
-    else:
-        xp = _cp(x)
     cdef const elman_int *yidp = NULL
     cdef const floating *yvp = NULL
-    if loss == 0:
-        yidp = _ip(y_ids)
-    else:
-        yvp = _cp(y_values)
+    _step_pointers(x, ids, y_ids, y_values, use_ids, loss, &xp, &idp, &yidp, &yvp)
     cdef floating *gp = _p(grads)
     cdef floating *hsp = _p(hs)
     cdef floating *Yp = _p(Y)
@@ -818,16 +828,9 @@ def model_train_step(floating[::1] params, floating[::1] grads, floating[::1] st
     cdef floating *sp = _p(state) if state.shape[0] > 0 else NULL
     cdef const floating *xp = NULL
     cdef const elman_int *idp = NULL
-    if use_ids:
-        idp = _ip(ids)
-    else:
-        xp = _cp(x)
     cdef const elman_int *yidp = NULL
     cdef const floating *yvp = NULL
-    if loss == 0:
-        yidp = _ip(y_ids)
-    else:
-        yvp = _cp(y_values)
+    _step_pointers(x, ids, y_ids, y_values, use_ids, loss, &xp, &idp, &yidp, &yvp)
     cdef floating *pp = _p(params)
     cdef floating *gp = _p(grads)
     cdef floating *hsp = _p(hs)

@@ -103,6 +103,17 @@ def _grad_transform_args(where, clip_value, grad_scale):
     return clip_value, grad_scale
 
 
+def _update_buffers(where, param, grad, state):
+    """param (written), grad and state (written) of an elementwise optimizer update: float
+    arrays of one dtype and shape, the outputs sharing memory with nothing else."""
+    param = float_array(param, "param", where=where, writable=True)
+    grad = float_array(grad, "grad", where=where, dtype=param.dtype)
+    state = float_array(state, "state", where=where, dtype=param.dtype, writable=True)
+    same_shape(where, "param", param, grad=grad, state=state)
+    no_overlap(where, {"param": param, "state": state}, {"grad": grad})
+    return param, grad, state
+
+
 def adagrad_update(param, grad, state, *, lr, step, lr_decay=0.0, weight_decay=0.0,
                    eps=1e-10, eps_placement="outside", maximize=False, clip_value=None,
                    grad_scale=1.0):
@@ -123,11 +134,7 @@ def adagrad_update(param, grad, state, *, lr, step, lr_decay=0.0, weight_decay=0
     param and state have then been updated all the same.
     """
     where = "adagrad_update"
-    param = float_array(param, "param", where=where, writable=True)
-    grad = float_array(grad, "grad", where=where, dtype=param.dtype)
-    state = float_array(state, "state", where=where, dtype=param.dtype, writable=True)
-    same_shape(where, "param", param, grad=grad, state=state)
-    no_overlap(where, {"param": param, "state": state}, {"grad": grad})
+    param, grad, state = _update_buffers(where, param, grad, state)
     lr = real(lr, "lr", where=where, minimum=0)
     step = positive_int(step, "step", where=where, maximum=2**62)
     lr_decay = real(lr_decay, "lr_decay", where=where, minimum=0)
@@ -191,11 +198,7 @@ def proximal_adagrad_update(param, grad, state, *, lr, l1=0.0, l2=0.0, grad_scal
     positive (TensorFlow uses 0.1). Raises NonFiniteError as adagrad_update does.
     """
     where = "proximal_adagrad_update"
-    param = float_array(param, "param", where=where, writable=True)
-    grad = float_array(grad, "grad", where=where, dtype=param.dtype)
-    state = float_array(state, "state", where=where, dtype=param.dtype, writable=True)
-    same_shape(where, "param", param, grad=grad, state=state)
-    no_overlap(where, {"param": param, "state": state}, {"grad": grad})
+    param, grad, state = _update_buffers(where, param, grad, state)
     lr = real(lr, "lr", where=where, minimum=0)
     l1 = real(l1, "l1", where=where, minimum=0)
     l2 = real(l2, "l2", where=where, minimum=0)

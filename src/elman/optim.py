@@ -66,7 +66,12 @@ def _grad_scale(grads, max_grad_norm, where):
     """Scale folding global-norm clipping into the update, and the norm before clipping."""
     if max_grad_norm is None:
         return 1.0, None
-    norm = math.sqrt(kernels.sum_squares(grads))
+    return _clip_scale(kernels.sum_squares(grads), max_grad_norm, where)
+
+
+def _clip_scale(sum_of_squares, max_grad_norm, where):
+    """(clipping coefficient, norm) from the gradient's sum of squares."""
+    norm = math.sqrt(sum_of_squares)
     if not math.isfinite(norm):
         raise NonFiniteError(f"{where}: the gradient norm is {norm}; nothing was updated")
     # torch.nn.utils.clip_grad_norm_: coefficient max_norm / (norm + 1e-6), capped at 1
@@ -199,14 +204,9 @@ class Adagrad:
         if self.max_grad_norm is None:
             scale, self.last_grad_norm = 1.0, None
         else:  # the norm over the used rows and the rest: the unused rows add nothing
-            used = np.unique(ids)
-            rows = self.grads[:k].reshape(V, H)[used]
+            rows = self.grads[:k].reshape(V, H)[np.unique(ids)]
             ss = kernels.sum_squares(rows) + kernels.sum_squares(self.grads[k:])
-            norm = math.sqrt(ss)
-            if not math.isfinite(norm):
-                raise NonFiniteError(f"{where}: the gradient norm is {norm}; nothing was "
-                                     f"updated")
-            scale, self.last_grad_norm = min(1.0, self.max_grad_norm / (norm + 1e-6)), norm
+            scale, self.last_grad_norm = _clip_scale(ss, self.max_grad_norm, where)
         self.steps += 1
         settings = dict(lr=self.lr, step=self.steps, lr_decay=self.lr_decay,
                         weight_decay=self.weight_decay, eps=self.eps,
