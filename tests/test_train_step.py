@@ -119,3 +119,12 @@ def test_arguments_are_checked():
         elman.train_step(m, elman.Adagrad(other), x, x)
     with pytest.raises(ValueError):
         elman.train_step(m, elman.Adagrad(m), x, np.full((3, 2), 7))
+
+
+def test_grad_h0_is_not_left_stale_by_a_fused_step():
+    m = elman.ElmanRNN(5, 4, 5)
+    x = np.zeros((3, 2), np.int64)
+    m.forward_backward(x, x)
+    assert m.grad_h0 is not None
+    elman.train_step(m, elman.Adagrad(m), x, x)
+    assert m.grad_h0 is None

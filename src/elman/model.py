@@ -345,7 +345,7 @@ class ElmanRNN:
     def grad_h0(self):
         """The gradient of the last forward_backward's loss with respect to its h0,
         (1, B, H), read-only and valid until the next call (copy it to keep it); None before
-        any call."""
+        any call and after elman.train_step (which does not compute it)."""
         g = getattr(self, "_grad_h0", None)
         if g is None:
             return None

@@ -51,6 +51,7 @@ def _train_step(where, model, opt, x, y, h0, loss, reduction, last_step_only, ba
                 h_out):
     x, is_ids, y, h0, h_out, ws = model._step_inputs(
         where, x, y, h0, loss, reduction, last_step_only, batch_first, h_out)
+    model._grad_h0 = None  # not computed by the fused step: no stale value from an earlier call
     last_step_only = bool(last_step_only)
     if not kernels._use_c() or getattr(opt, "sparse_rows", False):
         # the reference, and the sparse-row update: the two calls, unfused
