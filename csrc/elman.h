@@ -206,11 +206,22 @@ int elman_act_backward_f64(double *dA, const double *dH, const double *y, elman_
  */
 typedef struct {
     elman_int T, B, I, H;
-    int nonlinearity;  /* elman_nonlinearity */
+    int nonlinearity;          /* elman_nonlinearity */
+    int reverse;               /* 1: run from step T down to step 1 (the backward direction
+                                  of a bidirectional layer) */
+    const elman_int *lengths;  /* (B,) or NULL: sequence b has lengths[b] valid steps,
+                                  1 <= lengths[b] <= T; the rest is padding */
 } elman_rnn_shape;
 
-/* Forward over T steps. hs (T+1, B, H): hs[0] holds h0 on entry; on return hs[t] = H_t for
- * t = 1..T. That is all the backward needs (f' is computed from H_t). */
+/* Forward over T steps. hs (T+1, B, H), the initial state and the T outputs:
+ *   forward direction: hs[0] = h0 on entry; on return hs[t] = H_t, t = 1..T.
+ *   reverse:           hs[T] = h0 on entry; on return hs[t-1] = H_t, computed from
+ *                      H_{t+1} (hs[t]), t = T..1. Its final state is hs[0].
+ * That is all the backward needs (f' is computed from H_t).
+ * With lengths, a padded step leaves the state as it was (H_t = H_{t-1}, or H_{t+1} in
+ * reverse), so the forward direction's final state hs[T] is each sequence's H at its own
+ * length, and the reverse direction starts each sequence from h0 at its own last step
+ * (torch's PackedSequence semantics). */
 int elman_rnn_forward_f32(float *hs, const float *x, const elman_int *ids,
                           const float *W_xh, const float *W_hh, const float *b_h,
                           const elman_rnn_shape *shape);
@@ -224,6 +235,9 @@ int elman_rnn_forward_f64(double *hs, const double *x, const elman_int *ids,
  *   dA_t  = (dH_t + dA_{t+1} @ W_hh^T) * f'(A_t)      into dA (T, B, H); dA may equal dH
  *   dW_hh = sum_t H_{t-1}^T dA_t    dW_xh = sum_t X_t^T dA_t    db_h = sum_t dA_t
  *   dh0   = dA_1 @ W_hh^T   (if dh0)            dx_t = dA_t @ W_xh^T   (if dx; dense only)
+ * (in reverse, t+1 and t-1 trade places and dh0 = dA_T @ W_hh^T). dA, dH and dx are
+ * indexed by step, as x. With lengths, dH at padded steps is ignored, dA there is zero, and
+ * dh_T reaches each sequence where its final state was computed.
  * All outputs are overwritten. With ids, dW_xh is zeroed and the used rows scatter-added. */
 int elman_rnn_backward_f32(float *dW_xh, float *dW_hh, float *db_h, float *dh0, float *dx,
                            float *dA, const float *dH, const float *dh_T, const float *hs,
@@ -272,46 +286,82 @@ int elman_mse_f64(double *loss, double *dpred, const double *pred, const double 
                   elman_int n, double scale);
 
 /* ---------------------------------------------------------------------------------------
- * A whole model step (model.c): Elman layer + output projection + loss + BPTT, one call.
+ * A whole model step (model.c): stacked Elman layers + output projection + loss + BPTT, one
+ * call.
+ *
+ * L = num_layers layers of D = 2 (bidirectional) or 1 directions. Layer 0 reads the input
+ * (I features or ids); layer l > 0 reads the D*H outputs of layer l-1 (the directions'
+ * outputs concatenated, forward first, as torch), through dropout when training. The output
+ * projection reads the last layer's D*H outputs.
  *
  * Parameters live in one flat buffer, in this order (the layout the Python views share):
- *   W_xh (I, H) | W_hh (H, H) | b_h (H,) | W_hy (H, O) | b_y (O,)
- * and the gradients in a flat buffer of the same layout.
+ *   for l in 0..L-1, for d in 0..D-1:  W_xh (I_l, H) | W_hh (H, H) | b_h (H,)
+ *   then                                W_hy (D*H, O) | b_y (O,)
+ * with I_0 = I and I_l = D*H; one layer, one direction is W_xh | W_hh | b_h | W_hy | b_y.
+ * The gradients are a flat buffer of the same layout.
+ *
+ * States: hs holds (L*D, T+1, B, H), one elman_rnn_forward slab per layer and direction
+ * (index l*D + d), each with its h0 and outputs where elman_rnn_forward puts them; dA holds
+ * (L*D, T, B, H); initial and final states, dh0 and dh_T are (L*D, B, H), as torch's h_n.
+ *
+ * Dropout (probability p, between layers, when training: forward_backward and train_step;
+ * never in elman_model_forward): element e (t, b, j) of layer l's output is kept, and scaled
+ * by 1/(1-p), when u >= p, u = (mix64(seed + ((l << 48) | e) * 0x9E3779B97F4A7C15) >> 11)
+ * * 2^-53, mix64 the splitmix64 output function. The same seed gives the same masks.
+ *
+ * Lengths (shape.rnn.lengths): padded steps give no loss, no gradient, and no output (their
+ * rows of Y are zero); "mean" averages over the valid steps; with last_step_only the output
+ * of step lengths[b] is the one scored.
  */
 enum { ELMAN_LOSS_XENT = 0, ELMAN_LOSS_MSE = 1 };
 enum { ELMAN_REDUCE_MEAN = 0, ELMAN_REDUCE_SUM = 1 };
 
 typedef struct {
-    elman_rnn_shape rnn;  /* T, B, I, H, nonlinearity */
+    elman_rnn_shape rnn;  /* T, B, I, H, nonlinearity, lengths (reverse is ignored) */
     elman_int O;
     int loss;             /* ELMAN_LOSS_* */
     int reduction;        /* ELMAN_REDUCE_* */
     int last_step_only;   /* loss on the final step only (sequence classification) */
+    elman_int num_layers; /* L >= 1 (0 is read as 1) */
+    int bidirectional;    /* 0 or 1 */
+    double dropout;       /* p in [0, 1) */
+    uint64_t dropout_seed;
 } elman_model_shape;
 
 /* Number of parameters of the layout above, or -1 when it overflows. */
 elman_int elman_model_num_params(const elman_model_shape *shape);
 
-/* Y (T, B, O) = outputs of every step; hs (T+1, B, H) as in elman_rnn_forward. */
-int elman_model_forward_f32(float *Y, float *hs, const float *x, const elman_int *ids,
-                            const float *params, const elman_model_shape *shape);
-int elman_model_forward_f64(double *Y, double *hs, const double *x, const elman_int *ids,
-                            const double *params, const elman_model_shape *shape);
+/* Bytes of the workspace `work` the model kernels need for this shape (for real_bytes =
+ * sizeof(float) or sizeof(double)): the concatenated or dropped-out layer inputs, their
+ * gradients and the gathered rows of a variable-length loss. 0 for one unidirectional
+ * layer without lengths, when work may be NULL. -1 when the size overflows. work must be
+ * aligned to 8 bytes. */
+elman_int elman_model_work_bytes(const elman_model_shape *shape, int real_bytes);
 
-/* Forward, loss and full BPTT. Outputs: *loss, grads (overwritten, flat layout), dh0 (B, H)
- * or NULL. Workspace: hs (T+1, B, H) with h0 in hs[0] (and H_T in hs[T] on return),
- * Y (N, O) with N = B if last_step_only else T*B, dA (T, B, H).
- * Targets: y_ids (N,) class ids for cross-entropy, y_values (N, O) for MSE.
- * dh_T (B, H) or NULL: a gradient arriving on the final state from outside (a model
+/* Y (T, B, O) = outputs of every step; hs (L*D, T+1, B, H) as above. */
+int elman_model_forward_f32(float *Y, float *hs, void *work, const float *x,
+                            const elman_int *ids, const float *params,
+                            const elman_model_shape *shape);
+int elman_model_forward_f64(double *Y, double *hs, void *work, const double *x,
+                            const elman_int *ids, const double *params,
+                            const elman_model_shape *shape);
+
+/* Forward, loss and full BPTT. Outputs: *loss, grads (overwritten, flat layout), dh0
+ * (L*D, B, H) or NULL. Workspace: hs (L*D, T+1, B, H) with the initial states in place (and
+ * the final ones on return), Y (N, O) with N = B if last_step_only else T*B, dA
+ * (L*D, T, B, H), work (elman_model_work_bytes).
+ * Targets: y_ids (N,) class ids for cross-entropy, y_values (N, O) for MSE (padded steps'
+ * targets are not read).
+ * dh_T (L*D, B, H) or NULL: a gradient arriving on the final states from outside (a model
  * chained after this one), added to the loss's. */
 int elman_model_forward_backward_f32(double *loss, float *grads, float *dh0,
-                                     float *hs, float *Y, float *dA,
+                                     float *hs, float *Y, float *dA, void *work,
                                      const float *x, const elman_int *ids,
                                      const elman_int *y_ids, const float *y_values,
                                      const float *dh_T, const float *params,
                                      const elman_model_shape *shape);
 int elman_model_forward_backward_f64(double *loss, double *grads, double *dh0,
-                                     double *hs, double *Y, double *dA,
+                                     double *hs, double *Y, double *dA, void *work,
                                      const double *x, const elman_int *ids,
                                      const elman_int *y_ids, const double *y_values,
                                      const double *dh_T, const double *params,
@@ -336,21 +386,25 @@ typedef struct {
  * when the gradient norm is not (nothing updated), or when the update made a parameter
  * non-finite (update applied). */
 int elman_model_train_step_f32(double *loss, double *grad_norm, float *params, float *grads,
-                               float *state, float *hs, float *Y, float *dA, const float *x,
+                               float *state, float *hs, float *Y, float *dA, void *work,
+                               const float *x,
                                const elman_int *ids, const elman_int *y_ids,
                                const float *y_values, const elman_model_shape *shape,
                                const elman_optimizer *opt);
 int elman_model_train_step_f64(double *loss, double *grad_norm, double *params, double *grads,
                                double *state, double *hs, double *Y, double *dA,
-                               const double *x, const elman_int *ids, const elman_int *y_ids,
+                               void *work, const double *x, const elman_int *ids, const elman_int *y_ids,
                                const double *y_values, const elman_model_shape *shape,
                                const elman_optimizer *opt);
 
-/* Generation, one token at a time, for a model whose outputs are its input ids (O <= I):
- *   h = f(W_xh[id] + b_h + h @ W_hh);  z = h @ W_hy + b_y;  id ~ softmax(z / temperature)
+/* Generation, one token at a time, for a unidirectional model whose outputs are its input
+ * ids (O <= I):
+ *   h_0 = f(W_xh[id] + b_h + h_0 @ W_hh);  h_l = f(h_{l-1} @ W_xh_l + b_h_l + h_l @ W_hh_l)
+ *   z = h_{L-1} @ W_hy + b_y;  id ~ softmax(z / temperature)
  * starting from id = first; temperature 0 takes the argmax. Writes n ids to out, leaves
- * the final state in h and advances *rng (splitmix64; seed it with any value). Reads only
- * I, H, O and nonlinearity from the shape. work holds H + O values. */
+ * the final states in h (L, H) and advances *rng (splitmix64; seed it with any value).
+ * Reads only I, H, O, nonlinearity, num_layers and bidirectional (which must be 0) from
+ * the shape; no dropout. work holds H + O values. */
 int elman_model_sample_f32(elman_int *out, float *h, float *work, uint64_t *rng, elman_int n,
                            elman_int first, double temperature, const float *params,
                            const elman_model_shape *shape);

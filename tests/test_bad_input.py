@@ -270,7 +270,13 @@ def test_byte_swapped_float_is_rejected(any_backend):
 def test_wrong_ndim(any_backend, spec, arg, how):
     args = make(spec)
     a = args[arg]
-    args[arg] = np.ascontiguousarray(a[None] if how == "extra_axis" else a[0])
+    if how == "extra_axis" and spec.startswith("model_") and arg in ("h0", "dh0", "dh_T"):
+        # (1, B, H) is the (num_layers * directions, B, H) form of a one-layer model's
+        # states: accepted. Two layers' worth is not.
+        a = np.concatenate([a[None], a[None]])
+        how = "drop_axis_kept"
+    args[arg] = np.ascontiguousarray(a[None] if how == "extra_axis" else
+                                     a if how == "drop_axis_kept" else a[0])
     with pytest.raises(ValueError, match=names(arg)):
         call(spec, args)
 
@@ -1344,58 +1350,70 @@ CORE_CASES = [
     ("mse-target-short", "C.mse(E, f64(3), f64(2), 1.)", "raises"),
     ("mse-dpred-wrong", "C.mse(f64(2), f64(3), f64(3), 1.)", "raises"),
     ("mse-scale-negative", "C.mse(E, f64(3), f64(3), -1.)", "raises"),
-    # model_forward(Y, hs, x, ids, params, T, B, I, H, O, nl, use_ids): T=B=1, I=2, H=3, O=2
-    # -> params 2*3 + 9 + 3 + 6 + 2 = 26
-    ("model_forward-ok", "C.model_forward(f64(2), f64(6), E, i64(1), f64(26), 1, 1, 2, 3, 2, 0,"
-                         " True)", "survives"),
-    ("model_forward-params-short", "C.model_forward(f64(2), f64(6), E, i64(1), f64(25), 1, 1, 2,"
-                                   " 3, 2, 0, True)", "raises"),
-    ("model_forward-Y-short", "C.model_forward(f64(1), f64(6), E, i64(1), f64(26), 1, 1, 2, 3, 2,"
-                              " 0, True)", "raises"),
-    ("model_forward-hs-short", "C.model_forward(f64(2), f64(3), E, i64(1), f64(26), 1, 1, 2, 3,"
-                               " 2, 0, True)", "raises"),
-    ("model_forward-id-out-of-range", "C.model_forward(f64(2), f64(6), E, i64(2), f64(26), 1, 1,"
-                                      " 2, 3, 2, 0, True)", "raises"),
-    ("model_forward-I-2**62-H-0", "C.model_forward(f64(1), E, E, i64(2**62 - 1), f64(1), 1, 1,"
-                                  " 2**62, 0, 1, 0, True)", "survives"),
-    ("model_forward-huge-O", "C.model_forward(E, E, E, i64(), E, 0, 0, 0, 0, 2**62, 0, True)",
-     "raises"),
-    # model_forward_backward(grads, dh0, hs, Y, dA, x, ids, y_ids, y_values, dh_T, params,
-    #                        T, B, I, H, O, nl, use_ids, loss, reduction, last_step_only)
-    ("model_fb-ok", "C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), E, i64(1),"
-                    " i64(1), E, E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0, False)", "survives"),
-    ("model_fb-T-0", "C.model_forward_backward(f64(26), E, f64(3), E, E, E, i64(), i64(), E, E,"
-                     " f64(26), 0, 1, 2, 3, 2, 0, True, 0, 0, False)", "raises"),
-    ("model_fb-grads-short", "C.model_forward_backward(f64(25), E, f64(6), f64(2), f64(3), E,"
-                             " i64(1), i64(1), E, E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0, False)",
-     "raises"),
-    ("model_fb-y-short", "C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), E, i64(1),"
-                         " i64(), E, E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0, False)", "raises"),
-    ("model_fb-y-out-of-range", "C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), E,"
-                                " i64(1), i64(2), E, E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0,"
-                                " False)", "raises"),
-    ("model_fb-y-values-short", "C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), E,"
-                                " i64(1), i64(), f64(1), E, f64(26), 1, 1, 2, 3, 2, 0, True, 1, 0,"
-                                " False)", "raises"),
-    ("model_fb-loss-5", "C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), E, i64(1),"
-                        " i64(), f64(2), E, f64(26), 1, 1, 2, 3, 2, 0, True, 5, 0, False)", "raises"),
-    ("model_fb-reduction-9", "C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), E,"
-                             " i64(1), i64(1), E, E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 9, False)",
-     "raises"),
-    ("model_fb-dh0-wrong", "C.model_forward_backward(f64(26), f64(2), f64(6), f64(2), f64(3), E,"
-                           " i64(1), i64(1), E, E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0, False)",
-     "raises"),
-    ("model_fb-dh_T-wrong", "C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), E,"
-                            " i64(1), i64(1), E, f64(2), f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0,"
-                            " False)", "raises"),
-    ("model_fb-last-step-Y-too-big", "C.model_forward_backward(f64(26), E, f64(9), f64(4),"
-                                     " f64(6), E, i64(1, 1), i64(1, 1), E, E, f64(26), 2, 1, 2, 3,"
-                                     " 2, 0, True, 0, 0, True)", "raises"),
-    ("model_fb-huge", "C.model_forward_backward(E, E, E, E, E, E, i64(), i64(), E, E, E, 2**62,"
-                      " 2**62, 2**62, 2**62, 2**62, 0, True, 0, 0, False)", "raises"),
-    ("model_fb-nan-params", "p = f64(26); p[-1] = math.nan; C.model_forward_backward(f64(26), E,"
-                            " f64(6), f64(2), f64(3), E, i64(1), i64(1), E, E, p, 1, 1, 2, 3, 2, 0,"
-                            " True, 0, 0, False)", "nonfinite"),
+    # model_forward(Y, hs, work, x, ids, params, T, B, I, H, O, nl, use_ids): T=B=1, I=2,
+    # H=3, O=2 -> params 2*3 + 9 + 3 + 6 + 2 = 26; U: an empty workspace (none needed)
+    # model_forward_backward(grads, dh0, hs, Y, dA, work, x, ids, y_ids, y_values, dh_T,
+    #                        params, T, B, I, H, O, nl, use_ids, loss, reduction, last)
+    ('model_forward-ok',
+     'C.model_forward(f64(2), f64(6), U, E, i64(1), f64(26), 1, 1, 2, 3, 2, 0, True)',
+     'survives'),
+    ('model_forward-params-short',
+     'C.model_forward(f64(2), f64(6), U, E, i64(1), f64(25), 1, 1, 2, 3, 2, 0, True)',
+     'raises'),
+    ('model_forward-Y-short',
+     'C.model_forward(f64(1), f64(6), U, E, i64(1), f64(26), 1, 1, 2, 3, 2, 0, True)',
+     'raises'),
+    ('model_forward-hs-short',
+     'C.model_forward(f64(2), f64(3), U, E, i64(1), f64(26), 1, 1, 2, 3, 2, 0, True)',
+     'raises'),
+    ('model_forward-id-out-of-range',
+     'C.model_forward(f64(2), f64(6), U, E, i64(2), f64(26), 1, 1, 2, 3, 2, 0, True)',
+     'raises'),
+    ('model_forward-I-2**62-H-0',
+     'C.model_forward(f64(1), E, U, E, i64(2**62 - 1), f64(1), 1, 1, 2**62, 0, 1, 0, True)',
+     'survives'),
+    ('model_forward-huge-O',
+     'C.model_forward(E, E, U, E, i64(), E, 0, 0, 0, 0, 2**62, 0, True)',
+     'raises'),
+    ('model_fb-ok',
+     'C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), U, E, i64(1), i64(1), E, E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0, False)',
+     'survives'),
+    ('model_fb-T-0',
+     'C.model_forward_backward(f64(26), E, f64(3), E, E, U, E, i64(), i64(), E, E, f64(26), 0, 1, 2, 3, 2, 0, True, 0, 0, False)',
+     'raises'),
+    ('model_fb-grads-short',
+     'C.model_forward_backward(f64(25), E, f64(6), f64(2), f64(3), U, E, i64(1), i64(1), E, E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0, False)',
+     'raises'),
+    ('model_fb-y-short',
+     'C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), U, E, i64(1), i64(), E, E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0, False)',
+     'raises'),
+    ('model_fb-y-out-of-range',
+     'C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), U, E, i64(1), i64(2), E, E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0, False)',
+     'raises'),
+    ('model_fb-y-values-short',
+     'C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), U, E, i64(1), i64(), f64(1), E, f64(26), 1, 1, 2, 3, 2, 0, True, 1, 0, False)',
+     'raises'),
+    ('model_fb-loss-5',
+     'C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), U, E, i64(1), i64(), f64(2), E, f64(26), 1, 1, 2, 3, 2, 0, True, 5, 0, False)',
+     'raises'),
+    ('model_fb-reduction-9',
+     'C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), U, E, i64(1), i64(1), E, E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 9, False)',
+     'raises'),
+    ('model_fb-dh0-wrong',
+     'C.model_forward_backward(f64(26), f64(2), f64(6), f64(2), f64(3), U, E, i64(1), i64(1), E, E, f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0, False)',
+     'raises'),
+    ('model_fb-dh_T-wrong',
+     'C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), U, E, i64(1), i64(1), E, f64(2), f64(26), 1, 1, 2, 3, 2, 0, True, 0, 0, False)',
+     'raises'),
+    ('model_fb-last-step-Y-too-big',
+     'C.model_forward_backward(f64(26), E, f64(9), f64(4), f64(6), U, E, i64(1, 1), i64(1, 1), E, E, f64(26), 2, 1, 2, 3, 2, 0, True, 0, 0, True)',
+     'raises'),
+    ('model_fb-huge',
+     'C.model_forward_backward(E, E, E, E, E, U, E, i64(), i64(), E, E, E, 2**62, 2**62, 2**62, 2**62, 2**62, 0, True, 0, 0, False)',
+     'raises'),
+    ('model_fb-nan-params',
+     'p = f64(26); p[-1] = math.nan; C.model_forward_backward(f64(26), E, f64(6), f64(2), f64(3), U, E, i64(1), i64(1), E, E, p, 1, 1, 2, 3, 2, 0, True, 0, 0, False)',
+     'nonfinite'),
 ]
 
 # A seeded random fuzz of the same functions: random sizes (including negative, 2**31, 2**40,
@@ -1421,6 +1439,23 @@ def buf(want, dt):
 def ids(want, hi):
     n = want if (0 <= want <= 4000 and rng.random() < 0.7) else int(rng.integers(0, 10))
     return rng.integers(-2, max(int(min(hi, 10)) + 2, 1), size=n).astype(np.int64)
+def stack(T, B, H):
+    """A random stack (layers, directions, dropout, seed), lengths and workspace: mostly
+    sound, sometimes not (lengths out of range or short, a short or misaligned workspace,
+    a dropout of 1 or NaN, a negative layer count)."""
+    L = int(rng.choice([1, 1, 2, 3, 0, -1]))
+    D = int(rng.choice([1, 2]))
+    p = float(rng.choice([0.0, 0.0, 0.5, 1.0, np.nan, -0.1]))
+    arch = (L, D == 2, p, int(rng.integers(0, 2**63)))
+    lens = None
+    if rng.random() < 0.4:
+        n = int(B) if (0 <= B <= 4000 and rng.random() < 0.8) else int(rng.integers(0, 5))
+        hi = int(T) if 0 <= T <= 4000 else 3
+        lens = rng.integers(-1, hi + 2, size=n).astype(np.int64)
+    r = rng.random()
+    nbytes = int(rng.integers(0, 20000)) if r < 0.7 else int(rng.integers(0, 64))
+    work = np.zeros(nbytes + 1, np.uint8)[1 if rng.random() < 0.2 else 0:]
+    return max(L, 1), D, arch, lens, work
 import warnings
 warnings.simplefilter("ignore")
 for it in range(N_FUZZ):
@@ -1452,18 +1487,21 @@ for it in range(N_FUZZ):
             C.softmax_xent(buf(prod(N, O), dt), buf(prod(N, O), dt), ids(int(N), O), N, O,
                            float(rng.choice([1.0, 0.5, -1.0, np.nan])))
         elif f == 5:
-            C.model_forward(buf(prod(T, B, O), dt), buf(prod(T + 1, B, H), dt),
+            L, D, arch, lens, work = stack(T, B, H)
+            C.model_forward(buf(prod(T, B, O), dt), buf(prod(L * D, T + 1, B, H), dt), work,
                             buf(prod(T, B, I), dt), ids(prod(T, B), I), buf(npar, dt),
-                            T, B, I, H, O, nl, use_ids)
+                            T, B, I, H, O, nl, use_ids, arch, lens)
         else:
             lso = bool(rng.random() < 0.3)
             NN = B if lso else prod(T, B)
+            L, D, arch, lens, work = stack(T, B, H)
             C.model_forward_backward(
-                buf(npar, dt), buf(prod(B, H), dt), buf(prod(T + 1, B, H), dt),
-                buf(prod(NN, O), dt), buf(prod(T, B, H), dt), buf(prod(T, B, I), dt),
-                ids(prod(T, B), I), ids(int(NN), O), buf(prod(NN, O), dt), buf(npar, dt),
+                buf(npar, dt), buf(prod(L * D, B, H), dt), buf(prod(L * D, T + 1, B, H), dt),
+                buf(prod(NN, O), dt), buf(prod(L * D, T, B, H), dt), work,
+                buf(prod(T, B, I), dt), ids(prod(T, B), I), ids(int(NN), O),
+                buf(prod(NN, O), dt), buf(prod(L * D, B, H), dt), buf(npar, dt),
                 T, B, I, H, O, nl, use_ids, int(rng.integers(-1, 3)), int(rng.integers(-1, 3)),
-                lso)
+                lso, arch, lens)
     except (ValueError, OverflowError, TypeError, FloatingPointError):
         pass
 '''
@@ -1476,12 +1514,13 @@ import numpy as np
 from elman import _core as C
 cases = json.loads(sys.stdin.read())
 E = np.zeros(0)
+U = np.zeros(0, np.uint8)
 def f64(n): return np.linspace(-1.0, 1.0, n)
 def f32(n): return f64(n).astype(np.float32)
 def i64(*v): return np.array(v, dtype=np.int64)
 for cid, code in cases:
     print(json.dumps({"start": cid}), flush=True)
-    ns = dict(np=np, math=math, C=C, E=E, f64=f64, f32=f32, i64=i64)
+    ns = dict(np=np, math=math, C=C, E=E, U=U, f64=f64, f32=f32, i64=i64)
     try:
         exec(code, ns)
         res = {"id": cid, "exc": None, "msg": ""}

@@ -88,6 +88,8 @@ cdef extern from "elman.h" nogil:
     ctypedef struct elman_rnn_shape:
         elman_int T, B, I, H
         int nonlinearity
+        int reverse
+        const elman_int *lengths
 
     int elman_rnn_forward_f32(float *, const float *, const elman_int *, const float *,
                               const float *, const float *, const elman_rnn_shape *)
@@ -122,17 +124,23 @@ cdef extern from "elman.h" nogil:
         elman_rnn_shape rnn
         elman_int O
         int loss, reduction, last_step_only
+        elman_int num_layers
+        int bidirectional
+        double dropout
+        uint64_t dropout_seed
 
-    int elman_model_forward_f32(float *, float *, const float *, const elman_int *,
+    elman_int elman_model_num_params(const elman_model_shape *)
+    elman_int elman_model_work_bytes(const elman_model_shape *, int)
+    int elman_model_forward_f32(float *, float *, void *, const float *, const elman_int *,
                                 const float *, const elman_model_shape *)
-    int elman_model_forward_f64(double *, double *, const double *, const elman_int *,
+    int elman_model_forward_f64(double *, double *, void *, const double *, const elman_int *,
                                 const double *, const elman_model_shape *)
     int elman_model_forward_backward_f32(double *, float *, float *, float *, float *, float *,
-                                         const float *, const elman_int *, const elman_int *,
-                                         const float *, const float *, const float *,
-                                         const elman_model_shape *)
+                                         void *, const float *, const elman_int *,
+                                         const elman_int *, const float *, const float *,
+                                         const float *, const elman_model_shape *)
     int elman_model_forward_backward_f64(double *, double *, double *, double *, double *,
-                                         double *, const double *, const elman_int *,
+                                         double *, void *, const double *, const elman_int *,
                                          const elman_int *, const double *, const double *,
                                          const double *, const elman_model_shape *)
 
@@ -145,11 +153,11 @@ cdef extern from "elman.h" nogil:
         elman_sgd_opts sgd
         double max_grad_norm
     int elman_model_train_step_f32(double *, double *, float *, float *, float *, float *,
-                                   float *, float *, const float *, const elman_int *,
+                                   float *, float *, void *, const float *, const elman_int *,
                                    const elman_int *, const float *, const elman_model_shape *,
                                    const elman_optimizer *)
     int elman_model_train_step_f64(double *, double *, double *, double *, double *, double *,
-                                   double *, double *, const double *, const elman_int *,
+                                   double *, double *, void *, const double *, const elman_int *,
                                    const elman_int *, const double *, const elman_model_shape *,
                                    const elman_optimizer *)
 
@@ -486,9 +494,17 @@ def act_backward(floating[::1] dA, const floating[::1] dH, const floating[::1] y
 
 # ---- Elman layer --------------------------------------------------------------------------
 
-cdef int _rnn_shape(elman_rnn_shape *r, T, B, I, H, int nonlinearity) except -1:
+cdef int _rnn_shape(elman_rnn_shape *r, T, B, I, H, int nonlinearity,
+                    const int64_t[::1] lengths=None, bint reverse=False) except -1:
+    """The shape struct; lengths (B,) or empty/None for full-length sequences (their values
+    are checked by the kernels)."""
     r.T = _size(T, "T"); r.B = _size(B, "B"); r.I = _size(I, "I"); r.H = _size(H, "H")
     r.nonlinearity = nonlinearity
+    r.reverse = reverse
+    r.lengths = NULL
+    if lengths is not None and lengths.shape[0] > 0:
+        _need(lengths.shape[0], B, "lengths")
+        r.lengths = _ip(lengths)
     return 0
 
 
@@ -502,10 +518,12 @@ cdef int _rnn_inputs(Py_ssize_t nx, Py_ssize_t nids, bint use_ids, T, B, I) exce
 
 def rnn_forward(floating[::1] hs, const floating[::1] x, const int64_t[::1] ids,
                 const floating[::1] W_xh, const floating[::1] W_hh, const floating[::1] b_h,
-                T, B, I, H, int nonlinearity, bint use_ids):
-    """hs (T+1, B, H): hs[0] = h0 in, H_t out. Input x (T, B, I) or ids (T, B)."""
+                T, B, I, H, int nonlinearity, bint use_ids,
+                const int64_t[::1] lengths=None, bint reverse=False):
+    """hs (T+1, B, H): h0 in (hs[0], or hs[T] in reverse), H_t out. Input x (T, B, I) or
+    ids (T, B); lengths (B,) or empty."""
     cdef elman_rnn_shape r
-    _rnn_shape(&r, T, B, I, H, nonlinearity)
+    _rnn_shape(&r, T, B, I, H, nonlinearity, lengths, reverse)
     _need(hs.shape[0], (T + 1) * B * H, "hs")
     _rnn_inputs(x.shape[0], ids.shape[0], use_ids, T, B, I)
     _need(W_xh.shape[0], I * H, "W_xh")
@@ -528,11 +546,12 @@ def rnn_backward(floating[::1] dW_xh, floating[::1] dW_hh, floating[::1] db_h,
                  const floating[::1] dH, const floating[::1] dh_T, const floating[::1] hs,
                  const floating[::1] x, const int64_t[::1] ids,
                  const floating[::1] W_xh, const floating[::1] W_hh,
-                 T, B, I, H, int nonlinearity, bint use_ids):
+                 T, B, I, H, int nonlinearity, bint use_ids,
+                 const int64_t[::1] lengths=None, bint reverse=False):
     """Overwrites dW_xh (I,H), dW_hh (H,H), db_h (H,), dh0 (B,H; optional), dx (T,B,I;
     optional, dense only) and dA (T,B,H; may be dH itself)."""
     cdef elman_rnn_shape r
-    _rnn_shape(&r, T, B, I, H, nonlinearity)
+    _rnn_shape(&r, T, B, I, H, nonlinearity, lengths, reverse)
     _rnn_inputs(x.shape[0], ids.shape[0], use_ids, T, B, I)
     _need(dW_xh.shape[0], I * H, "dW_xh")
     _need(dW_hh.shape[0], H * H, "dW_hh")
@@ -650,13 +669,55 @@ def mse(floating[::1] dpred, const floating[::1] pred, const floating[::1] targe
 # ---- whole model --------------------------------------------------------------------------
 
 cdef int _model_shape(elman_model_shape *m, T, B, I, H, O, int nonlinearity, int loss,
-                      int reduction, bint last_step_only) except -1:
-    _rnn_shape(&m.rnn, T, B, I, H, nonlinearity)
+                      int reduction, bint last_step_only, tuple arch=(1, False, 0.0, 0),
+                      const int64_t[::1] lengths=None) except -1:
+    """The shape struct; arch = (num_layers, bidirectional, dropout, dropout_seed)."""
+    _rnn_shape(&m.rnn, T, B, I, H, nonlinearity, lengths)
     m.O = _size(O, "O")
     m.loss = loss
     m.reduction = reduction
     m.last_step_only = last_step_only
+    m.num_layers = _size(arch[0], "num_layers")
+    m.bidirectional = 1 if arch[1] else 0
+    m.dropout = arch[2]
+    m.dropout_seed = arch[3]
+    if elman_model_num_params(m) < 0:
+        raise OverflowError("the model's parameter count overflows 64 bits")
     return 0
+
+
+cdef Py_ssize_t _slabs(const elman_model_shape *m):
+    return (m.num_layers if m.num_layers > 0 else 1) * (2 if m.bidirectional else 1)
+
+
+cdef void *_work(unsigned char[::1] work, const elman_model_shape *m, int real_bytes,
+                 str where) except? NULL:
+    """The workspace pointer, after checking its size (NULL when none is needed)."""
+    cdef elman_int want = elman_model_work_bytes(m, real_bytes)
+    if want < 0:
+        raise ValueError(f"{where}: invalid model shape (dropout, layers or sizes)")
+    _need(work.shape[0], want, "work")
+    return <void *>&work[0] if want > 0 else NULL
+
+
+def model_work_bytes(T, B, I, H, O, int loss, bint last_step_only, tuple arch,
+                     bint has_lengths, int real_bytes):
+    """Bytes of workspace the model kernels need for this shape."""
+    cdef elman_model_shape m
+    _model_shape(&m, T, B, I, H, O, 0, loss, 0, last_step_only, arch)
+    cdef elman_int one = 1
+    if has_lengths:
+        m.rnn.lengths = &one  # only whether it is NULL matters for the size
+    cdef elman_int n = elman_model_work_bytes(&m, real_bytes)
+    if n < 0:
+        raise ValueError("model_work_bytes: invalid model shape (dropout, layers or sizes)")
+    return n
+
+
+def model_num_params(I, H, O, tuple arch):
+    cdef elman_model_shape m
+    _model_shape(&m, 0, 0, I, H, O, 0, 0, 0, False, arch)
+    return elman_model_num_params(&m)
 
 
 cdef inline void _step_pointers(const floating[::1] x, const int64_t[::1] ids,
@@ -676,70 +737,78 @@ cdef inline void _step_pointers(const floating[::1] x, const int64_t[::1] ids,
         yvp[0] = _cp(y_values)
 
 
-cdef int _step_buffers(str where, Py_ssize_t n_params_buf, Py_ssize_t n_grads,
-                       Py_ssize_t n_hs, Py_ssize_t n_Y, Py_ssize_t n_dA, Py_ssize_t n_x,
-                       Py_ssize_t n_ids, Py_ssize_t n_y_ids, Py_ssize_t n_y_values, T, B, I,
-                       H, O, bint use_ids, int loss, bint last_step_only) except -1:
+cdef int _step_buffers(str where, const elman_model_shape *m, Py_ssize_t n_params_buf,
+                       Py_ssize_t n_grads, Py_ssize_t n_hs, Py_ssize_t n_Y, Py_ssize_t n_dA,
+                       Py_ssize_t n_x, Py_ssize_t n_ids, Py_ssize_t n_y_ids,
+                       Py_ssize_t n_y_values, bint use_ids) except -1:
     """The buffer lengths of a training step: every one exactly what the sizes say."""
+    T, B, I, H, O = m.rnn.T, m.rnn.B, m.rnn.I, m.rnn.H, m.O
     if T < 1 or B < 1:
         raise ValueError(f"{where} needs T >= 1 and B >= 1, got T={T}, B={B}")
-    N = B if last_step_only else T * B
-    n_params = I * H + H * H + H + H * O + O
+    N = B if m.last_step_only else T * B
+    n_params = elman_model_num_params(m)
     _need(n_params_buf, n_params, "params")
     _need(n_grads, n_params, "grads")
-    _need(n_hs, (T + 1) * B * H, "hs")
+    _need(n_hs, _slabs(m) * (T + 1) * B * H, "hs")
     _need(n_Y, N * O, "Y")
-    _need(n_dA, T * B * H, "dA")
+    _need(n_dA, _slabs(m) * T * B * H, "dA")
     _rnn_inputs(n_x, n_ids, use_ids, T, B, I)
-    if loss == 0:
+    if m.loss == 0:
         _need(n_y_ids, N, "y")
     else:
         _need(n_y_values, N * O, "y")
     return 0
 
 
-def model_forward(floating[::1] Y, floating[::1] hs, const floating[::1] x,
-                  const int64_t[::1] ids, const floating[::1] params,
-                  T, B, I, H, O, int nonlinearity, bint use_ids):
-    """Y (T, B, O) outputs; hs (T+1, B, H) with h0 in hs[0]."""
+def model_forward(floating[::1] Y, floating[::1] hs, unsigned char[::1] work,
+                  const floating[::1] x, const int64_t[::1] ids, const floating[::1] params,
+                  T, B, I, H, O, int nonlinearity, bint use_ids, tuple arch=(1, False, 0.0, 0),
+                  const int64_t[::1] lengths=None):
+    """Y (T, B, O) outputs; hs (L*D, T+1, B, H) with the initial states in place."""
     cdef elman_model_shape m
-    _model_shape(&m, T, B, I, H, O, nonlinearity, 0, 0, False)
+    _model_shape(&m, T, B, I, H, O, nonlinearity, 0, 0, False, arch, lengths)
     _need(Y.shape[0], T * B * O, "Y")
-    _need(hs.shape[0], (T + 1) * B * H, "hs")
+    _need(hs.shape[0], _slabs(&m) * (T + 1) * B * H, "hs")
     _rnn_inputs(x.shape[0], ids.shape[0], use_ids, T, B, I)
-    _need(params.shape[0], I * H + H * H + H + H * O + O, "params")
+    _need(params.shape[0], elman_model_num_params(&m), "params")
+    cdef void *wp = _work(work, &m, sizeof(floating), "model_forward")
     cdef const elman_int *idp = _ip(ids) if use_ids else NULL
     cdef int s
     with nogil:
         if floating is float:
-            s = elman_model_forward_f32(_p(Y), _p(hs), NULL if use_ids else _cp(x), idp,
+            s = elman_model_forward_f32(_p(Y), _p(hs), wp, NULL if use_ids else _cp(x), idp,
                                         _cp(params), &m)
         else:
-            s = elman_model_forward_f64(_p(Y), _p(hs), NULL if use_ids else _cp(x), idp,
+            s = elman_model_forward_f64(_p(Y), _p(hs), wp, NULL if use_ids else _cp(x), idp,
                                         _cp(params), &m)
     _check(s, "model_forward")
 
 
 def model_forward_backward(floating[::1] grads, floating[::1] dh0, floating[::1] hs,
-                           floating[::1] Y, floating[::1] dA, const floating[::1] x,
-                           const int64_t[::1] ids, const int64_t[::1] y_ids,
-                           const floating[::1] y_values, const floating[::1] dh_T,
-                           const floating[::1] params, T, B, I, H, O, int nonlinearity,
-                           bint use_ids, int loss, int reduction, bint last_step_only):
-    """Forward, loss, BPTT. Returns the loss; overwrites grads and dh0 (optional);
-    hs (T+1, B, H) holds h0 in hs[0] on entry and H_T in hs[T] on return; dh_T (optional)
-    is an upstream gradient on H_T."""
+                           floating[::1] Y, floating[::1] dA, unsigned char[::1] work,
+                           const floating[::1] x, const int64_t[::1] ids,
+                           const int64_t[::1] y_ids, const floating[::1] y_values,
+                           const floating[::1] dh_T, const floating[::1] params, T, B, I, H,
+                           O, int nonlinearity, bint use_ids, int loss, int reduction,
+                           bint last_step_only, tuple arch=(1, False, 0.0, 0),
+                           const int64_t[::1] lengths=None):
+    """Forward, loss, BPTT. Returns the loss; overwrites grads and dh0 (optional,
+    (L*D, B, H)); hs (L*D, T+1, B, H) holds the initial states on entry and the final ones
+    on return; dh_T (optional) is an upstream gradient on the final states."""
     cdef elman_model_shape m
-    _model_shape(&m, T, B, I, H, O, nonlinearity, loss, reduction, last_step_only)
-    _step_buffers("model_forward_backward", params.shape[0], grads.shape[0], hs.shape[0],
+    _model_shape(&m, T, B, I, H, O, nonlinearity, loss, reduction, last_step_only, arch,
+                 lengths)
+    _step_buffers("model_forward_backward", &m, params.shape[0], grads.shape[0], hs.shape[0],
                   Y.shape[0], dA.shape[0], x.shape[0], ids.shape[0], y_ids.shape[0],
-                  y_values.shape[0], T, B, I, H, O, use_ids, loss, last_step_only)
+                  y_values.shape[0], use_ids)
+    cdef void *wp = _work(work, &m, sizeof(floating), "model_forward_backward")
     # Pointers are taken here, with plain ifs: no memoryview temporaries in the nogil block.
+    cdef Py_ssize_t nstate = _slabs(&m) * B * H
     cdef floating *dh0p = NULL
-    if _optional(dh0.shape[0], B * H, "dh0"):
+    if _optional(dh0.shape[0], nstate, "dh0"):
         dh0p = _p(dh0)
     cdef const floating *dhTp = NULL
-    if _optional(dh_T.shape[0], B * H, "dh_T"):
+    if _optional(dh_T.shape[0], nstate, "dh_T"):
         dhTp = _cp(dh_T)
     cdef const floating *xp = NULL
     cdef const elman_int *idp = NULL
@@ -755,11 +824,11 @@ def model_forward_backward(floating[::1] grads, floating[::1] dh0, floating[::1]
     cdef int s
     with nogil:
         if floating is float:
-            s = elman_model_forward_backward_f32(&out, gp, dh0p, hsp, Yp, dAp, xp, idp, yidp,
-                                                 yvp, dhTp, pp, &m)
+            s = elman_model_forward_backward_f32(&out, gp, dh0p, hsp, Yp, dAp, wp, xp, idp,
+                                                 yidp, yvp, dhTp, pp, &m)
         else:
-            s = elman_model_forward_backward_f64(&out, gp, dh0p, hsp, Yp, dAp, xp, idp, yidp,
-                                                 yvp, dhTp, pp, &m)
+            s = elman_model_forward_backward_f64(&out, gp, dh0p, hsp, Yp, dAp, wp, xp, idp,
+                                                 yidp, yvp, dhTp, pp, &m)
     if s == ELMAN_ERR_NONFINITE:
         raise FloatingPointError(f"the loss is not finite ({out}); gradients were not computed")
     _check(s, "model_forward_backward")
@@ -768,12 +837,13 @@ def model_forward_backward(floating[::1] grads, floating[::1] dh0, floating[::1]
 
 def model_sample(int64_t[::1] out, floating[::1] h, floating[::1] work, uint64_t[::1] rng,
                  int64_t first, double temperature, const floating[::1] params, I, H, O,
-                 int nonlinearity):
-    """Generate out.shape[0] ids from `first`; h (H,) in/out, work (H + O,), rng (1,) in/out."""
+                 int nonlinearity, num_layers=1):
+    """Generate out.shape[0] ids from `first`; h (L, H) in/out, work (H + O,), rng (1,)
+    in/out."""
     cdef elman_model_shape m
-    _model_shape(&m, 0, 0, I, H, O, nonlinearity, 0, 0, False)
-    _need(params.shape[0], I * H + H * H + H + H * O + O, "params")
-    _need(h.shape[0], H, "h")
+    _model_shape(&m, 0, 0, I, H, O, nonlinearity, 0, 0, False, (num_layers, False, 0.0, 0))
+    _need(params.shape[0], elman_model_num_params(&m), "params")
+    _need(h.shape[0], m.num_layers * H, "h")
     _need(work.shape[0], H + O, "work")
     _need(rng.shape[0], 1, "rng")
     cdef Py_ssize_t n = out.shape[0]
@@ -799,16 +869,23 @@ def model_train_step(floating[::1] params, floating[::1] grads, floating[::1] st
                      bint use_ids, int loss, int reduction, bint last_step_only, str kind,
                      double lr, double lr_decay, double weight_decay, double eps,
                      double clip_value, int64_t step, bint eps_inside, bint maximize,
-                     double momentum, double max_grad_norm):
+                     double momentum, double max_grad_norm, tuple arch=(1, False, 0.0, 0),
+                     const int64_t[::1] lengths=None, unsigned char[::1] work=None):
     """Forward, BPTT, clipping and the update in one call. Returns (loss, grad_norm or nan,
     stage): stage 0 when all was finite, else the first stage that was not: 1 the loss
     (nothing written), 2 the gradient norm (nothing updated), 3 the update (applied)."""
     cdef elman_model_shape m
-    _model_shape(&m, T, B, I, H, O, nonlinearity, loss, reduction, last_step_only)
-    _step_buffers("model_train_step", params.shape[0], grads.shape[0], hs.shape[0],
+    _model_shape(&m, T, B, I, H, O, nonlinearity, loss, reduction, last_step_only, arch,
+                 lengths)
+    _step_buffers("model_train_step", &m, params.shape[0], grads.shape[0], hs.shape[0],
                   Y.shape[0], dA.shape[0], x.shape[0], ids.shape[0], y_ids.shape[0],
-                  y_values.shape[0], T, B, I, H, O, use_ids, loss, last_step_only)
-    n_params = I * H + H * H + H + H * O + O
+                  y_values.shape[0], use_ids)
+    cdef void *wp = NULL
+    if work is not None:
+        wp = _work(work, &m, sizeof(floating), "model_train_step")
+    elif elman_model_work_bytes(&m, sizeof(floating)) != 0:
+        raise ValueError("model_train_step: this shape needs a workspace")
+    n_params = elman_model_num_params(&m)
     cdef elman_optimizer o
     if kind == "adagrad":
         o.kind = ELMAN_OPT_ADAGRAD
@@ -840,10 +917,10 @@ def model_train_step(floating[::1] params, floating[::1] grads, floating[::1] st
     cdef int s
     with nogil:
         if floating is float:
-            s = elman_model_train_step_f32(&out, &norm, pp, gp, sp, hsp, Yp, dAp, xp, idp,
+            s = elman_model_train_step_f32(&out, &norm, pp, gp, sp, hsp, Yp, dAp, wp, xp, idp,
                                            yidp, yvp, &m, &o)
         else:
-            s = elman_model_train_step_f64(&out, &norm, pp, gp, sp, hsp, Yp, dAp, xp, idp,
+            s = elman_model_train_step_f64(&out, &norm, pp, gp, sp, hsp, Yp, dAp, wp, xp, idp,
                                            yidp, yvp, &m, &o)
     if s == ELMAN_ERR_NONFINITE:
         # which stage was not finite: the loss (nothing written), the gradient norm (grads

@@ -27,6 +27,7 @@ import contextvars
 import math
 import os
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -368,12 +369,28 @@ def check_input(x, name, *, where, dtype, num_inputs, batch=None, steps=None, ou
     return arr, False
 
 
-def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", out=None):
+def check_lengths(lengths, where, T, B):
+    """Sequence lengths (B,) as an int64 array with 1 <= lengths[b] <= T, or None."""
+    if lengths is None:
+        return None
+    arr = index_array(lengths, "lengths", where=where, upper=T + 1, shape=(B,))
+    if arr.size and arr.min() < 1:
+        b = int(np.argmin(arr))
+        raise ValueError(f"{where}: lengths[{b}] = {int(arr[b])}; every sequence needs at "
+                         f"least one step (1 <= lengths <= T = {T})")
+    return arr
+
+
+def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", out=None, reverse=False,
+                lengths=None):
     """Elman layer over T steps: H_t = f(X_t @ W_xh + H_{t-1} @ W_hh + b_h).
 
     x: float (T, B, I), or integer token ids (T, B) with 0 <= id < I (a row gather of W_xh);
     h0: (B, H) or None for zeros; W_xh (I, H), W_hh (H, H), b_h (H,).
     Returns hs (T+1, B, H): hs[0] = h0, hs[t] = H_t (written into ``out`` if given).
+    reverse: run from step T down, H_t from H_{t+1}; then hs[T] = h0 and hs[t-1] = H_t.
+    lengths (B,), 1 <= lengths[b] <= T: padded steps keep the state unchanged, so the final
+    state is each sequence's own (hs[T] forward, hs[0] in reverse).
     """
     where = "rnn_forward"
     W_xh, W_hh, b_h = _check_layer_weights(where, W_xh, W_hh, b_h)
@@ -381,6 +398,8 @@ def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", out=None):
     x, is_ids = check_input(x, "x", where=where, dtype=dt, num_inputs=I)
     T, B = x.shape[0], x.shape[1]
     h0 = _initial_state(h0, where, dt, B, H)
+    lengths = check_lengths(lengths, where, T, B)
+    reverse = bool(reverse)
     if out is None:
         out = np.empty((T + 1, B, H), dtype=dt)
     else:
@@ -389,14 +408,16 @@ def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", out=None):
                                          "b_h": b_h})
     nl = _nonlinearity_code(nonlinearity, where)
     if not _use_c():
-        out[...] = reference.rnn_forward(x, h0, W_xh, W_hh, b_h, nonlinearity=nonlinearity)
+        out[...] = reference.rnn_forward(x, h0, W_xh, W_hh, b_h, nonlinearity=nonlinearity,
+                                         reverse=reverse, lengths=lengths)
         return out
-    out[0] = h0
+    out[T if reverse else 0] = h0
     held = _threads.hold()
     try:
         _core.rnn_forward(out.reshape(-1), _empty(dt) if is_ids else x.reshape(-1),
                           x.reshape(-1) if is_ids else _NO_IDS, W_xh.reshape(-1),
-                          W_hh.reshape(-1), b_h, T, B, I, H, nl, is_ids)
+                          W_hh.reshape(-1), b_h, T, B, I, H, nl, is_ids,
+                          _NO_IDS if lengths is None else lengths, reverse)
     finally:
         _threads.release(held)
     return out
@@ -408,14 +429,16 @@ def _initial_state(h0, where, dtype, B, H):
     return float_array(h0, "h0", where=where, dtype=dtype, shape=(B, H), finite=True)
 
 
-def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_dx=False):
+def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_dx=False,
+                 reverse=False, lengths=None):
     """Backprop through time for one Elman layer.
 
     dH (T, B, H): gradient of the loss wrt each H_t from above (outputs or the next layer);
     hs (T+1, B, H): from rnn_forward; x: the same input; W_xh (I, H), W_hh (H, H);
-    dh_T (B, H): optional extra gradient on the final state. Returns RNNGrads(W_xh, W_hh,
-    b_h, h0, x, A): new arrays; x is None for token ids or when need_dx is False; A is the
-    gradient wrt the pre-activations (T, B, H).
+    dh_T (B, H): optional extra gradient on the final state. reverse, lengths: as given to
+    rnn_forward (dH at padded steps is ignored; dA there is zero). Returns RNNGrads(W_xh,
+    W_hh, b_h, h0, x, A): new arrays; x is None for token ids or when need_dx is False; A is
+    the gradient wrt the pre-activations (T, B, H).
     """
     where = "rnn_backward"
     W_xh, W_hh, _ = _check_layer_weights(where, W_xh, W_hh)
@@ -426,10 +449,13 @@ def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_
     x, is_ids = check_input(x, "x", where=where, dtype=dt, num_inputs=I, steps=T, batch=B)
     if dh_T is not None:
         dh_T = float_array(dh_T, "dh_T", where=where, dtype=dt, shape=(B, H), finite=True)
+    lengths = check_lengths(lengths, where, T, B)
+    reverse = bool(reverse)
     nl = _nonlinearity_code(nonlinearity, where)
     if not _use_c():
         return reference.rnn_backward(dH, hs, x, W_xh, W_hh, nonlinearity=nonlinearity,
-                                      dh_T=dh_T, need_dx=need_dx)
+                                      dh_T=dh_T, need_dx=need_dx, reverse=reverse,
+                                      lengths=lengths)
     g = RNNGrads(np.empty_like(W_xh), np.empty_like(W_hh), np.empty(H, dt),
                  np.empty((B, H), dt), np.empty((T, B, I), dt) if need_dx and not is_ids else None,
                  np.empty((T, B, H), dt))
@@ -441,7 +467,8 @@ def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_
                            dH.reshape(-1), e if dh_T is None else dh_T.reshape(-1),
                            hs.reshape(-1), e if is_ids else x.reshape(-1),
                            x.reshape(-1) if is_ids else _NO_IDS, W_xh.reshape(-1),
-                           W_hh.reshape(-1), T, B, I, H, nl, is_ids)
+                           W_hh.reshape(-1), T, B, I, H, nl, is_ids,
+                           _NO_IDS if lengths is None else lengths, reverse)
     finally:
         _threads.release(held)
     return g
@@ -535,10 +562,39 @@ def mse_loss(pred, target, *, reduction="mean"):
 
 # ---- whole model --------------------------------------------------------------------------
 
-def _check_model_params(where, params, sizes):
+class Arch(NamedTuple):
+    """The stack of a model: layers, directions, dropout between layers and its seed."""
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    dropout_seed: int = 0
+
+    @property
+    def states(self) -> int:
+        """L*D: hidden states (and h0 / h_n entries) of the stack."""
+        return self.num_layers * (2 if self.bidirectional else 1)
+
+
+ARCH1 = Arch()
+_NO_WORK = np.empty(0, np.uint8)
+
+
+def check_arch(where, num_layers=1, bidirectional=False, dropout=0.0, dropout_seed=0) -> Arch:
+    """Validated Arch."""
+    num_layers = positive_int(num_layers, "num_layers", where=where)
+    dropout = real(dropout, "dropout", where=where, minimum=0)
+    if not dropout < 1:
+        raise ValueError(f"{where}: dropout must be in [0, 1), got {dropout}")
+    seed = positive_int(dropout_seed, "dropout_seed", where=where, minimum=0)
+    if seed >= 2**64:
+        raise ValueError(f"{where}: dropout_seed must be below 2**64, got {seed}")
+    return Arch(num_layers, bool(bidirectional), dropout, seed)
+
+
+def _check_model_params(where, params, sizes, arch=ARCH1):
     I, H, O = (positive_int(v, n, where=where) for v, n in
                zip(sizes, ("input_size", "hidden_size", "output_size")))
-    _, n = param_layout(I, H, O)
+    _, n = param_layout(I, H, O, arch.num_layers, arch.bidirectional)
     params = float_array(params, "params", where=where, shape=(n,))
     return params, I, H, O
 
@@ -551,39 +607,99 @@ def _check_targets(y, where, loss, dtype, T, B, O, last_step_only):
                        shape=(B, O) if last_step_only else (T, B, O), finite=True)
 
 
+def _check_states(h, name, where, dtype, arch, B, H, *, writable=False, finite=True):
+    """A stack's states (L*D, B, H); (B, H) is also accepted for one layer, one direction.
+    Returned as (L*D, B, H); None stays None."""
+    if h is None:
+        return None
+    S = arch.states
+    arr = float_array(h, name, where=where, dtype=dtype, writable=writable, finite=finite)
+    if arr.shape == (S, B, H):
+        return arr
+    if S == 1 and arr.shape == (B, H):
+        return arr.reshape(1, B, H)
+    raise ValueError(f"{where}: {name} has shape {arr.shape}, expected ({S}, {B}, {H})"
+                     + (f" or ({B}, {H})" if S == 1 else "")
+                     + " (num_layers * directions, B, H)")
+
+
+def _arch_kwargs(arch):
+    return dict(num_layers=arch.num_layers, bidirectional=arch.bidirectional)
+
+
 def model_forward(params, x, h0=None, *, input_size, hidden_size, output_size,
-                  nonlinearity="tanh"):
-    """Outputs of the Elman model (layer + output projection) at every step.
+                  nonlinearity="tanh", num_layers=1, bidirectional=False, lengths=None):
+    """Outputs of the Elman model (stacked layers + output projection) at every step.
 
     params: flat buffer laid out as :func:`param_layout` says; x: float (T, B, I) or token
-    ids (T, B); h0 (B, H) or None. Returns (Y (T, B, O), hs (T+1, B, H)).
+    ids (T, B); h0 (L*D, B, H) or None ((B, H) also for one layer, one direction); lengths
+    (B,) or None. This is inference: no dropout. Returns (Y (T, B, O), hs): hs (T+1, B, H)
+    for one layer and direction, else (L*D, T+1, B, H), as elman.h lays them out. With
+    lengths, Y is zero at padded steps.
     """
     where = "model_forward"
-    params, I, H, O = _check_model_params(where, params, (input_size, hidden_size, output_size))
+    arch = check_arch(where, num_layers, bidirectional)
+    params, I, H, O = _check_model_params(where, params, (input_size, hidden_size, output_size),
+                                          arch)
     x, is_ids = check_input(x, "x", where=where, dtype=params.dtype, num_inputs=I)
     T, B = x.shape[:2]
-    h0 = _initial_state(h0, where, params.dtype, B, H)
+    h0 = _check_states(h0, "h0", where, params.dtype, arch, B, H)
+    lengths = check_lengths(lengths, where, T, B)
     nl = _nonlinearity_code(nonlinearity, where)
-    return _model_forward(params, x, is_ids, h0, I, H, O, nl, nonlinearity)
+    Y, hs = _model_forward(params, x, is_ids, h0, I, H, O, nl, nonlinearity, arch=arch,
+                           lengths=lengths)
+    return Y, (hs[0] if arch.states == 1 else hs)
 
 
-def _model_forward(params, x, is_ids, h0, I, H, O, nl, nonlinearity, hs=None):
-    """Unchecked: the caller has validated everything."""
+def _set_initial_states(hs, h0, arch):
+    """hs (L*D, T+1, B, H): each slab's h0 where elman_rnn_forward reads it (zeros if None)."""
+    T = hs.shape[1] - 1
+    D = 2 if arch.bidirectional else 1
+    for k in range(arch.states):
+        hs[k, T if k % D else 0] = 0 if h0 is None else h0[k]
+
+
+def final_states(hs, arch):
+    """The stack's final states (L*D, B, H) from hs (L*D, T+1, B, H), as a view per slab:
+    hs[k, T] forward, hs[k, 0] reverse (torch's h_n order)."""
+    D = 2 if arch.bidirectional else 1
+    T = hs.shape[1] - 1
+    return [hs[k, 0 if k % D else T] for k in range(arch.states)]
+
+
+def _work_buffer(ws, key, nbytes):
+    """A byte workspace aligned to 8 (a float64 array's memory), reused while big enough."""
+    buf = ws.get(key)
+    if buf is None or buf.size < nbytes:
+        buf = ws[key] = np.empty((nbytes + 7) // 8, np.float64).view(np.uint8)
+        ws["allocations"] = ws.get("allocations", 0) + 1
+    return buf
+
+
+def _model_forward(params, x, is_ids, h0, I, H, O, nl, nonlinearity, hs=None, arch=ARCH1,
+                   lengths=None, ws=None):
+    """Unchecked: the caller has validated everything; h0 (L*D, B, H) or None. Returns
+    (Y, hs (L*D, T+1, B, H))."""
     T, B = x.shape[:2]
     if not _use_c():
-        return reference.model_forward(params, x, h0, input_size=I, hidden_size=H,
-                                       output_size=O, nonlinearity=nonlinearity)
+        Y, hs = reference.model_forward(params, x, h0, input_size=I, hidden_size=H,
+                                        output_size=O, nonlinearity=nonlinearity,
+                                        lengths=lengths, **_arch_kwargs(arch))
+        return Y, hs.reshape(arch.states, T + 1, B, H)
     dt = params.dtype
     Y = np.empty((T, B, O), dt)
     if hs is None:
-        hs = np.empty((T + 1, B, H), dt)
-    hs[0] = h0
+        hs = np.empty((arch.states, T + 1, B, H), dt)
+    _set_initial_states(hs, h0, arch)
+    nbytes = _core.model_work_bytes(T, B, I, H, O, 0, False, tuple(arch), lengths is not None,
+                                    dt.itemsize)
+    work = _work_buffer({} if ws is None else ws, "work", nbytes) if nbytes else _NO_WORK
     held = _threads.hold()
     try:
-        _core.model_forward(Y.reshape(-1), hs.reshape(-1),
+        _core.model_forward(Y.reshape(-1), hs.reshape(-1), work,
                             _empty(dt) if is_ids else x.reshape(-1),
                             x.reshape(-1) if is_ids else _NO_IDS, params, T, B, I, H, O, nl,
-                            is_ids)
+                            is_ids, tuple(arch), _NO_IDS if lengths is None else lengths)
     finally:
         _threads.release(held)
     return Y, hs
@@ -591,79 +707,98 @@ def _model_forward(params, x, is_ids, h0, I, H, O, nl, nonlinearity, hs=None):
 
 def model_forward_backward(params, grads, x, y, h0=None, *, input_size, hidden_size,
                            output_size, nonlinearity="tanh", loss="cross_entropy",
-                           reduction="mean", last_step_only=False, dh0=None, dh_T=None):
+                           reduction="mean", last_step_only=False, dh0=None, dh_T=None,
+                           num_layers=1, bidirectional=False, dropout=0.0, dropout_seed=0,
+                           lengths=None):
     """Forward, loss and full BPTT of the Elman model in one call.
 
     params, grads: flat buffers (:func:`param_layout`); grads is overwritten. x: float
     (T, B, I) or token ids (T, B); y: class ids (T, B) for "cross_entropy" or floats
-    (T, B, O) for "mse" ((B,) / (B, O) with last_step_only); h0 (B, H) or None; dh0: optional
-    (B, H) output for the gradient wrt h0; dh_T: optional (B, H) gradient arriving on the
-    final state from outside (a model chained after this one). Returns (loss, hs (T+1, B, H)).
+    (T, B, O) for "mse" ((B,) / (B, O) with last_step_only); h0 (L*D, B, H) or None; dh0:
+    optional (L*D, B, H) output for the gradient wrt h0; dh_T: optional (L*D, B, H)
+    gradient arriving on the final states from outside (a model chained after this one).
+    (B, H) is accepted for h0, dh0, dh_T of one layer, one direction.
+    num_layers, bidirectional: the stack; dropout: between layers, masks drawn from
+    dropout_seed (elman.h gives the rule); lengths (B,): valid steps of each sequence, the
+    rest padding with no loss and no gradient. Returns (loss, hs) (hs as model_forward's).
     """
     where = "model_forward_backward"
-    params, I, H, O = _check_model_params(where, params, (input_size, hidden_size, output_size))
+    arch = check_arch(where, num_layers, bidirectional, dropout, dropout_seed)
+    params, I, H, O = _check_model_params(where, params, (input_size, hidden_size, output_size),
+                                          arch)
     grads = float_array(grads, "grads", where=where, dtype=params.dtype, shape=params.shape,
                         writable=True)
     x, is_ids = check_input(x, "x", where=where, dtype=params.dtype, num_inputs=I)
     T, B = x.shape[:2]
     if T == 0 or B == 0:
         raise ValueError(f"{where}: x has shape {x.shape}; a loss needs T >= 1 and B >= 1")
-    h0 = _initial_state(h0, where, params.dtype, B, H)
+    h0 = _check_states(h0, "h0", where, params.dtype, arch, B, H)
     choice(loss, "loss", tuple(LOSSES), where=where)
     choice(reduction, "reduction", tuple(REDUCTIONS), where=where)
     y = _check_targets(y, where, loss, params.dtype, T, B, O, bool(last_step_only))
-    if dh0 is not None:
-        dh0 = float_array(dh0, "dh0", where=where, dtype=params.dtype, shape=(B, H),
-                          writable=True)
-    if dh_T is not None:
-        dh_T = float_array(dh_T, "dh_T", where=where, dtype=params.dtype, shape=(B, H),
-                           finite=True)
+    dh0 = _check_states(dh0, "dh0", where, params.dtype, arch, B, H, writable=True,
+                        finite=False)
+    dh_T = _check_states(dh_T, "dh_T", where, params.dtype, arch, B, H)
+    lengths = check_lengths(lengths, where, T, B)
     no_overlap(where, {"grads": grads, "dh0": dh0},
                {"params": params, "x": x, "y": y, "h0": h0, "dh_T": dh_T})
     nl = _nonlinearity_code(nonlinearity, where)
-    return _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl, nonlinearity,
-                                   loss, reduction, bool(last_step_only), dh0, dh_T=dh_T)
+    value, hs = _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl,
+                                        nonlinearity, loss, reduction, bool(last_step_only),
+                                        dh0, dh_T=dh_T, arch=arch, lengths=lengths)
+    return value, (hs[0] if arch.states == 1 else hs)
 
 
-def _step_workspace(ws, dt, T, B, I, H, O, last_step_only, h0):
-    """The training step's buffers in the dict ``ws`` (hs, Y, dA), made when the shapes
-    change and reused otherwise; returns hs with h0 (zeros if None) in hs[0]."""
-    key = (dt, T, B, I, H, O, last_step_only)
+def _step_workspace(ws, dt, T, B, I, H, O, last_step_only, h0, arch=ARCH1, lengths=None,
+                    loss="cross_entropy"):
+    """The training step's buffers in the dict ``ws`` (hs, Y, dA, work), made when the
+    shapes change and reused otherwise; returns hs (L*D, T+1, B, H) with the initial states
+    (zeros if None) in place."""
+    S = arch.states
+    key = (dt, T, B, I, H, O, last_step_only, arch.num_layers, arch.bidirectional,
+           arch.dropout > 0, lengths is not None, loss)
     if ws.get("key") != key:
         N = B if last_step_only else T * B
-        ws.update(key=key, hs=np.empty((T + 1, B, H), dt), Y=np.empty(N * O, dt),
-                  dA=np.empty(T * B * H, dt))
+        nbytes = _core.model_work_bytes(T, B, I, H, O, LOSSES[loss], last_step_only,
+                                        tuple(arch), lengths is not None, dt.itemsize)
+        ws.update(key=key, hs=np.empty((S, T + 1, B, H), dt), Y=np.empty(N * O, dt),
+                  dA=np.empty(S * T * B * H, dt),
+                  work=(np.empty((nbytes + 7) // 8, np.float64).view(np.uint8)
+                        if nbytes else _NO_WORK))
         ws["allocations"] = ws.get("allocations", 0) + 1
     hs = ws["hs"]
-    hs[0] = 0 if h0 is None else h0
+    _set_initial_states(hs, h0, arch)
     return hs
 
 
 def _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl, nonlinearity, loss,
-                            reduction, last_step_only, dh0=None, workspace=None, dh_T=None):
-    """Unchecked: the caller has validated everything; h0 None means zeros. ``workspace`` is
-    a dict reused across calls of one shape (hs, Y, dA), so that a training step allocates
-    nothing."""
+                            reduction, last_step_only, dh0=None, workspace=None, dh_T=None,
+                            arch=ARCH1, lengths=None):
+    """Unchecked: the caller has validated everything; h0 (L*D, B, H) or None (zeros);
+    dh0, dh_T (L*D, B, H) or None. ``workspace`` is a dict reused across calls of one shape
+    (hs, Y, dA, work), so that a training step allocates nothing. Returns (loss, hs
+    (L*D, T+1, B, H))."""
+    T, B = x.shape[:2]
     if not _use_c():
-        if h0 is None:
-            h0 = np.zeros((x.shape[1], H), params.dtype)
-        return reference.model_forward_backward(
+        value, hs = reference.model_forward_backward(
             params, grads, x, y, h0, input_size=I, hidden_size=H, output_size=O,
             nonlinearity=nonlinearity, loss=loss, reduction=reduction,
-            last_step_only=last_step_only, dh0=dh0, dh_T=dh_T)
+            last_step_only=last_step_only, dh0=dh0, dh_T=dh_T, dropout=arch.dropout,
+            dropout_seed=arch.dropout_seed, lengths=lengths, **_arch_kwargs(arch))
+        return value, hs.reshape(arch.states, T + 1, B, H)
     ws = workspace if workspace is not None else {}
-    hs = _step_workspace(ws, params.dtype, x.shape[0], x.shape[1], I, H, O, last_step_only, h0)
-    T, B = x.shape[:2]
+    hs = _step_workspace(ws, params.dtype, T, B, I, H, O, last_step_only, h0, arch, lengths,
+                         loss)
     e = _empty(params.dtype)
     held = _threads.hold()
     try:
         value = _core.model_forward_backward(
             grads, e if dh0 is None else dh0.reshape(-1), hs.reshape(-1), ws["Y"], ws["dA"],
-            e if is_ids else x.reshape(-1), x.reshape(-1) if is_ids else _NO_IDS,
+            ws["work"], e if is_ids else x.reshape(-1), x.reshape(-1) if is_ids else _NO_IDS,
             y.reshape(-1) if loss == "cross_entropy" else _NO_IDS,
             y.reshape(-1) if loss == "mse" else e, e if dh_T is None else dh_T.reshape(-1),
             params, T, B, I, H, O, nl, is_ids, LOSSES[loss], REDUCTIONS[reduction],
-            last_step_only)
+            last_step_only, tuple(arch), _NO_IDS if lengths is None else lengths)
     except FloatingPointError as err:
         raise NonFiniteError(str(err)) from None
     finally:
@@ -672,26 +807,32 @@ def _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl, nonlin
 
 
 def model_sample(params, n, first=0, h=None, *, input_size, hidden_size, output_size,
-                 nonlinearity="tanh", temperature=1.0, seed=None):
+                 nonlinearity="tanh", temperature=1.0, seed=None, num_layers=1):
     """Generate n token ids with the model, feeding each back as the next input.
 
     params: flat buffer (:func:`param_layout`) of a model with output_size <= input_size
-    (a character or token model); first: the id fed at the first step; h: (H,) initial state
-    (zeros if None); temperature: > 0 scales the logits by 1/temperature before the softmax,
+    (a character or token model, unidirectional, num_layers deep); first: the id fed at the
+    first step; h: (H,) initial state, (L, H) for L layers (zeros if None); temperature: > 0 scales the logits by 1/temperature before the softmax,
     0 takes the argmax; seed: an int, a numpy SeedSequence, or None for fresh entropy.
-    Returns (ids (n,) int64, h_n (H,)). The C backend runs the whole loop in one call.
+    Returns (ids (n,) int64, h_n (H,) or (L, H)). The C backend runs the whole loop in one
+    call.
     """
     where = "model_sample"
-    params, I, H, O = _check_model_params(where, params, (input_size, hidden_size, output_size))
+    arch = check_arch(where, num_layers)
+    params, I, H, O = _check_model_params(where, params, (input_size, hidden_size, output_size),
+                                          arch)
     n, first, temperature = _sample_args(where, I, O, n, first, "first", temperature)
+    L = arch.num_layers
+    shape = (H,) if L == 1 else (L, H)
     if h is None:
-        h = np.zeros(H, params.dtype)
+        h = np.zeros(shape, params.dtype)
     else:
         h = np.array(float_array(as_array(h, "h", where=where), "h", where=where,
-                                 dtype=params.dtype, shape=(H,), finite=True))
+                                 dtype=params.dtype, shape=shape, finite=True))
     nl = _nonlinearity_code(nonlinearity, where)
     state = _seed_state(seed, where)
-    return _model_sample(params, n, first, h, state, I, H, O, nl, nonlinearity, temperature)
+    return _model_sample(params, n, first, h, state, I, H, O, nl, nonlinearity, temperature,
+                         num_layers=L)
 
 
 def _sample_args(where, I, O, n, first, first_name, temperature):
@@ -718,19 +859,21 @@ def _seed_state(seed, where) -> int:
 
 
 def _model_sample(params, n, first, h, state, I, H, O, nl, nonlinearity, temperature,
-                  work=None):
-    """Unchecked: the caller has validated everything. h (H,) is updated in place."""
+                  work=None, num_layers=1):
+    """Unchecked: the caller has validated everything. h (L*H values) is updated in place."""
     if not _use_c():
         ids, _ = reference.model_sample(params, n, first, h, state, input_size=I,
                                         hidden_size=H, output_size=O,
-                                        nonlinearity=nonlinearity, temperature=temperature)
+                                        nonlinearity=nonlinearity, temperature=temperature,
+                                        num_layers=num_layers)
         return ids, h
     out = np.empty(n, np.int64)
     rng = np.array([state], np.uint64)
     if work is None:
         work = np.empty(H + O, params.dtype)
     try:
-        _core.model_sample(out, h, work, rng, first, temperature, params, I, H, O, nl)
+        _core.model_sample(out, h.reshape(-1), work, rng, first, temperature, params, I, H, O,
+                           nl, num_layers)
     except FloatingPointError as err:
         raise NonFiniteError(str(err)) from None
     return out, h
@@ -769,12 +912,13 @@ def _step_gemm(C, A, W):
 
 
 def _model_train_step(params, grads, x, is_ids, y, h0, I, H, O, nl, loss, reduction,
-                      last_step_only, workspace, opt):
+                      last_step_only, workspace, opt, arch=ARCH1, lengths=None):
     """Unchecked, C backend only: one fused training step over the model's workspace with
     the settings of ``opt`` (an Adagrad or SGD; its step count is not changed here).
     Returns (loss, gradient norm or None, stage, hs); stage as _core.model_train_step."""
     ws = workspace
-    hs = _step_workspace(ws, params.dtype, x.shape[0], x.shape[1], I, H, O, last_step_only, h0)
+    hs = _step_workspace(ws, params.dtype, x.shape[0], x.shape[1], I, H, O, last_step_only, h0,
+                         arch, lengths, loss)
     T, B = x.shape[:2]
     e = _empty(params.dtype)
     adagrad = hasattr(opt, "state")
@@ -791,7 +935,8 @@ def _model_train_step(params, grads, x, is_ids, y, h0, I, H, O, nl, loss, reduct
             opt.lr_decay if adagrad else 0.0, opt.weight_decay, opt.eps if adagrad else 0.0,
             math.inf if clip is None else clip, opt.steps + 1,
             adagrad and opt.eps_placement == "inside", opt.maximize,
-            0.0 if adagrad else opt.momentum, math.inf if max_norm is None else max_norm)
+            0.0 if adagrad else opt.momentum, math.inf if max_norm is None else max_norm,
+            tuple(arch), _NO_IDS if lengths is None else lengths, ws["work"])
     finally:
         _threads.release(held)
     return value, (None if max_norm is None else norm), stage, hs

@@ -1,4 +1,4 @@
-"""ElmanRNN: one Elman layer and an affine output layer over one flat parameter buffer."""
+"""ElmanRNN: stacked Elman layers and an affine output layer over one flat parameter buffer."""
 from __future__ import annotations
 
 import contextlib
@@ -9,8 +9,8 @@ import numpy as np
 from . import kernels
 from ._validate import (as_array, choice, float_array, index_array, is_integer_array,
                         positive_int)
-from .kernels import LOSSES, NONLINEARITIES, REDUCTIONS, check_input
-from .reference import param_layout, param_views
+from .kernels import LOSSES, NONLINEARITIES, REDUCTIONS, check_input, check_lengths
+from .reference import param_layout, param_views, splitmix64
 
 INITS = ("uniform", "normal0.01")
 
@@ -21,6 +21,10 @@ class ElmanRNN:
         H_t = f(X_t @ W_xh + H_{t-1} @ W_hh + b_h)      f = tanh (or relu)
         Y_t = H_t @ W_hy + b_y
 
+    stacked num_layers deep (layer l > 0 reads layer l-1's outputs), each layer optionally
+    bidirectional (a second Elman layer runs from the last step to the first; the two
+    outputs are concatenated, forward first, as torch.nn.RNN does).
+
     Parameters
     ----------
     input_size : int
@@ -30,6 +34,15 @@ class ElmanRNN:
     output_size : int
         O, outputs per step (classes for cross-entropy).
     nonlinearity : {"tanh", "relu"}
+    num_layers : int
+        L, stacked layers (default 1).
+    bidirectional : bool
+        D = 2 directions per layer if True. Hidden states are (L*D, B, H), ordered as
+        torch's h_n: layer by layer, forward before reverse.
+    dropout : float
+        p in [0, 1): dropout on the outputs of every layer but the last, in forward_backward
+        and train_step only (``forward`` is inference). The masks are drawn in C from
+        ``seed`` and a call counter: the same seed and calls give the same masks.
     dtype : {"float32", "float64"}
     seed : int
         Seed of the initialization (NumPy's default_rng): the same seed gives the same
@@ -43,8 +56,11 @@ class ElmanRNN:
     ----------
     params, grads : ndarray (n,)
         Every parameter / gradient in one flat buffer, laid out W_xh (I, H) | W_hh (H, H) |
-        b_h (H,) | W_hy (H, O) | b_y (O,). ``named_params()`` / ``named_grads()`` return
-        writable views into them. An optimizer step is one pass over these buffers.
+        b_h (H,) | W_hy (H, O) | b_y (O,) for one layer; with more layers or directions, each
+        layer's W_xh | W_hh | b_h in turn (the second and later named with a suffix _l1,
+        _l0_reverse, ... as torch names them; layer l > 0 has W_xh (D*H, H)), then
+        W_hy (D*H, O) | b_y (O,). ``named_params()`` / ``named_grads()`` return writable
+        views into them. An optimizer step is one pass over these buffers.
 
     Example
     -------
@@ -56,11 +72,9 @@ class ElmanRNN:
     >>> opt.step()
     """
 
-    num_layers = 1
-    bidirectional = False
-
     def __init__(self, input_size, hidden_size, output_size, *, nonlinearity="tanh",
-                 dtype="float32", seed=0, init="uniform"):
+                 num_layers=1, bidirectional=False, dropout=0.0, dtype="float32", seed=0,
+                 init="uniform"):
         where = "ElmanRNN"
         self.input_size = positive_int(input_size, "input_size", where=where)
         self.hidden_size = positive_int(hidden_size, "hidden_size", where=where)
@@ -75,7 +89,9 @@ class ElmanRNN:
             raise TypeError(f"{where}: dtype must be float32 or float64, got {self.dtype}")
         self.init = choice(init, "init", INITS, where=where)
         self.seed = positive_int(seed, "seed", where=where, minimum=0)
-        sizes = (self.input_size, self.hidden_size, self.output_size)
+        self._arch = kernels.check_arch(where, num_layers, bidirectional, dropout)
+        self._dropout_calls = 0
+        sizes = self._sizes()
         _, n = param_layout(*sizes)
         if n * self.dtype.itemsize > 2**62:
             raise ValueError(f"{where}: input_size={sizes[0]}, hidden_size={sizes[1]}, "
@@ -89,6 +105,41 @@ class ElmanRNN:
         self._workspace = {}
         self._busy = threading.Lock()
         self.reset_parameters(seed)
+
+    # ---- architecture -------------------------------------------------------------------
+
+    @property
+    def num_layers(self) -> int:
+        return self._arch.num_layers
+
+    @property
+    def bidirectional(self) -> bool:
+        return self._arch.bidirectional
+
+    @property
+    def dropout(self) -> float:
+        return self._arch.dropout
+
+    @property
+    def num_states(self) -> int:
+        """L*D: the leading dimension of hidden states, h0 and h_n."""
+        return self._arch.states
+
+    def _sizes(self):
+        a = self._arch
+        return (self.input_size, self.hidden_size, self.output_size, a.num_layers,
+                a.bidirectional)
+
+    def _train_arch(self):
+        """The stack for one training call: with dropout, a fresh mask seed from the model's
+        seed and the call count (pure integers: no allocation)."""
+        a = self._arch
+        if a.dropout == 0:
+            return a
+        self._dropout_calls += 1
+        bits, _ = splitmix64((self.seed * 0x9E3779B97F4A7C15 + self._dropout_calls)
+                             & 0xFFFFFFFFFFFFFFFF)
+        return a._replace(dropout_seed=bits)
 
     # ---- parameters ---------------------------------------------------------------------
 
@@ -109,7 +160,8 @@ class ElmanRNN:
 
     def named_params(self) -> dict:
         """Writable views into ``params``: W_xh (I, H), W_hh (H, H), b_h (H,), W_hy (H, O),
-        b_y (O,)."""
+        b_y (O,); with more layers or directions also W_xh_l1, W_hh_l0_reverse, ... (see the
+        class docstring), and W_hy (D*H, O)."""
         return dict(self._named_params)
 
     def named_grads(self) -> dict:
@@ -137,8 +189,8 @@ class ElmanRNN:
         self.grads[...] = 0
 
     def init_hidden(self, batch_size: int) -> np.ndarray:
-        """Zeros of the hidden-state shape (num_layers, B, H)."""
-        return np.zeros((self.num_layers, batch_size, self.hidden_size), self.dtype)
+        """Zeros of the hidden-state shape (num_layers * directions, B, H)."""
+        return np.zeros((self.num_states, batch_size, self.hidden_size), self.dtype)
 
     def __getstate__(self):
         """Pickle and deepcopy: the views and the workspace are rebuilt, not copied, so that
@@ -150,9 +202,11 @@ class ElmanRNN:
         return state
 
     def __setstate__(self, state):
+        state.setdefault("_arch", kernels.ARCH1)
+        state.setdefault("_dropout_calls", 0)
         self.__dict__.update(state)
         self._busy = threading.Lock()
-        sizes = (self.input_size, self.hidden_size, self.output_size)
+        sizes = self._sizes()
         self._named_params = param_views(self._params, *sizes)
         self._named_grads = param_views(self._grads, *sizes)
         self._workspace = {}
@@ -226,19 +280,21 @@ class ElmanRNN:
         return check_input(arr, "x", where=where, dtype=self.dtype, num_inputs=self.input_size,
                            out_ids=out)
 
-    def _h0(self, h0, where, B, zeros=True, name="h0"):
-        """A state (or a gradient on one), (1, B, H) or (B, H), as a (B, H) array."""
-        H = self.hidden_size
+    def _h0(self, h0, where, B, name="h0"):
+        """States (or a gradient on them), (L*D, B, H), or (B, H) for one layer and one
+        direction, as a (L*D, B, H) array of the model's dtype; None stays None."""
+        H, S = self.hidden_size, self.num_states
         if h0 is None:
-            return np.zeros((B, H), self.dtype) if zeros else None
+            return None
         arr = self._own(as_array(h0, name, where=where), name, where)
         if arr.dtype.kind != "f":
             raise TypeError(f"{where}: {name} must hold floats, got dtype {arr.dtype}")
-        if arr.shape == (self.num_layers, B, H):
-            arr = arr[0]
-        elif arr.shape != (B, H):
+        if S == 1 and arr.shape == (B, H):
+            arr = arr[None]
+        elif arr.shape != (S, B, H):
             raise ValueError(f"{where}: {name} has shape {arr.shape}, expected "
-                             f"({self.num_layers}, {B}, {H}) or ({B}, {H})")
+                             f"({S}, {B}, {H})" + (f" or ({B}, {H})" if S == 1 else
+                                                   " (num_layers * directions, B, H)"))
         arr = np.ascontiguousarray(arr, dtype=self.dtype)
         return float_array(arr, name, where=where, finite=True)
 
@@ -264,73 +320,87 @@ class ElmanRNN:
 
     # ---- compute ------------------------------------------------------------------------
 
-    def forward(self, x, h0=None, *, batch_first=False):
-        """Outputs of every step.
+    def forward(self, x, h0=None, *, batch_first=False, lengths=None):
+        """Outputs of every step (inference: no dropout).
 
         x: float (T, B, I) or integer token ids (T, B) (with batch_first: (B, T, ...));
-        h0: (1, B, H) or (B, H), zeros if None.
-        Returns (Y, h_T): Y (T, B, O) ((B, T, O) with batch_first), h_T (1, B, H).
+        h0: (L*D, B, H), or (B, H) for one layer and direction; zeros if None.
+        lengths: (B,) ints, 1 <= lengths[b] <= T, for a batch of sequences padded to T steps:
+        each sequence's state stops at its own length (torch's PackedSequence); None: all T.
+        Returns (Y, h_n): Y (T, B, O) ((B, T, O) with batch_first), zero at padded steps;
+        h_n (L*D, B, H), the final states (forward: at each sequence's length; reverse: at
+        its first step), ordered as torch's.
         """
         where = "ElmanRNN.forward"
         with self._exclusive(where):
-            return self._forward(x, h0, batch_first, where)
+            return self._forward(x, h0, batch_first, lengths, where)
 
-    def _forward(self, x, h0, batch_first, where):
+    def _forward(self, x, h0, batch_first, lengths, where):
         x, is_ids = self._input(x, where, batch_first)
-        h0 = self._h0(h0, where, x.shape[1])
-        ws = self._workspace.setdefault("forward", {})
         T, B = x.shape[:2]
+        h0 = self._h0(h0, where, B)
+        lengths = check_lengths(lengths, where, T, B)
+        ws = self._workspace.setdefault("forward", {})
         if ws.get("key") != (T, B):
-            ws.update(key=(T, B), hs=np.empty((T + 1, B, self.hidden_size), self.dtype))
+            ws.update(key=(T, B), hs=np.empty((self.num_states, T + 1, B, self.hidden_size),
+                                              self.dtype))
         Y, hs = kernels._model_forward(self.params, x, is_ids, h0, self.input_size,
                                        self.hidden_size, self.output_size, self._nl,
-                                       self.nonlinearity, hs=ws["hs"])
-        h_T = hs[-1][None].copy()
-        return (Y.swapaxes(0, 1) if batch_first else Y), h_T
+                                       self.nonlinearity, hs=ws["hs"], arch=self._arch,
+                                       lengths=lengths, ws=ws)
+        return (Y.swapaxes(0, 1) if batch_first else Y), self._final_state(hs, None)
 
     __call__ = forward
 
     def forward_backward(self, x, y, h0=None, *, loss="cross_entropy", reduction="mean",
-                         last_step_only=False, batch_first=False, h_out=None, dh_T=None):
+                         last_step_only=False, batch_first=False, h_out=None, dh_T=None,
+                         lengths=None):
         """Forward, loss and backprop through time; overwrites ``grads``.
 
         x: float (T, B, I) or integer token ids (T, B).
         y: for loss="cross_entropy", integer classes (T, B), or (B,) with last_step_only;
            for loss="mse", floats (T, B, O), or (B, O) with last_step_only.
-        h0: (1, B, H) or (B, H), zeros if None. batch_first: x and y are (B, T, ...).
+        h0: (L*D, B, H), or (B, H) for one layer and direction; zeros if None.
+        batch_first: x and y are (B, T, ...).
         reduction: "mean" averages over every target element (T*B tokens, B with
         last_step_only, T*B*O values for mse), as torch does; "sum" adds them.
+        lengths: (B,) ints, 1 <= lengths[b] <= T: padded steps give no loss and no gradient
+        ("mean" averages over the valid steps; their targets may hold anything in range);
+        with last_step_only, the output at each sequence's own last step is scored.
 
-        h_out: a float array of the model's dtype, (1, B, H) or (B, H), to receive h_T
+        h_out: a float array of the model's dtype, shaped as h0, to receive the final states
         instead of a new array (it may be h0 itself): with it, and inputs of unchanged
         shapes, a training step allocates no array at all.
 
-        dh_T: (1, B, H) or (B, H), a gradient arriving on h_T from outside (a model chained
-        after this one), added to the loss's. After the call ``grad_h0`` holds the gradient
-        with respect to h0, to pass on to a model chained before this one.
+        dh_T: shaped as h0, a gradient arriving on the final states from outside (a model
+        chained after this one), added to the loss's. After the call ``grad_h0`` holds the
+        gradient with respect to h0, to pass on to a model chained before this one.
 
-        Returns (loss, h_T): the loss as a Python float and the final hidden state
-        (1, B, H) (or h_out), to carry into the next window of truncated BPTT.
+        Dropout (if the model has it) applies here, with a new mask at every call.
+
+        Returns (loss, h_n): the loss as a Python float and the final hidden states
+        (L*D, B, H) (or h_out), to carry into the next window of truncated BPTT.
         Raises NonFiniteError when the loss is NaN or infinite (grads are then not written).
         """
         where = "ElmanRNN.forward_backward"
         with self._exclusive(where):
             return self._forward_backward(where, x, y, h0, loss, reduction, last_step_only,
-                                          batch_first, h_out, dh_T)
+                                          batch_first, h_out, dh_T, lengths)
 
     def _forward_backward(self, where, x, y, h0, loss, reduction, last_step_only,
-                          batch_first, h_out, dh_T):
-        x, is_ids, y, h0, h_out, ws = self._step_inputs(
-            where, x, y, h0, loss, reduction, last_step_only, batch_first, h_out)
+                          batch_first, h_out, dh_T, lengths):
+        x, is_ids, y, h0, h_out, lengths, ws = self._step_inputs(
+            where, x, y, h0, loss, reduction, last_step_only, batch_first, h_out, lengths)
         B, H = x.shape[1], self.hidden_size
-        dh_T = self._h0(dh_T, where, B, zeros=False, name="dh_T")
-        dh0 = self._buffer(ws, "dh0", (B, H), self.dtype)
+        dh_T = self._h0(dh_T, where, B, name="dh_T")
+        dh0 = self._buffer(ws, "dh0", (self.num_states, B, H), self.dtype)
         self._grad_h0 = None
         self._last_ids = x if is_ids else None
         value, hs = kernels._model_forward_backward(
             self.params, self.grads, x, is_ids, y, h0, self.input_size, self.hidden_size,
             self.output_size, self._nl, self.nonlinearity, loss, reduction,
-            bool(last_step_only), dh0=dh0, workspace=ws, dh_T=dh_T)
+            bool(last_step_only), dh0=dh0, workspace=ws, dh_T=dh_T, arch=self._train_arch(),
+            lengths=lengths)
         self._grad_h0 = dh0
         return value, self._final_state(hs, h_out)
 
@@ -344,56 +414,61 @@ class ElmanRNN:
     @property
     def grad_h0(self):
         """The gradient of the last forward_backward's loss with respect to its h0,
-        (1, B, H), read-only and valid until the next call (copy it to keep it); None before
+        (L*D, B, H), read-only and valid until the next call (copy it to keep it); None before
         any call and after elman.train_step (which does not compute it)."""
         g = getattr(self, "_grad_h0", None)
         if g is None:
             return None
-        view = g[None]
+        view = g.view()
         view.flags.writeable = False
         return view
 
     def _step_inputs(self, where, x, y, h0, loss, reduction, last_step_only, batch_first,
-                     h_out):
-        """Validated (x, is_ids, y, h0 or None, h_out or None, workspace) of a training step."""
+                     h_out, lengths=None):
+        """Validated (x, is_ids, y, h0 or None, h_out or None, lengths or None, workspace)
+        of a training step."""
         choice(loss, "loss", tuple(LOSSES), where=where)
         choice(reduction, "reduction", tuple(REDUCTIONS), where=where)
         last_step_only = bool(last_step_only)
         ws = self._workspace.setdefault("train", {})
         x, is_ids = self._input(x, where, batch_first, ws)
         T, B = x.shape[:2]
-        h0 = self._h0(h0, where, B, zeros=False)
+        h0 = self._h0(h0, where, B)
         y = self._targets(y, where, loss, T, B, last_step_only, batch_first, ws)
+        if lengths is not None:
+            lengths = check_lengths(lengths, where, T, B)
         if h_out is not None:
-            H = self.hidden_size
+            H, S = self.hidden_size, self.num_states
             h_out = float_array(self._own(h_out, "h_out", where), "h_out", where=where,
                                 dtype=self.dtype, writable=True)
-            if h_out.shape not in ((1, B, H), (B, H)):
+            if h_out.shape != (S, B, H) and not (S == 1 and h_out.shape == (B, H)):
                 raise ValueError(f"{where}: h_out has shape {h_out.shape}, expected "
-                                 f"(1, {B}, {H}) or ({B}, {H})")
+                                 f"({S}, {B}, {H})" + (f" or ({B}, {H})" if S == 1 else ""))
             if np.may_share_memory(h_out, self.params):
                 raise ValueError(f"{where}: h_out and the model's params share memory")
-        return x, is_ids, y, h0, h_out, ws
+        return x, is_ids, y, h0, h_out, lengths, ws
 
     def _final_state(self, hs, h_out):
-        """h_T as a new (1, B, H) array, or written into h_out."""
-        if h_out is None:
-            return hs[-1][None].copy()
-        h_out.reshape(hs.shape[1], self.hidden_size)[...] = hs[-1]
-        return h_out
+        """The final states (L*D, B, H) from hs (L*D, T+1, B, H), as a new array or written
+        into h_out."""
+        S, B, H = self.num_states, hs.shape[2], self.hidden_size
+        out = np.empty((S, B, H), self.dtype) if h_out is None else h_out.reshape(S, B, H)
+        for k, h in enumerate(kernels.final_states(hs, self._arch)):
+            out[k] = h
+        return out if h_out is None else h_out
 
     def sample(self, n, start=0, *, h0=None, temperature=1.0, seed=None,
                return_hidden=False):
         """Generate n token ids, feeding each back as the next input (a character or token
         model: output_size <= input_size).
 
-        start: the id fed at the first step (e.g. the last id of a prompt). h0: the state
-        to start from, (H,), (1, H) or (1, 1, H) (e.g. the h_T of a forward pass over the
-        prompt); zeros if None. temperature: the logits are divided by it before the
+        start: the id fed at the first step (e.g. the last id of a prompt). h0: the states
+        to start from, (L, 1, H) or (L, H) ((H,) also for one layer), e.g. the h_n of a
+        forward pass over the prompt; zeros if None. Unidirectional models only. temperature: the logits are divided by it before the
         softmax (< 1 sharper, > 1 flatter); 0 picks the likeliest id at every step. seed: an
         int or numpy SeedSequence for a reproducible draw, None for fresh entropy.
 
-        Returns ids (n,) int64, or (ids, h_n (1, 1, H)) with return_hidden. The C backend
+        Returns ids (n,) int64, or (ids, h_n (L, 1, H)) with return_hidden. The C backend
         generates the whole sequence in one call.
 
         >>> import elman
@@ -406,36 +481,41 @@ class ElmanRNN:
             return self._sample(where, n, start, h0, temperature, seed, return_hidden)
 
     def _sample(self, where, n, start, h0, temperature, seed, return_hidden):
-        I, H, O = self.input_size, self.hidden_size, self.output_size
+        I, H, O, L = self.input_size, self.hidden_size, self.output_size, self.num_layers
+        if self.bidirectional:
+            raise ValueError(f"{where}: a bidirectional model reads the whole sequence before "
+                             f"its first output; it cannot generate one token at a time")
         n, start, temperature = kernels._sample_args(where, I, O, n, start, "start",
                                                      temperature)
         if h0 is None:
-            h = np.zeros(H, self.dtype)
+            h = np.zeros((L, H), self.dtype)
         else:
             arr = as_array(h0, "h0", where=where)
             if arr.dtype.kind != "f":
                 raise TypeError(f"{where}: h0 must hold floats, got dtype {arr.dtype}")
-            if arr.size != H or arr.shape not in ((H,), (1, H), (1, 1, H)):
-                raise ValueError(f"{where}: h0 has shape {arr.shape}, expected ({H},), "
-                                 f"(1, {H}) or (1, 1, {H})")
-            h = float_array(np.array(arr, dtype=self.dtype).reshape(H), "h0", where=where,
+            shapes = ((L, H), (L, 1, H)) + (((H,), (1, 1, H)) if L == 1 else ())
+            if arr.shape not in shapes:
+                raise ValueError(f"{where}: h0 has shape {arr.shape}, expected one of "
+                                 f"{', '.join(str(sh) for sh in shapes)}")
+            h = float_array(np.array(arr, dtype=self.dtype).reshape(L, H), "h0", where=where,
                             finite=True)
         state = kernels._seed_state(seed, where)
         ws = self._workspace.setdefault("sample", {})
         if ws.get("work") is None:
             ws["work"] = np.empty(H + O, self.dtype)
         ids, h = kernels._model_sample(self.params, n, start, h, state, I, H, O, self._nl,
-                                       self.nonlinearity, temperature, work=ws["work"])
-        return (ids, h.reshape(1, 1, H)) if return_hidden else ids
+                                       self.nonlinearity, temperature, work=ws["work"],
+                                       num_layers=L)
+        return (ids, h.reshape(L, 1, H)) if return_hidden else ids
 
     # ---- PyTorch interchange -------------------------------------------------------------
 
     @classmethod
     def from_torch(cls, rnn, linear, *, dtype=None):
-        """An ElmanRNN holding the weights of ``torch.nn.RNN`` (one layer, one direction)
-        followed by ``torch.nn.Linear``. torch stores the transposes of elman's matrices and
-        two hidden biases, which add up to ``b_h``. dtype: the model's (default: the
-        torch weights', float32 or float64)."""
+        """An ElmanRNN holding the weights of ``torch.nn.RNN`` (any num_layers, either
+        direction, its dropout) followed by ``torch.nn.Linear``. torch stores the transposes
+        of elman's matrices and two hidden biases, which add up to ``b_h``. dtype: the
+        model's (default: the torch weights', float32 or float64)."""
         import torch
         where = "ElmanRNN.from_torch"
         if not isinstance(rnn, torch.nn.RNN):
@@ -443,42 +523,57 @@ class ElmanRNN:
         if not isinstance(linear, torch.nn.Linear):
             raise TypeError(f"{where}: linear must be a torch.nn.Linear, got "
                             f"{type(linear).__name__}")
-        if rnn.num_layers != 1 or rnn.bidirectional or getattr(rnn, "proj_size", 0):
-            raise ValueError(f"{where}: elman holds one unidirectional layer; got "
-                             f"num_layers={rnn.num_layers}, bidirectional={rnn.bidirectional}")
-        if linear.in_features != rnn.hidden_size:
+        if getattr(rnn, "proj_size", 0):
+            raise ValueError(f"{where}: torch.nn.RNN has no proj_size elman can hold")
+        D = 2 if rnn.bidirectional else 1
+        if linear.in_features != D * rnn.hidden_size:
             raise ValueError(f"{where}: linear takes {linear.in_features} inputs, the RNN "
-                             f"gives {rnn.hidden_size}")
+                             f"gives {D * rnn.hidden_size}")
         w_ih = rnn.weight_ih_l0.detach().cpu().numpy()
         dtype = np.dtype(dtype or (np.float64 if w_ih.dtype == np.float64 else np.float32))
         m = cls(rnn.input_size, rnn.hidden_size, linear.out_features,
-                nonlinearity=rnn.nonlinearity, dtype=dtype)
+                nonlinearity=rnn.nonlinearity, num_layers=rnn.num_layers,
+                bidirectional=rnn.bidirectional, dropout=float(rnn.dropout), dtype=dtype)
         p = m.named_params()
-        p["W_xh"][...] = w_ih.T
-        p["W_hh"][...] = rnn.weight_hh_l0.detach().cpu().numpy().T
-        p["b_h"][...] = 0
-        if rnn.bias:
-            p["b_h"][...] = (rnn.bias_ih_l0.detach().cpu().numpy().astype(np.float64)
-                             + rnn.bias_hh_l0.detach().cpu().numpy())
+
+        def get(name):
+            return getattr(rnn, name).detach().cpu().numpy()
+
+        for (nx, nh, nb), sfx in m._torch_names():
+            p[nx][...] = get("weight_ih" + sfx).T
+            p[nh][...] = get("weight_hh" + sfx).T
+            p[nb][...] = 0
+            if rnn.bias:
+                p[nb][...] = get("bias_ih" + sfx).astype(np.float64) + get("bias_hh" + sfx)
         p["W_hy"][...] = linear.weight.detach().cpu().numpy().T
         p["b_y"][...] = (linear.bias.detach().cpu().numpy() if linear.bias is not None else 0)
         return m
 
+    def _torch_names(self):
+        """((W_xh, W_hh, b_h) names, torch's suffix) for every layer and direction."""
+        from .reference import _layer_names
+        D = 2 if self.bidirectional else 1
+        return [(_layer_names(l, d), f"_l{l}" + ("_reverse" if d else ""))
+                for l in range(self.num_layers) for d in range(D)]
+
     def to_torch(self):
         """(torch.nn.RNN, torch.nn.Linear) computing what this model computes (time-major,
-        as elman; set ``rnn.batch_first`` for batch-first input). b_h goes to bias_ih_l0;
-        bias_hh_l0 is zero."""
+        as elman; set ``rnn.batch_first`` for batch-first input), with the same num_layers,
+        bidirectional and dropout. b_h goes to bias_ih; bias_hh is zero."""
         import torch
         dt = torch.float64 if self.dtype == np.float64 else torch.float32
         rnn = torch.nn.RNN(self.input_size, self.hidden_size, nonlinearity=self.nonlinearity,
-                           dtype=dt)
-        linear = torch.nn.Linear(self.hidden_size, self.output_size, dtype=dt)
+                           num_layers=self.num_layers, bidirectional=self.bidirectional,
+                           dropout=self.dropout, dtype=dt)
+        D = 2 if self.bidirectional else 1
+        linear = torch.nn.Linear(D * self.hidden_size, self.output_size, dtype=dt)
         p = self.named_params()
         with torch.no_grad():
-            rnn.weight_ih_l0.copy_(torch.from_numpy(p["W_xh"].T.copy()))
-            rnn.weight_hh_l0.copy_(torch.from_numpy(p["W_hh"].T.copy()))
-            rnn.bias_ih_l0.copy_(torch.from_numpy(p["b_h"].copy()))
-            rnn.bias_hh_l0.zero_()
+            for (nx, nh, nb), sfx in self._torch_names():
+                getattr(rnn, "weight_ih" + sfx).copy_(torch.from_numpy(p[nx].T.copy()))
+                getattr(rnn, "weight_hh" + sfx).copy_(torch.from_numpy(p[nh].T.copy()))
+                getattr(rnn, "bias_ih" + sfx).copy_(torch.from_numpy(p[nb].copy()))
+                getattr(rnn, "bias_hh" + sfx).zero_()
             linear.weight.copy_(torch.from_numpy(p["W_hy"].T.copy()))
             linear.bias.copy_(torch.from_numpy(p["b_y"].copy()))
         return rnn, linear
@@ -486,6 +581,9 @@ class ElmanRNN:
     def __repr__(self):
         return (f"ElmanRNN(input_size={self.input_size}, hidden_size={self.hidden_size}, "
                 f"output_size={self.output_size}, nonlinearity={self.nonlinearity!r}, "
+                + (f"num_layers={self.num_layers}, " if self.num_layers != 1 else "")
+                + ("bidirectional=True, " if self.bidirectional else "")
+                + (f"dropout={self.dropout}, " if self.dropout else "") +
                 f"dtype={self.dtype.name!r}, seed={self.seed!r}, init={self.init!r}) "
                 f"# {self.num_params} parameters")
 

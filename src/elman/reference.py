@@ -144,19 +144,33 @@ def _input_projection(x, W_xh):
     return x @ W_xh
 
 
-def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh"):
+def _valid(lengths, T, B):
+    """(T, B) bool: step t of sequence b is within its length (all True without lengths)."""
+    if lengths is None:
+        return np.ones((T, B), bool)
+    return np.arange(T)[:, None] < np.asarray(lengths)[None, :]
+
+
+def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", reverse=False, lengths=None):
     """Elman layer over T steps.
 
     x: float (T, B, I) or int token ids (T, B); h0: (B, H); W_xh (I, H), W_hh (H, H), b_h (H,).
-    Returns hs (T+1, B, H) with hs[0] = h0 and hs[t] = H_t = f(X_t W_xh + H_{t-1} W_hh + b_h).
+    Returns hs (T+1, B, H): forward, hs[0] = h0 and hs[t] = H_t = f(X_t W_xh + H_{t-1} W_hh
+    + b_h); reverse, hs[T] = h0 and hs[t-1] = H_t = f(X_t W_xh + H_{t+1} W_hh + b_h), run
+    from t = T down. lengths (B,), 1 <= lengths[b] <= T: a padded step keeps the state as it
+    was, so that the forward's hs[T] is each sequence's state at its own length and the
+    reverse starts each sequence from h0 at its own last step.
     """
     T = x.shape[0]
     B, H = h0.shape
     hs = np.empty((T + 1, B, H), dtype=W_hh.dtype)
-    hs[0] = h0
+    hs[T if reverse else 0] = h0
     A = _input_projection(x, W_xh) + b_h
-    for t in range(1, T + 1):
-        hs[t] = activation(A[t - 1] + hs[t - 1] @ W_hh, nonlinearity)
+    valid = _valid(lengths, T, B)
+    for t in (range(T, 0, -1) if reverse else range(1, T + 1)):
+        out, prev = (t - 1, t) if reverse else (t, t - 1)
+        h = activation(A[t - 1] + hs[prev] @ W_hh, nonlinearity)
+        hs[out] = np.where(valid[t - 1][:, None], h, hs[prev])
     return hs
 
 
@@ -171,24 +185,40 @@ class RNNGrads(NamedTuple):
     A: np.ndarray
 
 
-def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_dx=False):
+def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_dx=False,
+                 reverse=False, lengths=None):
     """Backprop through time for one Elman layer.
 
     dH (T, B, H): gradient wrt each H_t from above (not through the recurrence);
-    hs (T+1, B, H) from rnn_forward; x as given to it; dh_T (B, H): extra gradient on H_T.
+    hs (T+1, B, H) from rnn_forward; x as given to it; dh_T (B, H): extra gradient on the
+    final state. reverse, lengths: as given to rnn_forward; dH at padded steps is ignored.
     Returns RNNGrads; every field is a new array.
     """
-    T = dH.shape[0]
-    dA = np.empty_like(dH)
-    carry = np.zeros_like(hs[0]) if dh_T is None else dh_T.astype(dH.dtype, copy=True)
-    for t in range(T, 0, -1):
-        g = dH[t - 1] + carry  # dH_t + dA_{t+1} W_hh^T (+ dh_T at t = T)
-        dA[t - 1] = activation_backward(g, hs[t], nonlinearity)
-        carry = dA[t - 1] @ W_hh.T
+    T, B = dH.shape[:2]
     H = hs.shape[2]
-    TB = dA.shape[0] * dA.shape[1]
+    dA = np.empty_like(dH)
+    valid = _valid(lengths, T, B)
+    lens = np.full(B, T) if lengths is None else np.asarray(lengths)
+    outs = hs[:-1] if reverse else hs[1:]          # H_t of step t at outs[t-1]
+    prevs = hs[1:] if reverse else hs[:-1]
+    carry = np.zeros((B, H), dH.dtype)             # dA_next W_hh^T
+    dh0 = np.zeros((B, H), dH.dtype)
+    for t in (range(1, T + 1) if reverse else range(T, 0, -1)):
+        g = np.where(valid[t - 1][:, None], dH[t - 1], 0)
+        if dh_T is not None:  # where each sequence's final state was made
+            final = np.full(B, t == 1) if reverse else (lens == t)
+            g = g + np.where(final[:, None], dh_T, 0)
+        g = g + carry
+        dA[t - 1] = np.where(valid[t - 1][:, None],
+                             activation_backward(g, outs[t - 1], nonlinearity), 0)
+        carry = dA[t - 1] @ W_hh.T
+        if reverse:  # the step that read h0: t = lengths[b] (T without lengths)
+            dh0 = np.where((lens == t)[:, None], carry, dh0)
+    if not reverse:
+        dh0 = carry
+    TB = T * B
     dA2 = dA.reshape(TB, H)
-    dW_hh = hs[:-1].reshape(TB, H).T @ dA2
+    dW_hh = prevs.reshape(TB, H).T @ dA2
     if x.dtype.kind in "iu":
         dW_xh = np.zeros_like(W_xh)
         np.add.at(dW_xh, x.reshape(-1), dA2)
@@ -197,7 +227,7 @@ def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_
         dW_xh = x.reshape(TB, x.shape[-1]).T @ dA2
         dx = (dA2 @ W_xh.T).reshape(x.shape) if need_dx else None
     db_h = dA2.sum(axis=0)
-    return RNNGrads(dW_xh, dW_hh, db_h, carry, dx, dA)  # carry = dA_1 W_hh^T = dh0
+    return RNNGrads(dW_xh, dW_hh, db_h, dh0, dx, dA)
 
 
 # ---- projection and losses ----------------------------------------------------------------
@@ -249,73 +279,183 @@ def mse_loss(pred, target, *, reduction="mean"):
 
 # ---- whole model --------------------------------------------------------------------------
 
-def param_layout(input_size, hidden_size, output_size):
-    """Names, shapes and offsets of the flat parameter buffer, in order:
+def _layer_names(l, d):
+    """Names of layer l, direction d's parameters: W_xh, W_hh, b_h for the first layer's
+    forward direction, with a suffix _l{l} (and _reverse) for the others, as torch."""
+    if l == 0 and d == 0:
+        return "W_xh", "W_hh", "b_h"
+    sfx = f"_l{l}" + ("_reverse" if d else "")
+    return "W_xh" + sfx, "W_hh" + sfx, "b_h" + sfx
+
+
+def param_layout(input_size, hidden_size, output_size, num_layers=1, bidirectional=False):
+    """Names, shapes and offsets of the flat parameter buffer, in order: for each layer l
+    and direction d, W_xh (I_l, H) | W_hh (H, H) | b_h (H,); then W_hy (D*H, O) | b_y (O,),
+    with D = 2 if bidirectional else 1, I_0 = I, I_l = D*H (elman.h). One layer is
     W_xh (I, H) | W_hh (H, H) | b_h (H,) | W_hy (H, O) | b_y (O,).
     Returns a list of (name, shape, offset) and the total size."""
     I, H, O = input_size, hidden_size, output_size
+    D = 2 if bidirectional else 1
+    parts = []
+    for l in range(num_layers):
+        for d in range(D):
+            nx, nh, nb = _layer_names(l, d)
+            parts += [(nx, (I if l == 0 else D * H, H)), (nh, (H, H)), (nb, (H,))]
+    parts += [("W_hy", (D * H, O)), ("b_y", (O,))]
     layout, offset = [], 0
-    for name, shape in (("W_xh", (I, H)), ("W_hh", (H, H)), ("b_h", (H,)),
-                        ("W_hy", (H, O)), ("b_y", (O,))):
+    for name, shape in parts:
         layout.append((name, shape, offset))
         offset += int(np.prod(shape))
     return layout, offset
 
 
-def param_views(flat, input_size, hidden_size, output_size):
+def param_views(flat, input_size, hidden_size, output_size, num_layers=1, bidirectional=False):
     """Named views into a flat buffer laid out as :func:`param_layout` says."""
-    layout, _ = param_layout(input_size, hidden_size, output_size)
+    layout, _ = param_layout(input_size, hidden_size, output_size, num_layers, bidirectional)
     return {name: flat[off:off + int(np.prod(shape))].reshape(shape)
             for name, shape, off in layout}
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def dropout_keep(n, layer, seed, p):
+    """(n,) bool: which elements of layer ``layer``'s output dropout keeps (elman.h): the
+    splitmix64 output function of seed + ((layer << 48) | e) * golden, top 53 bits as
+    u in [0, 1), kept when u >= p."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(seed) + ((np.uint64(layer) << np.uint64(48))
+                               | np.arange(n, dtype=np.uint64)) * _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53 >= p
+
+
+def _dropout(a, layer, seed, p):
+    """a * keep / (1 - p), a (T, B, D*H)."""
+    keep = dropout_keep(a.size, layer, seed, p).reshape(a.shape)
+    return np.where(keep, a * a.dtype.type(1.0 / (1.0 - p)), a.dtype.type(0))
+
+
+class _Arch(NamedTuple):
+    I: int
+    H: int
+    O: int
+    L: int
+    D: int
+    nl: str
+
+
+def _layers_forward(p, x, h0, arch, lengths, dropout, seed, train):
+    """Every layer; returns (hs (L*D, T+1, B, H), inputs of each layer, top (T, B, D*H))."""
+    I, H, O, L, D, nl = arch
+    T = x.shape[0]
+    hs, inputs = [], []
+    inp = x
+    for l in range(L):
+        inputs.append(inp)
+        outs = []
+        for d in range(D):
+            nx, nh, nb = _layer_names(l, d)
+            k = l * D + d
+            s = rnn_forward(inp, h0[k], p[nx], p[nh], p[nb], nonlinearity=nl, reverse=bool(d),
+                            lengths=lengths)
+            hs.append(s)
+            outs.append(s[:-1] if d else s[1:])
+        inp = np.concatenate(outs, axis=2) if D > 1 else outs[0]
+        if train and dropout > 0 and l + 1 < L:
+            inp = _dropout(inp, l, seed, dropout)
+    return np.stack(hs), inputs, inp
+
+
+def _state(h0, arch, B, dtype):
+    """Initial states (L*D, B, H); (B, H) is accepted for one layer, one direction."""
+    n = arch.L * arch.D
+    if h0 is None:
+        return np.zeros((n, B, arch.H), dtype)
+    return np.asarray(h0).reshape(n, B, arch.H)
+
+
 def model_forward(params, x, h0, *, input_size, hidden_size, output_size,
-                  nonlinearity="tanh"):
-    """Outputs of every step. Returns (Y (T, B, O), hs (T+1, B, H))."""
-    p = param_views(params, input_size, hidden_size, output_size)
-    hs = rnn_forward(x, h0, p["W_xh"], p["W_hh"], p["b_h"], nonlinearity=nonlinearity)
-    Y = hs[1:] @ p["W_hy"] + p["b_y"]
-    return Y, hs
+                  nonlinearity="tanh", num_layers=1, bidirectional=False, lengths=None):
+    """Outputs of every step (no dropout: this is inference). h0 (L*D, B, H) or (B, H) for
+    one layer. Returns (Y (T, B, O), hs (L*D, T+1, B, H); (T+1, B, H) for one layer, one
+    direction). With lengths, Y is zero at padded steps."""
+    arch = _Arch(input_size, hidden_size, output_size, num_layers, 2 if bidirectional else 1,
+                 nonlinearity)
+    p = param_views(params, input_size, hidden_size, output_size, num_layers, bidirectional)
+    T, B = x.shape[:2]
+    hs, _, top = _layers_forward(p, x, _state(h0, arch, B, params.dtype), arch, lengths, 0.0,
+                                 0, False)
+    Y = top @ p["W_hy"] + p["b_y"]
+    if lengths is not None:
+        Y = np.where(_valid(lengths, T, B)[..., None], Y, Y.dtype.type(0))
+    return Y, (hs[0] if arch.L * arch.D == 1 else hs)
 
 
 def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, output_size,
                            nonlinearity="tanh", loss="cross_entropy", reduction="mean",
-                           last_step_only=False, dh0=None, dh_T=None):
+                           last_step_only=False, dh0=None, dh_T=None, num_layers=1,
+                           bidirectional=False, dropout=0.0, dropout_seed=0, lengths=None):
     """Forward, loss, BPTT. Overwrites ``grads`` (flat, the layout of ``params``) and
-    ``dh0`` (B, H) if given; ``dh_T`` (B, H), if given, is a gradient on the final state
-    added to the loss's. Returns (loss, hs).
+    ``dh0`` (L*D, B, H) if given; ``dh_T`` (L*D, B, H), if given, is a gradient on the final
+    states added to the loss's. Returns (loss, hs) (hs as model_forward's).
 
     y: int (T, B) classes for cross-entropy or float (T, B, O) for MSE; with
-    last_step_only, (B,) or (B, O) for the final step alone.
+    last_step_only, (B,) or (B, O) for the final step alone (each sequence's own last step
+    with lengths). With lengths, padded steps give no loss and "mean" averages over the
+    valid ones. dropout applies between layers, with masks from dropout_seed.
     """
     I, H, O = input_size, hidden_size, output_size
-    p = param_views(params, I, H, O)
-    g = param_views(grads, I, H, O)
-    hs = rnn_forward(x, h0, p["W_xh"], p["W_hh"], p["b_h"], nonlinearity=nonlinearity)
-    T, B = hs.shape[0] - 1, hs.shape[1]
-    Hy = hs[T] if last_step_only else hs[1:].reshape(T * B, H)
+    arch = _Arch(I, H, O, num_layers, 2 if bidirectional else 1, nonlinearity)
+    L, D = arch.L, arch.D
+    p = param_views(params, I, H, O, L, bidirectional)
+    g = param_views(grads, I, H, O, L, bidirectional)
+    T, B = x.shape[:2]
+    hs, inputs, top = _layers_forward(p, x, _state(h0, arch, B, params.dtype), arch, lengths,
+                                      dropout, dropout_seed, True)
+    valid = _valid(lengths, T, B)
+    if last_step_only:
+        t_last = (np.full(B, T) if lengths is None else np.asarray(lengths)) - 1
+        rows = (t_last, np.arange(B))
+        yy = y
+    else:
+        rows = np.nonzero(valid)  # t-major, as the C gathers them
+        yy = y[rows]
+    Hy = top[rows]
     Y = linear_forward(Hy, p["W_hy"], p["b_y"])
     if loss == "cross_entropy":
-        value, dY = softmax_cross_entropy(Y, y.reshape(-1), reduction=reduction)
+        value, dY = softmax_cross_entropy(Y, yy.reshape(-1), reduction=reduction)
     else:
-        value, dY = mse_loss(Y, y.reshape(Y.shape), reduction=reduction)
+        value, dY = mse_loss(Y, yy.reshape(Y.shape), reduction=reduction)
     if not np.isfinite(value):
         raise NonFiniteError(f"the loss is not finite ({value}); gradients were not computed")
     dW_hy, db_y, dHy = linear_backward(dY, Hy, p["W_hy"])
-    dH = np.zeros((T, B, H), dtype=params.dtype)
-    if last_step_only:
-        dH[T - 1] = dHy
-    else:
-        dH[:] = dHy.reshape(T, B, H)
-    r = rnn_backward(dH, hs, x, p["W_xh"], p["W_hh"], nonlinearity=nonlinearity, dh_T=dh_T)
-    g["W_xh"][...] = r.W_xh
-    g["W_hh"][...] = r.W_hh
-    g["b_h"][...] = r.b_h
     g["W_hy"][...] = dW_hy
     g["b_y"][...] = db_y
-    if dh0 is not None:
-        dh0[...] = r.h0
-    return value, hs
+    dtop = np.zeros((T, B, D * H), dtype=params.dtype)
+    dtop[rows] = dHy
+    dh_T = None if dh_T is None else np.asarray(dh_T).reshape(L * D, B, H)
+    for l in range(L - 1, -1, -1):
+        dX = None
+        for d in range(D):
+            k = l * D + d
+            nx, nh, nb = _layer_names(l, d)
+            r = rnn_backward(dtop[..., d * H:(d + 1) * H], hs[k], inputs[l], p[nx], p[nh],
+                             nonlinearity=nonlinearity, dh_T=None if dh_T is None else dh_T[k],
+                             reverse=bool(d), lengths=lengths)
+            g[nx][...], g[nh][...], g[nb][...] = r.W_xh, r.W_hh, r.b_h
+            if dh0 is not None:
+                dh0.reshape(L * D, B, H)[k] = r.h0
+            if l > 0:
+                part = r.A @ p[nx].T
+                dX = part if dX is None else dX + part
+        if l > 0:
+            if dropout > 0:
+                dX = _dropout(dX, l - 1, dropout_seed, dropout)
+            dtop = dX
+    return value, (hs[0] if L * D == 1 else hs)
 
 
 # ---- generation ---------------------------------------------------------------------------
@@ -334,15 +474,18 @@ def splitmix64(state: int):
 
 
 def model_sample(params, n, first, h, rng_state, *, input_size, hidden_size, output_size,
-                 nonlinearity="tanh", temperature=1.0):
+                 nonlinearity="tanh", temperature=1.0, num_layers=1):
     """Generate n token ids, feeding each back as the next input (O <= I).
 
     Each step: h = f(W_xh[id] + b_h + h @ W_hh); z = h @ W_hy + b_y; the next id is the
     argmax of z when temperature == 0, else the first j whose running sum of
     exp((z - max z) / temperature) exceeds u * (their total), u = (splitmix64 output >> 11)
-    * 2**-53. h (H,) is updated in place. Returns (ids (n,) int64, new rng state).
+    * 2**-53. h (H,) is updated in place. With num_layers = L, h holds (L, H) and layer l
+    reads layer l-1's new state: h_l = f(h_{l-1} @ W_xh_l + b_h_l + h_l @ W_hh_l); z is made
+    from the last. Returns (ids (n,) int64, new rng state).
     """
-    p = param_views(params, input_size, hidden_size, output_size)
+    p = param_views(params, input_size, hidden_size, output_size, num_layers)
+    hl = h.reshape(num_layers, hidden_size)
     dt = params.dtype
     kd = 1.0 / temperature if temperature > 0 else 0.0
     greedy = not (0 < kd <= np.finfo(dt).max)
@@ -352,9 +495,11 @@ def model_sample(params, n, first, h, rng_state, *, input_size, hidden_size, out
     out = np.empty(n, np.int64)
     idx = int(first)
     for i in range(n):
-        a = (p["W_xh"][idx] + p["b_h"]) + h @ p["W_hh"]
-        h[...] = activation(a, nonlinearity)
-        z = p["b_y"] + h @ p["W_hy"]
+        for l in range(num_layers):
+            nx, nh, nb = _layer_names(l, 0)
+            a = p[nx][idx] + p[nb] if l == 0 else p[nb] + hl[l - 1] @ p[nx]
+            hl[l] = activation(a + hl[l] @ p[nh], nonlinearity)
+        z = p["b_y"] + hl[-1] @ p["W_hy"]
         best = int(np.argmax(z))
         if not np.isfinite(z).all():
             raise NonFiniteError("the output distribution is not finite")

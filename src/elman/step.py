@@ -10,7 +10,7 @@ from .optim import SGD, Adagrad
 
 
 def train_step(model, opt, x, y, h0=None, *, loss="cross_entropy", reduction="mean",
-               last_step_only=False, batch_first=False, h_out=None):
+               last_step_only=False, batch_first=False, h_out=None, lengths=None):
     """Forward, loss, backprop through time, gradient clipping and the optimizer's update,
     in one C call with no Python between the stages.
 
@@ -44,13 +44,14 @@ def train_step(model, opt, x, y, h0=None, *, loss="cross_entropy", reduction="me
         raise ValueError(f"{where}: opt does not update this model's parameters")
     with model._exclusive(where):
         return _train_step(where, model, opt, x, y, h0, loss, reduction, last_step_only,
-                           batch_first, h_out)
+                           batch_first, h_out, lengths)
 
 
 def _train_step(where, model, opt, x, y, h0, loss, reduction, last_step_only, batch_first,
-                h_out):
-    x, is_ids, y, h0, h_out, ws = model._step_inputs(
-        where, x, y, h0, loss, reduction, last_step_only, batch_first, h_out)
+                h_out, lengths):
+    x, is_ids, y, h0, h_out, lengths, ws = model._step_inputs(
+        where, x, y, h0, loss, reduction, last_step_only, batch_first, h_out, lengths)
+    arch = model._train_arch()
     model._grad_h0 = None  # not computed by the fused step: no stale value from an earlier call
     last_step_only = bool(last_step_only)
     if not kernels._use_c() or getattr(opt, "sparse_rows", False):
@@ -58,13 +59,13 @@ def _train_step(where, model, opt, x, y, h0, loss, reduction, last_step_only, ba
         value, hs = kernels._model_forward_backward(
             model.params, model.grads, x, is_ids, y, h0, model.input_size, model.hidden_size,
             model.output_size, model._nl, model.nonlinearity, loss, reduction,
-            last_step_only, workspace=ws)
+            last_step_only, workspace=ws, arch=arch, lengths=lengths)
         model._last_ids = x if is_ids else None
         opt.step()
         return value, model._final_state(hs, h_out)
     value, norm, stage, hs = kernels._model_train_step(
         model.params, model.grads, x, is_ids, y, h0, model.input_size, model.hidden_size,
-        model.output_size, model._nl, loss, reduction, last_step_only, ws, opt)
+        model.output_size, model._nl, loss, reduction, last_step_only, ws, opt, arch, lengths)
     if stage == 1:
         raise NonFiniteError(f"{where}: the loss is not finite ({value}); nothing was updated")
     opt.last_grad_norm = norm
