@@ -696,7 +696,8 @@ cdef void *_work(unsigned char[::1] work, const elman_model_shape *m, int real_b
     cdef elman_int want = elman_model_work_bytes(m, real_bytes)
     if want < 0:
         raise ValueError(f"{where}: invalid model shape (dropout, layers or sizes)")
-    _need(work.shape[0], want, "work")
+    if work.shape[0] < want:  # a workspace may be larger than this shape needs
+        raise ValueError(f"work: buffer holds {work.shape[0]} bytes, this shape needs {want}")
     return <void *>&work[0] if want > 0 else NULL
 
 

@@ -585,9 +585,8 @@ def check_arch(where, num_layers=1, bidirectional=False, dropout=0.0, dropout_se
     dropout = real(dropout, "dropout", where=where, minimum=0)
     if not dropout < 1:
         raise ValueError(f"{where}: dropout must be in [0, 1), got {dropout}")
-    seed = positive_int(dropout_seed, "dropout_seed", where=where, minimum=0)
-    if seed >= 2**64:
-        raise ValueError(f"{where}: dropout_seed must be below 2**64, got {seed}")
+    seed = positive_int(dropout_seed, "dropout_seed", where=where, minimum=0,
+                        maximum=2**64 - 1)
     return Arch(num_layers, bool(bidirectional), dropout, seed)
 
 
