@@ -45,10 +45,15 @@ def test_training_lowers_the_loss_and_writes_a_checkpoint(corpus, tmp_path, caps
     assert meta["step"] == 150 and arrays["params"].dtype == np.float32
 
 
-def test_resume_is_bit_identical_to_an_uninterrupted_run(corpus, tmp_path):
+@pytest.mark.parametrize("stack", [(), ("--layers", "2", "--dropout", "0.3")],
+                         ids=["one-layer", "two-layers-dropout"])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(corpus, tmp_path, stack):
+    """With dropout too: the resumed run draws the masks the uninterrupted one drew."""
     full, part = tmp_path / "full", tmp_path / "part"
-    assert train("--data", corpus, "--steps", "60", "--every", "25", "--out", str(full)) == 0
-    assert train("--data", corpus, "--steps", "25", "--every", "25", "--out", str(part)) == 0
+    assert train("--data", corpus, "--steps", "60", "--every", "25", "--out", str(full),
+                 *stack) == 0
+    assert train("--data", corpus, "--steps", "25", "--every", "25", "--out", str(part),
+                 *stack) == 0
     assert train("--resume", str(part), "--steps", "60") == 0
     (a, ma), (b, mb) = state(full), state(part)
     assert ma["step"] == mb["step"] == 60

@@ -39,6 +39,10 @@ def _train_parser():
     g.add_argument("--column", help="the CSV column of a series")
     g = p.add_argument_group("model and optimizer")
     g.add_argument("--hidden", type=int, default=d.hidden, help=f"hidden units (default {d.hidden})")
+    g.add_argument("--layers", type=int, default=d.layers,
+                   help=f"stacked Elman layers (default {d.layers})")
+    g.add_argument("--dropout", type=float, default=d.dropout,
+                   help="dropout between layers while training, in [0, 1) (default 0)")
     g.add_argument("--seq-len", type=int, default=d.seq_len,
                    help=f"BPTT window T (default {d.seq_len})")
     g.add_argument("--batch", type=int, default=d.batch, help=f"lanes B (default {d.batch})")
@@ -82,7 +86,9 @@ def _train(argv) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             p.error("--plot needs matplotlib: pip install 'elman[plot]' (or matplotlib)")
-    for name in ("hidden", "seq_len", "batch"):
+    if not 0 <= a.dropout < 1:
+        p.error("--dropout must be in [0, 1)")
+    for name in ("hidden", "layers", "seq_len", "batch"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if a.every is not None and a.every < 1:
@@ -105,7 +111,8 @@ def _train(argv) -> int:
                             else os.path.dirname(a.resume) or ".")
         else:
             cfg = tr.TrainConfig(task=a.task, data=a.data, byte_level=a.byte_level,
-                                 column=a.column, hidden=a.hidden, seq_len=a.seq_len,
+                                 column=a.column, hidden=a.hidden, layers=a.layers,
+                                 dropout=a.dropout, seq_len=a.seq_len,
                                  batch=a.batch, steps=a.steps, epochs=a.epochs, lr=a.lr,
                                  optimizer=a.optimizer, preset=a.preset, clip=a.clip,
                                  seed=a.seed, dtype=a.dtype,
@@ -145,7 +152,8 @@ def _describe(trainer, out, resumed):
             f"{data.vocab_size}" if trainer.text else
             f"{n_train:,} training / {len(data.valid):,} held-out values")
     print(f"data: {data.name}: {what}")
-    print(f"model: Elman RNN, I={m.input_size} H={m.hidden_size} O={m.output_size} "
+    print(f"model: Elman RNN, I={m.input_size} H={m.hidden_size} O={m.output_size}"
+          + (f" L={m.num_layers} dropout={m.dropout}" if m.num_layers > 1 else "") + " "
           f"({m.num_params:,} parameters, {cfg.dtype}); {cfg.optimizer} lr {trainer.opt.lr}, "
           f"clip {cfg.clip}; T={cfg.seq_len} B={cfg.batch}, "
           f"{trainer.windows_per_epoch:,} windows per epoch")
@@ -181,7 +189,8 @@ def _sample(argv) -> int:
         vocab = meta["vocab"]
         corpus = Corpus(meta["data_name"], vocab, np.empty(0, np.int64),
                         np.empty(0, np.int64), cfg["byte_level"])
-        m = ElmanRNN(len(vocab), cfg["hidden"], len(vocab), dtype=cfg["dtype"])
+        m = ElmanRNN(len(vocab), cfg["hidden"], len(vocab), num_layers=cfg.get("layers", 1),
+                     dtype=cfg["dtype"])
         m.params[...] = arrays["params"]
     except CheckpointError as e:
         p.error(str(e))

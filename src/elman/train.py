@@ -45,6 +45,8 @@ class TrainConfig:
     byte_level: bool = False      # text as bytes (vocabulary 256)
     column: "str | None" = None   # the CSV column of a series
     hidden: int = 256
+    layers: int = 1               # stacked Elman layers
+    dropout: float = 0.0          # between layers, while training
     seq_len: int = 64
     batch: int = 32
     steps: "int | None" = None    # total steps of the run; None: from epochs or the default
@@ -104,7 +106,8 @@ class Trainer:
         self.cfg, self.data = cfg, data
         self.text = cfg.task == "text"
         V = data.vocab_size if self.text else 1
-        self.model = ElmanRNN(V, cfg.hidden, V, dtype=cfg.dtype, seed=cfg.seed,
+        self.model = ElmanRNN(V, cfg.hidden, V, num_layers=cfg.layers, dropout=cfg.dropout,
+                              dtype=cfg.dtype, seed=cfg.seed,
                               init="normal0.01" if self.text else "uniform")
         lr = cfg.lr if cfg.lr is not None else (None if cfg.preset else 0.02)
         if cfg.optimizer == "adagrad":
@@ -122,7 +125,7 @@ class Trainer:
         if self.windows_per_epoch < 1:
             raise DataError(f"{data.name}: too short for {B} lanes of windows of {T}")
         self.total = cfg.total_steps(self.windows_per_epoch)
-        self.h = np.zeros((1, B, cfg.hidden), self.model.dtype)
+        self.h = np.zeros((cfg.layers, B, cfg.hidden), self.model.dtype)
         if self.text:
             self.x = np.empty((T, B), np.int64)
             self.y = np.empty((T, B), np.int64)
@@ -270,6 +273,7 @@ class Trainer:
             self.opt.load_state_dict({"momentum_buffer": arrays.get("opt_state"),
                                       "steps": meta["opt_steps"]})
         self.step, self.epoch, self.window = meta["step"], meta["epoch"], meta["window"]
+        self.model._dropout_calls = self.step  # one training call per step: the same masks
         self.skipped = meta.get("skipped", 0)
         self.history, self.evals = meta["history"], meta["evals"]
 
