@@ -38,10 +38,13 @@ def warm_free_lists():
     for kw in ({}, dict(last_step_only=True)):
         y = x[-1] if kw else x
         run_steps(m, opt, x, y, h, 2100, **kw)
+    m = elman.ElmanRNN(3, 2, 3, num_layers=2, bidirectional=True, dropout=0.5)
+    opt = elman.Adagrad(m)
+    run_steps(m, opt, x, x, m.init_hidden(1), 2100, lengths=np.array([1]))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("case", ["ids", "dense-last-step", "mse"])
+@pytest.mark.parametrize("case", ["ids", "dense-last-step", "mse", "stack-lengths"])
 def test_hundred_steps_allocate_no_array(case, dtype, warm_free_lists):
     rng = np.random.default_rng(0)
     if case == "ids":
@@ -53,13 +56,19 @@ def test_hundred_steps_allocate_no_array(case, dtype, warm_free_lists):
         m = elman.ElmanRNN(10, H, 3, dtype=dtype)
         x = rng.standard_normal((T, B, 10)).astype(dtype)
         y, kw = rng.integers(0, 3, B), dict(last_step_only=True)
-    else:
+    elif case == "mse":
         T, B, H = 8, 512, 16
         m = elman.ElmanRNN(10, H, 4, dtype=dtype)
         x = rng.standard_normal((T, B, 10)).astype(dtype)
         y, kw = rng.standard_normal((T, B, 4)).astype(dtype), dict(loss="mse")
+    else:  # two bidirectional layers with dropout, on a padded batch
+        T, B, H = 64, 32, 32
+        m = elman.ElmanRNN(40, H, 40, num_layers=2, bidirectional=True, dropout=0.2,
+                           dtype=dtype)
+        x, y = rng.integers(0, 40, (T, B)), rng.integers(0, 40, (T, B))
+        kw = dict(lengths=rng.integers(1, T + 1, B))
     opt = elman.Adagrad(m, lr=0.01, max_grad_norm=1.0)
-    h = np.zeros((1, B, H), dtype)
+    h = m.init_hidden(B)
     h = run_steps(m, opt, x, y, h, 2, **kw)  # shapes become known
     made = m.workspace_allocations
     tracemalloc.start()  # no gc.collect() here: a full collection empties the free lists

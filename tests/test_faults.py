@@ -70,17 +70,21 @@ def _rss_kb():
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
-def test_memory_stays_flat_over_ten_thousand_steps():
-    m = elman.ElmanRNN(30, 32, 30, seed=0)
+@pytest.mark.parametrize("stack", [{}, dict(num_layers=2, bidirectional=True, dropout=0.2)],
+                         ids=["one-layer", "stack-lengths"])
+def test_memory_stays_flat_over_ten_thousand_steps(stack):
+    m = elman.ElmanRNN(30, 32, 30, seed=0, **stack)
     opt = elman.Adagrad(m, lr=0.05, max_grad_norm=1.0)
     x = np.random.default_rng(0).integers(0, 30, (9, 4))
-    h = np.zeros((1, 4, 32), np.float32)
+    h = m.init_hidden(4)
+    lengths = np.array([8, 3, 5, 1]) if stack else None
     for _ in range(500):   # shapes known, allocator pools warm
-        _, h = elman.train_step(m, opt, x[:-1], x[1:], h, h_out=h)
+        _, h = elman.train_step(m, opt, x[:-1], x[1:], h, h_out=h, lengths=lengths)
     before = _rss_kb()
     for _ in range(10_000):
-        _, h = elman.train_step(m, opt, x[:-1], x[1:], h, h_out=h)
+        _, h = elman.train_step(m, opt, x[:-1], x[1:], h, h_out=h, lengths=lengths)
         m.forward(x[:3])
-        m.sample(5, seed=1)
+        if not m.bidirectional:
+            m.sample(5, seed=1)
     grown = _rss_kb() - before
     assert grown < 2048, f"RSS grew by {grown} KiB over 10,000 steps"

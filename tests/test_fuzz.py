@@ -7,10 +7,11 @@ and complex, 0-size and extra dimensions, negative strides, broadcast and transp
 a leading dimension beyond 2**31 (a broadcast view, no memory behind it), read-only memory,
 NaN and infinities, aliasing one argument to another)."""
 import os
+import pickle
 import warnings
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import elman
@@ -94,3 +95,114 @@ def test_random_bad_arguments_never_crash(data, spec, backend, ids, dt):
             fn(**args, **kwargs)
         except CLEAN as err:
             assert str(err), f"{type(err).__name__} without a message"
+
+
+# ---- the model API ------------------------------------------------------------------------
+
+MODEL_HOWS = HOWS + ["lengths"]
+
+
+def bad_lengths(draw, T, B):
+    return draw(st.sampled_from([
+        np.zeros(B, np.int64), np.full(B, T + 1), np.full(B, -1), np.full(B, 2**62),
+        np.ones(B + 1, np.int64), np.ones(B, np.float64), np.ones((1, B), np.int64),
+        np.ones(B, np.uint64), np.array([True] * B), [1] * B, None]))
+
+
+def _outcome(fn):
+    """("ok", result) or ("raised", exception type name); a crash fails the run. The model
+    API copies inputs of any layout into its own (documented), so a huge broadcast view
+    may also end in NumPy's MemoryError, before any kernel runs."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return "ok", fn()
+        except CLEAN + (MemoryError,) as err:
+            assert str(err), f"{type(err).__name__} without a message"
+            return "raised", type(err).__name__
+
+
+def _flatten(result):
+    if isinstance(result, tuple):
+        return [np.asarray(r, dtype=np.float64) for r in result]
+    return [np.asarray(result, dtype=np.float64)]
+
+
+@settings(max_examples=int(os.environ.get("ELMAN_FUZZ_EXAMPLES", "400")), deadline=None)
+@given(data=st.data(), L=st.integers(1, 3), bi=st.booleans(),
+       p=st.sampled_from([0.0, 0.3]), ids=st.booleans(),
+       method=st.sampled_from(["forward", "forward_backward", "train_step", "sample"]),
+       dt=st.sampled_from(["float32", "float64"]))
+def test_random_model_calls_never_crash_and_agree_with_the_reference(data, L, bi, p, ids,
+                                                                     method, dt):
+    """ElmanRNN's methods and elman.train_step on stacked, bidirectional, dropout models with
+    one to three arguments mutated (as above, plus bad lengths). Each call either raises a
+    clear exception or works; when it works on the C backend, the NumPy reference given the
+    same arguments gives the same result (to float tolerance)."""
+    T, B, I, H, O = 4, 3, 5, 4, 5
+    S = L * (2 if bi else 1)
+    seed = data.draw(st.integers(0, 2**32 - 1))
+
+    def build(draw):
+        """The arguments, mutated; built twice (the C run may write into them, and aliasing
+        must survive), replaying the same draws the second time."""
+        rng = np.random.default_rng(seed)
+        args = dict(
+            x=rng.integers(0, I, (T, B)) if ids else rng.standard_normal((T, B, I)).astype(dt),
+            y=rng.integers(0, O, (T, B)),
+            h0=rng.standard_normal((S, B, H)).astype(dt),
+            lengths=rng.integers(1, T + 1, B),
+            dh_T=rng.standard_normal((S, B, H)).astype(dt),
+            h_out=np.zeros((S, B, H), dt),
+        )
+        names = sorted(args)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for name in draw(st.lists(st.sampled_from(names), min_size=0, max_size=3,
+                                      unique=True)):
+                how = draw(st.sampled_from(MODEL_HOWS))
+                if how == "lengths":
+                    args[name] = bad_lengths(draw, T, B)
+                else:
+                    args[name] = mutate(args[name], how, args[draw(st.sampled_from(names))],
+                                        draw)
+        return args
+
+    drawn = []
+
+    def record(strategy):
+        drawn.append(data.draw(strategy))
+        return drawn[-1]
+
+    a = build(record)
+    model = elman.ElmanRNN(I, H, O, num_layers=L, bidirectional=bi, dropout=p, dtype=dt,
+                           seed=1)
+    twin = pickle.loads(pickle.dumps(model))
+
+    def call(m, opt):
+        if method == "forward":
+            return m.forward(a["x"], a["h0"], lengths=a["lengths"])
+        if method == "forward_backward":
+            out = m.forward_backward(a["x"], a["y"], a["h0"], lengths=a["lengths"],
+                                     dh_T=a["dh_T"], h_out=a["h_out"])
+            return out + (m.grads, m.grad_h0)
+        if method == "train_step":
+            out = elman.train_step(m, opt, a["x"], a["y"], a["h0"], lengths=a["lengths"])
+            return out + (m.params,)
+        return m.sample(6, start=1, h0=a["h0"][:, :1] if isinstance(a["h0"], np.ndarray)
+                        and a["h0"].ndim == 3 else a["h0"], seed=3, return_hidden=True)
+
+    with elman.backend("c"):
+        got = _outcome(lambda: call(model, elman.Adagrad(model, lr=0.1, max_grad_norm=1.0)))
+    replay = iter(drawn)
+    a = build(lambda strategy: next(replay))
+    with elman.backend("numpy"):
+        want = _outcome(lambda: call(twin, elman.Adagrad(twin, lr=0.1, max_grad_norm=1.0)))
+    event(f"{method} {got[0]}")
+    assert got[0] == want[0], f"C: {got}, reference: {want}"
+    if got[0] == "raised":
+        assert got[1] == want[1]
+        return
+    tol = dict(rtol=2e-3, atol=2e-4) if dt == "float32" else dict(rtol=1e-9, atol=1e-11)
+    for g, w in zip(_flatten(got[1]), _flatten(want[1])):
+        np.testing.assert_allclose(g, w, **tol)

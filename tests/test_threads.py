@@ -18,11 +18,13 @@ def train(m, x, steps=5):
     return m.params.copy()
 
 
-def test_two_models_in_two_threads_match_one_after_the_other():
+@pytest.mark.parametrize("stack", [{}, dict(num_layers=2, bidirectional=True, dropout=0.2)],
+                         ids=["one-layer", "stack"])
+def test_two_models_in_two_threads_match_one_after_the_other(stack):
     rng = np.random.default_rng(0)
     xs = [rng.integers(0, 50, (33, 16)) for _ in range(2)]
-    sequential = [train(elman.ElmanRNN(50, 64, 50, seed=i), xs[i]) for i in range(2)]
-    models = [elman.ElmanRNN(50, 64, 50, seed=i) for i in range(2)]
+    sequential = [train(elman.ElmanRNN(50, 64, 50, seed=i, **stack), xs[i]) for i in range(2)]
+    models = [elman.ElmanRNN(50, 64, 50, seed=i, **stack) for i in range(2)]
     out = [None, None]
 
     def work(i):

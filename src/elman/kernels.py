@@ -369,11 +369,12 @@ def check_input(x, name, *, where, dtype, num_inputs, batch=None, steps=None, ou
     return arr, False
 
 
-def check_lengths(lengths, where, T, B):
-    """Sequence lengths (B,) as an int64 array with 1 <= lengths[b] <= T, or None."""
+def check_lengths(lengths, where, T, B, out=None):
+    """Sequence lengths (B,) as an int64 array with 1 <= lengths[b] <= T (copied into
+    ``out`` when given), or None."""
     if lengths is None:
         return None
-    arr = index_array(lengths, "lengths", where=where, upper=T + 1, shape=(B,))
+    arr = index_array(lengths, "lengths", where=where, upper=T + 1, shape=(B,), out=out)
     if arr.size and arr.min() < 1:
         b = int(np.argmin(arr))
         raise ValueError(f"{where}: lengths[{b}] = {int(arr[b])}; every sequence needs at "

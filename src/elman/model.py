@@ -436,7 +436,8 @@ class ElmanRNN:
         h0 = self._h0(h0, where, B)
         y = self._targets(y, where, loss, T, B, last_step_only, batch_first, ws)
         if lengths is not None:
-            lengths = check_lengths(lengths, where, T, B)
+            lengths = check_lengths(lengths, where, T, B,
+                                    out=self._buffer(ws, "lengths", (B,), np.int64))
         if h_out is not None:
             H, S = self.hidden_size, self.num_states
             h_out = float_array(self._own(h_out, "h_out", where), "h_out", where=where,
