@@ -15,6 +15,7 @@ INF = float("inf")
 from cython cimport floating
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t, uint64_t
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 
 cdef extern from "elman.h" nogil:
@@ -317,6 +318,70 @@ def adagrad_update(floating[::1] param, floating[::1] state, const floating[::1]
         else:
             s = elman_adagrad_update_f64(_p(param), _p(state), _cp(grad), n, &o)
     _check(s, "adagrad_update")
+
+
+def adagrad_update_many(list params, list states, list grads, bint f64, double lr,
+                        double lr_decay, double weight_decay, double eps, int64_t step,
+                        bint maximize):
+    """Adagrad (torch's: eps outside, no clipping) over many flat buffers of one dtype in
+    one call with the GIL released: params[i], states[i] and grads[i] are 1-D C-contiguous
+    arrays of one length each. Returns True when a gradient held NaN/inf or an updated
+    parameter is not finite (the updates have all been applied)."""
+    cdef Py_ssize_t count = len(params), i
+    if len(states) != count or len(grads) != count:
+        raise ValueError("adagrad_update_many: params, states and grads differ in number")
+    cdef void **pp = <void **>PyMem_Malloc(3 * count * sizeof(void *) + 1)
+    cdef elman_int *ns = <elman_int *>PyMem_Malloc(count * sizeof(elman_int) + 1)
+    if pp == NULL or ns == NULL:
+        PyMem_Free(pp)
+        PyMem_Free(ns)
+        raise MemoryError()
+    cdef float[::1] pf, sf
+    cdef const float[::1] gf
+    cdef double[::1] pd, sd
+    cdef const double[::1] gd
+    cdef elman_adagrad_opts o
+    o.lr = lr; o.lr_decay = lr_decay; o.weight_decay = weight_decay; o.eps = eps
+    o.clip_value = INF; o.grad_scale = 1; o.step = step; o.eps_inside = 0
+    o.maximize = maximize
+    cdef int st = ELMAN_OK, bad = 0
+    try:
+        for i in range(count):
+            if f64:
+                pd = params[i]; sd = states[i]; gd = grads[i]
+                n = pd.shape[0]
+                _need(sd.shape[0], n, "state")
+                _need(gd.shape[0], n, "grad")
+                if n > 0:
+                    pp[3 * i] = &pd[0]; pp[3 * i + 1] = &sd[0]; pp[3 * i + 2] = <void *>&gd[0]
+            else:
+                pf = params[i]; sf = states[i]; gf = grads[i]
+                n = pf.shape[0]
+                _need(sf.shape[0], n, "state")
+                _need(gf.shape[0], n, "grad")
+                if n > 0:
+                    pp[3 * i] = &pf[0]; pp[3 * i + 1] = &sf[0]; pp[3 * i + 2] = <void *>&gf[0]
+            ns[i] = n
+        with nogil:
+            for i in range(count):
+                if ns[i] == 0:
+                    continue
+                if f64:
+                    st = elman_adagrad_update_f64(<double *>pp[3 * i], <double *>pp[3 * i + 1],
+                                                  <const double *>pp[3 * i + 2], ns[i], &o)
+                else:
+                    st = elman_adagrad_update_f32(<float *>pp[3 * i], <float *>pp[3 * i + 1],
+                                                  <const float *>pp[3 * i + 2], ns[i], &o)
+                if st == ELMAN_ERR_NONFINITE:
+                    bad = 1
+                elif st != ELMAN_OK:
+                    break
+        if st != ELMAN_OK and st != ELMAN_ERR_NONFINITE:
+            _check(st, "adagrad_update_many")
+    finally:
+        PyMem_Free(pp)
+        PyMem_Free(ns)
+    return bool(bad)
 
 
 def adagrad_rows_update(floating[::1] param, floating[::1] state, const floating[::1] grad,

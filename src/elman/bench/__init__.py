@@ -13,6 +13,9 @@ Sections (``--only``, in this order):
   Adagrad): elman, elman's model on the NumPy backend, PyTorch, JAX.
 - ``generate``: characters per second sampled from a character model.
 - ``scaling``: elman's training step against T, B and H.
+- ``torch``: elman as a PyTorch backend: ``elman.torch.Adagrad`` against torch.optim.Adagrad
+  on a list of torch tensors, and ``elman.torch.ElmanRNN`` against torch.nn.RNN inside an
+  otherwise identical torch training step.
 
 Each thread count runs in its own worker process (``python -m elman.bench --worker ...``)
 whose thread variables are set before anything loads a BLAS. The driver writes
@@ -50,6 +53,8 @@ from .suite import (  # noqa: F401  (the names tests and users reach as elman.be
     run_worker,
     ADAGRAD_IMPLS,
     RNN_IMPLS,
+    TORCH_ADAGRAD_IMPLS,
+    TORCH_RNN_IMPLS,
     doubling_ratios,
     _optional,
 )

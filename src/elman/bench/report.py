@@ -9,7 +9,8 @@ import sys
 
 from . import suite
 from .suite import (ADAGRAD_BYTES, ADAGRAD_IMPLS, EPS, GENERATE_IMPLS, LR, OPENBLAS_VARS,
-                    RNN_IMPLS, _count, _duration, _num, _si)
+                    RNN_IMPLS, TORCH_ADAGRAD_IMPLS, TORCH_RNN_IMPLS, _count, _duration,
+                    _num, _si)
 
 # ---- report: markdown ---------------------------------------------------------------------
 
@@ -213,6 +214,34 @@ def _scaling_md(runs, label):
     return lines
 
 
+def _torch_md(runs, label):
+    lines = ["## 6. elman as a PyTorch backend (elman.torch)", "",
+             "Optimizer: one float32 step of `elman.torch.Adagrad` against "
+             "`torch.optim.Adagrad` on the same list of torch tensors (lr "
+             f"{LR}, eps {EPS}); cell: time per step · GB/s at {ADAGRAD_BYTES} bytes per "
+             "element. Module: one torch training step (nn.Linear head, cross-entropy, "
+             "backward, torch's fused Adagrad) whose RNN is `elman.torch.ElmanRNN` or "
+             "`torch.nn.RNN` with the same weights; one-hot input for both. Last column: "
+             "elman's speed over the best peer's.", ""]
+    rows = []
+    for run in runs:
+        for case, by_impl in _grouped(run["torch"]["adagrad"], "case").items():
+            cells = _cells(by_impl, TORCH_ADAGRAD_IMPLS, lambda r: f"{_duration(r['seconds'])}"
+                           f" · {_num(r['gbps'])} GB/s")
+            rows.append([label(run), case, *cells,
+                         *_best_peer(by_impl, TORCH_ADAGRAD_IMPLS)])
+    lines += _table(["threads", "case", *TORCH_ADAGRAD_IMPLS.values(), "best peer",
+                     "elman / best peer"], rows)
+    rows = []
+    for run in runs:
+        for shape, by_impl in _grouped(run["torch"]["rnn"], "shape").items():
+            cells = _cells(by_impl, TORCH_RNN_IMPLS, lambda r: f"{_duration(r['seconds'])} · "
+                           f"{_si(r['tokens_per_s'])} tok/s")
+            rows.append([label(run), shape, *cells, *_best_peer(by_impl, TORCH_RNN_IMPLS)])
+    return lines + _table(["threads", "shape", *TORCH_RNN_IMPLS.values(), "best peer",
+                           "elman / best peer"], rows)
+
+
 def markdown(result, pngs=None):
     """The report: a header block (machine, settings, each run's environment and BLAS, the
     plot files ``pngs``, None when matplotlib is missing) and one table per section."""
@@ -222,7 +251,8 @@ def markdown(result, pngs=None):
     lines = _header(result, pngs)
     for key, section in (("limits", _limits_md), ("adagrad", _adagrad_md),
                          ("adagrad_sparse", _sparse_md), ("rnn", _rnn_md),
-                         ("generate", _generate_md), ("scaling", _scaling_md)):
+                         ("generate", _generate_md), ("scaling", _scaling_md),
+                         ("torch", _torch_md)):
         if runs and key in runs[0]:
             lines += section(runs, label)
     return "\n".join(lines)

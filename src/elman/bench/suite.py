@@ -22,7 +22,7 @@ import scipy
 import elman
 from elman import _core, kernels, reference
 
-SECTIONS = ("limits", "adagrad", "rnn", "generate", "scaling")
+SECTIONS = ("limits", "adagrad", "rnn", "generate", "scaling", "torch")
 PRESET_FLAGS = {"full": [], "quick": ["--quick"], "tiny": ["--tiny"]}
 LR, EPS = 0.01, 1e-10            # torch.optim.Adagrad's defaults, given explicitly to every peer
 ADAGRAD_BYTES = 20               # per float32 element: read p, g, S (12), write p, S (8)
@@ -44,6 +44,12 @@ RNN_IMPLS = {
     "jax": "jax (jit, lax.scan, optax)",
 }
 GENERATE_IMPLS = {"elman": "elman ElmanRNN.sample", "numpy": "numpy per-step loop"}
+TORCH_ADAGRAD_IMPLS = {
+    "elman": "elman.torch.Adagrad",
+    "torch_foreach": "torch foreach=True",
+    "torch_fused": "torch fused=True",
+}
+TORCH_RNN_IMPLS = {"elman": "elman.torch.ElmanRNN", "torch": "torch.nn.RNN"}
 
 
 # ---- problem sizes ------------------------------------------------------------------------
@@ -95,6 +101,8 @@ class Sizes:
     repeats: int                     # samples per measurement (the median is reported)
     settle: float = 0.3              # seconds of idling before each measurement
     sparse: tuple = ()               # (V, H, T, B) of the sparse-row Adagrad comparison
+    torch_adagrad: tuple = ()        # (tensors, n) cases of elman.torch.Adagrad vs torch
+    torch_rnn: tuple = ()            # Shapes of elman.torch.ElmanRNN vs torch.nn.RNN
 
     def stream_n(self):
         """Buffer lengths of the bandwidth probe: every Adagrad n, so ratios match."""
@@ -116,20 +124,23 @@ PRESETS = {
         sweep={"T": (8, 16, 32, 64, 128, 256), "B": (1, 2, 4, 8, 16, 32, 64, 128),
                "H": (32, 64, 128, 256, 512)},
         min_time=0.2, repeats=5,
-        sparse=((10_000, 256, 64, 32), (50_000, 256, 64, 32))),
+        sparse=((10_000, 256, 64, 32), (50_000, 256, 64, 32)),
+        torch_adagrad=((100, 10**5), (1, 10**7)), torch_rnn=(S1, S2, S3)),
     "quick": Sizes(
         adagrad_n=(10**5, 10**6), adagrad_multi=None, peak_gemm=512,
         rnn=(S1, S2_QUICK, S4), generate_shape=S1, generate_steps=2_000,
         scaling_base=S2_QUICK,
         sweep={"T": (8, 16, 32, 64), "B": (4, 8, 16, 32), "H": (32, 64, 128, 256)},
-        min_time=0.05, repeats=3, settle=0.1, sparse=((10_000, 128, 32, 16),)),
+        min_time=0.05, repeats=3, settle=0.1, sparse=((10_000, 128, 32, 16),),
+        torch_adagrad=((10, 10**5), (1, 10**6)), torch_rnn=(S1, S2_QUICK)),
     "tiny": Sizes(   # for the test suite: every code path in a few seconds
         adagrad_n=(1000,), adagrad_multi=(3, 1000), peak_gemm=64,
         rnn=(Shape("S1t", 11, 8, 11, 4, 1), Shape("S4t", 10, 5, 2, 3, 4, ids=False)),
         generate_shape=Shape("S1t", 11, 8, 11, 1, 1), generate_steps=20,
         scaling_base=Shape("S2t", 11, 8, 11, 4, 2),
         sweep={"T": (2, 4), "B": (1, 2), "H": (4, 8)},
-        min_time=0.001, repeats=2, settle=0.0, sparse=((50, 8, 4, 2),)),
+        min_time=0.001, repeats=2, settle=0.0, sparse=((50, 8, 4, 2),),
+        torch_adagrad=((3, 1000), (1, 1000)), torch_rnn=(Shape("S1t", 11, 8, 11, 4, 2),)),
 }
 
 
@@ -258,6 +269,52 @@ def _adagrad_step(impl, tensors, n, torch):
              "torch_fused": dict(fused=True)}[impl]
     opt = torch.optim.Adagrad(params, lr=LR, eps=EPS, **flags)
     return opt.step
+
+
+def _torch_adagrad_step(impl, tensors, n, torch):
+    """One step of elman.torch.Adagrad or torch.optim.Adagrad over ``tensors`` float32
+    parameters of n elements each, gradients in place (a torch user's model)."""
+    import elman.torch as et
+    rng = np.random.default_rng(0)
+    params = []
+    for _ in range(tensors):
+        param = torch.nn.Parameter(torch.from_numpy(rng.standard_normal(n, dtype=np.float32)))
+        param.grad = torch.from_numpy(rng.standard_normal(n, dtype=np.float32))
+        params.append(param)
+    if impl == "elman":
+        return et.Adagrad(params, lr=LR, eps=EPS).step
+    flags = {"torch_foreach": dict(foreach=True), "torch_fused": dict(fused=True)}[impl]
+    return torch.optim.Adagrad(params, lr=LR, eps=EPS, **flags).step
+
+
+def _torch_module_step(impl, shape, torch):
+    """A torch training step whose RNN module is elman.torch.ElmanRNN or torch.nn.RNN (same
+    weights); the rest is torch: nn.Linear head, F.cross_entropy, backward, fused Adagrad.
+    Token ids go in one-hot for both modules (neither takes ids)."""
+    import elman.torch as et
+    F = torch.nn.functional
+    x, y, h0 = (torch.from_numpy(a) for a in _rnn_data(shape))
+    if shape.ids:
+        x = F.one_hot(x, shape.I).float()
+    y, h0 = y.reshape(-1), h0[None]
+    torch.manual_seed(0)
+    rnn = torch.nn.RNN(shape.I, shape.H)
+    if impl == "elman":
+        mine = et.ElmanRNN(shape.I, shape.H)
+        mine.load_state_dict(rnn.state_dict())
+        rnn = mine
+    head = torch.nn.Linear(shape.H, shape.O)
+    opt = torch.optim.Adagrad([*rnn.parameters(), *head.parameters()], lr=LR, eps=EPS,
+                              fused=True)
+
+    def step():
+        opt.zero_grad()
+        out, _ = rnn(x, h0)
+        loss = F.cross_entropy(head(out).reshape(-1, shape.O), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+    return step
 
 
 def _rnn_data(shape):
@@ -514,6 +571,34 @@ class Worker:
                                  flops=shape.flops, impl=impl, **r))
         return rows
 
+    def torch_backend(self):
+        """elman.torch against torch: the optimizer on a torch model's tensors, and the RNN
+        module inside an otherwise identical torch training step."""
+        torch = self.peers["torch"]
+        out = {"adagrad": [], "rnn": []}
+        for tensors, n in self.sizes.torch_adagrad:
+            case = f"n={_count(n)}" if tensors == 1 else f"{tensors} tensors of {_count(n)}"
+            for impl in TORCH_ADAGRAD_IMPLS:
+                r = ({"status": "not installed"} if torch is None else
+                     self.time(f"torch backend adagrad {case} {impl}",
+                               functools.partial(_torch_adagrad_step, impl, tensors, n, torch)))
+                if r["status"] == "ok":
+                    r["us"] = r["seconds"] * 1e6
+                    r["gbps"] = ADAGRAD_BYTES * tensors * n / r["seconds"] / 1e9
+                out["adagrad"].append(dict(case=case, n=tensors * n, tensors=tensors,
+                                           impl=impl, **r))
+        for shape in self.sizes.torch_rnn:
+            for impl in TORCH_RNN_IMPLS:
+                r = ({"status": "not installed"} if torch is None else
+                     self.time(f"torch backend rnn {shape.label} {impl}",
+                               functools.partial(_torch_module_step, impl, shape, torch),
+                               returns="loss"))
+                if r["status"] == "ok":
+                    r["ms"] = r["seconds"] * 1e3
+                    r["tokens_per_s"] = shape.T * shape.B / r["seconds"]
+                out["rnn"].append(dict(shape=shape.label, name=shape.name, impl=impl, **r))
+        return out
+
     def adagrad_sparse(self):
         """Adagrad.step of a token-id model with a large vocabulary (V rows of W_xh, 16
         outputs), dense against sparse_rows=True, after a forward_backward on T*B ids."""
@@ -608,6 +693,8 @@ def run_worker(preset, sections, threads, openblas):
                 run["generate"] = worker.generate()
             if "scaling" in sections:
                 run["scaling"] = worker.scaling()
+            if "torch" in sections:
+                run["torch"] = worker.torch_backend()
             run["threadpools"] = _threadpools()
     finally:
         if torch:
