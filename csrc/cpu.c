@@ -66,6 +66,15 @@ static void elman_register_fork_handler(void) {}
 
 int elman_forked(void) { return elman_is_fork_child; }
 
+int elman_can_thread(void)
+{
+#ifdef _OPENMP
+    return !elman_is_fork_child && !omp_in_parallel() && omp_get_max_threads() > 1;
+#else
+    return 0;
+#endif
+}
+
 /* ---- kernel paths ---------------------------------------------------------------------- */
 
 static const elman_vec_ops *elman_path_table(const char *name)

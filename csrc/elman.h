@@ -104,6 +104,17 @@ int elman_adagrad_update_f32(float *param, float *state, const float *grad, elma
 int elman_adagrad_update_f64(double *param, double *state, const double *grad, elman_int n,
                              const elman_adagrad_opts *opts);
 
+/* Adagrad over count buffers at once (a framework's list of parameter tensors), with one
+ * set of options: buffer i is params[i], states[i], grads[i], each ns[i] elements. Large
+ * buffers are split among the threads one after another; small ones are shared among the
+ * threads a buffer at a time. ELMAN_ERR_NONFINITE as above, for any buffer (all updated). */
+int elman_adagrad_update_many_f32(float *const *params, float *const *states,
+                                  const float *const *grads, const elman_int *ns,
+                                  elman_int count, const elman_adagrad_opts *opts);
+int elman_adagrad_update_many_f64(double *const *params, double *const *states,
+                                  const double *const *grads, const elman_int *ns,
+                                  elman_int count, const elman_adagrad_opts *opts);
+
 /* Adagrad on some rows of a (V, H) matrix only (the input weights of a token-id model): the
  * rows named by ids (m of them, repeats allowed, each row updated once) get exactly the
  * update elman_adagrad_update gives them; other rows and their state are not touched. With

@@ -63,6 +63,11 @@ typedef struct {
  * every kernel runs on the calling thread alone. */
 int elman_forked(void);
 
+/* Nonzero where a parallel region may run (cpu.c): OpenMP built in, more than one thread,
+ * not inside a region already, not in such a forked child. For the loops outside vec.inc
+ * (many tensors at once, dropout masks). */
+int elman_can_thread(void);
+
 /* The table in use: the best path this CPU runs, unless elman_set_kernel_path chose one. */
 const elman_vec_ops *elman_ops(void);
 

@@ -51,6 +51,10 @@ cdef extern from "elman.h" nogil:
         double lr, momentum, weight_decay, clip_value, grad_scale
         int maximize
 
+    int elman_adagrad_update_many_f32(float **, float **, const float **,
+                                      const elman_int *, elman_int, const elman_adagrad_opts *)
+    int elman_adagrad_update_many_f64(double **, double **, const double **,
+                                      const elman_int *, elman_int, const elman_adagrad_opts *)
     int elman_adagrad_update_f32(float *, float *, const float *, elman_int, const elman_adagrad_opts *)
     int elman_adagrad_update_f64(double *, double *, const double *, elman_int, const elman_adagrad_opts *)
     int elman_adagrad_rows_update_f32(float *, float *, const float *, const elman_int *,
@@ -353,30 +357,29 @@ def adagrad_update_many(list params, list states, list grads, bint f64, double l
                 _need(sd.shape[0], n, "state")
                 _need(gd.shape[0], n, "grad")
                 if n > 0:
-                    pp[3 * i] = &pd[0]; pp[3 * i + 1] = &sd[0]; pp[3 * i + 2] = <void *>&gd[0]
+                    pp[i] = &pd[0]; pp[count + i] = &sd[0]; pp[2 * count + i] = <void *>&gd[0]
             else:
                 pf = params[i]; sf = states[i]; gf = grads[i]
                 n = pf.shape[0]
                 _need(sf.shape[0], n, "state")
                 _need(gf.shape[0], n, "grad")
                 if n > 0:
-                    pp[3 * i] = &pf[0]; pp[3 * i + 1] = &sf[0]; pp[3 * i + 2] = <void *>&gf[0]
+                    pp[i] = &pf[0]; pp[count + i] = &sf[0]; pp[2 * count + i] = <void *>&gf[0]
             ns[i] = n
+            if n == 0:
+                pp[i] = pp[count + i] = pp[2 * count + i] = NULL
         with nogil:
-            for i in range(count):
-                if ns[i] == 0:
-                    continue
-                if f64:
-                    st = elman_adagrad_update_f64(<double *>pp[3 * i], <double *>pp[3 * i + 1],
-                                                  <const double *>pp[3 * i + 2], ns[i], &o)
-                else:
-                    st = elman_adagrad_update_f32(<float *>pp[3 * i], <float *>pp[3 * i + 1],
-                                                  <const float *>pp[3 * i + 2], ns[i], &o)
-                if st == ELMAN_ERR_NONFINITE:
-                    bad = 1
-                elif st != ELMAN_OK:
-                    break
-        if st != ELMAN_OK and st != ELMAN_ERR_NONFINITE:
+            if f64:
+                st = elman_adagrad_update_many_f64(<double **>pp, <double **>pp + count,
+                                                   <const double **>(pp + 2 * count), ns,
+                                                   count, &o)
+            else:
+                st = elman_adagrad_update_many_f32(<float **>pp, <float **>pp + count,
+                                                   <const float **>(pp + 2 * count), ns,
+                                                   count, &o)
+        if st == ELMAN_ERR_NONFINITE:
+            bad = 1
+        else:
             _check(st, "adagrad_update_many")
     finally:
         PyMem_Free(pp)
