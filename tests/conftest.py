@@ -40,6 +40,17 @@ def count_core_calls():
             setattr(elman._core, name, fn)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny torch problems: one intra-op thread is faster and keeps results deterministic.
+    Modules that compare with torch use it with pytestmark."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(params=["c", "numpy"])
 def backend_name(request):
     import elman

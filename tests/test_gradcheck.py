@@ -6,23 +6,7 @@ import pytest
 
 import elman
 from elman import kernels
-
-EPS = 1e-6
-
-
-def numerical_grad(f, v):
-    """Central differences of the scalar f() with respect to every entry of v (in place)."""
-    g = np.zeros_like(v)
-    flat, gflat = v.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + EPS
-        fp = f()
-        flat[i] = old - EPS
-        fm = f()
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * EPS)
-    return g
+from gradients import numerical_grad
 
 
 def make_case(rng, ids, loss, last, nonlinearity="tanh", T=4, B=3, I=5, H=4, O=3):

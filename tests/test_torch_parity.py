@@ -33,13 +33,7 @@ NAMES = ("W_xh", "W_hh", "b_h", "W_hy", "b_y")
 T, B, I, H, O = 5, 3, 4, 6, 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny problems: one intra-op thread is faster and keeps the results deterministic."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(params=BACKENDS)

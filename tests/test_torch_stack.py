@@ -15,12 +15,7 @@ RTOL = {torch.float64: 1e-10, torch.float32: 2e-5}
 T, B, I, H, O = 6, 4, 5, 4, 5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def close(actual, expected, dtype, what):

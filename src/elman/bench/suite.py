@@ -287,36 +287,6 @@ def _torch_adagrad_step(impl, tensors, n, torch):
     return torch.optim.Adagrad(params, lr=LR, eps=EPS, **flags).step
 
 
-def _torch_module_step(impl, shape, torch):
-    """A torch training step whose RNN module is elman.torch.ElmanRNN or torch.nn.RNN (same
-    weights); the rest is torch: nn.Linear head, F.cross_entropy, backward, fused Adagrad.
-    Token ids go in one-hot for both modules (neither takes ids)."""
-    import elman.torch as et
-    F = torch.nn.functional
-    x, y, h0 = (torch.from_numpy(a) for a in _rnn_data(shape))
-    if shape.ids:
-        x = F.one_hot(x, shape.I).float()
-    y, h0 = y.reshape(-1), h0[None]
-    torch.manual_seed(0)
-    rnn = torch.nn.RNN(shape.I, shape.H)
-    if impl == "elman":
-        mine = et.ElmanRNN(shape.I, shape.H)
-        mine.load_state_dict(rnn.state_dict())
-        rnn = mine
-    head = torch.nn.Linear(shape.H, shape.O)
-    opt = torch.optim.Adagrad([*rnn.parameters(), *head.parameters()], lr=LR, eps=EPS,
-                              fused=True)
-
-    def step():
-        opt.zero_grad()
-        out, _ = rnn(x, h0)
-        loss = F.cross_entropy(head(out).reshape(-1, shape.O), y)
-        loss.backward()
-        opt.step()
-        return loss.item()
-    return step
-
-
 def _rnn_data(shape):
     """x (token ids (T, B) or floats (T, B, I)), class targets y (T, B), h0 zeros (B, H)."""
     rng = np.random.default_rng(0)
@@ -343,9 +313,10 @@ def _elman_rnn_step(shape, backend="c"):
     return step
 
 
-def _torch_rnn_step(shape, torch):
+def _torch_rnn_step(shape, torch, module="torch"):
     """nn.RNN + nn.Linear + F.cross_entropy + backward + Adagrad(fused=True). Token ids go
-    in one-hot (nn.RNN has no id input); the one-hot tensor is built once, outside the step."""
+    in one-hot (nn.RNN has no id input); the one-hot tensor is built once, outside the step.
+    module="elman": the same step with elman.torch.ElmanRNN (same weights) for nn.RNN."""
     F = torch.nn.functional
     x, y, h0 = (torch.from_numpy(a) for a in _rnn_data(shape))
     if shape.ids:
@@ -353,6 +324,11 @@ def _torch_rnn_step(shape, torch):
     y, h0 = y.reshape(-1), h0[None]
     torch.manual_seed(0)
     rnn = torch.nn.RNN(shape.I, shape.H, nonlinearity="tanh")
+    if module == "elman":
+        import elman.torch as et
+        mine = et.ElmanRNN(shape.I, shape.H)
+        mine.load_state_dict(rnn.state_dict())
+        rnn = mine
     head = torch.nn.Linear(shape.H, shape.O)
     opt = torch.optim.Adagrad([*rnn.parameters(), *head.parameters()], lr=LR, eps=EPS,
                               fused=True)
@@ -591,7 +567,7 @@ class Worker:
             for impl in TORCH_RNN_IMPLS:
                 r = ({"status": "not installed"} if torch is None else
                      self.time(f"torch backend rnn {shape.label} {impl}",
-                               functools.partial(_torch_module_step, impl, shape, torch),
+                               functools.partial(_torch_rnn_step, shape, torch, impl),
                                returns="loss"))
                 if r["status"] == "ok":
                     r["ms"] = r["seconds"] * 1e3
