@@ -103,10 +103,17 @@ def _train(argv) -> int:
         p.error("--lr must be a positive number")
     if a.clip is not None and not 0 < a.clip < math.inf:
         p.error("--clip must be a positive number, or none")
+    comm = None
+    from . import distributed
+    if distributed.launched_by_mpi():  # mpiexec -n N elman train ...: data-parallel
+        try:
+            comm = distributed.init()
+        except ImportError as e:
+            p.error(str(e))
     try:
         if a.resume:
-            trainer = tr.resume(a.resume, steps=a.steps, epochs=a.epochs, every=a.every,
-                                on_nonfinite=a.on_nonfinite)
+            trainer = tr.resume(a.resume, comm=comm, steps=a.steps, epochs=a.epochs,
+                                every=a.every, on_nonfinite=a.on_nonfinite)
             out = a.out or (a.resume if os.path.isdir(a.resume)
                             else os.path.dirname(a.resume) or ".")
         else:
@@ -118,17 +125,20 @@ def _train(argv) -> int:
                                  seed=a.seed, dtype=a.dtype,
                                  every=a.every or tr.TrainConfig.every,
                                  on_nonfinite=a.on_nonfinite or "stop")
-            trainer = tr.Trainer(cfg, tr.load_data(cfg))
+            trainer = tr.Trainer(cfg, tr.load_data(cfg), comm=comm)
             out = a.out or "elman-run"
     except (DataError, CheckpointError, ValueError, OSError) as e:
         p.error(str(e))
-    _describe(trainer, out, resumed=bool(a.resume))
+    if trainer.is_root:
+        _describe(trainer, out, resumed=bool(a.resume))
     try:
         summary = tr.run(trainer, out, progress=not a.no_progress, threads=a.threads)
     except KeyboardInterrupt:
         return 130
     except tr.NonFiniteStop:
         return 3
+    if not trainer.is_root:  # rank 0 reports for the job
+        return 0
     unit = "bits/char" if trainer.text else "RMSE"
     base = "unigram entropy" if trainer.text else "naive last-value predictor"
     if trainer.skipped:
@@ -152,6 +162,9 @@ def _describe(trainer, out, resumed):
             f"{data.vocab_size}" if trainer.text else
             f"{n_train:,} training / {len(data.valid):,} held-out values")
     print(f"data: {data.name}: {what}")
+    if trainer.comm is not None:
+        print(f"data-parallel over {trainer.comm.size} MPI ranks: {cfg.batch // trainer.comm.size}"
+              f" lanes each, one gradient Allreduce per step")
     print(f"model: Elman RNN, I={m.input_size} H={m.hidden_size} O={m.output_size}"
           + (f" L={m.num_layers} dropout={m.dropout}" if m.num_layers > 1 else "") + " "
           f"({m.num_params:,} parameters, {cfg.dtype}); {cfg.optimizer} lr {trainer.opt.lr}, "

@@ -35,6 +35,7 @@ from .model import ElmanRNN
 from .optim import SGD, Adagrad
 
 LN2 = math.log(2.0)
+SYNC_CHECK_EVERY = 100   # data-parallel runs compare the ranks' parameters this often
 
 
 @dataclasses.dataclass
@@ -102,8 +103,13 @@ class NonFiniteStop(RuntimeError):
 class Trainer:
     """A model, its optimizer, the data lanes and the carried state of one run."""
 
-    def __init__(self, cfg: TrainConfig, data: "Corpus | Series", *, state=None):
+    def __init__(self, cfg: TrainConfig, data: "Corpus | Series", *, state=None, comm=None):
+        """comm: an elman.distributed.Comm for data-parallel training over MPI (each rank
+        trains its share of the B lanes; None: this process alone)."""
         self.cfg, self.data = cfg, data
+        self.comm = comm
+        self.is_root = comm is None or comm.is_root
+        self.stop_requested = False   # set by run() on Ctrl-C; acted on by all ranks at once
         self.text = cfg.task == "text"
         V = data.vocab_size if self.text else 1
         self.model = ElmanRNN(V, cfg.hidden, V, num_layers=cfg.layers, dropout=cfg.dropout,
@@ -121,6 +127,12 @@ class Trainer:
         series = data.train if self.text else data.train.astype(self.model.dtype)
         self.lane_len = len(series) // B
         self.lanes = series[:B * self.lane_len].reshape(B, self.lane_len)
+        if comm is not None:  # this rank's lanes: an equal share of the global batch
+            from .distributed import shard
+            lo, hi = shard(B, comm.rank, comm.size)
+            self.lanes, B = self.lanes[lo:hi], hi - lo
+        self.my_lanes = slice(*(shard(cfg.batch, comm.rank, comm.size) if comm is not None
+                                else (0, cfg.batch)))
         self.windows_per_epoch = (self.lane_len - 1) // T
         if self.windows_per_epoch < 1:
             raise DataError(f"{data.name}: too short for {B} lanes of windows of {T}")
@@ -154,12 +166,13 @@ class Trainer:
             if self.text:
                 np.copyto(self.x, block[:-1])
                 np.copyto(self.y, block[1:])
-                loss, _ = self.model.forward_backward(self.x, self.y, self.h, h_out=self.h)
+                loss = self._local_loss()
             else:
                 np.copyto(self.x[..., 0], block[:-1])
                 np.copyto(self.y[..., 0], block[1:])
-                loss, _ = self.model.forward_backward(self.x, self.y, self.h, h_out=self.h,
-                                                      loss="mse")
+                loss = self._local_loss(loss="mse")
+            if self.comm is not None:
+                loss = self._combine(loss)
             self.opt.step()
         except NonFiniteError as err:
             return self._non_finite(err)
@@ -167,6 +180,32 @@ class Trainer:
         self.step += 1
         self.history.append([self.step, loss])
         return loss
+
+    def _local_loss(self, **kw):
+        """This process's forward_backward; with MPI a non-finite local loss is reported to
+        the other ranks (as NaN) instead of raised here alone."""
+        try:
+            loss, _ = self.model.forward_backward(self.x, self.y, self.h, h_out=self.h, **kw)
+        except NonFiniteError:
+            if self.comm is None:
+                raise
+            loss = math.nan
+        return loss
+
+    def _combine(self, loss):
+        """Data-parallel step: the ranks agree on stopping and on a non-finite loss (all
+        skip or stop together), then average the gradient and the loss (one Allreduce of
+        the flat gradient buffer). Every rank then applies the same update."""
+        comm = self.comm
+        total, _, stops = comm.allreduce_scalars(loss, 0.0, float(self.stop_requested),
+                                                 what="the step's loss allreduce")
+        self.stop_requested = stops > 0
+        if not math.isfinite(total):
+            raise NonFiniteError(f"the loss is not finite on some rank ({total / comm.size})")
+        comm.allreduce_(self.model.grads, "the gradient allreduce", mean=True)
+        if self.step % SYNC_CHECK_EVERY == 0:
+            comm.check_in_sync(self.model)
+        return total / comm.size
 
     def _non_finite(self, err):
         """A NaN/inf loss or gradient at this step: skip the step (when nothing was updated
@@ -232,8 +271,15 @@ class Trainer:
 
     # ---- checkpoints ---------------------------------------------------------------------
 
-    def save(self, location: str) -> str:
-        arrays = {"params": self.model.params, "h": self.h}
+    def save(self, location: str) -> "str | None":
+        """Write a checkpoint; with MPI every rank calls this (the lanes' states are
+        gathered) and the root alone writes. Returns the path (None on other ranks)."""
+        h = self.h if self.comm is None else self.comm.gather_rows(self.h, "the state gather")
+        if self.comm is not None:
+            self.comm.check_in_sync(self.model)
+        if not self.is_root:
+            return None
+        arrays = {"params": self.model.params, "h": h}
         opt_state = self.opt.state_dict()
         if isinstance(self.opt, Adagrad):
             arrays["opt_state"] = opt_state["state"]
@@ -261,7 +307,7 @@ class Trainer:
                 "the run started with")
         try:
             self.model.params[...] = arrays["params"]
-            self.h[...] = arrays["h"]
+            self.h[...] = arrays["h"][:, self.my_lanes]
         except (KeyError, ValueError) as e:
             raise checkpoint.CheckpointError(f"the checkpoint does not fit this model: {e}") \
                 from None
@@ -278,7 +324,7 @@ class Trainer:
         self.history, self.evals = meta["history"], meta["evals"]
 
 
-def resume(location: str, **overrides) -> Trainer:
+def resume(location: str, *, comm=None, **overrides) -> Trainer:
     """A Trainer continuing the checkpoint at ``location``; ``overrides`` may change steps,
     epochs and every (what the run does next), nothing that defines the model or data."""
     arrays, meta = checkpoint.load(location)
@@ -291,7 +337,7 @@ def resume(location: str, **overrides) -> Trainer:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in meta["config"].items() if k in fields})
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-    return Trainer(cfg, load_data(cfg), state=(arrays, meta))
+    return Trainer(cfg, load_data(cfg), state=(arrays, meta), comm=comm)
 
 
 def run(trainer: Trainer, out: str, *, log=print, progress=True, threads=None) -> dict:
@@ -300,7 +346,9 @@ def run(trainer: Trainer, out: str, *, log=print, progress=True, threads=None) -
     cfg = trainer.cfg
     if threads is not None:
         set_num_threads(threads)
-    bar = _progress(trainer, progress)
+    bar = _progress(trainer, progress and trainer.is_root)
+    if not trainer.is_root:
+        log = _silent
     tokens = cfg.seq_len * cfg.batch
     start, start_step = time.perf_counter(), trainer.step
     # Ctrl-C between two C calls of a step would leave a half-made step (parameters updated,
@@ -311,8 +359,9 @@ def run(trainer: Trainer, out: str, *, log=print, progress=True, threads=None) -
         previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.append(signum))
     try:
         while trainer.step < trainer.total:
-            if stop:
+            if stop and trainer.comm is None:
                 raise KeyboardInterrupt
+            trainer.stop_requested = bool(stop)   # with MPI: all ranks stop at one step
             loss = trainer.train_step()
             if bar is not None:
                 elapsed = time.perf_counter() - start
@@ -323,7 +372,9 @@ def run(trainer: Trainer, out: str, *, log=print, progress=True, threads=None) -
                     f"tok/s {tokens * (trainer.step - start_step) / elapsed:,.0f}", refresh=False)
             if trainer.step % cfg.every == 0 or trainer.step == trainer.total:
                 _checkpoint_and_report(trainer, out, log, bar)
-        if stop:  # interrupted during the last step
+            if trainer.comm is not None and trainer.stop_requested:
+                raise KeyboardInterrupt
+        if stop and trainer.comm is None:  # interrupted during the last step
             raise KeyboardInterrupt
     except NonFiniteStop as err:
         if err.consistent:  # nothing was updated: the state before this step is whole
@@ -345,13 +396,22 @@ def run(trainer: Trainer, out: str, *, log=print, progress=True, threads=None) -
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - start
+    if not trainer.is_root:
+        return {"steps": trainer.step, "seconds": seconds}
     final = trainer.evals[-1][1] if trainer.evals else trainer.evaluate()
     return {"steps": trainer.step, "seconds": seconds, "final": final,
             "baseline": trainer.baseline(),
             "tokens_per_s": tokens * (trainer.step - start_step) / max(seconds, 1e-9)}
 
 
+def _silent(*args, **kwargs):
+    pass
+
+
 def _checkpoint_and_report(trainer, out, log, bar):
+    if not trainer.is_root:  # the root evaluates, samples and writes; the rest send states
+        trainer.save(out)
+        return
     metric = trainer.evaluate()
     trainer.evals.append([trainer.step, metric])
     trainer.save(out)

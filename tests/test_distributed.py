@@ -1,0 +1,164 @@
+"""Data-parallel training over MPI, with 2 ranks on this machine: parity with one process,
+resume, the elman.distributed API, divergence detection, and dead or hung ranks ending the
+job with an error instead of a hang. Skipped when mpi4py or mpiexec is missing (.ci/run
+installs the mpi extra, so they run there)."""
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from elman import checkpoint, distributed
+
+pytest.importorskip("mpi4py")
+MPIEXEC = shutil.which("mpiexec")
+pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="mpiexec is not installed")
+
+ELMAN = [sys.executable, "-m", "elman"]
+RUN = ["--steps", "20", "--every", "10", "--batch", "8", "--hidden", "24", "--seq-len", "16",
+       "--no-progress"]
+
+
+def mpirun(n, argv, timeout=120, env=None):
+    e = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+    start = time.monotonic()
+    proc = subprocess.run([MPIEXEC, "-n", str(n), *argv], capture_output=True, text=True,
+                          timeout=timeout, env=e)
+    return proc, time.monotonic() - start
+
+
+def single(argv):
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_two_ranks_with_half_batches_match_one_process(tmp_path, dtype, rtol):
+    one, two = tmp_path / "one", tmp_path / "two"
+    p = single([*ELMAN, "train", *RUN, "--dtype", dtype, "--out", str(one)])
+    assert p.returncode == 0, p.stderr
+    q, _ = mpirun(2, [*ELMAN, "train", *RUN, "--dtype", dtype, "--out", str(two)])
+    assert q.returncode == 0, q.stdout + q.stderr
+    assert "data-parallel over 2 MPI ranks: 4 lanes each" in q.stdout
+    assert q.stdout.count("done:") == 1          # rank 0 alone reports
+    (a, ma), (b, mb) = checkpoint.load(str(one)), checkpoint.load(str(two))
+    assert ma["step"] == mb["step"] == 20
+    # float32: the sums over lanes are ordered differently (per rank, then across ranks)
+    for name in ("params", "h"):   # h: all 8 lanes, gathered from both ranks
+        np.testing.assert_allclose(b[name], a[name], rtol=rtol,
+                                   atol=rtol * np.abs(a[name]).max(), err_msg=name)
+    np.testing.assert_allclose(np.array(mb["history"])[:, 1], np.array(ma["history"])[:, 1],
+                               rtol=rtol)
+
+
+def test_resume_with_the_same_ranks_is_bit_identical(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    p, _ = mpirun(2, [*ELMAN, "train", *RUN, "--layers", "2", "--dropout", "0.2", "--out",
+                      str(full)])
+    assert p.returncode == 0, p.stderr
+    cut = [a if a != "20" else "10" for a in RUN]
+    p, _ = mpirun(2, [*ELMAN, "train", *cut, "--layers", "2", "--dropout", "0.2", "--out",
+                      str(part)])
+    assert p.returncode == 0, p.stderr
+    p, _ = mpirun(2, [*ELMAN, "train", "--resume", str(part), "--steps", "20",
+                      "--no-progress"])
+    assert p.returncode == 0, p.stdout + p.stderr
+    (a, ma), (b, mb) = checkpoint.load(str(full)), checkpoint.load(str(part))
+    for name in ("params", "h", "opt_state"):
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert ma["history"] == mb["history"]
+
+
+def test_a_batch_that_does_not_split_is_refused(tmp_path):
+    p, _ = mpirun(2, [*ELMAN, "train", *RUN[:-5], "--batch", "7", "--hidden", "8",
+                      "--out", str(tmp_path / "r")])
+    assert p.returncode != 0
+    assert "does not split evenly over 2 ranks" in p.stderr
+
+
+API = textwrap.dedent('''
+    import sys
+    import numpy as np
+    import elman
+    from elman import distributed as dist
+    comm = dist.init()
+    assert (comm.rank, comm.size) == (int(__import__("os").environ["PMI_RANK"]), 2)
+    assert dist.launched_by_mpi()
+    lo, hi = dist.shard(8, comm.rank, comm.size)
+    assert (lo, hi) == ((0, 4) if comm.rank == 0 else (4, 8))
+    m = elman.ElmanRNN(5, 4, 5, seed=3)
+    m.grads[...] = comm.rank + 1.0
+    loss = comm.allreduce_grads(m, 10.0 * (comm.rank + 1))
+    assert loss == 15.0 and np.all(m.grads == 1.5), (loss, m.grads[:3])
+    h = np.full((1, 4, 2), comm.rank, np.float32)
+    g = comm.gather_rows(h)
+    if comm.rank == 0:
+        assert g.shape == (1, 8, 2) and g[0, :4].max() == 0 and g[0, 4:].min() == 1
+    else:
+        assert g is None
+    comm.check_in_sync(m)
+    if comm.rank == 1:
+        m.params[0] += 1e-7            # one rank's parameters drift
+    try:
+        comm.check_in_sync(m)
+    except dist.Divergence as err:
+        print(f"rank {comm.rank} caught: {err}", flush=True)
+    else:
+        sys.exit(f"rank {comm.rank}: divergence not detected")
+''')
+
+
+def test_the_distributed_api(tmp_path):
+    script = tmp_path / "api.py"
+    script.write_text(API)
+    p, _ = mpirun(2, [sys.executable, str(script)])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.count("caught: rank") == 2 and "differ (CRC-32 per rank" in p.stdout
+
+
+FAIL = textwrap.dedent('''
+    import os, sys, time
+    import numpy as np
+    import elman
+    from elman import distributed as dist
+    comm = dist.init()
+    m = elman.ElmanRNN(5, 4, 5)
+    comm.allreduce_grads(m)                     # one step goes through
+    if comm.rank == 1:
+        if sys.argv[1] == "die":
+            os._exit(3)                         # a rank that dies
+        time.sleep(600)                         # a rank that hangs
+    comm.allreduce_grads(m)
+    print("rank 0 was not stopped", flush=True)
+''')
+
+
+@pytest.mark.parametrize("how", ["die", "hang"])
+def test_a_dead_or_hung_rank_ends_the_job_with_an_error(tmp_path, how):
+    script = tmp_path / "fail.py"
+    script.write_text(FAIL)
+    p, seconds = mpirun(2, [sys.executable, str(script), how], timeout=60,
+                        env={"ELMAN_MPI_TIMEOUT": "3"})
+    assert p.returncode != 0
+    assert "rank 0 was not stopped" not in p.stdout
+    assert seconds < 30
+    if how == "hang":  # the timeout names what was waited for
+        assert ("rank 0 of 2: the gradient allreduce did not complete within 3 s; a rank "
+                "has died or hung") in p.stdout
+
+
+def test_helpers_without_mpiexec(monkeypatch):
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"):
+        monkeypatch.delenv(var, raising=False)
+    assert not distributed.launched_by_mpi()
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
+    assert distributed.launched_by_mpi()
+    assert distributed.shard(12, 2, 4) == (6, 9)
+    with pytest.raises(ValueError, match="split evenly"):
+        distributed.shard(10, 0, 4)
+    with pytest.raises(ValueError, match="rank"):
+        distributed.shard(8, 4, 4)
