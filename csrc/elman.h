@@ -316,9 +316,12 @@ int elman_mse_f64(double *loss, double *dpred, const double *pred, const double 
  * (L*D, T, B, H); initial and final states, dh0 and dh_T are (L*D, B, H), as torch's h_n.
  *
  * Dropout (probability p, between layers, when training: forward_backward and train_step;
- * never in elman_model_forward): element e (t, b, j) of layer l's output is kept, and scaled
- * by 1/(1-p), when u >= p, u = (mix64(seed + ((l << 48) | e) * 0x9E3779B97F4A7C15) >> 11)
- * * 2^-53, mix64 the splitmix64 output function. The same seed gives the same masks.
+ * never in elman_model_forward): element e = (t * Bg + offset + b) * D*H + j of layer l's
+ * output (step t, lane b, feature j; Bg = dropout_batch or B, offset = dropout_offset) is
+ * kept, and scaled by 1/(1-p), when u >= p, u = (mix64(seed + ((l << 48) | e) *
+ * 0x9E3779B97F4A7C15) >> 11) * 2^-53, mix64 the splitmix64 output function. The same seed
+ * gives the same masks, and processes that each hold some lanes of one batch (offset, Bg)
+ * draw the masks one process holding all of it would.
  *
  * Lengths (shape.rnn.lengths): padded steps give no loss, no gradient, and no output (their
  * rows of Y are zero); "mean" averages over the valid steps; with last_step_only the output
@@ -337,6 +340,8 @@ typedef struct {
     int bidirectional;    /* 0 or 1 */
     double dropout;       /* p in [0, 1) */
     uint64_t dropout_seed;
+    elman_int dropout_batch;  /* 0, or the lanes of a batch this call holds part of */
+    elman_int dropout_offset; /* the first of them this call holds (data parallelism) */
 } elman_model_shape;
 
 /* Number of parameters of the layout above, or -1 when it overflows. */

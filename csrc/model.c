@@ -41,6 +41,12 @@ elman_int elman_model_num_params(const elman_model_shape *s)
     return elman_add(n, O);
 }
 
+/* The lanes of the batch dropout numbers its elements in (this call's B unless set). */
+static elman_int elman_dropout_lanes(const elman_model_shape *s)
+{
+    return s->dropout_batch > 0 ? s->dropout_batch : s->rnn.B;
+}
+
 static int elman_model_check(const elman_model_shape *s)
 {
     if (s == NULL || s->O < 0 || s->num_layers < 0) return ELMAN_ERR_ARG;
@@ -53,8 +59,15 @@ static int elman_model_check(const elman_model_shape *s)
     const elman_int slabs = elman_mul(elman_model_layers(s), elman_model_dirs(s));
     if (elman_mul(TB, s->O) < 0 || elman_mul(elman_mul(elman_add(TB, s->rnn.B), s->rnn.H), slabs) < 0)
         return ELMAN_ERR_TOO_LARGE;
-    /* dropout numbers elements below 2^48 within a layer */
-    if (s->dropout > 0 && !(elman_mul(elman_mul(TB, s->rnn.H), 2) < ((elman_int)1 << 48)))
+    /* dropout numbers the elements of a layer's output in a batch of dropout_batch lanes
+     * (this call's B of them from dropout_offset), below 2^48 */
+    if (s->dropout_batch < 0 || s->dropout_offset < 0) return ELMAN_ERR_ARG;
+    if (s->dropout_batch > 0 && elman_add(s->dropout_offset, s->rnn.B) > s->dropout_batch)
+        return ELMAN_ERR_ARG;
+    if (s->dropout > 0 &&
+        !(elman_mul(elman_mul(elman_mul(s->rnn.T, elman_dropout_lanes(s)), s->rnn.H), 2) >= 0 &&
+          elman_mul(elman_mul(elman_mul(s->rnn.T, elman_dropout_lanes(s)), s->rnn.H), 2) <
+              ((elman_int)1 << 48)))
         return ELMAN_ERR_TOO_LARGE;
     return ELMAN_OK;
 }

@@ -36,12 +36,16 @@ def single(argv):
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
 
 
-@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-12), ("float32", 1e-5)])
-def test_two_ranks_with_half_batches_match_one_process(tmp_path, dtype, rtol):
+@pytest.mark.parametrize("dtype,rtol,stack", [
+    ("float64", 1e-12, ()), ("float32", 1e-5, ()),
+    ("float64", 1e-12, ("--layers", "2", "--dropout", "0.3"))],
+    ids=["f64", "f32", "f64-2-layers-dropout"])
+def test_two_ranks_with_half_batches_match_one_process(tmp_path, dtype, rtol, stack):
+    """With dropout too: each rank draws its lanes' part of the whole batch's masks."""
     one, two = tmp_path / "one", tmp_path / "two"
-    p = single([*ELMAN, "train", *RUN, "--dtype", dtype, "--out", str(one)])
+    p = single([*ELMAN, "train", *RUN, *stack, "--dtype", dtype, "--out", str(one)])
     assert p.returncode == 0, p.stderr
-    q, _ = mpirun(2, [*ELMAN, "train", *RUN, "--dtype", dtype, "--out", str(two)])
+    q, _ = mpirun(2, [*ELMAN, "train", *RUN, *stack, "--dtype", dtype, "--out", str(two)])
     assert q.returncode == 0, q.stdout + q.stderr
     assert "data-parallel over 2 MPI ranks: 4 lanes each" in q.stdout
     assert q.stdout.count("done:") == 1          # rank 0 alone reports

@@ -126,6 +126,30 @@ def test_adagrad_updates_in_place_without_copies():
     assert opt.state[p]["sum"][0].item() == 4.0
 
 
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_adagrad_copies_keep_working(how):
+    """torch pickles an optimizer's defaults, state and param_groups only: a copy must
+    still step (and match the original)."""
+    import copy
+    import pickle
+    p = torch.nn.Parameter(torch.ones(5))
+    opt = et.Adagrad([p], lr=0.3)
+    p.grad = torch.full((5,), 0.5)
+    opt.step()
+    if how == "deepcopy":
+        p2 = copy.deepcopy(p)
+        opt2 = et.Adagrad([p2], lr=0.3)
+        opt2.load_state_dict(copy.deepcopy(opt.state_dict()))
+        clone = copy.deepcopy(opt)
+        clone.step()  # the clone holds copies of p and its state
+    else:
+        p2, opt2 = pickle.loads(pickle.dumps((p, opt)))
+    p2.grad = torch.full((5,), 0.5)
+    opt2.step()
+    opt.step()
+    assert torch.equal(p2, p)
+
+
 def test_adagrad_refusals():
     with pytest.raises(ValueError, match="on meta"):
         et.Adagrad([torch.nn.Parameter(torch.empty(3, device="meta"))])
@@ -239,6 +263,20 @@ def test_rnn_module_packed_sequences_match_torch(kw):
     assert_close(outs[1][0], outs[0][0], dtype, "output")
     assert_close(outs[1][1], outs[0][1], dtype, "h_n")
     assert torch.equal(outs[1][2], outs[0][2])
+    # the output is packed as the input was, as torch's: same batch_sizes, order and rows
+    for enforce in (False, True):
+        if enforce:
+            order = torch.argsort(lengths, descending=True)
+            packed = torch.nn.utils.rnn.pack_padded_sequence(x[:, order], lengths[order])
+        else:
+            packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+        with torch.no_grad():
+            want, got = ref(packed)[0], mine(packed)[0]
+        assert torch.equal(got.batch_sizes, want.batch_sizes)
+        for a, b in ((got.sorted_indices, want.sorted_indices),
+                     (got.unsorted_indices, want.unsorted_indices)):
+            assert (a is None and b is None) or torch.equal(a, b)
+        assert_close(got.data, want.data, dtype, "packed data")
     for (name, p1), (_, p2) in zip(ref.named_parameters(), mine.named_parameters()):
         assert_close(p2.grad, p1.grad, dtype, f"grad {name}")
 

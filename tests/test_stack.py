@@ -219,6 +219,36 @@ def test_dropout_masks_follow_the_rule():
     assert reference.dropout_keep(1000, 0, 1, 0.0).all()
 
 
+def test_dropout_lanes_number_the_masks_in_the_whole_batch(dtype):
+    """Two halves of a batch, each told where its lanes sit (data parallelism), draw the
+    masks the whole batch draws: the averaged gradients of the halves equal the whole
+    batch's. C and reference agree on the offsets."""
+    rng = np.random.default_rng(9)
+    T, B, V, H = 5, 6, 7, 4
+    _, n = reference.param_layout(V, H, V, 2, True)
+    params = rng.uniform(-0.5, 0.5, n).astype(dtype)
+    x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    arch = kernels.Arch(2, True, 0.4, 12345)
+
+    def grads(lo, hi, backend, lanes):
+        g = np.empty_like(params)
+        a = arch._replace(dropout_batch=lanes[0], dropout_offset=lanes[1])
+        with elman.backend(backend):
+            kernels._model_forward_backward(params, g, np.ascontiguousarray(x[:, lo:hi]), True,
+                                            np.ascontiguousarray(y[:, lo:hi]), None, V, H, V,
+                                            0, "tanh", "cross_entropy", "mean", False,
+                                            arch=a)
+        return g
+
+    for backend in ("c", "numpy"):
+        whole = grads(0, B, backend, (0, 0))
+        halves = (grads(0, 3, backend, (B, 0)) + grads(3, B, backend, (B, 3))) / 2
+        assert_close(halves, whole, dtype, err_msg=backend)
+        wrong = (grads(0, 3, backend, (0, 0)) + grads(3, B, backend, (0, 0))) / 2
+        assert np.abs(wrong - whole).max() > 1e-3   # without the offsets the masks repeat
+    assert_close(grads(3, B, "c", (B, 3)), grads(3, B, "numpy", (B, 3)), dtype)
+
+
 def test_dropout_is_deterministic_and_off_at_inference():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 7, (9, 4))

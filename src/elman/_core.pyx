@@ -133,6 +133,7 @@ cdef extern from "elman.h" nogil:
         int bidirectional
         double dropout
         uint64_t dropout_seed
+        elman_int dropout_batch, dropout_offset
 
     elman_int elman_model_num_params(const elman_model_shape *)
     elman_int elman_model_work_bytes(const elman_model_shape *, int)
@@ -739,7 +740,8 @@ def mse(floating[::1] dpred, const floating[::1] pred, const floating[::1] targe
 cdef int _model_shape(elman_model_shape *m, T, B, I, H, O, int nonlinearity, int loss,
                       int reduction, bint last_step_only, tuple arch=(1, False, 0.0, 0),
                       const int64_t[::1] lengths=None) except -1:
-    """The shape struct; arch = (num_layers, bidirectional, dropout, dropout_seed)."""
+    """The shape struct; arch = (num_layers, bidirectional, dropout, dropout_seed[,
+    dropout_batch, dropout_offset])."""
     _rnn_shape(&m.rnn, T, B, I, H, nonlinearity, lengths)
     m.O = _size(O, "O")
     m.loss = loss
@@ -749,6 +751,8 @@ cdef int _model_shape(elman_model_shape *m, T, B, I, H, O, int nonlinearity, int
     m.bidirectional = 1 if arch[1] else 0
     m.dropout = arch[2]
     m.dropout_seed = arch[3]
+    m.dropout_batch = _size(arch[4], "dropout_batch") if len(arch) > 4 else 0
+    m.dropout_offset = _size(arch[5], "dropout_offset") if len(arch) > 5 else 0
     if elman_model_num_params(m) < 0:
         raise OverflowError("the model's parameter count overflows 64 bits")
     return 0

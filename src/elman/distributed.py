@@ -17,8 +17,13 @@ being sent. With "mean" losses over equal shards this is the gradient of the who
 
 Every collective waits at most ``timeout`` seconds (``ELMAN_MPI_TIMEOUT``, default 300): a
 rank that died or hung makes the others raise ``CollectiveTimeout`` with what they were
-waiting for, and abort the job, instead of waiting forever. (MPICH's mpiexec also ends the
-job when a rank exits abnormally.)
+waiting for, and abort the job, instead of waiting forever. Waits for work that rank 0 does
+alone (evaluation, writing a checkpoint) use ``root_timeout`` (``ELMAN_MPI_ROOT_TIMEOUT``,
+default 3600). (MPICH's mpiexec also ends the job when a rank exits abnormally.)
+
+All ranks must compute the same update from the same averaged gradient: run them with the
+same thread count and kernel path (the gradient norm of clipping is a sum whose rounding
+follows the thread split); ``check_in_sync`` reports it if they do not.
 
 Install with ``pip install "elman[mpi]"`` (mpi4py and MPICH from the package index).
 """
@@ -33,6 +38,7 @@ import numpy as np
 __all__ = ["init", "Comm", "shard", "launched_by_mpi", "CollectiveTimeout", "Divergence"]
 
 DEFAULT_TIMEOUT = 300.0
+DEFAULT_ROOT_TIMEOUT = 3600.0
 
 
 class CollectiveTimeout(RuntimeError):
@@ -82,32 +88,37 @@ class Comm:
     """An mpi4py communicator with the collectives of data-parallel training, each bounded
     by a timeout."""
 
-    def __init__(self, comm, MPI, timeout=None):
+    def __init__(self, comm, MPI, timeout=None, root_timeout=None):
         self.comm, self.MPI = comm, MPI
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         if timeout is None:
             timeout = float(os.environ.get("ELMAN_MPI_TIMEOUT", DEFAULT_TIMEOUT))
-        if not timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
-        self.timeout = timeout
+        if root_timeout is None:
+            root_timeout = float(os.environ.get("ELMAN_MPI_ROOT_TIMEOUT",
+                                                max(DEFAULT_ROOT_TIMEOUT, timeout)))
+        if not (timeout > 0 and root_timeout > 0):
+            raise ValueError(f"timeouts must be > 0 seconds, got {timeout}, {root_timeout}")
+        self.timeout, self.root_timeout = timeout, root_timeout
         self._scalars = np.zeros(4, np.float64)
 
     @property
     def is_root(self) -> bool:
         return self.rank == 0
 
-    def _wait(self, request, what):
-        """Wait for a nonblocking collective, at most self.timeout seconds; on a timeout
-        report, abort the job (the other ranks may be blocked in it too) and raise."""
+    def _wait(self, request, what, timeout=None):
+        """Wait for a nonblocking collective, at most ``timeout`` (self.timeout) seconds; on
+        a timeout report, abort the job (the other ranks may be blocked in it too) and
+        raise."""
         if request.Test():
             return
+        limit = self.timeout if timeout is None else timeout
         start = time.monotonic()
         pause = 1e-5
         while not request.Test():
-            if time.monotonic() - start > self.timeout:
+            if time.monotonic() - start > limit:
                 message = (f"rank {self.rank} of {self.size}: {what} did not complete within "
-                           f"{self.timeout:g} s; a rank has died or hung (ELMAN_MPI_TIMEOUT "
-                           f"sets the limit)")
+                           f"{limit:g} s; a rank has died or hung (ELMAN_MPI_TIMEOUT and "
+                           f"ELMAN_MPI_ROOT_TIMEOUT set the limits)")
                 print(message, flush=True)
                 try:
                     self.comm.Abort(70)
@@ -175,6 +186,6 @@ class Comm:
                              f"{[int(v) for v in buf]}); data-parallel training is out of "
                              f"step")
 
-    def barrier(self, what="barrier"):
+    def barrier(self, what="barrier", timeout=None):
         if self.size > 1:
-            self._wait(self.comm.Ibarrier(), what)
+            self._wait(self.comm.Ibarrier(), what, timeout)

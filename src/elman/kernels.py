@@ -569,6 +569,8 @@ class Arch(NamedTuple):
     bidirectional: bool = False
     dropout: float = 0.0
     dropout_seed: int = 0
+    dropout_batch: int = 0    # data parallelism: the whole batch's lanes (0: this call's)
+    dropout_offset: int = 0   # and where this call's lanes start in it
 
     @property
     def states(self) -> int:
@@ -784,7 +786,8 @@ def _model_forward_backward(params, grads, x, is_ids, y, h0, I, H, O, nl, nonlin
             params, grads, x, y, h0, input_size=I, hidden_size=H, output_size=O,
             nonlinearity=nonlinearity, loss=loss, reduction=reduction,
             last_step_only=last_step_only, dh0=dh0, dh_T=dh_T, dropout=arch.dropout,
-            dropout_seed=arch.dropout_seed, lengths=lengths, **_arch_kwargs(arch))
+            dropout_seed=arch.dropout_seed, lengths=lengths,
+            dropout_lanes=(arch.dropout_batch, arch.dropout_offset), **_arch_kwargs(arch))
         return value, hs.reshape(arch.states, T + 1, B, H)
     ws = workspace if workspace is not None else {}
     hs = _step_workspace(ws, params.dtype, T, B, I, H, O, last_step_only, h0, arch, lengths,

@@ -91,6 +91,7 @@ class ElmanRNN:
         self.seed = positive_int(seed, "seed", where=where, minimum=0)
         self._arch = kernels.check_arch(where, num_layers, bidirectional, dropout)
         self._dropout_calls = 0
+        self.dropout_lanes = (0, 0)  # see _train_arch
         sizes = self._sizes()
         _, n = param_layout(*sizes)
         if n * self.dtype.itemsize > 2**62:
@@ -132,14 +133,18 @@ class ElmanRNN:
 
     def _train_arch(self):
         """The stack for one training call: with dropout, a fresh mask seed from the model's
-        seed and the call count (pure integers: no allocation)."""
+        seed and the call count (pure integers: no allocation). ``dropout_lanes`` = (the
+        whole batch's lanes, the first of them this model's batches hold): set by
+        data-parallel training, so that each rank draws its part of the whole batch's
+        masks; (0, 0) otherwise."""
         a = self._arch
         if a.dropout == 0:
             return a
         self._dropout_calls += 1
         bits, _ = splitmix64((self.seed * 0x9E3779B97F4A7C15 + self._dropout_calls)
                              & 0xFFFFFFFFFFFFFFFF)
-        return a._replace(dropout_seed=bits)
+        batch, offset = getattr(self, "dropout_lanes", (0, 0))
+        return a._replace(dropout_seed=bits, dropout_batch=batch, dropout_offset=offset)
 
     # ---- parameters ---------------------------------------------------------------------
 

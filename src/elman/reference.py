@@ -319,22 +319,27 @@ def param_views(flat, input_size, hidden_size, output_size, num_layers=1, bidire
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def dropout_keep(n, layer, seed, p):
+def dropout_keep(n, layer, seed, p, index=None):
     """(n,) bool: which elements of layer ``layer``'s output dropout keeps (elman.h): the
     splitmix64 output function of seed + ((layer << 48) | e) * golden, top 53 bits as
-    u in [0, 1), kept when u >= p."""
+    u in [0, 1), kept when u >= p; e = 0..n-1, or the element numbers ``index``."""
+    e = np.arange(n, dtype=np.uint64) if index is None else index.astype(np.uint64)
     with np.errstate(over="ignore"):
-        z = np.uint64(seed) + ((np.uint64(layer) << np.uint64(48))
-                               | np.arange(n, dtype=np.uint64)) * _GOLDEN
+        z = np.uint64(seed) + ((np.uint64(layer) << np.uint64(48)) | e) * _GOLDEN
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z ^= z >> np.uint64(31)
     return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53 >= p
 
 
-def _dropout(a, layer, seed, p):
-    """a * keep / (1 - p), a (T, B, D*H)."""
-    keep = dropout_keep(a.size, layer, seed, p).reshape(a.shape)
+def _dropout(a, layer, seed, p, lanes=(0, 0)):
+    """a * keep / (1 - p), a (T, B, D*H); lanes = (the batch's lanes or 0, this call's
+    first lane in it), numbering the elements as elman.h says."""
+    T, B, DH = a.shape
+    Bg = lanes[0] or B
+    t, b, j = np.meshgrid(np.arange(T), np.arange(B), np.arange(DH), indexing="ij")
+    index = (t * Bg + lanes[1] + b) * DH + j
+    keep = dropout_keep(a.size, layer, seed, p, index.reshape(-1)).reshape(a.shape)
     return np.where(keep, a * a.dtype.type(1.0 / (1.0 - p)), a.dtype.type(0))
 
 
@@ -347,7 +352,7 @@ class _Arch(NamedTuple):
     nl: str
 
 
-def _layers_forward(p, x, h0, arch, lengths, dropout, seed, train):
+def _layers_forward(p, x, h0, arch, lengths, dropout, seed, train, lanes=(0, 0)):
     """Every layer; returns (hs (L*D, T+1, B, H), inputs of each layer, top (T, B, D*H))."""
     I, H, O, L, D, nl = arch
     T = x.shape[0]
@@ -365,7 +370,7 @@ def _layers_forward(p, x, h0, arch, lengths, dropout, seed, train):
             outs.append(s[:-1] if d else s[1:])
         inp = np.concatenate(outs, axis=2) if D > 1 else outs[0]
         if train and dropout > 0 and l + 1 < L:
-            inp = _dropout(inp, l, seed, dropout)
+            inp = _dropout(inp, l, seed, dropout, lanes)
     return np.stack(hs), inputs, inp
 
 
@@ -397,7 +402,8 @@ def model_forward(params, x, h0, *, input_size, hidden_size, output_size,
 def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, output_size,
                            nonlinearity="tanh", loss="cross_entropy", reduction="mean",
                            last_step_only=False, dh0=None, dh_T=None, num_layers=1,
-                           bidirectional=False, dropout=0.0, dropout_seed=0, lengths=None):
+                           bidirectional=False, dropout=0.0, dropout_seed=0, lengths=None,
+                           dropout_lanes=(0, 0)):
     """Forward, loss, BPTT. Overwrites ``grads`` (flat, the layout of ``params``) and
     ``dh0`` (L*D, B, H) if given; ``dh_T`` (L*D, B, H), if given, is a gradient on the final
     states added to the loss's. Returns (loss, hs) (hs as model_forward's).
@@ -414,7 +420,7 @@ def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, 
     g = param_views(grads, I, H, O, L, bidirectional)
     T, B = x.shape[:2]
     hs, inputs, top = _layers_forward(p, x, _state(h0, arch, B, params.dtype), arch, lengths,
-                                      dropout, dropout_seed, True)
+                                      dropout, dropout_seed, True, dropout_lanes)
     valid = _valid(lengths, T, B)
     if last_step_only:
         t_last = (np.full(B, T) if lengths is None else np.asarray(lengths)) - 1
@@ -453,7 +459,7 @@ def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, 
                 dX = part if dX is None else dX + part
         if l > 0:
             if dropout > 0:
-                dX = _dropout(dX, l - 1, dropout_seed, dropout)
+                dX = _dropout(dX, l - 1, dropout_seed, dropout, dropout_lanes)
             dtop = dX
     return value, (hs[0] if L * D == 1 else hs)
 

@@ -88,6 +88,13 @@ class Adagrad(torch.optim.Optimizer):
                 _check_tensor(p, "a parameter", where)
                 self._init_state(p, group)
 
+    def __setstate__(self, state):
+        """Copies and unpickled optimizers (torch keeps defaults, state and param_groups
+        only) start with an empty view cache."""
+        super().__setstate__(state)
+        self._views = {}
+        self.found_nonfinite = False
+
     def _init_state(self, p, group):
         state = self.state[p]
         if "sum" not in state:
@@ -413,10 +420,14 @@ class ElmanRNN(torch.nn.Module):
             if self.dropout > 0 and self.training and l + 1 < self.num_layers:
                 layer_in = torch.nn.functional.dropout(layer_in, self.dropout, True)
         h_n = torch.stack(finals)
-        if packed:
-            out = torch.nn.utils.rnn.pack_padded_sequence(layer_in, torch.from_numpy(lengths),
-                                                          enforce_sorted=False)
-            return out, h_n
+        if packed:  # the input's packing: its batch_sizes and order, as torch.nn.RNN returns
+            order = (input.sorted_indices if input.sorted_indices is not None
+                     else torch.arange(B))
+            sizes = input.batch_sizes.tolist()
+            data = torch.cat([layer_in[t].index_select(0, order[:n])
+                              for t, n in enumerate(sizes)])
+            return type(input)(data, input.batch_sizes, input.sorted_indices,
+                               input.unsorted_indices), h_n
         out = layer_in
         if unbatched:
             return out.squeeze(1), h_n.squeeze(1)

@@ -133,6 +133,8 @@ class Trainer:
             self.lanes, B = self.lanes[lo:hi], hi - lo
         self.my_lanes = slice(*(shard(cfg.batch, comm.rank, comm.size) if comm is not None
                                 else (0, cfg.batch)))
+        if comm is not None:  # dropout masks numbered in the whole batch, as one process
+            self.model.dropout_lanes = (cfg.batch, self.my_lanes.start)
         self.windows_per_epoch = (self.lane_len - 1) // T
         if self.windows_per_epoch < 1:
             raise DataError(f"{data.name}: too short for {B} lanes of windows of {T}")
@@ -274,9 +276,18 @@ class Trainer:
     def save(self, location: str) -> "str | None":
         """Write a checkpoint; with MPI every rank calls this (the lanes' states are
         gathered) and the root alone writes. Returns the path (None on other ranks)."""
-        h = self.h if self.comm is None else self.comm.gather_rows(self.h, "the state gather")
-        if self.comm is not None:
-            self.comm.check_in_sync(self.model)
+        return self._write(location, self._gather_state())
+
+    def _gather_state(self):
+        """Every lane's hidden state (on the root; None elsewhere), after checking that the
+        ranks' parameters agree."""
+        if self.comm is None:
+            return self.h
+        h = self.comm.gather_rows(self.h, "the state gather")
+        self.comm.check_in_sync(self.model)
+        return h
+
+    def _write(self, location, h):
         if not self.is_root:
             return None
         arrays = {"params": self.model.params, "h": h}
@@ -409,12 +420,18 @@ def _silent(*args, **kwargs):
 
 
 def _checkpoint_and_report(trainer, out, log, bar):
-    if not trainer.is_root:  # the root evaluates, samples and writes; the rest send states
-        trainer.save(out)
-        return
+    h = trainer._gather_state()   # with MPI: every rank, at once
+    if trainer.is_root:           # then the root evaluates, writes and samples alone
+        _report(trainer, out, log, bar, h)
+    if trainer.comm is not None:  # the others wait for it, under the root-work timeout
+        trainer.comm.barrier("rank 0's evaluation and checkpoint",
+                             timeout=trainer.comm.root_timeout)
+
+
+def _report(trainer, out, log, bar, h):
     metric = trainer.evaluate()
     trainer.evals.append([trainer.step, metric])
-    trainer.save(out)
+    trainer._write(out, h)
     what = "held-out bits/char" if trainer.text else "held-out RMSE"
     lines = [f"step {trainer.step}/{trainer.total} (epoch {trainer.epoch}): {what} "
              f"{metric:.3f}"]
