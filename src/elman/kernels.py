@@ -167,6 +167,27 @@ def _adagrad_update(where, param, grad, state, *, lr, step, lr_decay, weight_dec
                              f"parameter non-finite (param and state were updated)") from None
 
 
+def _adagrad_update_many(where, params, grads, states, *, lr, step, lr_decay, weight_decay,
+                         eps, maximize):
+    """Unchecked: Adagrad (torch's: eps outside, no clipping) over lists of flat buffers of
+    one float dtype, one set of options. Returns True when any buffer met a NaN or infinity
+    (every buffer is updated all the same). The C backend does them all in one call."""
+    settings = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
+                    maximize=maximize)
+    if _use_c():
+        return _core.adagrad_update_many(params, states, grads,
+                                         bool(params) and params[0].dtype == np.float64,
+                                         step=step, **settings)
+    bad = False
+    for p, g, s in zip(params, grads, states):
+        try:
+            _adagrad_update(where, p, g, s, step=step, eps_placement="outside",
+                            clip_value=None, grad_scale=1.0, **settings)
+        except NonFiniteError:
+            bad = True
+    return bad
+
+
 def _adagrad_rows_update(where, param, grad, state, ids, mask, V, H, *, lr, step, lr_decay,
                          weight_decay, eps, eps_placement, maximize, clip_value, grad_scale):
     """Unchecked: Adagrad on the rows ``ids`` (int64, in [0, V)) of flat (V*H,) buffers;
@@ -669,11 +690,19 @@ def final_states(hs, arch):
     return [hs[k, 0 if k % D else T] for k in range(arch.states)]
 
 
+def _aligned_bytes(nbytes):
+    """nbytes of memory aligned to 8 (a float64 array's), as uint8; the empty workspace
+    for 0."""
+    if nbytes == 0:
+        return _NO_WORK
+    return np.empty((nbytes + 7) // 8, np.float64).view(np.uint8)
+
+
 def _work_buffer(ws, key, nbytes):
-    """A byte workspace aligned to 8 (a float64 array's memory), reused while big enough."""
+    """A byte workspace from the dict ``ws``, reused while big enough."""
     buf = ws.get(key)
     if buf is None or buf.size < nbytes:
-        buf = ws[key] = np.empty((nbytes + 7) // 8, np.float64).view(np.uint8)
+        buf = ws[key] = _aligned_bytes(nbytes)
         ws["allocations"] = ws.get("allocations", 0) + 1
     return buf
 
@@ -695,7 +724,7 @@ def _model_forward(params, x, is_ids, h0, I, H, O, nl, nonlinearity, hs=None, ar
     _set_initial_states(hs, h0, arch)
     nbytes = _core.model_work_bytes(T, B, I, H, O, 0, False, tuple(arch), lengths is not None,
                                     dt.itemsize)
-    work = _work_buffer({} if ws is None else ws, "work", nbytes) if nbytes else _NO_WORK
+    work = _work_buffer({} if ws is None else ws, "work", nbytes)
     held = _threads.hold()
     try:
         _core.model_forward(Y.reshape(-1), hs.reshape(-1), work,
@@ -765,8 +794,7 @@ def _step_workspace(ws, dt, T, B, I, H, O, last_step_only, h0, arch=ARCH1, lengt
                                         tuple(arch), lengths is not None, dt.itemsize)
         ws.update(key=key, hs=np.empty((S, T + 1, B, H), dt), Y=np.empty(N * O, dt),
                   dA=np.empty(S * T * B * H, dt),
-                  work=(np.empty((nbytes + 7) // 8, np.float64).view(np.uint8)
-                        if nbytes else _NO_WORK))
+                  work=_aligned_bytes(nbytes))
         ws["allocations"] = ws.get("allocations", 0) + 1
     hs = ws["hs"]
     _set_initial_states(hs, h0, arch)

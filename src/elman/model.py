@@ -443,13 +443,10 @@ class ElmanRNN:
         if lengths is not None:
             lengths = check_lengths(lengths, where, T, B,
                                     out=self._buffer(ws, "lengths", (B,), np.int64))
-        if h_out is not None:
-            H, S = self.hidden_size, self.num_states
-            h_out = float_array(self._own(h_out, "h_out", where), "h_out", where=where,
-                                dtype=self.dtype, writable=True)
-            if h_out.shape != (S, B, H) and not (S == 1 and h_out.shape == (B, H)):
-                raise ValueError(f"{where}: h_out has shape {h_out.shape}, expected "
-                                 f"({S}, {B}, {H})" + (f" or ({B}, {H})" if S == 1 else ""))
+        if h_out is not None:  # checked as the states are; kept as given, to be returned
+            kernels._check_states(self._own(h_out, "h_out", where), "h_out", where, self.dtype,
+                                  self._arch, B, self.hidden_size, writable=True,
+                                  finite=False)
             if np.may_share_memory(h_out, self.params):
                 raise ValueError(f"{where}: h_out and the model's params share memory")
         return x, is_ids, y, h0, h_out, lengths, ws

@@ -355,7 +355,6 @@ class _Arch(NamedTuple):
 def _layers_forward(p, x, h0, arch, lengths, dropout, seed, train, lanes=(0, 0)):
     """Every layer; returns (hs (L*D, T+1, B, H), inputs of each layer, top (T, B, D*H))."""
     I, H, O, L, D, nl = arch
-    T = x.shape[0]
     hs, inputs = [], []
     inp = x
     for l in range(L):

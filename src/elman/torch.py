@@ -20,7 +20,7 @@ import math
 import numpy as np
 import torch
 
-from . import _core, kernels
+from . import kernels
 from ._validate import NonFiniteError
 
 __all__ = ["Adagrad", "ElmanRNN"]
@@ -152,21 +152,8 @@ class Adagrad(torch.optim.Optimizer):
                         self._copied_update(p, grad, state, one, where)
                 except NonFiniteError:
                     bad = True  # applied, as torch applies it
-            for (step, f64), (ps, ss, gs) in batches.items():
-                if kernels._use_c():
-                    bad |= _core.adagrad_update_many(ps, ss, gs, f64, settings["lr"],
-                                                     settings["lr_decay"],
-                                                     settings["weight_decay"],
-                                                     settings["eps"], step,
-                                                     settings["maximize"])
-                    continue
-                for pn, sn, gn in zip(ps, ss, gs):
-                    try:
-                        kernels._adagrad_update(where, pn, gn, sn, step=step,
-                                                eps_placement="outside", clip_value=None,
-                                                grad_scale=1.0, **settings)
-                    except NonFiniteError:
-                        bad = True
+            for (step, _), (ps, ss, gs) in batches.items():
+                bad |= kernels._adagrad_update_many(where, ps, gs, ss, step=step, **settings)
         self.found_nonfinite = bad
         return loss
 
@@ -391,7 +378,7 @@ class ElmanRNN(torch.nn.Module):
         if x.shape[-1] != self.input_size:
             raise ValueError(f"{where}: input has {x.shape[-1]} features, expected "
                              f"{self.input_size}")
-        T, B = x.shape[0], x.shape[1]
+        B = x.shape[1]
         S, H = self.num_layers * D, self.hidden_size
         if hx is None:
             hx = torch.zeros(S, B, H, dtype=x.dtype)

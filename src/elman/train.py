@@ -127,14 +127,14 @@ class Trainer:
         series = data.train if self.text else data.train.astype(self.model.dtype)
         self.lane_len = len(series) // B
         self.lanes = series[:B * self.lane_len].reshape(B, self.lane_len)
+        self.my_lanes = slice(0, B)
         if comm is not None:  # this rank's lanes: an equal share of the global batch
             from .distributed import shard
             lo, hi = shard(B, comm.rank, comm.size)
+            self.my_lanes = slice(lo, hi)
             self.lanes, B = self.lanes[lo:hi], hi - lo
-        self.my_lanes = slice(*(shard(cfg.batch, comm.rank, comm.size) if comm is not None
-                                else (0, cfg.batch)))
-        if comm is not None:  # dropout masks numbered in the whole batch, as one process
-            self.model.dropout_lanes = (cfg.batch, self.my_lanes.start)
+            # dropout masks numbered in the whole batch, as one process would draw them
+            self.model.dropout_lanes = (cfg.batch, lo)
         self.windows_per_epoch = (self.lane_len - 1) // T
         if self.windows_per_epoch < 1:
             raise DataError(f"{data.name}: too short for {B} lanes of windows of {T}")
@@ -204,7 +204,7 @@ class Trainer:
         self.stop_requested = stops > 0
         if not math.isfinite(total):
             raise NonFiniteError(f"the loss is not finite on some rank ({total / comm.size})")
-        comm.allreduce_(self.model.grads, "the gradient allreduce", mean=True)
+        comm.allreduce_grads(self.model)
         if self.step % SYNC_CHECK_EVERY == 0:
             comm.check_in_sync(self.model)
         return total / comm.size

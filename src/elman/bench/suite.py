@@ -260,31 +260,30 @@ def _adagrad_step(impl, tensors, n, torch):
         update = kernels.adagrad_update if impl == "elman" else reference.adagrad_update
         steps = itertools.count(1)
         return lambda: update(p, g, s, lr=LR, step=next(steps))
-    params = []
-    for _ in range(tensors):
-        param = torch.from_numpy(rng.standard_normal(n, dtype=np.float32)).requires_grad_()
-        param.grad = torch.from_numpy(rng.standard_normal(n, dtype=np.float32))
-        params.append(param)
     flags = {"torch_for": dict(foreach=False), "torch_foreach": dict(foreach=True),
              "torch_fused": dict(fused=True)}[impl]
-    opt = torch.optim.Adagrad(params, lr=LR, eps=EPS, **flags)
+    opt = torch.optim.Adagrad(_torch_params(tensors, n, torch), lr=LR, eps=EPS, **flags)
     return opt.step
 
 
-def _torch_adagrad_step(impl, tensors, n, torch):
-    """One step of elman.torch.Adagrad or torch.optim.Adagrad over ``tensors`` float32
-    parameters of n elements each, gradients in place (a torch user's model)."""
-    import elman.torch as et
+def _torch_params(tensors, n, torch):
+    """``tensors`` float32 torch parameters of n elements, each with its gradient set."""
     rng = np.random.default_rng(0)
     params = []
     for _ in range(tensors):
         param = torch.nn.Parameter(torch.from_numpy(rng.standard_normal(n, dtype=np.float32)))
         param.grad = torch.from_numpy(rng.standard_normal(n, dtype=np.float32))
         params.append(param)
-    if impl == "elman":
-        return et.Adagrad(params, lr=LR, eps=EPS).step
-    flags = {"torch_foreach": dict(foreach=True), "torch_fused": dict(fused=True)}[impl]
-    return torch.optim.Adagrad(params, lr=LR, eps=EPS, **flags).step
+    return params
+
+
+def _torch_adagrad_step(impl, tensors, n, torch):
+    """One step of elman.torch.Adagrad ("elman") or of torch.optim.Adagrad (the other
+    impls, as in the adagrad section) on a list of torch parameters (a torch user's model)."""
+    if impl != "elman":
+        return _adagrad_step(impl, tensors, n, torch)
+    import elman.torch as et
+    return et.Adagrad(_torch_params(tensors, n, torch), lr=LR, eps=EPS).step
 
 
 def _rnn_data(shape):
