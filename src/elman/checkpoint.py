@@ -1,7 +1,7 @@
 """Checkpoints: one file holding arrays and a JSON header, written atomically.
 
 A checkpoint is a NumPy .npz archive (no pickles) with the arrays of a training run and a
-``meta`` entry holding JSON: the format version, the configuration, the vocabulary, the
+``meta`` entry holding JSON (UTF-8 bytes; a NumPy string array in older files): the format version, the configuration, the vocabulary, the
 step and data position, and a SHA-256 of every array. It is written to a temporary file in
 the same directory, fsynced, then renamed over the previous one, so a process killed while
 writing leaves the previous checkpoint whole. Loading checks the version and the checksum.
@@ -47,7 +47,8 @@ def save(location: str, arrays: dict, meta: dict) -> str:
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(header)), **arrays)
+            raw = np.frombuffer(json.dumps(header).encode("utf-8"), np.uint8)
+            np.savez(f, meta=raw, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -69,6 +70,15 @@ def load(location: str) -> "tuple[dict, dict]":
     if not os.path.exists(path):
         raise CheckpointError(f"{location}: no checkpoint there (expected {FILENAME})")
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if magic != b"PK\x03\x04":   # every .npz is a zip archive; anything else is not ours
+        raise CheckpointError(f"{path}: not a .npz archive, so corrupted or not an elman "
+                              f"checkpoint (elman train writes {FILENAME} into its run "
+                              f"directory)")
+    try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
@@ -77,7 +87,8 @@ def load(location: str) -> "tuple[dict, dict]":
     if "meta" not in data:
         raise CheckpointError(f"{path}: not an elman checkpoint (no header)")
     try:
-        meta = json.loads(str(data.pop("meta")))
+        raw = data.pop("meta")
+        meta = json.loads(raw.tobytes().decode("utf-8") if raw.dtype == np.uint8 else str(raw))
     except ValueError:
         raise CheckpointError(f"{path}: the header is not valid JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
