@@ -30,12 +30,17 @@ def test_help_and_unknown_command():
 def test_bench_runs_the_suite_quick_by_default(tmp_path, monkeypatch):
     seen = {}
     from elman import bench
-    monkeypatch.setattr(bench, "main", lambda argv: seen.setdefault("argv", argv) and 0)
+
+    def parsed(argv, **defaults):
+        seen["args"] = bench._parser(defaults["prog"], defaults["preset"],
+                                     defaults["out"]).parse_args(argv)
+        return 0
+
+    monkeypatch.setattr(bench, "main", parsed)
     cli.main(["bench", "--threads", "1"])
-    assert seen["argv"][:3] == ["--out", "elman-bench", "--quick"]
-    seen.clear()
+    assert (seen["args"].out, seen["args"].preset) == ("elman-bench", "quick")
     cli.main(["bench", "--full", "--out", str(tmp_path)])
-    assert "--quick" not in seen["argv"] and "--full" not in seen["argv"]
+    assert (seen["args"].out, seen["args"].preset) == (str(tmp_path), "full")
 
 
 def test_bench_end_to_end_at_tiny_sizes(tmp_path):

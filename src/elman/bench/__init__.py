@@ -123,21 +123,27 @@ def _sections(text):
     return [s for s in SECTIONS if s in names]
 
 
-def _parser():
+def _parser(prog="python -m elman.bench", preset="full", out=os.path.join("bench", "results")):
     p = argparse.ArgumentParser(
-        prog="python -m elman.bench",
+        prog=prog,
         description="elman's benchmark suite: Adagrad, RNN training step, generation and "
                     "scaling against NumPy, PyTorch, JAX and the machine's limits.")
-    p.add_argument("--quick", action="store_true",
-                   help="small sizes and short timings (a minute or two)")
-    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the tests' sizes
+    sizes = p.add_mutually_exclusive_group()
+    sizes.add_argument("--quick", dest="preset", action="store_const", const="quick",
+                       help="small sizes and short timings (a minute or two)"
+                            + (" (the default)" if preset == "quick" else ""))
+    sizes.add_argument("--full", dest="preset", action="store_const", const="full",
+                       help="the full sizes and timings (about an hour)"
+                            + (" (the default)" if preset == "full" else ""))
+    sizes.add_argument("--tiny", dest="preset", action="store_const", const="tiny",
+                       help=argparse.SUPPRESS)  # the tests' sizes
+    p.set_defaults(preset=preset)
     p.add_argument("--threads", type=_int_list, default=[1, 2], metavar="N,N",
                    help="thread counts, each in its own worker process (default 1,2)")
     p.add_argument("--only", type=_sections, default=list(SECTIONS), metavar="SECTIONS",
                    help=f"comma-separated subset of {','.join(SECTIONS)} (default all)")
-    p.add_argument("--out", default=os.path.join("bench", "results"),
-                   help="directory for bench.md, bench.json and the plots "
-                        "(default bench/results)")
+    p.add_argument("--out", default=out,
+                   help=f"directory for bench.md, bench.json and the plots (default {out})")
     p.add_argument("--openblas", choices=("as-is", "unset", "both"), default="as-is",
                    help="workers' OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: as in this "
                         "environment, removed, or one run of each (default as-is)")
@@ -148,12 +154,15 @@ def _parser():
     return p
 
 
-def main(argv=None) -> int:
+def main(argv=None, *, prog="python -m elman.bench", preset="full",
+         out=os.path.join("bench", "results")) -> int:
     """Run the suite; ``argv`` as on the command line (``python -m elman.bench --help``).
-    Returns 0, or 1 when a worker process failed."""
-    parser = _parser()
+    ``prog``, ``preset`` and ``out``: the program name and defaults its help shows
+    (``elman bench``: quick sizes into elman-bench). Returns 0, or 1 when a worker process
+    failed."""
+    parser = _parser(prog, preset, out)
     args = parser.parse_args(argv)
-    preset = "tiny" if args.tiny else "quick" if args.quick else "full"
+    preset = args.preset
     if args.worker:
         run = run_worker(preset, args.only, args.threads[0], args.openblas)
         with open(args.worker, "w", encoding="utf-8") as f:
