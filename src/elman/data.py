@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import os
 import sysconfig
 
@@ -22,6 +23,13 @@ class DataError(ValueError):
     """A data file that cannot be used: missing, empty, binary, too small."""
 
 
+def fingerprint(content) -> dict:
+    """What identifies a run's data: its size and SHA-256, of the text (UTF-8) or bytes read
+    (a resumed run refuses data whose fingerprint changed)."""
+    raw = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+    return {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+
+
 @dataclasses.dataclass
 class Corpus:
     """A tokenized text: ``vocab[i]`` is the character (or byte) of id i.
@@ -33,6 +41,7 @@ class Corpus:
     train: np.ndarray
     valid: np.ndarray
     byte_level: bool = False
+    fingerprint: "dict | None" = None   # of the text it was made from (see fingerprint())
 
     @property
     def vocab_size(self) -> int:
@@ -118,19 +127,97 @@ def make_corpus(text, name: str, *, min_chars: int, byte_level: bool = False) ->
         lookup = {c: i for i, c in enumerate(vocab)}
         ids = np.fromiter((lookup[c] for c in text), np.int64, count=len(text))
     cut = len(ids) - max(1, int(len(ids) * VALID_FRACTION))
-    return Corpus(name, vocab, ids[:cut], ids[cut:], byte_level)
+    return Corpus(name, vocab, ids[:cut], ids[cut:], byte_level, fingerprint(text))
 
 
 # ---- series -------------------------------------------------------------------------------
 
+TRANSFORMS = ("auto", "none", "diff")
+ADF_CRITICAL_5PCT = -2.86   # Dickey-Fuller, constant and no trend, large samples (MacKinnon)
+TAIL = 10_000               # raw values a series model keeps for forecasts
+
+
 @dataclasses.dataclass
 class Series:
-    """A univariate series, standardized with the training part's mean and std."""
+    """A univariate series as the model sees it: the values, or their first differences
+    (``transform="diff"``), standardized with the training part's mean and std.
+
+    train, valid: float64 model inputs and targets, standardized. Either way the held-out
+    targets are the same raw values (``valid[1:]`` scores the levels ``raw[cut + 1:]``),
+    so an RMSE in the data's units compares across transforms.
+    naive_errors: the held-out errors of "next = last" on those targets, in the data's units.
+    tail: the last raw values (at most TAIL), from which ``elman forecast`` continues.
+    """
     name: str
-    train: np.ndarray   # float64, standardized
+    train: np.ndarray
     valid: np.ndarray
     mean: float
     std: float
+    transform: str = "none"
+    reason: str = ""
+    naive_errors: "np.ndarray | None" = None
+    tail: "np.ndarray | None" = None
+    fingerprint: "dict | None" = None
+
+    def to_model(self, raw: np.ndarray) -> np.ndarray:
+        """Raw values -> the standardized model inputs (one fewer with "diff")."""
+        v = np.diff(raw) if self.transform == "diff" else np.asarray(raw, np.float64)
+        return (v - self.mean) / self.std
+
+    def from_model(self, z: np.ndarray, last: float) -> np.ndarray:
+        """Standardized model outputs of consecutive steps -> raw values that follow
+        ``last`` (a cumulative sum of the predicted differences with "diff")."""
+        v = np.asarray(z, np.float64) * self.std + self.mean
+        return last + np.cumsum(v) if self.transform == "diff" else v
+
+
+def adf_statistic(x: np.ndarray, lags: "int | None" = None) -> float:
+    """The augmented Dickey-Fuller t statistic of ``x``: the t ratio of b in
+    ``dx_t = a + b x_{t-1} + sum_i c_i dx_{t-i} + e_t``. Below ADF_CRITICAL_5PCT the series
+    is mean-reverting (no unit root at 5%); above it, it wanders like a random walk and is
+    better modelled by its differences. ``lags`` default: Schwert's 12 (n/100)^(1/4), at
+    most 32."""
+    x = np.asarray(x, np.float64)
+    n = len(x)
+    if lags is None:
+        lags = min(32, int(12 * (n / 100) ** 0.25))
+    dx = np.diff(x)
+    rows = len(dx) - lags
+    if rows < lags + 10:
+        return float("nan")
+    cols = [np.ones(rows), x[lags:-1]] + [dx[lags - i:len(dx) - i] for i in range(1, lags + 1)]
+    X = np.column_stack(cols)
+    y = dx[lags:]
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    resid = y - X @ coef
+    dof = rows - X.shape[1]
+    if dof <= 0:
+        return float("nan")
+    sigma2 = float(resid @ resid) / dof
+    try:
+        cov = sigma2 * np.linalg.inv(X.T @ X)
+    except np.linalg.LinAlgError:
+        return float("nan")
+    se = float(np.sqrt(max(cov[1, 1], 0.0)))
+    return float(coef[1] / se) if se > 0 else float("-inf")
+
+
+def choose_transform(train: np.ndarray, transform: str = "auto") -> "tuple[str, str]":
+    """("none" | "diff", why): with "auto", first differences when the augmented
+    Dickey-Fuller test does not reject a unit root at 5% (a trending or random-walk
+    series, whose held-out values leave the training range)."""
+    if transform not in TRANSFORMS:
+        raise DataError(f"transform must be one of {', '.join(TRANSFORMS)}, got {transform!r}")
+    if transform != "auto":
+        return transform, "as asked (--transform)"
+    t = adf_statistic(train)
+    if not t == t:  # too short to test
+        return "none", "auto: too short for a unit-root test"
+    if t > ADF_CRITICAL_5PCT:
+        return "diff", (f"auto: the series wanders (augmented Dickey-Fuller t = {t:.2f} > "
+                        f"{ADF_CRITICAL_5PCT}: a unit root is not rejected at 5%)")
+    return "none", (f"auto: the series reverts to its mean (augmented Dickey-Fuller t = "
+                    f"{t:.2f} < {ADF_CRITICAL_5PCT})")
 
 
 def synthetic_series(n: int = 60_000, seed: int = 0) -> np.ndarray:
@@ -171,10 +258,21 @@ def read_series(path: str, column: "str | None") -> np.ndarray:
     return values
 
 
-def make_series(values: np.ndarray, name: str, *, min_len: int) -> Series:
+def make_series(values: np.ndarray, name: str, *, min_len: int, transform: str = "auto",
+                fingerprint_of=None) -> Series:
+    """Split (the last 10% held out), choose the transform, standardize with the training
+    part's statistics."""
+    values = np.asarray(values, np.float64)
     if len(values) < min_len:
         raise DataError(f"{name}: {len(values)} values is too few; need at least {min_len}")
     cut = len(values) - max(2, int(len(values) * VALID_FRACTION * 2))
-    train = values[:cut]
+    kind, reason = choose_transform(values[:cut], transform)
+    if kind == "diff":
+        d = np.diff(values)
+        train, valid = d[:cut - 1], d[cut - 1:]   # valid[0] = values[cut] - values[cut-1]
+    else:
+        train, valid = values[:cut], values[cut:]
     mean, std = float(train.mean()), float(train.std()) or 1.0
-    return Series(name, (train - mean) / std, (values[cut:] - mean) / std, mean, std)
+    return Series(name, (train - mean) / std, (valid - mean) / std, mean, std, kind, reason,
+                  np.diff(values[cut:]), values[-TAIL:].copy(),
+                  fingerprint(values.tobytes() if fingerprint_of is None else fingerprint_of))
