@@ -19,8 +19,10 @@ MPIEXEC = shutil.which("mpiexec")
 pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="mpiexec is not installed")
 
 ELMAN = [sys.executable, "-m", "elman"]
+# --lr: the rate the parity tolerances below were set for (the default follows the size: 0.21
+# at H=24, where rounding differences of the ranks' sums grow faster)
 RUN = ["--steps", "20", "--every", "10", "--batch", "8", "--hidden", "24", "--seq-len", "16",
-       "--no-progress"]
+       "--lr", "0.02", "--no-progress"]
 
 
 def mpirun(n, argv, timeout=120, env=None):
@@ -81,7 +83,50 @@ def test_a_batch_that_does_not_split_is_refused(tmp_path):
     p, _ = mpirun(2, [*ELMAN, "train", *RUN[:-5], "--batch", "7", "--hidden", "8",
                       "--out", str(tmp_path / "r")])
     assert p.returncode != 0
-    assert "does not split evenly over 2 ranks" in p.stderr
+    assert p.stderr.count("does not split evenly over 2 ranks") == 1   # rank 0 says it
+
+
+def test_each_rank_defaults_to_its_share_of_the_cores(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    cores = len(os.sched_getaffinity(0))
+    proc = subprocess.run([MPIEXEC, "-n", "2", *ELMAN, "train", *RUN, "--out",
+                           str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"threads {max(1, cores // 2)} per rank ({cores} cores found)" in proc.stdout
+    over = subprocess.run([MPIEXEC, "-n", "2", *ELMAN, "train", *RUN, "--threads",
+                           str(cores), "--out", str(tmp_path / "s")],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert over.returncode == 0, over.stdout + over.stderr
+    assert over.stderr.count(f"warning: {cores} threads per rank x 2 ranks on this node is "
+                             f"more than the {cores} cores found") == 1
+
+
+def test_sigterm_to_mpiexec_checkpoints_every_rank_s_lanes_and_stops(tmp_path):
+    """MPICH's mpiexec forwards SIGTERM to the ranks: they stop at one step, rank 0 writes
+    the checkpoint and says how to continue (with mpiexec)."""
+    import signal
+    out = tmp_path / "r"
+    args = [a if a != "20" else "100000" for a in RUN]
+    args = [a if a != "10" else "5" for a in args]
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", *ELMAN, "train", *args, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    start = time.monotonic()
+    while not (out / "checkpoint.npz").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - start < 60
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert stdout.count("stopped by SIGTERM at step") == 1, stdout + stderr
+    step = checkpoint.load(str(out))[1]["step"]
+    assert f"stopped by SIGTERM at step {step}" in stdout
+    assert f"continue with: mpiexec -n 2 elman train --resume {out}" in stdout
+    arrays, _ = checkpoint.load(str(out))
+    assert arrays["h"].shape[1] == 8                # both ranks' lanes
 
 
 API = textwrap.dedent('''

@@ -4,6 +4,8 @@
                             FILE, or --task series); elman train --help lists the options
     elman sample --checkpoint DIR [--length N --temperature T --prime TEXT --seed S]
                             generate text from a trained model (one C call)
+    elman forecast --checkpoint DIR --horizon N [--data CSV --plot PNG]
+                            continue a series with a model of --task series
     elman bench [options]   the benchmark suite, quick sizes unless --full
     elman info              version, compiler, kernel paths, BLAS and threads
 """
@@ -15,7 +17,20 @@ import os
 import sys
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: the message and where the options are listed,
+    instead of the whole usage block (elman train has two dozen options)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n(the options: {self.prog} --help)\n")
+
+
 # ---- train --------------------------------------------------------------------------------
+
+RESUME_FLAGS = ("--steps", "--epochs", "--every", "--lr", "--on-nonfinite", "--threads",
+                "--out", "--overwrite", "--plot", "--no-progress")
+DEFAULT_OUT = "elman-run"
+
 
 def _none_or_float(text):
     return None if text.lower() in ("none", "off", "0") else float(text)
@@ -24,50 +39,66 @@ def _none_or_float(text):
 def _train_parser():
     from .train import TrainConfig
     d = TrainConfig()
-    p = argparse.ArgumentParser(
-        prog="elman train",
+    p = _Parser(
+        prog="elman train", argument_default=argparse.SUPPRESS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train an Elman RNN with stateful truncated BPTT: a character language "
                     "model on the Python standard library's sources by default (no download), "
-                    "on --data FILE, or a next-value regressor with --task series.")
+                    "on --data FILE, or a next-value regressor with --task series.",
+        epilog="A run lives in its --out directory (default elman-run): checkpoint.npz, and "
+               "loss.png with --plot.\nA new run refuses a directory that already holds one: "
+               "continue it with --resume DIR, choose\nanother --out, or replace it with "
+               "--overwrite. SIGINT (Ctrl-C) and SIGTERM checkpoint between two\nsteps and "
+               "stop (exit 130 and 143).\n\nWith --resume DIR only these may be given: "
+               + " ".join(RESUME_FLAGS) + ";\nthe model, data and optimizer come from the "
+               "checkpoint, and any other flag must repeat its value.")
     g = p.add_argument_group("data")
-    g.add_argument("--task", choices=("text", "series"), default=d.task,
+    g.add_argument("--task", choices=("text", "series"),
                    help="next character (cross-entropy) or next value (mse); default text")
     g.add_argument("--data", metavar="PATH", help="a UTF-8 text file (a CSV file for "
                    "--task series); default: built-in data")
     g.add_argument("--bytes", dest="byte_level", action="store_true",
                    help="read --data as bytes (vocabulary 256), for non-UTF-8 files")
-    g.add_argument("--column", help="the CSV column of a series")
+    g.add_argument("--column", help="the CSV column of a --task series --data file")
+    g.add_argument("--transform", choices=("auto", "none", "diff"),
+                   help="--task series: model the values or their first differences; auto "
+                        "(default) differences a series that wanders (a unit-root test)")
     g = p.add_argument_group("model and optimizer")
-    g.add_argument("--hidden", type=int, default=d.hidden, help=f"hidden units (default {d.hidden})")
-    g.add_argument("--layers", type=int, default=d.layers,
-                   help=f"stacked Elman layers (default {d.layers})")
-    g.add_argument("--dropout", type=float, default=d.dropout,
-                   help="dropout between layers while training, in [0, 1) (default 0)")
-    g.add_argument("--seq-len", type=int, default=d.seq_len,
-                   help=f"BPTT window T (default {d.seq_len})")
-    g.add_argument("--batch", type=int, default=d.batch, help=f"lanes B (default {d.batch})")
+    g.add_argument("--hidden", type=int, help=f"hidden units (default {d.hidden})")
+    g.add_argument("--layers", type=int, help=f"stacked Elman layers (default {d.layers})")
+    g.add_argument("--dropout", type=float,
+                   help="dropout between stacked layers while training, in [0, 1) (default 0; "
+                        "needs --layers 2 or more)")
+    g.add_argument("--seq-len", type=int, help=f"BPTT window T (default {d.seq_len})")
+    g.add_argument("--batch", type=int, help=f"lanes B (default {d.batch})")
     g.add_argument("--steps", type=int, help=f"total steps of the run (default "
-                   f"{TrainConfig.DEFAULT_STEPS}, about two minutes on two cores)")
-    g.add_argument("--epochs", type=float, help="run length in passes over the data instead")
-    g.add_argument("--lr", type=float, help="learning rate (default 0.02, or the --preset's)")
-    g.add_argument("--optimizer", choices=("adagrad", "sgd"), default=d.optimizer)
+                   f"{TrainConfig.DEFAULT_STEPS})")
+    g.add_argument("--epochs", type=float, help="run length in passes over the data, "
+                   "instead of --steps")
+    g.add_argument("--lr", type=float, help="learning rate (default 0.02 * 256 / hidden, at "
+                   "most 0.1; or the --preset's)")
+    g.add_argument("--warmup", type=int, metavar="STEPS",
+                   help="steps of linear learning-rate warm-up (default 0)")
+    g.add_argument("--optimizer", choices=("adagrad", "sgd"), help="default adagrad")
     g.add_argument("--preset", choices=("torch", "keras", "optax", "minchar"),
                    help="Adagrad preset for eps and accumulator (explicit --lr still wins)")
-    g.add_argument("--clip", type=_none_or_float, default=d.clip, metavar="NORM",
+    g.add_argument("--clip", type=_none_or_float, metavar="NORM",
                    help=f"global gradient-norm clip, or none (default {d.clip})")
-    g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype)
+    g.add_argument("--seed", type=int, help=f"default {d.seed}")
+    g.add_argument("--dtype", choices=("float32", "float64"), help=f"default {d.dtype}")
     g = p.add_argument_group("run")
-    g.add_argument("--threads", type=int, help="elman's threads (default: all cores)")
+    g.add_argument("--threads", type=int, help="elman's threads (default: the cores this "
+                   "process may use, shared among the MPI ranks of a node)")
     g.add_argument("--out", metavar="DIR",
-                   help="checkpoint (and loss.png) directory (default elman-run, or the "
-                        "--resume directory)")
+                   help=f"the run's directory (default {DEFAULT_OUT}, or the --resume one)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out instead of refusing")
     g.add_argument("--every", type=int, metavar="N",
                    help=f"evaluate, checkpoint and sample every N steps (default {d.every}, "
                         f"or the resumed run's)")
     g.add_argument("--resume", metavar="DIR", help="continue the run checkpointed in DIR")
     g.add_argument("--plot", action="store_true", help="write loss.png into --out "
-                   "(needs matplotlib: pip install 'elman[plot]')")
+                   "(needs matplotlib: pip install '.[plot]')")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--on-nonfinite", choices=("stop", "skip"),
                    help="a NaN or infinite loss or gradient: stop (checkpointing the last good "
@@ -75,34 +106,117 @@ def _train_parser():
     return p
 
 
+def _check_values(given, fail):
+    """Ranges, and flags that would do nothing (an error saying why, never ignored)."""
+    for name in ("hidden", "layers", "seq_len", "batch", "steps", "every", "threads"):
+        if name in given and given[name] < 1:
+            fail(f"--{name.replace('_', '-')} must be >= 1")
+    if "dropout" in given and not 0 <= given["dropout"] < 1:
+        fail("--dropout must be in [0, 1)")
+    if "epochs" in given and not 0 < given["epochs"] <= 1e6:
+        fail("--epochs must be in (0, 1e6]")
+    if "lr" in given and not 0 < given["lr"] < math.inf:
+        fail("--lr must be a positive number")
+    if "warmup" in given and given["warmup"] < 0:
+        fail("--warmup must be >= 0 steps")
+    if given.get("clip") is not None and not 0 < given["clip"] < math.inf:
+        fail("--clip must be a positive number, or none")
+    if "resume" in given:
+        return
+    series = given.get("task") == "series"
+    if given.get("dropout", 0) > 0 and given.get("layers", 1) == 1:
+        fail("--dropout acts between stacked layers, and --layers 1 has none: add --layers 2 "
+             "or more, or leave --dropout out")
+    if given.get("byte_level") and "data" not in given:
+        fail("--bytes reads a --data file as bytes; the built-in text needs no --bytes")
+    if given.get("byte_level") and series:
+        fail("--bytes is for text; a --task series file is read as CSV")
+    if "column" in given and not series:
+        fail("--column chooses the CSV column of --task series; text has no columns")
+    if "column" in given and "data" not in given:
+        fail("--column chooses a column of a --data CSV file; the built-in series has one")
+    if "transform" in given and not series:
+        fail("--transform applies to --task series only")
+    if "epochs" in given and "steps" in given:
+        fail("--steps and --epochs both set the run's length: give one of them")
+    if "preset" in given and given.get("optimizer") == "sgd":
+        fail("--preset chooses Adagrad conventions; --optimizer sgd has none")
+
+
+def _cores() -> int:
+    """The cores this process may run on (its affinity mask, which a batch scheduler or
+    taskset narrows), else os.cpu_count()."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _threads(asked, comm, warn):
+    """elman's thread count for the run (None: leave OpenMP's), and a warning when the
+    threads of this node's processes outnumber its cores."""
+    cores = _cores()
+    local = comm.local_size() if comm is not None else 1
+    share = max(1, cores // local)
+    threads = asked
+    if threads is None and not os.environ.get("OMP_NUM_THREADS"):
+        threads = share   # all the cores alone; under mpiexec, this rank's share of them
+    effective = threads if threads is not None else _omp_threads()
+    if effective * local > cores:
+        where = (f"{effective} threads per rank x {local} ranks on this node" if local > 1
+                 else f"{effective} threads")
+        warn(f"warning: {where} is more than the {cores} cores found; oversubscribed "
+             f"threads wait for each other and train slower (--threads {share} fits)")
+    return threads
+
+
+def _omp_threads():
+    from . import get_num_threads
+    return get_num_threads()
+
+
+def _same_run(out, resumed_from):
+    """Whether ``out`` holds the checkpoint being resumed (the run continues in place)."""
+    from . import checkpoint
+    existing = os.path.join(out, checkpoint.FILENAME)
+    source = checkpoint.path_of(resumed_from) if resumed_from is not None else None
+    return (source is not None and os.path.exists(existing) and os.path.exists(source)
+            and os.path.samefile(existing, source))
+
+
+def _check_out(out, *, overwrite, resumed_from=None):
+    """An error message if the run cannot write into ``out`` (None if it can): not a
+    directory, not writable, or holding another run (without --overwrite)."""
+    from . import checkpoint
+    if os.path.exists(out) and not os.path.isdir(out):
+        return f"--out {out}: exists and is not a directory"
+    existing = os.path.join(out, checkpoint.FILENAME)
+    if os.path.exists(existing) and not overwrite and not _same_run(out, resumed_from):
+        try:
+            _, meta = checkpoint.load(out)
+            what = (f"a run at step {meta.get('step')} of {meta.get('total')} on "
+                    f"{meta.get('data_name')}")
+        except Exception:  # unreadable: still not ours to replace silently
+            what = f"a {checkpoint.FILENAME}"
+        return (f"--out {out} already holds {what}. Continue it with --resume {out}, write "
+                f"this run elsewhere with --out DIR, or replace it with --overwrite")
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, f".elman-write-test-{os.getpid()}")
+        with open(probe, "wb") as f:
+            f.write(b"ok")
+        os.unlink(probe)
+    except OSError as e:
+        return f"--out {out}: cannot write there ({e.strerror or e})"
+    return None
+
+
 def _train(argv) -> int:
     from . import train as tr
     from .checkpoint import CheckpointError
     from .data import DataError
     p = _train_parser()
-    a = p.parse_args(argv)
-    if a.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            p.error("--plot needs matplotlib: pip install 'elman[plot]' (or matplotlib)")
-    if not 0 <= a.dropout < 1:
-        p.error("--dropout must be in [0, 1)")
-    for name in ("hidden", "layers", "seq_len", "batch"):
-        if getattr(a, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if a.every is not None and a.every < 1:
-        p.error("--every must be >= 1")
-    if a.steps is not None and a.steps < 1:
-        p.error("--steps must be >= 1")
-    if a.epochs is not None and not 0 < a.epochs <= 1e6:
-        p.error("--epochs must be in (0, 1e6]")
-    if a.threads is not None and a.threads < 1:
-        p.error("--threads must be >= 1")
-    if a.lr is not None and not 0 < a.lr < math.inf:
-        p.error("--lr must be a positive number")
-    if a.clip is not None and not 0 < a.clip < math.inf:
-        p.error("--clip must be a positive number, or none")
+    given = vars(p.parse_args(argv))
     comm = None
     from . import distributed
     if distributed.launched_by_mpi():  # mpiexec -n N elman train ...: data-parallel
@@ -110,49 +224,118 @@ def _train(argv) -> int:
             comm = distributed.init()
         except ImportError as e:
             p.error(str(e))
+    root = comm is None or comm.is_root
+
+    def fail(message):   # rank 0 says it; every rank exits 2
+        if root:
+            p.error(message)
+        raise SystemExit(2)
+
+    _check_values(given, fail)
+    if given.get("plot"):
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            fail("--plot needs matplotlib: pip install '.[plot]' (or matplotlib)")
+    resume = given.get("resume")
+    if resume is not None:
+        out = given.get("out") or (resume if os.path.isdir(resume)
+                                   else os.path.dirname(resume) or ".")
+    else:
+        out = given.get("out", DEFAULT_OUT)
+    overwrite = given.get("overwrite", False)
+    problem = _check_out(out, overwrite=overwrite, resumed_from=resume) if root else None
+    if comm is not None and comm.allreduce_scalars(float(problem is not None),
+                                                   what="the --out check")[0]:
+        fail(problem)
+    elif problem:
+        fail(problem)
+    fields = {f for f in tr.TrainConfig.__dataclass_fields__}
+    settings = {k: v for k, v in given.items() if k in fields}
+    if "data" in settings:
+        settings["data"] = os.path.abspath(settings["data"])
     try:
-        if a.resume:
-            trainer = tr.resume(a.resume, comm=comm, steps=a.steps, epochs=a.epochs,
-                                every=a.every, on_nonfinite=a.on_nonfinite)
-            out = a.out or (a.resume if os.path.isdir(a.resume)
-                            else os.path.dirname(a.resume) or ".")
+        if resume is not None:
+            trainer = tr.resume(resume, comm=comm, **settings)
         else:
-            cfg = tr.TrainConfig(task=a.task, data=a.data, byte_level=a.byte_level,
-                                 column=a.column, hidden=a.hidden, layers=a.layers,
-                                 dropout=a.dropout, seq_len=a.seq_len,
-                                 batch=a.batch, steps=a.steps, epochs=a.epochs, lr=a.lr,
-                                 optimizer=a.optimizer, preset=a.preset, clip=a.clip,
-                                 seed=a.seed, dtype=a.dtype,
-                                 every=a.every or tr.TrainConfig.every,
-                                 on_nonfinite=a.on_nonfinite or "stop")
+            cfg = tr.TrainConfig(**settings)
             trainer = tr.Trainer(cfg, tr.load_data(cfg), comm=comm)
-            out = a.out or "elman-run"
+    except tr.ResumeError as e:
+        if e.clashes:
+            fail(f"--resume {resume}: " + "; ".join(
+                f"{_flag(k)} {v} contradicts the run's {old}" for k, v, old in e.clashes)
+                + f". On --resume only {' '.join(RESUME_FLAGS)} may change")
+        fail(f"--resume {resume}: {e}")
     except (DataError, CheckpointError, ValueError, OSError) as e:
-        p.error(str(e))
-    if trainer.is_root:
-        _describe(trainer, out, resumed=bool(a.resume))
+        fail(str(e))
+
+    def warn(message):
+        if root:
+            print(message, file=sys.stderr, flush=True)
+
+    threads = _threads(given.get("threads"), comm, warn)
+    if threads is not None:
+        from . import set_num_threads
+        set_num_threads(threads)
+    if root:
+        if overwrite and not _same_run(out, resume):
+            _clear_run(out)
+        _describe(trainer, out, resumed=resume is not None)
+    ranks = f"mpiexec -n {comm.size} " if comm is not None and comm.size > 1 else ""
     try:
-        summary = tr.run(trainer, out, progress=not a.no_progress, threads=a.threads)
-    except KeyboardInterrupt:
-        return 130
+        summary = tr.run(trainer, out, progress=not given.get("no_progress", False),
+                         resume_command=f"{ranks}elman train --resume {out}")
+    except tr.Interrupted as e:
+        return 128 + e.signum
     except tr.NonFiniteStop:
         return 3
-    if not trainer.is_root:  # rank 0 reports for the job
+    if not root:  # rank 0 reports for the job
         return 0
+    _summarize(trainer, summary, out, given)
+    return 0
+
+
+def _flag(field):
+    return {"byte_level": "--bytes"}.get(field, "--" + field.replace("_", "-"))
+
+
+def _clear_run(out):
+    """--overwrite: remove the previous run's files, so that nothing of it outlives the
+    new run's start (a new run that dies before its first checkpoint leaves no old one)."""
+    from . import checkpoint
+    for name in (checkpoint.FILENAME, "loss.png"):
+        path = os.path.join(out, name)
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def _summarize(trainer, summary, out, given):
+    from . import train as tr
     unit = "bits/char" if trainer.text else "RMSE"
     base = "unigram entropy" if trainer.text else "naive last-value predictor"
     if trainer.skipped:
         print(f"\n{trainer.skipped} steps were skipped for a non-finite loss or gradient")
-    print(f"\ndone: {summary['steps']} steps in {summary['seconds']:.1f} s "
+    ran = summary["steps"] - summary["start_step"]
+    span = (f"{ran} steps" if summary["start_step"] == 0 else
+            f"steps {summary['start_step']}-{summary['steps']} ({ran} steps)")
+    print(f"\ndone: {span} in {summary['seconds']:.1f} s "
           f"({summary['tokens_per_s']:,.0f} tokens/s); held-out {unit} "
           f"{summary['final']:.3f} (the {base}: {summary['baseline']:.3f})")
     if trainer.text:
         print("sample:\n" + trainer.sample(400, seed=1))
-    print(f"checkpoint: {os.path.join(out, 'checkpoint.npz')} "
-          f"(elman sample --checkpoint {out})")
-    if a.plot:
+        print(f"checkpoint: {os.path.join(out, 'checkpoint.npz')} "
+              f"(elman sample --checkpoint {out})")
+    else:
+        if summary["final"] > summary["baseline"]:
+            hint = ("--transform diff" if trainer.data.transform == "none" else
+                    "more --steps or a lower --lr")
+            print(f"warning: the model's held-out RMSE {summary['final']:.4g} is worse than "
+                  f"the naive last-value predictor's {summary['baseline']:.4g}; it has not "
+                  f"learned this series (try {hint})", file=sys.stderr)
+        print(f"checkpoint: {os.path.join(out, 'checkpoint.npz')} "
+              f"(elman forecast --checkpoint {out} --horizon 20)")
+    if given.get("plot"):
         print(f"plot: {tr.plot(trainer, os.path.join(out, 'loss.png'))}")
-    return 0
 
 
 def _describe(trainer, out, resumed):
@@ -162,16 +345,22 @@ def _describe(trainer, out, resumed):
             f"{data.vocab_size}" if trainer.text else
             f"{n_train:,} training / {len(data.valid):,} held-out values")
     print(f"data: {data.name}: {what}")
+    if not trainer.text:
+        kind = "first differences" if data.transform == "diff" else "the values"
+        print(f"series: the model predicts {kind} ({data.reason})")
     if trainer.comm is not None:
         print(f"data-parallel over {trainer.comm.size} MPI ranks: {cfg.batch // trainer.comm.size}"
               f" lanes each, one gradient Allreduce per step")
+    warm = f", warm-up {trainer.warmup} steps" if trainer.warmup else ""
     print(f"model: Elman RNN, I={m.input_size} H={m.hidden_size} O={m.output_size}"
           + (f" L={m.num_layers} dropout={m.dropout}" if m.num_layers > 1 else "") + " "
-          f"({m.num_params:,} parameters, {cfg.dtype}); {cfg.optimizer} lr {trainer.opt.lr}, "
-          f"clip {cfg.clip}; T={cfg.seq_len} B={cfg.batch}, "
+          f"({m.num_params:,} parameters, {cfg.dtype}); {cfg.optimizer} lr {trainer.lr:.4g}"
+          f"{warm}, clip {cfg.clip}; T={cfg.seq_len} B={cfg.batch}, "
           f"{trainer.windows_per_epoch:,} windows per epoch")
+    per = " per rank" if trainer.comm is not None else ""
     print(f"{'resuming at' if resumed else 'run:'} step {trainer.step} of {trainer.total}; "
-          f"checkpoints in {out}/ every {cfg.every} steps")
+          f"checkpoints in {out}/ every {cfg.every} steps; threads {_omp_threads()}{per} "
+          f"({_cores()} cores found)")
 
 
 # ---- sample -------------------------------------------------------------------------------
@@ -182,7 +371,7 @@ def _sample(argv) -> int:
     from .checkpoint import CheckpointError, load
     from .data import Corpus, DataError
     from .model import ElmanRNN
-    p = argparse.ArgumentParser(prog="elman sample",
+    p = _Parser(prog="elman sample",
                                 description="Generate text from a trained character model.")
     p.add_argument("--checkpoint", required=True, metavar="DIR",
                    help="a run directory of elman train (or its checkpoint.npz)")
@@ -198,7 +387,9 @@ def _sample(argv) -> int:
         arrays, meta = load(a.checkpoint)
         cfg = meta["config"]
         if cfg.get("task") != "text":
-            p.error(f"{a.checkpoint} holds a series model; elman sample generates text")
+            p.error(f"{a.checkpoint} holds a series model; elman sample generates text "
+                    f"(elman forecast --checkpoint {a.checkpoint} --horizon N continues a "
+                    f"series)")
         vocab = meta["vocab"]
         corpus = Corpus(meta["data_name"], vocab, np.empty(0, np.int64),
                         np.empty(0, np.int64), cfg["byte_level"])
@@ -221,17 +412,75 @@ def _sample(argv) -> int:
     return 0
 
 
+# ---- forecast -----------------------------------------------------------------------------
+
+def _forecast(argv) -> int:
+    import numpy as np
+
+    from .checkpoint import CheckpointError
+    from .data import DataError, read_series
+    from .forecast import forecast, load
+    p = _Parser(
+        prog="elman forecast",
+        description="Continue a series with a model of elman train --task series: the model "
+                    "reads the history (the training data's last values, or --data), then "
+                    "feeds back its own predictions. Prints step,value as CSV.")
+    p.add_argument("--checkpoint", required=True, metavar="DIR",
+                   help="a run directory of elman train --task series (or its checkpoint.npz)")
+    p.add_argument("--horizon", type=int, required=True, metavar="N", help="values to predict")
+    p.add_argument("--data", metavar="CSV", help="the history to continue instead (a CSV "
+                   "file with a header row; its last values are read)")
+    p.add_argument("--column", help="the --data column (needed when it has several)")
+    p.add_argument("--out", metavar="CSV", help="write the forecast here instead of stdout")
+    p.add_argument("--plot", metavar="PNG", help="draw the history's end and the forecast")
+    a = p.parse_args(argv)
+    if a.horizon < 1:
+        p.error("--horizon must be >= 1")
+    if a.column is not None and a.data is None:
+        p.error("--column chooses a column of --data; without --data the run's own history "
+                "is used")
+    try:
+        model, series = load(a.checkpoint)
+        history = read_series(a.data, a.column) if a.data else series.tail
+        values = forecast(model, series, history, a.horizon)
+    except (CheckpointError, DataError, ValueError) as e:
+        p.error(str(e))
+    lines = ["step,forecast"] + [f"{k},{v:.10g}" for k, v in enumerate(values, 1)]
+    if a.out:
+        with open(a.out, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        print(f"forecast of {a.horizon} values written to {a.out}")
+    else:
+        sys.stdout.write("\n".join(lines) + "\n")
+    if a.plot:
+        try:
+            import matplotlib
+        except ImportError:
+            p.error("--plot needs matplotlib: pip install '.[plot]' (or matplotlib)")
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        shown = np.asarray(history, np.float64)[-max(5 * a.horizon, 100):]
+        fig, ax = plt.subplots(figsize=(8, 3.5))
+        ax.plot(np.arange(-len(shown) + 1, 1), shown, lw=1, label="history")
+        ax.plot(np.arange(0, a.horizon + 1), np.r_[shown[-1], values], lw=1.5,
+                label=f"forecast ({a.horizon} steps)")
+        ax.axvline(0, color="gray", lw=0.5)
+        ax.set_xlabel("steps from the last known value")
+        ax.set_title(f"elman forecast: {series.name}")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(a.plot, dpi=120)
+        plt.close(fig)
+        print(f"plot: {a.plot}", file=sys.stderr if not a.out else sys.stdout)
+    return 0
+
+
 # ---- bench, info --------------------------------------------------------------------------
 
 def _bench(rest) -> int:
     from . import bench
-    if "--full" in rest:
-        rest = [a for a in rest if a != "--full"]
-    elif "--tiny" not in rest and "--quick" not in rest:
-        rest = ["--quick", *rest]
-    if not any(a == "--out" or a.startswith("--out=") for a in rest):
-        rest = ["--out", "elman-bench", *rest]
-    return bench.main(rest)
+    return bench.main(rest, prog="elman bench", preset="quick", out="elman-bench")
 
 
 def _info(rest) -> int:
@@ -243,7 +492,8 @@ def _info(rest) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "sample": _sample, "bench": _bench, "info": _info}
+COMMANDS = {"train": _train, "sample": _sample, "forecast": _forecast, "bench": _bench,
+            "info": _info}
 
 
 def main(argv=None) -> int:
@@ -251,9 +501,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="elman", description=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="store_true", help="print the version")
     parser.add_argument("command", choices=sorted(COMMANDS))
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
+    if argv[0] in ("--version", "-V"):
+        from . import __version__
+        print(f"elman {__version__}")
+        return 0
     args, _ = parser.parse_known_args(argv[:1])
-    return COMMANDS[args.command](argv[1:])
+    try:
+        return COMMANDS[args.command](argv[1:])
+    except KeyboardInterrupt:   # Ctrl-C before a command's own handling starts (imports,
+        print(f"elman {args.command}: interrupted", file=sys.stderr)   # reading data)
+        return 130

@@ -100,10 +100,25 @@ class Comm:
             raise ValueError(f"timeouts must be > 0 seconds, got {timeout}, {root_timeout}")
         self.timeout, self.root_timeout = timeout, root_timeout
         self._scalars = np.zeros(4, np.float64)
+        self._local_size = None
 
     @property
     def is_root(self) -> bool:
         return self.rank == 0
+
+    def local_size(self) -> int:
+        """How many of the ranks share this rank's node (its shared-memory group): they
+        share its cores. Collective on the first call (every rank must make it), cached."""
+        if getattr(self, "_local_size", None) is None:
+            if self.size == 1:
+                self._local_size = 1
+            else:
+                node = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED)
+                try:
+                    self._local_size = node.Get_size()
+                finally:
+                    node.Free()
+        return self._local_size
 
     def _wait(self, request, what, timeout=None):
         """Wait for a nonblocking collective, at most ``timeout`` (self.timeout) seconds; on

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import signal
+import sys
 import threading
 import time
 
@@ -36,6 +38,22 @@ from .optim import SGD, Adagrad
 
 LN2 = math.log(2.0)
 SYNC_CHECK_EVERY = 100   # data-parallel runs compare the ranks' parameters this often
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)   # checkpoint between steps, then exit
+HISTORY_POINTS = 1024    # a run's loss curve keeps at most this many points (binned)
+
+
+def default_lr(hidden: int, layers: int = 1) -> float:
+    """The learning rate ``elman train`` uses when neither --lr nor --preset gives one:
+    0.02 * (256 / hidden) / layers, at most 0.1.
+
+    Adagrad's first steps move every weight by about lr whatever its gradient's size, so a
+    coherent change of an (H, H) matrix has a spectral norm near lr * H: a rate that trains
+    H = 256 saturates tanh at H = 1024 (held-out 14 bits/char at step 500 with lr 0.01).
+    Hence a rate inversely proportional to the width of the recurrent matrices, and to the
+    depth, since each stacked layer puts two more such matrices on the path (3 layers of
+    256 at 0.02: 12 bits/char at step 250; at 0.0067: 3.7). Measured by
+    bench/defaults_grid.py; its table is in the README."""
+    return min(0.1, 0.02 * 256 / hidden) / layers
 
 
 @dataclasses.dataclass
@@ -52,7 +70,8 @@ class TrainConfig:
     batch: int = 32
     steps: "int | None" = None    # total steps of the run; None: from epochs or the default
     epochs: "float | None" = None
-    lr: "float | None" = None     # None: 0.02, or the --preset's learning rate
+    lr: "float | None" = None     # None: default_lr(hidden, layers), or the --preset's
+    warmup: int = 0               # steps of linear learning-rate warm-up (0: none)
     optimizer: str = "adagrad"    # "adagrad" or "sgd"
     preset: "str | None" = None   # an Adagrad preset (elman.optim.PRESETS)
     clip: "float | None" = 5.0    # global gradient-norm clip; None: no clipping
@@ -63,8 +82,18 @@ class TrainConfig:
     sample_len: int = 200
     temperature: float = 0.8
     on_nonfinite: str = "stop"    # a NaN/inf loss or gradient: "stop" the run, or "skip" the step
+    transform: str = "auto"       # series: "auto", "none" or "diff" (first differences)
 
     DEFAULT_STEPS = 12_000
+    # what may differ when a run is resumed (the rest defines the model, data and trajectory)
+    RESUMABLE = ("steps", "epochs", "every", "on_nonfinite", "lr")
+
+    def learning_rate(self) -> "float | None":
+        """The learning rate of the run: --lr, else the preset's (None), else default_lr."""
+        if self.lr is not None:
+            return self.lr
+        return None if self.preset else default_lr(self.hidden, self.layers)
+
 
     def total_steps(self, windows_per_epoch: int) -> int:
         if self.steps is not None:
@@ -80,14 +109,66 @@ def load_data(cfg: TrainConfig) -> "Corpus | Series":
         need = 20 * cfg.seq_len * cfg.batch
         if cfg.data is None:
             return make_series(synthetic_series(max(60_000, 2 * need)), "sum of sines",
-                               min_len=need)
-        return make_series(read_series(cfg.data, cfg.column), cfg.data, min_len=need)
+                               min_len=need, transform=cfg.transform)
+        return make_series(read_series(cfg.data, cfg.column), cfg.data, min_len=need,
+                           transform=cfg.transform)
     need = 20 * (cfg.seq_len + 1) * cfg.batch
     if cfg.data is None:
         text = builtin_text(max(BUILTIN_BUDGET, need))
         return make_corpus(text, "Python standard library sources", min_chars=need)
     return make_corpus(read_text(cfg.data, byte_level=cfg.byte_level), cfg.data,
                        min_chars=need, byte_level=cfg.byte_level)
+
+
+class ResumeError(ValueError):
+    """A resume that would not continue the run: a setting that contradicts the
+    checkpoint's, other data, or a total already reached. ``clashes``: the contradicting
+    settings as (name, given, the run's)."""
+
+    def __init__(self, message, clashes=()):
+        super().__init__(message)
+        self.clashes = list(clashes)
+
+
+class Interrupted(KeyboardInterrupt):
+    """run() stopped between two steps for a signal (SIGINT, SIGTERM) and wrote a
+    checkpoint first; a command line exits with 128 + signum."""
+
+    def __init__(self, signum=signal.SIGINT):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+
+class LossHistory:
+    """The training loss at every step, kept in at most HISTORY_POINTS bins: bins of
+    ``width`` steps, whose width doubles (neighbours merged) when they fill up. Each point
+    is [last step of the bin, mean loss over it]. Bounded however long the run, and
+    restored exactly on resume (the open bin's sum and count are saved with it)."""
+
+    def __init__(self, points=None, width=1, open_sum=0.0, open_count=0):
+        self.points = [list(p) for p in points or []]
+        self.width, self.open_sum, self.open_count = int(width), float(open_sum), int(open_count)
+
+    def append(self, step, loss):
+        self.open_sum += loss
+        self.open_count += 1
+        if self.open_count < self.width:
+            return
+        self.points.append([step, self.open_sum / self.open_count])
+        self.open_sum, self.open_count = 0.0, 0
+        if len(self.points) >= HISTORY_POINTS:
+            pts = self.points
+            self.points = [[b[0], (a[1] + b[1]) / 2] for a, b in zip(pts[0::2], pts[1::2])]
+            self.width *= 2
+
+    def state(self):
+        return {"history": self.points,
+                "history_bins": [self.width, self.open_sum, self.open_count]}
+
+    @classmethod
+    def from_meta(cls, meta):
+        width, s, c = meta.get("history_bins", (1, 0.0, 0))
+        return cls(meta["history"], width, s, c)
 
 
 class NonFiniteStop(RuntimeError):
@@ -112,17 +193,22 @@ class Trainer:
         self.stop_requested = False   # set by run() on Ctrl-C; acted on by all ranks at once
         self.text = cfg.task == "text"
         V = data.vocab_size if self.text else 1
+        # torch's U(-1/sqrt(H), 1/sqrt(H)): with N(0, 0.01^2) (min-char-rnn's) the layers
+        # of a stack pass almost nothing up at the start, and a 2- or 3-layer model stayed
+        # at the unigram entropy for thousands of steps
         self.model = ElmanRNN(V, cfg.hidden, V, num_layers=cfg.layers, dropout=cfg.dropout,
-                              dtype=cfg.dtype, seed=cfg.seed,
-                              init="normal0.01" if self.text else "uniform")
-        lr = cfg.lr if cfg.lr is not None else (None if cfg.preset else 0.02)
+                              dtype=cfg.dtype, seed=cfg.seed, init="uniform")
+        lr = cfg.learning_rate()
         if cfg.optimizer == "adagrad":
             kw = {} if lr is None else {"lr": lr}
             self.opt = Adagrad(self.model, max_grad_norm=cfg.clip, preset=cfg.preset, **kw)
         elif cfg.optimizer == "sgd":
-            self.opt = SGD(self.model, lr=0.02 if lr is None else lr, max_grad_norm=cfg.clip)
+            self.opt = SGD(self.model, lr=default_lr(cfg.hidden, cfg.layers) if lr is None
+                           else lr, max_grad_norm=cfg.clip)
         else:
             raise ValueError(f"optimizer must be 'adagrad' or 'sgd', got {cfg.optimizer!r}")
+        self.lr = self.opt.lr              # the rate after warm-up
+        self.warmup = cfg.warmup
         B, T = cfg.batch, cfg.seq_len
         series = data.train if self.text else data.train.astype(self.model.dtype)
         self.lane_len = len(series) // B
@@ -148,7 +234,7 @@ class Trainer:
             self.y = np.empty((T, B, 1), self.model.dtype)
         self.step, self.epoch, self.window = 0, 0, 0
         self.skipped = 0         # steps skipped for a non-finite loss or gradient
-        self.history = []        # [step, training loss (nats, or mse)] at every step
+        self.history = LossHistory()   # training loss (nats, or mse), binned
         self.evals = []          # [step, held-out metric]
         if state is not None:
             self._restore(*state)
@@ -175,12 +261,16 @@ class Trainer:
                 loss = self._local_loss(loss="mse")
             if self.comm is not None:
                 loss = self._combine(loss)
+            if self.step < self.warmup:  # linear warm-up: lr * (k / warmup) at step k
+                self.opt.lr = self.lr * (self.step + 1) / self.warmup
+            elif self.opt.lr != self.lr:
+                self.opt.lr = self.lr
             self.opt.step()
         except NonFiniteError as err:
             return self._non_finite(err)
         self.window += 1
         self.step += 1
-        self.history.append([self.step, loss])
+        self.history.append(self.step, loss)
         return loss
 
     def _local_loss(self, **kw):
@@ -199,9 +289,13 @@ class Trainer:
         skip or stop together), then average the gradient and the loss (one Allreduce of
         the flat gradient buffer). Every rank then applies the same update."""
         comm = self.comm
-        total, _, stops = comm.allreduce_scalars(loss, 0.0, float(self.stop_requested),
-                                                 what="the step's loss allreduce")
-        self.stop_requested = stops > 0
+        stop = int(self.stop_requested)
+        total, terms, ints = comm.allreduce_scalars(
+            loss, float(stop == signal.SIGTERM), float(stop == signal.SIGINT),
+            what="the step's loss allreduce")
+        # every rank stops at this step, for SIGTERM if any rank had it
+        self.stop_requested = (signal.SIGTERM if terms > 0 else
+                               signal.SIGINT if ints > 0 or stop else 0)
         if not math.isfinite(total):
             raise NonFiniteError(f"the loss is not finite on some rank ({total / comm.size})")
         comm.allreduce_grads(self.model)
@@ -253,8 +347,8 @@ class Trainer:
             counts = np.bincount(self.data.train, minlength=self.data.vocab_size)
             p = counts[counts > 0] / counts.sum()
             return float(-(p * np.log2(p)).sum())
-        v = self.data.valid[:self.cfg.valid_chars]
-        return float(np.sqrt(np.mean((v[1:] - v[:-1]) ** 2))) * self.data.std
+        errors = self.data.naive_errors[:self.cfg.valid_chars - 1]
+        return float(np.sqrt(np.mean(errors ** 2)))
 
     def sample(self, n=None, *, prime=None, seed=None, temperature=None) -> str:
         """Text generated by the model (text task), from a prime string or a newline."""
@@ -296,14 +390,19 @@ class Trainer:
             arrays["opt_state"] = opt_state["state"]
         elif opt_state["momentum_buffer"] is not None:
             arrays["opt_state"] = opt_state["momentum_buffer"]
+        if not self.text:
+            arrays["series_tail"] = self.data.tail
         meta = {
             "config": dataclasses.asdict(self.cfg),
             "vocab": None if not self.text else (list(self.data.vocab)),
             "data_name": self.data.name,
+            "data_fingerprint": self.data.fingerprint,
+            "python": "%d.%d" % sys.version_info[:2],
             "series": None if self.text else [self.data.mean, self.data.std],
+            "series_transform": None if self.text else self.data.transform,
             "step": self.step, "epoch": self.epoch, "window": self.window,
             "opt_steps": opt_state["steps"], "total": self.total, "skipped": self.skipped,
-            "history": self.history, "evals": self.evals,
+            "evals": self.evals, **self.history.state(),
         }
         return checkpoint.save(location, arrays, meta)
 
@@ -312,6 +411,7 @@ class Trainer:
         if missing or "params" not in arrays or "h" not in arrays:
             raise checkpoint.CheckpointError(
                 f"not a checkpoint of elman train: lacks {sorted(missing) or 'arrays'}")
+        _check_same_data(self.cfg, self.data, meta)
         if self.text and meta.get("vocab") != list(self.data.vocab):
             raise checkpoint.CheckpointError(
                 "the checkpoint's vocabulary differs from this data's; resume with the data "
@@ -332,28 +432,81 @@ class Trainer:
         self.step, self.epoch, self.window = meta["step"], meta["epoch"], meta["window"]
         self.model._dropout_calls = self.step  # one training call per step: the same masks
         self.skipped = meta.get("skipped", 0)
-        self.history, self.evals = meta["history"], meta["evals"]
+        self.history, self.evals = LossHistory.from_meta(meta), meta["evals"]
+        if self.step >= self.total:
+            raise ResumeError(
+                f"the run is already at step {self.step}, and its total is {self.total}: "
+                f"give a larger total (--steps N with N > {self.step}) to train further")
 
 
-def resume(location: str, *, comm=None, **overrides) -> Trainer:
-    """A Trainer continuing the checkpoint at ``location``; ``overrides`` may change steps,
-    epochs and every (what the run does next), nothing that defines the model or data."""
+def _check_same_data(cfg, data, meta):
+    """Refuse data whose fingerprint differs from the one the run started with."""
+    want = meta.get("data_fingerprint")
+    if want is None or data.fingerprint is None or want == data.fingerprint:
+        return
+    if cfg.data is None:
+        raise ResumeError(
+            f"the built-in data differs from the run's ({data.fingerprint['bytes']:,} bytes "
+            f"against {want['bytes']:,}): it is read from this Python's standard library "
+            f"({'%d.%d' % sys.version_info[:2]}; the run started on Python "
+            f"{meta.get('python', 'unknown')}); resume with that Python")
+    raise ResumeError(
+        f"{cfg.data} is not the data the run started with (its fingerprint changed: "
+        f"{data.fingerprint['bytes']:,} bytes, sha256 {data.fingerprint['sha256'][:12]}..., "
+        f"against {want['bytes']:,} bytes, sha256 {want['sha256'][:12]}...); resume with "
+        f"the file the run started with")
+
+
+def resume(location: str, *, comm=None, **given) -> Trainer:
+    """A Trainer continuing the checkpoint at ``location``.
+
+    ``given``: settings (TrainConfig fields, each one given; ``clip=None`` asks for no
+    clipping). Those in
+    ``TrainConfig.RESUMABLE`` change what the run does next; any other must agree with
+    the checkpoint's, or ResumeError names it. ``data`` may name the run's file at another
+    path when its content is unchanged (its fingerprint is checked). Raises ResumeError
+    too when the total (``steps``) is not above the checkpoint's step."""
     arrays, meta = checkpoint.load(location)
     if not isinstance(meta.get("config"), dict):
         raise checkpoint.CheckpointError(f"{location}: not a checkpoint of elman train")
-    allowed = {"steps", "epochs", "every", "on_nonfinite"}
-    bad = set(overrides) - allowed
-    if bad:
-        raise ValueError(f"resume: cannot change {', '.join(sorted(bad))} of a run")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in meta["config"].items() if k in fields})
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    unknown = set(given) - fields
+    if unknown:
+        raise TypeError(f"resume: unknown settings {', '.join(sorted(unknown))}")
+    data = given.pop("data", None)
+    if data is not None and os.path.abspath(data) != (
+            cfg.data and os.path.abspath(cfg.data)):
+        if cfg.data is None:
+            raise ResumeError(f"data {data}: the run trains on the built-in data",
+                              [("data", data, "built-in data")])
+        cfg = dataclasses.replace(cfg, data=os.path.abspath(data))  # checked by fingerprint
+    clash = [(k, v, getattr(cfg, k)) for k, v in given.items()
+             if k not in TrainConfig.RESUMABLE and v != getattr(cfg, k)]
+    if clash:
+        raise ResumeError("; ".join(f"{k} {v!r} contradicts the run's {old!r}"
+                                    for k, v, old in clash), clash)
+    if given.get("steps") is not None and given["steps"] <= meta.get("step", 0):
+        raise ResumeError(f"a total of {given['steps']} steps is not beyond the run's step "
+                          f"{meta.get('step')}: give a larger total (--steps)")
+    if "steps" in given or "epochs" in given:   # one of them sets the run's length
+        cfg = dataclasses.replace(cfg, steps=None, epochs=None)
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if k in TrainConfig.RESUMABLE})
+    if cfg.data is not None and not os.path.exists(cfg.data):
+        raise ResumeError(f"the run's data file {cfg.data} is missing; pass --data with "
+                          f"where it is now")
     return Trainer(cfg, load_data(cfg), state=(arrays, meta), comm=comm)
 
 
-def run(trainer: Trainer, out: str, *, log=print, progress=True, threads=None) -> dict:
+def run(trainer: Trainer, out: str, *, log=print, progress=True, threads=None,
+        resume_command=None) -> dict:
     """Train to ``trainer.total`` steps, evaluating, sampling and checkpointing every
-    ``every`` steps and at the end; on Ctrl-C, checkpoint and re-raise. Returns a summary."""
+    ``every`` steps and at the end. SIGINT (Ctrl-C) and SIGTERM (``kill``, ``timeout``, a
+    scheduler's preemption) stop the run between two steps: it checkpoints, says so and
+    raises Interrupted (a KeyboardInterrupt) with the signal's number. Returns a summary.
+
+    ``resume_command``: the command the interruption message tells the user to continue
+    with (default ``elman train --resume OUT``)."""
     cfg = trainer.cfg
     if threads is not None:
         set_num_threads(threads)
@@ -362,56 +515,69 @@ def run(trainer: Trainer, out: str, *, log=print, progress=True, threads=None) -
         log = _silent
     tokens = cfg.seq_len * cfg.batch
     start, start_step = time.perf_counter(), trainer.step
-    # Ctrl-C between two C calls of a step would leave a half-made step (parameters updated,
-    # step count not): the signal only raises a flag, and the loop stops between steps.
+    # A signal between two C calls of a step would leave a half-made step (parameters
+    # updated, step count not): the handler only records the signal, and the loop stops
+    # between steps.
     stop = []
-    previous = None
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.append(signum))
+        for signum in STOP_SIGNALS:
+            previous[signum] = signal.signal(signum, lambda n, frame: stop.append(n))
     try:
         while trainer.step < trainer.total:
             if stop and trainer.comm is None:
-                raise KeyboardInterrupt
-            trainer.stop_requested = bool(stop)   # with MPI: all ranks stop at one step
+                raise Interrupted(stop[0])
+            trainer.stop_requested = stop[0] if stop else 0   # with MPI: all stop at one step
             loss = trainer.train_step()
             if bar is not None:
                 elapsed = time.perf_counter() - start
                 bar.update(1)
                 metric = loss / LN2 if trainer.text else math.sqrt(loss) * trainer.data.std
                 bar.set_postfix_str(
-                    f"loss {loss:.3f} {'bits/char' if trainer.text else 'rmse'} {metric:.3f} "
-                    f"tok/s {tokens * (trainer.step - start_step) / elapsed:,.0f}", refresh=False)
+                    f"train {metric:.3f} {'bits/char' if trainer.text else 'RMSE'}, "
+                    f"{tokens * (trainer.step - start_step) / elapsed:,.0f} tokens/s",
+                    refresh=False)
             if trainer.step % cfg.every == 0 or trainer.step == trainer.total:
                 _checkpoint_and_report(trainer, out, log, bar)
             if trainer.comm is not None and trainer.stop_requested:
-                raise KeyboardInterrupt
-        if stop and trainer.comm is None:  # interrupted during the last step
-            raise KeyboardInterrupt
+                raise Interrupted(trainer.stop_requested)
+        if stop and trainer.comm is None:  # a signal during the last step
+            raise Interrupted(stop[0])
     except NonFiniteStop as err:
         if err.consistent:  # nothing was updated: the state before this step is whole
             path = trainer.save(out)
             log(f"\nstopped: {err}\ncheckpoint of the last good step written to {path}; "
                 f"lower --lr or --clip, or pass --on-nonfinite skip")
-        else:
+        elif os.path.exists(checkpoint.path_of(out)):
             log(f"\nstopped: {err}\nthe update made parameters non-finite, so nothing was "
                 f"saved; the last checkpoint in {out} is from before it")
+        else:
+            log(f"\nstopped: {err}\nthe update made parameters non-finite, so nothing was "
+                f"saved, and no checkpoint had been written yet (the first was due at step "
+                f"{cfg.every}); lower --lr or --clip")
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:   # Interrupted, or a KeyboardInterrupt from elsewhere
+        signum = getattr(err, "signum", signal.SIGINT)
         path = trainer.save(out)
-        log(f"\ninterrupted at step {trainer.step}; checkpoint written to {path} "
-            f"(continue with: elman train --resume {out})")
+        how = ("interrupted (Ctrl-C)" if signum == signal.SIGINT
+               else f"stopped by {signal.Signals(signum).name}")
+        command = resume_command or f"elman train --resume {out}"
+        log(f"\n{how} at step {trainer.step}; checkpoint written to {path} "
+            f"(continue with: {command})")
+        if not isinstance(err, Interrupted):
+            raise Interrupted(signum) from None
         raise
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - start
     if not trainer.is_root:
-        return {"steps": trainer.step, "seconds": seconds}
+        return {"steps": trainer.step, "start_step": start_step, "seconds": seconds}
     final = trainer.evals[-1][1] if trainer.evals else trainer.evaluate()
-    return {"steps": trainer.step, "seconds": seconds, "final": final,
-            "baseline": trainer.baseline(),
+    return {"steps": trainer.step, "start_step": start_step, "seconds": seconds,
+            "final": final, "baseline": trainer.baseline(),
             "tokens_per_s": tokens * (trainer.step - start_step) / max(seconds, 1e-9)}
 
 
@@ -452,8 +618,13 @@ def _progress(trainer, progress):
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=trainer.total, initial=trainer.step, unit="step", dynamic_ncols=True,
-                desc="train")
+    import shutil
+    # A terminal that reports no width (0 columns: some CI consoles, serial lines, tmux
+    # before its first resize) would get an empty bar: fall back to 80 columns there.
+    columns = shutil.get_terminal_size((80, 24)).columns
+    fixed = {} if columns >= 40 else {"ncols": 80, "dynamic_ncols": False}
+    return tqdm(total=trainer.total, initial=trainer.step, unit="step", desc="train",
+                **dict({"dynamic_ncols": True}, **fixed))
 
 
 def plot(trainer: Trainer, path: str) -> str:
@@ -461,7 +632,7 @@ def plot(trainer: Trainer, path: str) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    hist = np.array(trainer.history, dtype=np.float64).reshape(-1, 2)
+    hist = np.array(trainer.history.points, dtype=np.float64).reshape(-1, 2)
     fig, ax = plt.subplots(figsize=(7, 4))
     if len(hist):
         y = hist[:, 1] / LN2 if trainer.text else np.sqrt(hist[:, 1]) * trainer.data.std
