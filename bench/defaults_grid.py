@@ -4,6 +4,7 @@ held-out bits per character at every 500 steps against the unigram entropy.
 
     python bench/defaults_grid.py                       # H 64..1024 x L 1..3 (about an hour)
     python bench/defaults_grid.py --hidden 64,256 --layers 1
+    python bench/defaults_grid.py --combine a/defaults.json b/defaults.json   # one table
 
 The criterion (the README's table): every run ends at or below 3.0 held-out bits/char and
 is never above the unigram entropy from step 500 on. Each run is a subprocess with the
@@ -78,9 +79,20 @@ def main(argv=None):
     p.add_argument("--every", type=int, default=500)
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                  "results", "defaults"))
+    p.add_argument("--combine", nargs="+", metavar="JSON",
+                   help="print one table of the rows in these defaults.json files (runs "
+                        "made in parts) instead of running")
     p.add_argument("extra", nargs=argparse.REMAINDER,
                    help="after --, flags passed to every elman train (the tests' tiny sizes)")
     a = p.parse_args(argv)
+    if a.combine:
+        rows = []
+        for path in a.combine:
+            with open(path, encoding="utf-8") as f:
+                rows += json.load(f)
+        rows.sort(key=lambda r: (r["layers"], r["hidden"]))
+        print(table(rows, a.steps, a.every))
+        return 0 if all(r.get("ok") for r in rows) else 1
     extra = [x for x in a.extra if x != "--"]
     rows = []
     with tempfile.TemporaryDirectory() as work:

@@ -618,11 +618,13 @@ def _progress(trainer, progress):
         from tqdm import tqdm
     except ImportError:
         return None
-    import shutil
-    # A terminal that reports no width (0 columns: some CI consoles, serial lines, tmux
-    # before its first resize) would get an empty bar: fall back to 80 columns there.
-    columns = shutil.get_terminal_size((80, 24)).columns
-    fixed = {} if columns >= 40 else {"ncols": 80, "dynamic_ncols": False}
+    # A terminal that reports no width (0 columns: some CI consoles, serial lines, a pty
+    # nobody sized) gets a one-cell bar: draw it 80 columns wide there instead.
+    try:
+        columns = os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError, AttributeError):   # not a terminal: tqdm's own choice
+        columns = 80
+    fixed = {} if columns >= 10 else {"ncols": 80, "dynamic_ncols": False}
     return tqdm(total=trainer.total, initial=trainer.step, unit="step", desc="train",
                 **dict({"dynamic_ncols": True}, **fixed))
 
