@@ -414,6 +414,8 @@ def test_loss_history_bins_are_exact_and_bounded():
         h.append(step, float(step))
         again.append(step, float(step))
     assert again.points == h.points
+    old = tr.LossHistory.from_meta({"history": [[k, 1.0] for k in range(1, 5001)]})
+    assert len(old.points) <= tr.HISTORY_POINTS and old.points[-1][0] == 5000   # pre-bins
 
 
 def test_a_terminal_with_no_width_still_shows_progress(corpus, tmp_path):
@@ -498,5 +500,5 @@ def test_the_defaults_grid_script_runs_at_tiny_sizes(corpus, tmp_path):
         assert r["ok"] == meets
     assert proc.returncode == (0 if all(r["ok"] for r in rows) else 1), proc.stderr
     table = (tmp_path / "defaults.md").read_text()
-    assert table.startswith("| H | layers | lr | warm-up | step 10 | step 20 | unigram |")
+    assert table.startswith("| H | layers | lr of the matrices | step 10 | step 20 | unigram |")
     assert proc.stdout.strip() == table.strip()

@@ -49,9 +49,9 @@ def _train_parser():
                "loss.png with --plot.\nA new run refuses a directory that already holds one: "
                "continue it with --resume DIR, choose\nanother --out, or replace it with "
                "--overwrite. SIGINT (Ctrl-C) and SIGTERM checkpoint between two\nsteps and "
-               "stop (exit 130 and 143).\n\nWith --resume DIR only these may be given: "
-               + " ".join(RESUME_FLAGS) + ";\nthe model, data and optimizer come from the "
-               "checkpoint, and any other flag must repeat its value.")
+               "stop (exit 130 and 143).\n\nWith --resume DIR only these may be given:\n  "
+               + " ".join(RESUME_FLAGS) + "\nThe model, data and optimizer come from the "
+               "checkpoint; any other flag must repeat its value.")
     g = p.add_argument_group("data")
     g.add_argument("--task", choices=("text", "series"),
                    help="next character (cross-entropy) or next value (mse); default text")
@@ -75,8 +75,9 @@ def _train_parser():
                    f"{TrainConfig.DEFAULT_STEPS})")
     g.add_argument("--epochs", type=float, help="run length in passes over the data, "
                    "instead of --steps")
-    g.add_argument("--lr", type=float, help="learning rate (default 0.02 * 256 / hidden, at "
-                   "most 0.1; or the --preset's)")
+    g.add_argument("--lr", type=float, help="one learning rate for every parameter (default, "
+                   "Adagrad: 0.02 for the embedding and biases, min(0.1, 0.02 * 256 / hidden) "
+                   "/ layers for the matrices; or the --preset's)")
     g.add_argument("--warmup", type=int, metavar="STEPS",
                    help="steps of linear learning-rate warm-up (default 0)")
     g.add_argument("--optimizer", choices=("adagrad", "sgd"), help="default adagrad")
@@ -338,6 +339,14 @@ def _summarize(trainer, summary, out, given):
         print(f"plot: {tr.plot(trainer, os.path.join(out, 'loss.png'))}")
 
 
+def _rates(trainer):
+    scales = getattr(trainer.opt, "lr_scales", None)
+    if not scales:
+        return f"{trainer.lr:.4g}"
+    matrices = trainer.lr * next(iter(scales.values()))
+    return f"{trainer.lr:.4g} (embedding, biases) / {matrices:.4g} (matrices)"
+
+
 def _describe(trainer, out, resumed):
     cfg, data, m = trainer.cfg, trainer.data, trainer.model
     n_train = len(data.train)
@@ -354,7 +363,7 @@ def _describe(trainer, out, resumed):
     warm = f", warm-up {trainer.warmup} steps" if trainer.warmup else ""
     print(f"model: Elman RNN, I={m.input_size} H={m.hidden_size} O={m.output_size}"
           + (f" L={m.num_layers} dropout={m.dropout}" if m.num_layers > 1 else "") + " "
-          f"({m.num_params:,} parameters, {cfg.dtype}); {cfg.optimizer} lr {trainer.lr:.4g}"
+          f"({m.num_params:,} parameters, {cfg.dtype}); {cfg.optimizer} lr {_rates(trainer)}"
           f"{warm}, clip {cfg.clip}; T={cfg.seq_len} B={cfg.batch}, "
           f"{trainer.windows_per_epoch:,} windows per epoch")
     per = " per rank" if trainer.comm is not None else ""

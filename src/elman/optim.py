@@ -62,6 +62,42 @@ def _flat_buffers(model, where):
     return params, grads
 
 
+def _scaled_segments(model, params, lr_scales, where):
+    """[(start, stop, multiplier)] covering the flat buffer, adjacent equal multipliers
+    merged, from {parameter name: multiplier}."""
+    if not isinstance(lr_scales, dict):
+        raise TypeError(f"{where}: lr_scales must be a dict of parameter name -> multiplier, "
+                        f"got {type(lr_scales).__name__}")
+    named = getattr(model, "named_params", None)
+    if named is None:
+        raise TypeError(f"{where}: lr_scales needs the model itself (its named_params())")
+    views = named()
+    unknown = sorted(set(lr_scales) - set(views))
+    if unknown:
+        raise ValueError(f"{where}: lr_scales names {unknown}, which the model does not have; "
+                         f"its parameters are {list(views)}")
+    scales = {k: real(v, f"lr_scales[{k!r}]", where=where, minimum=0, strict=True)
+              for k, v in lr_scales.items()}
+    base = params.__array_interface__["data"][0]
+    spans = []
+    for name, view in views.items():
+        start = (view.__array_interface__["data"][0] - base) // params.itemsize
+        spans.append((start, start + view.size, scales.get(name, 1.0)))
+    spans.sort()
+    segments, covered = [], 0
+    for lo, hi, mult in spans:
+        if lo != covered:
+            raise ValueError(f"{where}: the model's parameter views do not tile its buffer")
+        if segments and segments[-1][2] == mult:
+            segments[-1] = (segments[-1][0], hi, mult)
+        else:
+            segments.append((lo, hi, mult))
+        covered = hi
+    if covered != params.size:
+        raise ValueError(f"{where}: the model's parameter views do not tile its buffer")
+    return segments
+
+
 def _grad_scale(grads, max_grad_norm, where):
     """Scale folding global-norm clipping into the update, and the norm before clipping."""
     if max_grad_norm is None:
@@ -107,6 +143,12 @@ class Adagrad:
         into the update). ``last_grad_norm`` holds the norm before clipping.
     preset : {"torch", "keras", "optax", "minchar"} or None
         Fills in every argument not passed explicitly (see ``elman.optim.PRESETS``).
+    lr_scales : dict or None
+        Multipliers of lr for named parameters (names of ``model.named_params()``, for
+        example ``{"W_hh": 0.25, "W_hy": 0.25}``); the others keep lr. The update then runs
+        one kernel pass per run of equal multipliers over the flat buffer, with global-norm
+        clipping still measured over all of it; a non-finite gradient raises after the
+        pass that met it. Not with ``sparse_rows`` nor ``elman.train_step``.
 
     Example
     -------
@@ -125,9 +167,16 @@ class Adagrad:
                  weight_decay=_Unset("0"), initial_accumulator_value=_Unset("0"),
                  eps=_Unset("1e-10"), eps_placement=_Unset("'outside'"), maximize=False,
                  clip_value=_Unset("None"), max_grad_norm=None, preset=None,
-                 sparse_rows=False):
+                 sparse_rows=False, lr_scales=None):
         where = "Adagrad"
         self.params, self.grads = _flat_buffers(model, where)
+        self.lr_scales = None
+        self._segments = None
+        if lr_scales is not None:
+            if sparse_rows:
+                raise ValueError(f"{where}: lr_scales and sparse_rows cannot be combined")
+            self._segments = _scaled_segments(model, self.params, lr_scales, where)
+            self.lr_scales = dict(lr_scales)
         self.sparse_rows = bool(sparse_rows)
         self._model = None
         if self.sparse_rows:
@@ -190,11 +239,16 @@ class Adagrad:
             return self._sparse_step(ids)
         scale, self.last_grad_norm = _grad_scale(self.grads, self.max_grad_norm, "Adagrad.step")
         self.steps += 1
-        kernels._adagrad_update(
-            "Adagrad.step", self.params, self.grads, self.state, lr=self.lr, step=self.steps,
-            lr_decay=self.lr_decay, weight_decay=self.weight_decay, eps=self.eps,
-            eps_placement=self.eps_placement, maximize=self.maximize,
-            clip_value=self.clip_value, grad_scale=scale)
+        settings = dict(step=self.steps, lr_decay=self.lr_decay, weight_decay=self.weight_decay,
+                        eps=self.eps, eps_placement=self.eps_placement,
+                        maximize=self.maximize, clip_value=self.clip_value, grad_scale=scale)
+        if self._segments is None:
+            kernels._adagrad_update("Adagrad.step", self.params, self.grads, self.state,
+                                    lr=self.lr, **settings)
+            return
+        for lo, hi, mult in self._segments:
+            kernels._adagrad_update("Adagrad.step", self.params[lo:hi], self.grads[lo:hi],
+                                    self.state[lo:hi], lr=self.lr * mult, **settings)
 
     def _sparse_step(self, ids):
         where = "Adagrad.step"

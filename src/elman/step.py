@@ -42,6 +42,9 @@ def train_step(model, opt, x, y, h0=None, *, loss="cross_entropy", reduction="me
             np.may_share_memory(opt.params, model.params)
             and opt.params.shape == model.params.shape):
         raise ValueError(f"{where}: opt does not update this model's parameters")
+    if getattr(opt, "lr_scales", None):
+        raise ValueError(f"{where}: an Adagrad with lr_scales updates in several passes; "
+                         f"call model.forward_backward(...) and opt.step() instead")
     with model._exclusive(where):
         return _train_step(where, model, opt, x, y, h0, loss, reduction, last_step_only,
                            batch_first, h_out, lengths)

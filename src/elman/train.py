@@ -42,18 +42,34 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)   # checkpoint between steps, the
 HISTORY_POINTS = 1024    # a run's loss curve keeps at most this many points (binned)
 
 
+BASE_LR = 0.02   # elman train's Adagrad rate for the token embedding and the biases
+
+
 def default_lr(hidden: int, layers: int = 1) -> float:
-    """The learning rate ``elman train`` uses when neither --lr nor --preset gives one:
-    0.02 * (256 / hidden) / layers, at most 0.1.
+    """``elman train``'s Adagrad rate, when neither --lr nor --preset gives one, for the
+    matrices whose fan-in is H (W_hh, the stacked layers' W_xh, W_hy):
+    min(0.1, 0.02 * 256 / hidden) / layers. The token embedding (layer 0's W_xh) and the
+    biases keep BASE_LR.
 
     Adagrad's first steps move every weight by about lr whatever its gradient's size, so a
-    coherent change of an (H, H) matrix has a spectral norm near lr * H: a rate that trains
-    H = 256 saturates tanh at H = 1024 (held-out 14 bits/char at step 500 with lr 0.01).
-    Hence a rate inversely proportional to the width of the recurrent matrices, and to the
-    depth, since each stacked layer puts two more such matrices on the path (3 layers of
-    256 at 0.02: 12 bits/char at step 250; at 0.0067: 3.7). Measured by
-    bench/defaults_grid.py; its table is in the README."""
+    coherent change of an (H, H) matrix has a spectral norm near lr * H: one rate of 0.02,
+    which trains H = 256, saturates tanh at H = 1024, and 0.01 did too (14 bits/char at
+    step 500). Hence a rate inversely proportional to the fan-in, and to the depth, since
+    each stacked layer puts two more such matrices on the path (3 layers of 256 at 0.02:
+    12 bits/char at step 250). An embedding row and a bias have fan-in 1, so they keep the
+    rate that works at every size, as in the maximal-update parametrization: at H = 1024
+    the embedding and biases at 0.02 instead of 0.005 took held-out bits/char at step 750
+    from 3.365 to 3.109. Measured by bench/defaults_grid.py; its table is in the README."""
     return min(0.1, 0.02 * 256 / hidden) / layers
+
+
+def default_lr_scales(model, layers: int) -> dict:
+    """lr multipliers (relative to BASE_LR) of the fan-in-H matrices, for Adagrad's
+    ``lr_scales``: every named parameter but layer 0's W_xh (W_xh, W_xh_reverse) and the
+    biases."""
+    scale = default_lr(model.hidden_size, layers) / BASE_LR
+    return {name: scale for name in model.named_params()
+            if not name.startswith("b_") and name not in ("W_xh", "W_xh_reverse")}
 
 
 @dataclasses.dataclass
@@ -89,7 +105,8 @@ class TrainConfig:
     RESUMABLE = ("steps", "epochs", "every", "on_nonfinite", "lr")
 
     def learning_rate(self) -> "float | None":
-        """The learning rate of the run: --lr, else the preset's (None), else default_lr."""
+        """The learning rate of the run's matrices: --lr, else the preset's (None), else
+        default_lr (the embedding and biases then keep BASE_LR with Adagrad)."""
         if self.lr is not None:
             return self.lr
         return None if self.preset else default_lr(self.hidden, self.layers)
@@ -156,7 +173,10 @@ class LossHistory:
             return
         self.points.append([step, self.open_sum / self.open_count])
         self.open_sum, self.open_count = 0.0, 0
-        if len(self.points) >= HISTORY_POINTS:
+        self._merge()
+
+    def _merge(self):
+        while len(self.points) >= HISTORY_POINTS:   # (an older checkpoint's may be longer)
             pts = self.points
             self.points = [[b[0], (a[1] + b[1]) / 2] for a, b in zip(pts[0::2], pts[1::2])]
             self.width *= 2
@@ -168,7 +188,9 @@ class LossHistory:
     @classmethod
     def from_meta(cls, meta):
         width, s, c = meta.get("history_bins", (1, 0.0, 0))
-        return cls(meta["history"], width, s, c)
+        history = cls(meta["history"], width, s, c)
+        history._merge()
+        return history
 
 
 class NonFiniteStop(RuntimeError):
@@ -199,7 +221,11 @@ class Trainer:
         self.model = ElmanRNN(V, cfg.hidden, V, num_layers=cfg.layers, dropout=cfg.dropout,
                               dtype=cfg.dtype, seed=cfg.seed, init="uniform")
         lr = cfg.learning_rate()
-        if cfg.optimizer == "adagrad":
+        if cfg.optimizer == "adagrad" and cfg.lr is None and cfg.preset is None:
+            # the default: per-parameter rates (default_lr)
+            self.opt = Adagrad(self.model, lr=BASE_LR, max_grad_norm=cfg.clip,
+                               lr_scales=default_lr_scales(self.model, cfg.layers))
+        elif cfg.optimizer == "adagrad":
             kw = {} if lr is None else {"lr": lr}
             self.opt = Adagrad(self.model, max_grad_norm=cfg.clip, preset=cfg.preset, **kw)
         elif cfg.optimizer == "sgd":
