@@ -99,6 +99,13 @@ def test_a_bad_out_is_refused_before_any_step(corpus, tmp_path, kind):
     assert "Traceback" not in proc.stderr and "run:" not in proc.stdout
 
 
+def test_a_run_that_fails_to_start_leaves_no_directory(tmp_path):
+    out = tmp_path / "new" / "run"
+    proc = train("--data", tmp_path / "missing.txt", "--out", out)
+    assert proc.returncode == 2 and "no such file" in proc.stderr
+    assert not (tmp_path / "new").exists()
+
+
 # ---- 4. SIGTERM and SIGINT checkpoint between steps --------------------------------------
 
 def _start(args, cwd=None):

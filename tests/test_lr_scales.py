@@ -77,14 +77,18 @@ def test_lr_scales_need_the_model_and_refuse_what_they_cannot_do():
         elman.train_step(m, opt, x, x)
 
 
-@pytest.mark.parametrize("hidden, layers", [(64, 1), (512, 2), (1024, 3)])
+@pytest.mark.parametrize("hidden, layers", [(64, 1), (256, 1), (256, 2), (512, 2), (1024, 3)])
 def test_elman_train_s_default_rates(hidden, layers):
     cfg = tr.TrainConfig(hidden=hidden, layers=layers)
     m = elman.ElmanRNN(65, hidden, 65, num_layers=layers)
-    scales = tr.default_lr_scales(m, layers)
     matrices = min(0.1, 0.02 * 256 / hidden) / layers
+    base = max(0.02, matrices)
     assert cfg.learning_rate() == pytest.approx(matrices)
-    assert "W_xh" not in scales and not any(k.startswith("b_") for k in scales)
+    assert tr.default_base_lr(hidden, layers) == pytest.approx(base)
+    scales = tr.default_lr_scales(m, layers)
+    if base == matrices:   # one rate: the plain single-pass update
+        assert scales == {}
+        return
     assert set(scales) == {k for k in m.named_params() if k != "W_xh" and k[0] == "W"}
     for value in scales.values():
-        assert tr.BASE_LR * value == pytest.approx(matrices)
+        assert base * value == pytest.approx(matrices)

@@ -323,8 +323,11 @@ def test_a_preset_brings_its_learning_rate_unless_lr_is_given(corpus, tmp_path, 
     assert "adagrad lr 0.03," in capsys.readouterr().out
     assert train("--data", corpus, "--steps", "2", "--every", "2", "--hidden", "64",
                  "--out", str(tmp_path / "c")) == 0
-    assert (f"adagrad lr {tr.BASE_LR:.4g} (embedding, biases) / {tr.default_lr(64):.4g} "
-            f"(matrices),") in capsys.readouterr().out                       # size-aware
+    assert f"adagrad lr {tr.default_lr(64):.4g}," in capsys.readouterr().out   # size-aware
+    assert train("--data", corpus, "--steps", "2", "--every", "2", "--hidden", "512",
+                 "--out", str(tmp_path / "d")) == 0
+    assert (f"adagrad lr {tr.BASE_LR:.4g} (embedding, biases) / {tr.default_lr(512):.4g} "
+            f"(matrices),") in capsys.readouterr().out
 
 
 def _nan_at(monkeypatch, step, corrupt=False):

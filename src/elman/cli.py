@@ -76,8 +76,8 @@ def _train_parser():
     g.add_argument("--epochs", type=float, help="run length in passes over the data, "
                    "instead of --steps")
     g.add_argument("--lr", type=float, help="one learning rate for every parameter (default, "
-                   "Adagrad: 0.02 for the embedding and biases, min(0.1, 0.02 * 256 / hidden) "
-                   "/ layers for the matrices; or the --preset's)")
+                   "Adagrad: min(0.1, 0.02 * 256 / hidden) / layers for the matrices, and at "
+                   "least 0.02 for the embedding and biases; or the --preset's)")
     g.add_argument("--warmup", type=int, metavar="STEPS",
                    help="steps of linear learning-rate warm-up (default 0)")
     g.add_argument("--optimizer", choices=("adagrad", "sgd"), help="default adagrad")
@@ -201,6 +201,11 @@ def _check_out(out, *, overwrite, resumed_from=None):
             what = f"a {checkpoint.FILENAME}"
         return (f"--out {out} already holds {what}. Continue it with --resume {out}, write "
                 f"this run elsewhere with --out DIR, or replace it with --overwrite")
+    created = []   # the directories this check makes, removed after it (the run makes them)
+    head = os.path.abspath(out)
+    while not os.path.exists(head):
+        created.append(head)
+        head = os.path.dirname(head)
     try:
         os.makedirs(out, exist_ok=True)
         probe = os.path.join(out, f".elman-write-test-{os.getpid()}")
@@ -209,6 +214,12 @@ def _check_out(out, *, overwrite, resumed_from=None):
         os.unlink(probe)
     except OSError as e:
         return f"--out {out}: cannot write there ({e.strerror or e})"
+    finally:
+        for path in created:   # deepest first
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
     return None
 
 
