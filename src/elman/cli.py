@@ -444,12 +444,12 @@ def _forecast(argv) -> int:
         prog="elman forecast",
         description="Continue a series with a model of elman train --task series: the model "
                     "reads the history (the training data's last values, or --data), then "
-                    "feeds back its own predictions. Prints step,value as CSV.")
+                    "feeds back its own predictions. Prints step,forecast as CSV.")
     p.add_argument("--checkpoint", required=True, metavar="DIR",
                    help="a run directory of elman train --task series (or its checkpoint.npz)")
     p.add_argument("--horizon", type=int, required=True, metavar="N", help="values to predict")
     p.add_argument("--data", metavar="CSV", help="the history to continue instead (a CSV "
-                   "file with a header row; its last values are read)")
+                   "file with a header row; the whole column is read)")
     p.add_argument("--column", help="the --data column (needed when it has several)")
     p.add_argument("--out", metavar="CSV", help="write the forecast here instead of stdout")
     p.add_argument("--plot", metavar="PNG", help="draw the history's end and the forecast")
