@@ -509,3 +509,19 @@ def test_the_defaults_grid_script_runs_at_tiny_sizes(corpus, tmp_path):
     table = (tmp_path / "defaults.md").read_text()
     assert table.startswith("| H | layers | lr of the matrices | step 10 | step 20 | unigram |")
     assert proc.stdout.strip() == table.strip()
+
+
+def test_a_checkpoint_of_the_older_elman_resumes_with_its_own_defaults(corpus, tmp_path):
+    """Written before the size-aware rate and the series transform: resumed with one rate of
+    0.02 and no transform, as it ran."""
+    out = tmp_path / "run"
+    assert train("--data", corpus, "--steps", "4", "--every", "4", "--out", out,
+                 "--hidden", "64").returncode == 0
+    arrays, meta = meta_of(out)
+    for key in ("warmup", "transform"):
+        del meta["config"][key]
+    checkpoint.save(str(out), arrays, {k: v for k, v in meta.items()
+                                       if k not in ("format", "version", "sha256")})
+    trainer = tr.resume(str(out), steps=6)
+    assert trainer.opt.lr == 0.02 and trainer.opt.lr_scales is None
+    assert trainer.cfg.transform == "none"

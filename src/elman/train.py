@@ -495,6 +495,17 @@ def _check_same_data(cfg, data, meta):
         f"the file the run started with")
 
 
+def _as_written(cfg, saved):
+    """A config read from a checkpoint of an older elman, with the defaults it ran under:
+    a series on its values (no transform), and one learning rate of 0.02 (before the
+    size-aware default, which came with ``warmup``)."""
+    if "transform" not in saved:
+        cfg = dataclasses.replace(cfg, transform="none")
+    if "warmup" not in saved and cfg.lr is None and cfg.preset is None:
+        cfg = dataclasses.replace(cfg, lr=0.02)
+    return cfg
+
+
 def resume(location: str, *, comm=None, **given) -> Trainer:
     """A Trainer continuing the checkpoint at ``location``.
 
@@ -509,6 +520,7 @@ def resume(location: str, *, comm=None, **given) -> Trainer:
         raise checkpoint.CheckpointError(f"{location}: not a checkpoint of elman train")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in meta["config"].items() if k in fields})
+    cfg = _as_written(cfg, meta["config"])
     unknown = set(given) - fields
     if unknown:
         raise TypeError(f"resume: unknown settings {', '.join(sorted(unknown))}")
