@@ -14,6 +14,7 @@ import numpy as np
 
 from . import kernels
 from ._validate import NonFiniteError, choice, float_array, positive_int, real
+from .reference import param_layout
 
 __all__ = ["Adagrad", "ProximalAdagrad", "RowwiseAdagrad", "SGD", "clip_grad_norm_", "PRESETS"]
 
@@ -62,39 +63,30 @@ def _flat_buffers(model, where):
     return params, grads
 
 
-def _scaled_segments(model, params, lr_scales, where):
-    """[(start, stop, multiplier)] covering the flat buffer, adjacent equal multipliers
-    merged, from {parameter name: multiplier}."""
+def _scaled_segments(model, lr_scales, where):
+    """[(start, stop, multiplier)] covering the flat buffer in its layout's order
+    (reference.param_layout), adjacent equal multipliers merged, from {name: multiplier}."""
     if not isinstance(lr_scales, dict):
         raise TypeError(f"{where}: lr_scales must be a dict of parameter name -> multiplier, "
                         f"got {type(lr_scales).__name__}")
-    named = getattr(model, "named_params", None)
-    if named is None:
+    if not hasattr(model, "named_params"):
         raise TypeError(f"{where}: lr_scales needs the model itself (its named_params())")
-    views = named()
-    unknown = sorted(set(lr_scales) - set(views))
+    layout, _ = param_layout(model.input_size, model.hidden_size, model.output_size,
+                             model.num_layers, model.bidirectional)
+    names = [name for name, _, _ in layout]
+    unknown = sorted(set(lr_scales) - set(names))
     if unknown:
         raise ValueError(f"{where}: lr_scales names {unknown}, which the model does not have; "
-                         f"its parameters are {list(views)}")
+                         f"its parameters are {names}")
     scales = {k: real(v, f"lr_scales[{k!r}]", where=where, minimum=0, strict=True)
               for k, v in lr_scales.items()}
-    base = params.__array_interface__["data"][0]
-    spans = []
-    for name, view in views.items():
-        start = (view.__array_interface__["data"][0] - base) // params.itemsize
-        spans.append((start, start + view.size, scales.get(name, 1.0)))
-    spans.sort()
-    segments, covered = [], 0
-    for lo, hi, mult in spans:
-        if lo != covered:
-            raise ValueError(f"{where}: the model's parameter views do not tile its buffer")
+    segments = []
+    for name, shape, start in layout:
+        stop, mult = start + math.prod(shape), scales.get(name, 1.0)
         if segments and segments[-1][2] == mult:
-            segments[-1] = (segments[-1][0], hi, mult)
+            segments[-1] = (segments[-1][0], stop, mult)
         else:
-            segments.append((lo, hi, mult))
-        covered = hi
-    if covered != params.size:
-        raise ValueError(f"{where}: the model's parameter views do not tile its buffer")
+            segments.append((start, stop, mult))
     return segments
 
 
@@ -175,7 +167,7 @@ class Adagrad:
         if lr_scales is not None:
             if sparse_rows:
                 raise ValueError(f"{where}: lr_scales and sparse_rows cannot be combined")
-            self._segments = _scaled_segments(model, self.params, lr_scales, where)
+            self._segments = _scaled_segments(model, lr_scales, where)
             self.lr_scales = dict(lr_scales)
         self.sparse_rows = bool(sparse_rows)
         self._model = None
@@ -239,13 +231,16 @@ class Adagrad:
             return self._sparse_step(ids)
         scale, self.last_grad_norm = _grad_scale(self.grads, self.max_grad_norm, "Adagrad.step")
         self.steps += 1
+        if self._segments is None:   # one pass over the whole buffer
+            kernels._adagrad_update(
+                "Adagrad.step", self.params, self.grads, self.state, lr=self.lr,
+                step=self.steps, lr_decay=self.lr_decay, weight_decay=self.weight_decay,
+                eps=self.eps, eps_placement=self.eps_placement, maximize=self.maximize,
+                clip_value=self.clip_value, grad_scale=scale)
+            return
         settings = dict(step=self.steps, lr_decay=self.lr_decay, weight_decay=self.weight_decay,
                         eps=self.eps, eps_placement=self.eps_placement,
                         maximize=self.maximize, clip_value=self.clip_value, grad_scale=scale)
-        if self._segments is None:
-            kernels._adagrad_update("Adagrad.step", self.params, self.grads, self.state,
-                                    lr=self.lr, **settings)
-            return
         for lo, hi, mult in self._segments:
             kernels._adagrad_update("Adagrad.step", self.params[lo:hi], self.grads[lo:hi],
                                     self.state[lo:hi], lr=self.lr * mult, **settings)
