@@ -111,7 +111,7 @@ def _check_values(given, fail):
     """Ranges, and flags that would do nothing (an error saying why, never ignored)."""
     for name in ("hidden", "layers", "seq_len", "batch", "steps", "every", "threads"):
         if name in given and given[name] < 1:
-            fail(f"--{name.replace('_', '-')} must be >= 1")
+            fail(f"{_flag(name)} must be >= 1")
     if "dropout" in given and not 0 <= given["dropout"] < 1:
         fail("--dropout must be in [0, 1)")
     if "epochs" in given and not 0 < given["epochs"] <= 1e6:
@@ -245,10 +245,7 @@ def _train(argv) -> int:
 
     _check_values(given, fail)
     if given.get("plot"):
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            fail("--plot needs matplotlib: pip install '.[plot]' (or matplotlib)")
+        _need_matplotlib(fail)
     resume = given.get("resume")
     if resume is not None:
         out = given.get("out") or (resume if os.path.isdir(resume)
@@ -257,12 +254,12 @@ def _train(argv) -> int:
         out = given.get("out", DEFAULT_OUT)
     overwrite = given.get("overwrite", False)
     problem = _check_out(out, overwrite=overwrite, resumed_from=resume) if root else None
-    if comm is not None and comm.allreduce_scalars(float(problem is not None),
-                                                   what="the --out check")[0]:
+    refused = problem is not None
+    if comm is not None:   # rank 0 checked; every rank learns whether to stop
+        refused = comm.allreduce_scalars(float(refused), what="the --out check")[0] > 0
+    if refused:
         fail(problem)
-    elif problem:
-        fail(problem)
-    fields = {f for f in tr.TrainConfig.__dataclass_fields__}
+    fields = set(tr.TrainConfig.__dataclass_fields__)
     settings = {k: v for k, v in given.items() if k in fields}
     if "data" in settings:
         settings["data"] = os.path.abspath(settings["data"])
@@ -307,6 +304,13 @@ def _train(argv) -> int:
     return 0
 
 
+def _need_matplotlib(fail):
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        fail("--plot needs matplotlib: pip install '.[plot]' (or matplotlib)")
+
+
 def _flag(field):
     return {"byte_level": "--bytes"}.get(field, "--" + field.replace("_", "-"))
 
@@ -335,8 +339,7 @@ def _summarize(trainer, summary, out, given):
           f"{summary['final']:.3f} (the {base}: {summary['baseline']:.3f})")
     if trainer.text:
         print("sample:\n" + trainer.sample(400, seed=1))
-        print(f"checkpoint: {os.path.join(out, 'checkpoint.npz')} "
-              f"(elman sample --checkpoint {out})")
+        then = f"elman sample --checkpoint {out}"
     else:
         if summary["final"] > summary["baseline"]:
             hint = ("--transform diff" if trainer.data.transform == "none" else
@@ -344,8 +347,8 @@ def _summarize(trainer, summary, out, given):
             print(f"warning: the model's held-out RMSE {summary['final']:.4g} is worse than "
                   f"the naive last-value predictor's {summary['baseline']:.4g}; it has not "
                   f"learned this series (try {hint})", file=sys.stderr)
-        print(f"checkpoint: {os.path.join(out, 'checkpoint.npz')} "
-              f"(elman forecast --checkpoint {out} --horizon 20)")
+        then = f"elman forecast --checkpoint {out} --horizon 20"
+    print(f"checkpoint: {os.path.join(out, 'checkpoint.npz')} ({then})")
     if given.get("plot"):
         print(f"plot: {tr.plot(trainer, os.path.join(out, 'loss.png'))}")
 
@@ -459,6 +462,8 @@ def _forecast(argv) -> int:
     if a.column is not None and a.data is None:
         p.error("--column chooses a column of --data; without --data the run's own history "
                 "is used")
+    if a.plot:
+        _need_matplotlib(p.error)
     try:
         model, series = load(a.checkpoint)
         history = read_series(a.data, a.column) if a.data else series.tail
@@ -473,10 +478,7 @@ def _forecast(argv) -> int:
     else:
         sys.stdout.write("\n".join(lines) + "\n")
     if a.plot:
-        try:
-            import matplotlib
-        except ImportError:
-            p.error("--plot needs matplotlib: pip install '.[plot]' (or matplotlib)")
+        import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         shown = np.asarray(history, np.float64)[-max(5 * a.horizon, 100):]

@@ -109,7 +109,7 @@ class Comm:
     def local_size(self) -> int:
         """How many of the ranks share this rank's node (its shared-memory group): they
         share its cores. Collective on the first call (every rank must make it), cached."""
-        if getattr(self, "_local_size", None) is None:
+        if self._local_size is None:
             if self.size == 1:
                 self._local_size = 1
             else:

@@ -40,6 +40,7 @@ LN2 = math.log(2.0)
 SYNC_CHECK_EVERY = 100   # data-parallel runs compare the ranks' parameters this often
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)   # checkpoint between steps, then exit
 HISTORY_POINTS = 1024    # a run's loss curve keeps at most this many points (binned)
+PYTHON = "%d.%d" % sys.version_info[:2]   # the built-in text comes from its stdlib
 
 
 BASE_LR = 0.02   # elman train's Adagrad rate for the token embedding and the biases
@@ -333,7 +334,7 @@ class Trainer:
             what="the step's loss allreduce")
         # every rank stops at this step, for SIGTERM if any rank had it
         self.stop_requested = (signal.SIGTERM if terms > 0 else
-                               signal.SIGINT if ints > 0 or stop else 0)
+                               signal.SIGINT if ints > 0 else 0)
         if not math.isfinite(total):
             raise NonFiniteError(f"the loss is not finite on some rank ({total / comm.size})")
         comm.allreduce_grads(self.model)
@@ -435,7 +436,7 @@ class Trainer:
             "vocab": None if not self.text else (list(self.data.vocab)),
             "data_name": self.data.name,
             "data_fingerprint": self.data.fingerprint,
-            "python": "%d.%d" % sys.version_info[:2],
+            "python": PYTHON,
             "series": None if self.text else [self.data.mean, self.data.std],
             "series_transform": None if self.text else self.data.transform,
             "step": self.step, "epoch": self.epoch, "window": self.window,
@@ -486,7 +487,7 @@ def _check_same_data(cfg, data, meta):
         raise ResumeError(
             f"the built-in data differs from the run's ({data.fingerprint['bytes']:,} bytes "
             f"against {want['bytes']:,}): it is read from this Python's standard library "
-            f"({'%d.%d' % sys.version_info[:2]}; the run started on Python "
+            f"({PYTHON}; the run started on Python "
             f"{meta.get('python', 'unknown')}); resume with that Python")
     raise ResumeError(
         f"{cfg.data} is not the data the run started with (its fingerprint changed: "
@@ -674,9 +675,9 @@ def _progress(trainer, progress):
         columns = os.get_terminal_size(sys.stderr.fileno()).columns
     except (OSError, ValueError, AttributeError):   # not a terminal: tqdm's own choice
         columns = 80
-    fixed = {} if columns >= 10 else {"ncols": 80, "dynamic_ncols": False}
+    width = {"dynamic_ncols": True} if columns >= 10 else {"ncols": 80}
     return tqdm(total=trainer.total, initial=trainer.step, unit="step", desc="train",
-                **dict({"dynamic_ncols": True}, **fixed))
+                **width)
 
 
 def plot(trainer: Trainer, path: str) -> str:
