@@ -308,6 +308,16 @@ def test_the_model_worse_than_naive_is_warned_about(tmp_path):
     assert "try --transform diff" in proc.stderr
 
 
+def test_a_mean_reverting_series_is_not_told_to_difference(tmp_path):
+    proc = elman("train", "--task", "series", "--hidden", "8", "--seq-len", "16", "--batch",
+                 "8", "--steps", "3", "--every", "3", "--no-progress", "--out", tmp_path / "r")
+    assert proc.returncode == 0, proc.stderr
+    assert "the model predicts the values (auto: the series reverts" in proc.stdout
+    assert "is worse than the naive" in proc.stderr           # 3 steps: not yet learned
+    assert "try more --steps or a lower --lr" in proc.stderr
+    assert "--transform diff" not in proc.stderr
+
+
 def test_the_sines_are_not_differenced():
     from elman.data import choose_transform, synthetic_series
     assert choose_transform(synthetic_series(20_000))[0] == "none"

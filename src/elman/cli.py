@@ -342,8 +342,10 @@ def _summarize(trainer, summary, out, given):
         then = f"elman sample --checkpoint {out}"
     else:
         if summary["final"] > summary["baseline"]:
-            hint = ("--transform diff" if trainer.data.transform == "none" else
-                    "more --steps or a lower --lr")
+            # differencing helps a series that wanders; the unit-root test said this one
+            # does not unless --transform none overrode it
+            forced = trainer.data.transform == "none" and trainer.cfg.transform == "none"
+            hint = "--transform diff" if forced else "more --steps or a lower --lr"
             print(f"warning: the model's held-out RMSE {summary['final']:.4g} is worse than "
                   f"the naive last-value predictor's {summary['baseline']:.4g}; it has not "
                   f"learned this series (try {hint})", file=sys.stderr)
