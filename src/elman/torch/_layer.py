@@ -1,0 +1,208 @@
+"""One direction of one Elman layer for torch autograd, three ways over the same math.
+
+Shapes: x (T, B, I), h0 (B, H), w_ih (H, I), w_hh (H, H) (torch's column-vector
+layout), b_ih and b_hh (H,) or None, lengths (B,) int64 or None. Each returns out (T, B, H)
+and h_T (B, H), where::
+
+    a_t = x_t @ w_ih.T + b_ih + h_{t-1} @ w_hh.T + b_hh,   h_t = f(a_t)   (f = tanh or relu)
+
+run from t = T down in reverse, and, with lengths, a padded step (t >= lengths[b]) keeping
+the state it was given, so that h_T is each sequence's own final state.
+
+- ``CLayer`` (a torch.autograd.Function): elman's C kernels, forward and backward. The
+  eager path, and the fast one.
+- ``torch_layer``: the recurrence in torch ops, so differentiable any number of times and
+  composable with every torch transform (torch.func.vmap/grad/jvp, forward-mode AD, meta
+  tensors). ``CLayer.backward`` switches to it whenever the backward itself must be
+  differentiable (``create_graph=True``: double backward, gradient penalties) or is given
+  batched gradients (``is_grads_batched=True``, vmap over a backward, gradcheck's batched
+  check): the C kernels have no second derivative and no batching rule.
+- ``torch.ops.elman.rnn_layer``: the C kernels as a torch.library custom op, with a shape
+  (fake) implementation and a backward op, so that torch.compile captures the layer in its
+  graph instead of breaking around it.
+
+No ``from __future__ import annotations`` here: torch.library reads the custom ops' schemas
+from their annotations.
+"""
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import kernels
+from ._tensors import _np
+
+__all__ = ["CLayer", "torch_layer", "needs_torch_ops"]
+
+
+def torch_layer(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, lengths):
+    """The layer in torch ops (differentiable, batchable); returns (out, h_T)."""
+    act = torch.relu if relu else torch.tanh
+    T = x.shape[0]
+    a_x = torch.matmul(x, w_ih.t())  # every step's input term in one product
+    if b_ih is not None:
+        a_x = a_x + (b_ih + b_hh)
+    valid = None if lengths is None else \
+        (torch.arange(T).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(2)  # (T, B, 1)
+    outs = [None] * T
+    h = h0
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        new = act(a_x[t] + torch.matmul(h, w_hh.t()))
+        h = new if valid is None else torch.where(valid[t], new, h)
+        outs[t] = h
+    return torch.stack(outs), h
+
+
+def _batched(t):
+    """Whether t is a vmap (functorch or legacy) batched tensor or another functorch
+    wrapper, which has no NumPy memory to hand to C."""
+    return t is not None and (torch._C._functorch.is_functorch_wrapped_tensor(t)
+                              or torch._C._functorch.is_legacy_batchedtensor(t))
+
+
+def needs_torch_ops(tensors):
+    """Whether a forward over these tensors must run in torch ops: under a torch.func
+    transform or forward-mode AD, or on wrapped, batched or meta tensors."""
+    if torch._C._are_functorch_transforms_active() or \
+            torch.autograd.forward_ad._current_level >= 0:
+        return True
+    return any(t is not None and (t.is_meta or _batched(t)) for t in tensors)
+
+
+def _c_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, lengths):
+    """hs (T+1, B, H) as a torch tensor, and elman's (I, H), (H, H) weight copies."""
+    W_xh = _np(w_ih).T.copy()   # elman's row-vector convention
+    W_hh = _np(w_hh).T.copy()
+    b = np.zeros(W_hh.shape[0], W_hh.dtype) if b_ih is None else _np(b_ih) + _np(b_hh)
+    hs = kernels.rnn_forward(_np(x.contiguous()), _np(h0.contiguous()), W_xh, W_hh, b,
+                             nonlinearity="relu" if relu else "tanh", reverse=reverse,
+                             lengths=None if lengths is None else _np(lengths))
+    return torch.from_numpy(hs), (W_xh, W_hh)
+
+
+def _c_backward(d_out, d_hT, hs, x, W_xh, W_hh, relu, reverse, lengths, need_dx):
+    """(dx or None, dh0, dw_ih, dw_hh, db) from elman's BPTT kernel, as torch tensors."""
+    T, B, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
+    dH = np.zeros((T, B, H), W_hh.dtype) if d_out is None else _np(d_out.contiguous())
+    g = kernels.rnn_backward(dH, _np(hs), _np(x.contiguous()), W_xh, W_hh,
+                             nonlinearity="relu" if relu else "tanh",
+                             dh_T=None if d_hT is None else _np(d_hT.contiguous()),
+                             need_dx=need_dx, reverse=reverse,
+                             lengths=None if lengths is None else _np(lengths))
+    return (None if g.x is None else torch.from_numpy(g.x), torch.from_numpy(g.h0),
+            torch.from_numpy(g.W_xh.T.copy()), torch.from_numpy(g.W_hh.T.copy()),
+            torch.from_numpy(g.b_h))
+
+
+def _split(hs, reverse):
+    """(out, h_T) of a state slab hs (T+1, B, H): views, h_T cloned."""
+    if reverse:
+        return hs[:-1], hs[0].clone()
+    return hs[1:], hs[-1].clone()
+
+
+class CLayer(torch.autograd.Function):
+    """The layer on elman's C kernels: apply(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse,
+    lengths) -> (out, h_T)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, lengths):
+        hs, weights = _c_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, lengths)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, hs)
+        ctx.weights = weights
+        ctx.options = (relu, reverse, lengths)
+        return _split(hs, reverse)
+
+    @staticmethod
+    def backward(ctx, d_out, d_hT):
+        x, h0, w_ih, w_hh, b_ih, b_hh, hs = ctx.saved_tensors
+        relu, reverse, lengths = ctx.options
+        if torch.is_grad_enabled() or _batched(d_out) or _batched(d_hT):
+            return _differentiable_backward(ctx, (x, h0, w_ih, w_hh, b_ih, b_hh), d_out, d_hT)
+        dx, dh0, dw_ih, dw_hh, db = _c_backward(d_out, d_hT, hs, x, *ctx.weights, relu,
+                                                reverse, lengths, ctx.needs_input_grad[0])
+        has_bias = b_ih is not None
+        return (dx, dh0, dw_ih, dw_hh, db if has_bias else None,
+                db.clone() if has_bias else None, None, None, None)
+
+
+def _differentiable_backward(ctx, inputs, d_out, d_hT):
+    """The backward as torch ops: the forward recomputed from the saved inputs and
+    differentiated by autograd, with a graph of its own when one is being recorded
+    (create_graph=True), so that it can be differentiated again."""
+    relu, reverse, lengths = ctx.options
+    need = ctx.needs_input_grad[:6]
+    wrt = [t for t, n in zip(inputs, need) if n]
+    with torch.enable_grad():
+        out, h_T = torch_layer(*inputs, relu, reverse, lengths)
+        grads = iter(torch.autograd.grad((out, h_T), wrt, (d_out, d_hT), allow_unused=True,
+                                         create_graph=torch.is_grad_enabled()))
+    return tuple(next(grads) if n else None for n in need) + (None, None, None)
+
+
+# ---- the custom op torch.compile sees -----------------------------------------------------
+
+@torch.library.custom_op("elman::rnn_layer", mutates_args=(), device_types="cpu")
+def _rnn_layer(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor],
+               b_hh: Optional[Tensor], relu: bool, reverse: bool,
+               lengths: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    """(hs (T+1, B, H), h_T (B, H)) on elman's C kernels."""
+    hs, _ = _c_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, lengths)
+    return hs, _split(hs, reverse)[1]
+
+
+@_rnn_layer.register_fake
+def _rnn_layer_shapes(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, lengths):
+    T, B, H = x.shape[0], x.shape[1], w_hh.shape[0]
+    return x.new_empty((T + 1, B, H)), x.new_empty((B, H))
+
+
+@torch.library.custom_op("elman::rnn_layer_backward", mutates_args=(), device_types="cpu")
+def _rnn_layer_backward(d_hs: Tensor, d_hT: Tensor, hs: Tensor, x: Tensor, w_ih: Tensor,
+                        w_hh: Tensor, relu: bool, reverse: bool, lengths: Optional[Tensor],
+                        need_dx: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(dx (T, B, I), or empty when not needed, dh0, dw_ih, dw_hh, db) on elman's BPTT."""
+    W_xh, W_hh = _np(w_ih).T.copy(), _np(w_hh).T.copy()
+    d_out = d_hs[:-1] if reverse else d_hs[1:]
+    dx, dh0, dw_ih, dw_hh, db = _c_backward(d_out, d_hT, hs, x, W_xh, W_hh, relu, reverse,
+                                            lengths, need_dx)
+    dh0 += d_hs[-1] if reverse else d_hs[0]   # hs's own copy of h0
+    return (x.new_empty(0) if dx is None else dx), dh0, dw_ih, dw_hh, db
+
+
+@_rnn_layer_backward.register_fake
+def _rnn_layer_backward_shapes(d_hs, d_hT, hs, x, w_ih, w_hh, relu, reverse, lengths,
+                               need_dx):
+    return (x.new_empty(x.shape if need_dx else (0,)), d_hT.new_empty(d_hT.shape),
+            w_ih.new_empty(w_ih.shape), w_hh.new_empty(w_hh.shape),
+            w_hh.new_empty(w_hh.shape[0]))
+
+
+def _op_setup(ctx, inputs, output):
+    x, _, w_ih, w_hh, b_ih, _, relu, reverse, lengths = inputs
+    ctx.save_for_backward(x, w_ih, w_hh, output[0], lengths)
+    ctx.options = (relu, reverse, b_ih is not None)
+
+
+def _op_backward(ctx, d_hs, d_hT):
+    x, w_ih, w_hh, hs, lengths = ctx.saved_tensors
+    relu, reverse, has_bias = ctx.options
+    if d_hs is None:
+        d_hs = torch.zeros_like(hs)
+    if d_hT is None:
+        d_hT = torch.zeros_like(hs[0])
+    need_dx = ctx.needs_input_grad[0]
+    dx, dh0, dw_ih, dw_hh, db = torch.ops.elman.rnn_layer_backward(
+        d_hs, d_hT, hs, x, w_ih, w_hh, relu, reverse, lengths, need_dx)
+    return (dx if need_dx else None, dh0, dw_ih, dw_hh, db if has_bias else None,
+            db.clone() if has_bias else None, None, None, None)
+
+
+_rnn_layer.register_autograd(_op_backward, setup_context=_op_setup)
+
+
+def compiled_layer(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, lengths):
+    """The layer through torch.ops.elman.rnn_layer; returns (out, h_T)."""
+    hs, h_T = torch.ops.elman.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, lengths)
+    return (hs[:-1] if reverse else hs[1:]), h_T
