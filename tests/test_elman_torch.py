@@ -155,8 +155,9 @@ def test_adagrad_refusals():
         et.Adagrad([torch.nn.Parameter(torch.empty(3, device="meta"))])
     with pytest.raises(TypeError, match="float16"):
         et.Adagrad([torch.nn.Parameter(torch.ones(3, dtype=torch.float16))])
-    for kw, what in ((dict(lr=-1), "lr"), (dict(eps=-1e-3), "eps"), (dict(lr=math.inf), "lr"),
-                     (dict(differentiable=True), "differentiable")):
+    for kw, what in ((dict(lr=-1), "learning rate"), (dict(eps=-1e-3), "epsilon"),
+                     (dict(lr=math.inf), "learning rate"),
+                     (dict(differentiable=True), r"torch.optim.Adagrad\(\.\.\., differentiable")):
         with pytest.raises(ValueError, match=what):
             et.Adagrad([torch.nn.Parameter(torch.ones(3))], **kw)
     emb = torch.nn.Embedding(10, 3, sparse=True)

@@ -361,6 +361,43 @@ def test_check_members_raise_torchs_types():
         mine.check_hidden_size(torch.zeros(1, 3, 4), (1, 2, 4), msg)
 
 
+ADAGRAD_MISTAKES = {
+    "lr_tensor": (dict(lr=torch.tensor([0.1, 0.2])), "Tensor lr must be 1-element"),
+    "lr": (dict(lr=-0.1), "Invalid learning rate: -0.1"),
+    "lr_decay": (dict(lr_decay=-0.5), "Invalid lr_decay value: -0.5"),
+    "weight_decay": (dict(weight_decay=-1), "Invalid weight_decay value: -1"),
+    "initial_accumulator_value": (dict(initial_accumulator_value=-1),
+                                  "Invalid initial_accumulator_value value: -1"),
+    "eps": (dict(eps=-1e-3), "Invalid epsilon value: -0.001"),
+    "fused_and_foreach": (dict(fused=True, foreach=True),
+                          "`fused` and `foreach` cannot be `True` together"),
+}
+
+
+@pytest.mark.parametrize("name", ADAGRAD_MISTAKES)
+def test_adagrad_mistakes_raise_torchs_types_and_words(name):
+    """The same type as torch.optim.Adagrad, and a message that still holds torch's words
+    (PyTorch's own test_optim matches on them)."""
+    kw, words = ADAGRAD_MISTAKES[name]
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    theirs = raised(lambda: torch.optim.Adagrad(params, **kw))
+    ours = raised(lambda: et.Adagrad(params, **kw))
+    assert theirs is not None and type(ours) is type(theirs), (ours, theirs)
+    assert words in str(theirs) and words in str(ours)
+
+
+def test_rnn_messages_hold_torchs_words():
+    ref, mine = twins(dtype=torch.float32)
+    x = torch.zeros(5, 2, 3, dtype=torch.float64)
+    pattern = (r"RNN input dtype .* does not match weight dtype .* Convert input: "
+               r"input\.to\(.*\), or convert model: model\.to\(.*\)")
+    for m in (ref, mine):
+        with pytest.raises(ValueError, match=pattern):
+            m(x)
+        with pytest.raises(ValueError, match="Unknown nonlinearity"):
+            type(m)(3, 4, nonlinearity="garbage")
+
+
 def test_empty_batch_gives_empty_results_as_torch():
     ref, mine = twins()
     x = torch.zeros(5, 0, 3, dtype=F64, requires_grad=True)

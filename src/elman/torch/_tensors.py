@@ -13,7 +13,7 @@ def _check_tensor(t, what, where):
                          f"torch.optim / torch.nn for other devices)")
     if t.dtype not in _DTYPES:
         raise TypeError(f"{where}: {what} has dtype {t.dtype}; elman handles float32 and "
-                        f"float64")
+                        f"float64 (use torch's own class for {t.dtype})")
 
 
 def _np(t):

@@ -46,17 +46,23 @@ class Adagrad(torch.optim.Optimizer):
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
                  eps=1e-10, foreach=None, *, maximize=False, differentiable=False, fused=None):
         where = "elman.torch.Adagrad"
-        if isinstance(lr, torch.Tensor):
-            if lr.numel() != 1:
-                raise ValueError(f"{where}: a Tensor lr must have one element")
-        for name, v in (("lr", lr), ("lr_decay", lr_decay), ("weight_decay", weight_decay),
-                        ("initial_accumulator_value", initial_accumulator_value),
-                        ("eps", eps)):
+        # The messages start with torch.optim.Adagrad's own words, which scripts and test
+        # suites match on.
+        if isinstance(lr, torch.Tensor) and lr.numel() != 1:
+            raise ValueError(f"{where}: Tensor lr must be 1-element, got {lr.numel()}")
+        for name, v in (("learning rate", lr), ("lr_decay value", lr_decay),
+                        ("weight_decay value", weight_decay),
+                        ("initial_accumulator_value value", initial_accumulator_value),
+                        ("epsilon value", eps)):
             if not 0.0 <= float(v) < math.inf:
-                raise ValueError(f"{where}: invalid {name}: {v} (must be finite and >= 0)")
+                raise ValueError(f"{where}: Invalid {name}: {v} (must be finite and >= 0)")
+        if fused and foreach:
+            raise RuntimeError(f"{where}: `fused` and `foreach` cannot be `True` together "
+                               f"(as in torch.optim.Adagrad; elman ignores both)")
         if differentiable:
-            raise ValueError(f"{where}: differentiable=True is not supported (the update "
-                             f"runs outside autograd)")
+            raise ValueError(f"{where}: differentiable=True is not supported (elman's "
+                             f"update runs outside autograd); use "
+                             f"torch.optim.Adagrad(..., differentiable=True)")
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, foreach=foreach,
                         maximize=maximize, differentiable=False, fused=fused)

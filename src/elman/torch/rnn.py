@@ -55,7 +55,7 @@ class ElmanRNN(torch.nn.RNNBase):
                  batch_first=False, dropout=0.0, bidirectional=False, proj_size=0,
                  device=None, dtype=None):
         if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"{_WHERE}: unknown nonlinearity {nonlinearity!r}; select "
+            raise ValueError(f"{_WHERE}: Unknown nonlinearity {nonlinearity!r}; select "
                              f"'tanh' or 'relu'")
         if not isinstance(proj_size, numbers.Integral) or isinstance(proj_size, bool):
             raise TypeError(f"{_WHERE}: proj_size should be an int, got "
@@ -105,9 +105,11 @@ class ElmanRNN(torch.nn.RNNBase):
         batch_sizes is given) or a feature count other than input_size."""
         w = self._flat_weights[0]
         if input.dtype != w.dtype:
-            raise ValueError(f"{_WHERE}: the input is {input.dtype}, the weights {w.dtype}; "
-                             f"convert the input (input.to({w.dtype})) or the module "
-                             f"(module.to({input.dtype}))")
+            # in the words torch.nn.RNN uses, which scripts and test suites match on
+            raise ValueError(f"{_WHERE}: RNN input dtype ({input.dtype}) does not match "
+                             f"weight dtype ({w.dtype}). Convert input: "
+                             f"input.to({w.dtype}), or convert model: "
+                             f"model.to({input.dtype})")
         rank = 2 if batch_sizes is not None else 3
         if input.dim() != rank:
             raise RuntimeError(f"{_WHERE}: the input must have {rank} dimensions here, "
