@@ -61,13 +61,14 @@ def _batched(t):
                               or torch._C._functorch.is_legacy_batchedtensor(t))
 
 
-def needs_torch_ops(tensors):
-    """Whether a forward over these tensors must run in torch ops: under a torch.func
-    transform or forward-mode AD, or on wrapped, batched or meta tensors."""
-    if torch._C._are_functorch_transforms_active() or \
-            torch.autograd.forward_ad._current_level >= 0:
-        return True
-    return any(t is not None and (t.is_meta or _batched(t)) for t in tensors)
+def needs_torch_ops(x, hx, weight):
+    """Whether a forward over the input x, the initial state hx and the weights (of which
+    ``weight`` is one) must run in torch ops: under a torch.func transform or forward-mode
+    AD, or on batched, wrapped or meta tensors. (Weights are wrapped only under a
+    transform, and share a device.)"""
+    return (torch._C._are_functorch_transforms_active()
+            or torch.autograd.forward_ad._current_level >= 0
+            or x.is_meta or weight.is_meta or _batched(x) or _batched(hx))
 
 
 def _c_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, lengths):

@@ -132,10 +132,11 @@ class ElmanRNN(torch.nn.RNNBase):
         """What elman can compute on: CPU or meta tensors of float32 or float64, hx of the
         input's dtype, and at least one step."""
         w = self._flat_weights[0]
-        for what, t in (("the input", x), ("hx", hx), ("the weights", w)):
-            if t.device.type not in _DEVICES:
-                raise RuntimeError(f"{_WHERE}: {what} is on {t.device}; elman runs on the "
-                                   f"CPU (use torch.nn.RNN on {t.device.type})")
+        if not (x.device.type == hx.device.type == w.device.type == "cpu"):
+            for what, t in (("the input", x), ("hx", hx), ("the weights", w)):
+                if t.device.type not in _DEVICES:
+                    raise RuntimeError(f"{_WHERE}: {what} is on {t.device}; elman runs on "
+                                       f"the CPU (use torch.nn.RNN on {t.device.type})")
         if w.dtype not in _DTYPES:
             raise RuntimeError(f"{_WHERE}: the module is {w.dtype}; elman computes in "
                                f"float32 and float64 (module.float(), or torch.nn.RNN for "
@@ -184,7 +185,7 @@ class ElmanRNN(torch.nn.RNNBase):
                    for names in self._all_weights]
         if torch.compiler.is_compiling():
             layer = torch_layer if B == 0 else compiled_layer
-        elif B == 0 or needs_torch_ops([x, hx] + [w for ws in weights for w in ws]):
+        elif B == 0 or needs_torch_ops(x, hx, weights[0][0]):
             layer = torch_layer
         else:
             layer = CLayer.apply
