@@ -186,6 +186,28 @@ def test_torch_func_transforms_match_torch(kw):
     close(ens(params, buffers), torch.stack([m(x, h0)[0] for m in members]))
 
 
+def test_per_sample_gradients_by_vmap_of_grad_match_a_loop_over_torch():
+    """vmap(grad(loss)) over the batch, the torch.func recipe for per-sample gradients
+    (differential privacy, influence functions), against one torch.nn.RNN backward per
+    sample."""
+    ref, mine = twins(num_layers=2, batch_first=True)
+    g = torch.Generator().manual_seed(5)
+    xs = torch.randn(4, 6, 3, generator=g, dtype=F64)     # 4 samples of (T=6, I=3)
+    ys = torch.randn(4, 6, 4, generator=g, dtype=F64)
+
+    def loss(params, x, y):   # one unbatched sample
+        out, _ = torch.func.functional_call(mine, params, (x,))
+        return ((out - y) ** 2).mean()
+
+    params = {k: v.detach() for k, v in mine.named_parameters()}
+    per_sample = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0))(params, xs, ys)
+    for i in range(4):
+        ref.zero_grad()
+        ((ref(xs[i])[0] - ys[i]) ** 2).mean().backward()
+        for name, p in ref.named_parameters():
+            close(per_sample[name][i], p.grad)
+
+
 # ---- 3. older Adagrad state_dicts ---------------------------------------------------------
 
 def adagrad_run(cls, load=None, steps=3):
