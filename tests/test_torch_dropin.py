@@ -503,6 +503,62 @@ def test_custom_ops_pass_opcheck():
         close(h_T, ref_h)
 
 
+def test_custom_ops_refuse_mismatched_shapes_and_dtypes():
+    """torch.ops.elman.rnn_layer is callable by anyone: what does not fit raises before C."""
+    x, h0 = torch.randn(4, 3, 2), torch.randn(3, 5)
+    w_ih, w_hh, b = torch.randn(5, 2), torch.randn(5, 5), torch.randn(5)
+    op = torch.ops.elman.rnn_layer
+    bad = {"h0": (x, torch.randn(2, 5), w_ih, w_hh, b, b),
+           "w_ih": (x, h0, torch.randn(5, 3), w_hh, b, b),
+           "w_hh": (x, h0, w_ih, torch.randn(5, 4), b, b),
+           "bias": (x, h0, w_ih, w_hh, torch.randn(4), b),
+           "one_bias": (x, h0, w_ih, w_hh, b, None),
+           "rank": (torch.randn(4, 2), h0, w_ih, w_hh, b, b)}
+    for name, args in bad.items():
+        with pytest.raises(RuntimeError, match="elman::rnn_layer"):
+            op(*args, False, False, None)
+    with pytest.raises(RuntimeError, match="lengths"):
+        op(x, h0, w_ih, w_hh, b, b, False, False, torch.tensor([1, 2]))
+    with pytest.raises((TypeError, ValueError)):   # the binding's dtype and value checks
+        op(x.double(), h0, w_ih, w_hh, b, b, False, False, None)
+    with pytest.raises(ValueError):
+        op(x, h0, w_ih, w_hh, b, b, False, False, torch.tensor([1, 9, 2]))
+
+
+def test_non_finite_values_propagate_as_in_torch():
+    ref, mine = twins(num_layers=2)
+    x, h0 = inputs(ref)
+    h0 = h0.detach().clone()
+    h0[0, 0, 1] = float("nan")
+    x = x.detach().clone().requires_grad_()
+    (o1, n1), (o2, n2) = ref(x, h0), mine(x, h0)
+    torch.testing.assert_close(o2, o1, equal_nan=True)
+    assert o2.isnan().any()
+    g = torch.full_like(o1, float("inf"))
+    g1 = torch.autograd.grad(o1, x, g)[0]
+    g2 = torch.autograd.grad(o2, x, g)[0]
+    torch.testing.assert_close(g2, g1, equal_nan=True)
+
+
+@pytest.mark.parametrize("kw", CASES, ids=IDS)
+def test_numpy_backend_runs_the_reference(kw):
+    """ELMAN_BACKEND=numpy (elman.backend("numpy")) puts the module on elman's NumPy
+    reference, forward and backward, with the same results."""
+    import elman
+    ref, mine = twins(**kw)
+    x, h0 = inputs(ref)
+    results = []
+    for m, backend in ((ref, None), (mine, "numpy")):
+        m.zero_grad()
+        with elman.backend(backend or "c"):
+            out, h_n = m(x, h0)
+            grads = torch.autograd.grad(out.sin().sum() + h_n.sum(), [x, h0] +
+                                        list(m.parameters()))
+        results.append([out, h_n, *grads])
+    for a, b in zip(*results):
+        close(a, b)
+
+
 # ---- 8. DistributedDataParallel -----------------------------------------------------------
 
 def test_ddp_two_processes_equal_one_process_on_the_whole_batch(tmp_path):
