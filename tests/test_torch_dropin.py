@@ -526,18 +526,21 @@ def test_custom_ops_refuse_mismatched_shapes_and_dtypes():
 
 
 def test_non_finite_values_propagate_as_in_torch():
+    """A NaN in one sequence's hx stays in that sequence, forward and backward, and the
+    other sequence's results are exact, as in torch.nn.RNN."""
     ref, mine = twins(num_layers=2)
-    x, h0 = inputs(ref)
+    x, h0 = inputs(ref, B=2)
     h0 = h0.detach().clone()
-    h0[0, 0, 1] = float("nan")
+    h0[0, 0, 1] = float("nan")   # sequence 0 only
     x = x.detach().clone().requires_grad_()
     (o1, n1), (o2, n2) = ref(x, h0), mine(x, h0)
+    assert o2[:, 0].isnan().all() and not o2[:, 1].isnan().any()
     torch.testing.assert_close(o2, o1, equal_nan=True)
-    assert o2.isnan().any()
-    g = torch.full_like(o1, float("inf"))
-    g1 = torch.autograd.grad(o1, x, g)[0]
-    g2 = torch.autograd.grad(o2, x, g)[0]
-    torch.testing.assert_close(g2, g1, equal_nan=True)
+    torch.testing.assert_close(n2, n1, equal_nan=True)
+    g = torch.linspace(-1, 1, o1.numel(), dtype=F64).reshape(o1.shape)
+    g1, g2 = (torch.autograd.grad(o, x, g)[0] for o in (o1, o2))
+    assert g2[:, 0].isnan().all() and not g2[:, 1].isnan().any()
+    close(g2[:, 1], g1[:, 1])
 
 
 @pytest.mark.parametrize("kw", CASES, ids=IDS)
@@ -557,6 +560,96 @@ def test_numpy_backend_runs_the_reference(kw):
         results.append([out, h_n, *grads])
     for a, b in zip(*results):
         close(a, b)
+
+
+@pytest.mark.parametrize("relu,reverse", [(False, False), (True, True)])
+def test_custom_op_gradients_match_the_torch_ops_layer(relu, reverse):
+    """Through torch.ops.elman.rnn_layer (the compiled path), every input's gradient, h0's
+    included, equals torch_layer's, with lengths; upstream gradients are zero at padded
+    steps, which are not outputs."""
+    g = torch.Generator().manual_seed(7)
+    T, B, I, H = 5, 3, 2, 4
+    lengths = torch.tensor([5, 2, 3])
+    ins = [torch.randn(T, B, I, generator=g, dtype=F64), torch.randn(B, H, generator=g,
+                                                                     dtype=F64),
+           torch.randn(H, I, generator=g, dtype=F64), 0.4 * torch.randn(H, H, generator=g,
+                                                                        dtype=F64),
+           torch.randn(H, generator=g, dtype=F64), torch.randn(H, generator=g, dtype=F64)]
+    ins = [t.requires_grad_() for t in ins]
+    valid = (torch.arange(T).unsqueeze(1) < lengths).unsqueeze(2).to(F64)
+    d_out = torch.randn(T, B, H, generator=g, dtype=F64) * valid
+    d_hT = torch.randn(B, H, generator=g, dtype=F64)
+    grads = []
+    for layer in (_layer.compiled_layer, _layer.torch_layer, _layer.CLayer.apply):
+        out, h_T = layer(*ins, relu, reverse, lengths)
+        grads.append(torch.autograd.grad((out, h_T), ins, (d_out, d_hT)))
+    for got in grads[::2]:
+        for a, b in zip(got, grads[1]):
+            close(a, b)
+
+
+def test_custom_backward_op_refuses_mismatched_shapes():
+    T, B, I, H = 4, 2, 3, 5
+    args = dict(d_hs=torch.zeros(T + 1, B, H), d_hT=torch.zeros(B, H),
+                hs=torch.zeros(T + 1, B, H), x=torch.zeros(T, B, I), w_ih=torch.zeros(H, I),
+                w_hh=torch.zeros(H, H))
+    op = torch.ops.elman.rnn_layer_backward
+    for name, bad in (("w_hh", torch.zeros(2, 8)), ("hs", torch.zeros(T, B, H)),
+                      ("d_hs", torch.zeros(T, B, H)), ("d_hT", torch.zeros(B + 1, H)),
+                      ("x", torch.zeros(T, B, I + 1))):
+        kw = dict(args, **{name: bad})
+        with pytest.raises(RuntimeError, match="elman::rnn_layer_backward"):
+            op(*kw.values(), False, False, None, True)
+    with pytest.raises(RuntimeError, match="lengths"):
+        op(*args.values(), False, False, torch.zeros(0, dtype=torch.int64), True)
+
+
+def test_meta_and_cpu_tensors_together_are_refused():
+    """A meta module called on CPU input (to_empty forgotten) raises, in eager mode and
+    through the custom op, instead of returning uninitialized memory."""
+    m = et.ElmanRNN(4, 5, device="meta")
+    with pytest.raises(RuntimeError, match="to_empty"):
+        m(torch.randn(3, 2, 4))
+    x, h0, w = torch.randn(3, 2, 4), torch.randn(2, 5), torch.randn(5, 4)
+    with pytest.raises(RuntimeError, match="one device"):
+        torch.ops.elman.rnn_layer(x, h0, w, torch.randn(5, 5), None, None, False, False,
+                                  torch.tensor([3, 3], device="meta"))
+
+
+def test_outputs_may_be_modified_in_place_as_in_torch():
+    ref, mine = twins()
+    x, h0 = inputs(ref)
+    for m in (ref, mine):
+        out, h_n = m(x, h0)
+        out.add_(1)                      # allowed, as with torch.nn.RNN
+        h_n.mul_(2)
+    out, h_n = mine(x, h0)
+    expected = ref(x, h0)[0].detach()
+    with torch.no_grad():
+        out[:, 0] = 0                    # and without autograd, the values are the user's
+    assert torch.equal(out[:, 0], torch.zeros_like(out[:, 0]))
+    close(out[:, 1:], expected[:, 1:])
+    with pytest.raises(RuntimeError, match="inplace"):
+        out.sum().backward()             # never silently from changed states
+
+
+def test_forward_over_reverse_matches_torch():
+    """A jvp of a backward (Hessian-vector products the forward-over-reverse way) after a
+    plain forward: the backward runs in torch ops, so the tangent comes out as torch's."""
+    import torch.autograd.forward_ad as fwAD
+    ref, mine = twins(num_layers=2)
+    x, h0 = inputs(ref)
+    results = []
+    for m in (ref, mine):
+        out, _ = m(x, h0)
+        v = torch.randn(out.shape, generator=torch.Generator().manual_seed(8), dtype=F64)
+        with fwAD.dual_level():
+            dual = fwAD.make_dual(torch.ones_like(out), v)
+            g = torch.autograd.grad(out, x, dual, retain_graph=True)[0]
+            tangent = fwAD.unpack_dual(g).tangent
+        assert tangent is not None
+        results.append(tangent)
+    close(results[1], results[0])
 
 
 # ---- 8. DistributedDataParallel -----------------------------------------------------------

@@ -88,7 +88,18 @@ def _check_shapes(where, x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
             raise RuntimeError(f"{where}: {name} has shape {tuple(t.shape)}, expected {shape}")
     if (b_ih is None) != (b_hh is None):
         raise RuntimeError(f"{where}: give both biases or neither")
+    _same_device(where, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
     return T, B, I, H
+
+
+def _same_device(where, *tensors):
+    """Every tensor on one device: a meta tensor among CPU ones would otherwise send the
+    custom ops to their shape functions, which return uninitialized memory."""
+    kinds = {t.device.type for t in tensors if t is not None}
+    if len(kinds) > 1:
+        raise RuntimeError(f"{where}: the tensors are on {' and '.join(sorted(kinds))}; "
+                           f"they must share one device (materialize a meta module with "
+                           f".to_empty(device='cpu') and reset_parameters())")
 
 
 def _lengths(lengths):
@@ -162,32 +173,37 @@ def _c_backward(d_out, d_hT, hs, x, W_xh, W_hh, relu, reverse, lengths, need_dx)
             torch.from_numpy(gb))
 
 
-def _split(hs, reverse):
-    """(out, h_T) of a state slab hs (T+1, B, H): views, h_T cloned."""
-    if reverse:
-        return hs[:-1], hs[0].clone()
-    return hs[1:], hs[-1].clone()
-
-
 class CLayer(torch.autograd.Function):
     """The layer on elman's C kernels: apply(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse,
-    lengths) -> (out, h_T)."""
+    lengths) -> (out, h_T).
+
+    ``out`` shares the state slab's memory without being a torch view of it, so that, as
+    with torch.nn.RNN, it may be modified in place; it is saved for backward, so a
+    backward after such a change raises torch's "modified by an inplace operation" error
+    instead of reading the changed states. Gradients reaching ``out`` at padded steps
+    (t >= lengths[b]) are ignored: those steps are not outputs (a PackedSequence has
+    none)."""
 
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, lengths):
         hs, weights = _c_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, lengths)
-        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, hs)
+        slab = hs.numpy()
+        out = torch.from_numpy(slab[:-1] if reverse else slab[1:])
+        h_T = torch.from_numpy(slab[0 if reverse else -1].copy())
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, out)
+        ctx.hs = hs
         ctx.weights = weights
         ctx.options = (relu, reverse, lengths)
-        return _split(hs, reverse)
+        return out, h_T
 
     @staticmethod
     def backward(ctx, d_out, d_hT):
-        x, h0, w_ih, w_hh, b_ih, b_hh, hs = ctx.saved_tensors
+        x, h0, w_ih, w_hh, b_ih, b_hh, _ = ctx.saved_tensors   # checks out's version
         relu, reverse, lengths = ctx.options
-        if torch.is_grad_enabled() or _batched(d_out) or _batched(d_hT):
+        if torch.is_grad_enabled() or _batched(d_out) or _batched(d_hT) or \
+                torch.autograd.forward_ad._current_level >= 0:
             return _differentiable_backward(ctx, (x, h0, w_ih, w_hh, b_ih, b_hh), d_out, d_hT)
-        dx, dh0, dw_ih, dw_hh, db = _c_backward(d_out, d_hT, hs, x, *ctx.weights, relu,
+        dx, dh0, dw_ih, dw_hh, db = _c_backward(d_out, d_hT, ctx.hs, x, *ctx.weights, relu,
                                                 reverse, lengths, ctx.needs_input_grad[0])
         has_bias = b_ih is not None
         return (dx, dh0, dw_ih, dw_hh, db if has_bias else None,
@@ -216,11 +232,12 @@ def _rnn_layer(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional
                lengths: Optional[Tensor]) -> tuple[Tensor, Tensor]:
     """(hs (T+1, B, H), h_T (B, H)) on elman's C kernels."""
     hs, _ = _c_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, lengths)
-    return hs, _split(hs, reverse)[1]
+    return hs, (hs[0] if reverse else hs[-1]).clone()
 
 
 @_rnn_layer.register_fake
 def _rnn_layer_shapes(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, lengths):
+    _same_device("elman::rnn_layer", x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
     T, B, H = x.shape[0], x.shape[1], w_hh.shape[0]
     return x.new_empty((T + 1, B, H)), x.new_empty((B, H))
 
@@ -230,6 +247,14 @@ def _rnn_layer_backward(d_hs: Tensor, d_hT: Tensor, hs: Tensor, x: Tensor, w_ih:
                         w_hh: Tensor, relu: bool, reverse: bool, lengths: Optional[Tensor],
                         need_dx: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(dx (T, B, I), or empty when not needed, dh0, dw_ih, dw_hh, db) on elman's BPTT."""
+    where = "elman::rnn_layer_backward"
+    if hs.dim() != 3:
+        raise RuntimeError(f"{where}: hs must be (T+1, B, H), got {tuple(hs.shape)}")
+    T, B, I, H = _check_shapes(where, x, hs[0], w_ih, w_hh, None, None, lengths)
+    for name, t, shape in (("hs", hs, (T + 1, B, H)), ("d_hs", d_hs, (T + 1, B, H)),
+                           ("d_hT", d_hT, (B, H))):
+        if tuple(t.shape) != shape:
+            raise RuntimeError(f"{where}: {name} has shape {tuple(t.shape)}, expected {shape}")
     W_xh, W_hh = _np(w_ih).T.copy(), _np(w_hh).T.copy()
     d_out = d_hs[:-1] if reverse else d_hs[1:]
     dx, dh0, dw_ih, dw_hh, db = _c_backward(d_out, d_hT, hs, x, W_xh, W_hh, relu, reverse,
@@ -241,6 +266,7 @@ def _rnn_layer_backward(d_hs: Tensor, d_hT: Tensor, hs: Tensor, x: Tensor, w_ih:
 @_rnn_layer_backward.register_fake
 def _rnn_layer_backward_shapes(d_hs, d_hT, hs, x, w_ih, w_hh, relu, reverse, lengths,
                                need_dx):
+    _same_device("elman::rnn_layer_backward", d_hs, d_hT, hs, x, w_ih, w_hh, lengths)
     return (x.new_empty(x.shape if need_dx else (0,)), d_hT.new_empty(d_hT.shape),
             w_ih.new_empty(w_ih.shape), w_hh.new_empty(w_hh.shape),
             w_hh.new_empty(w_hh.shape[0]))

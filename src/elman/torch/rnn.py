@@ -25,7 +25,9 @@ class ElmanRNN(torch.nn.RNNBase):
     ``_flat_weights_names``, ``check_forward_args``, ``get_expected_hidden_size``,
     ``permute_hidden``, ...: it is a ``torch.nn.RNNBase``), call and results as
     torch.nn.RNN, for tanh or relu, any num_layers, batch_first, bidirectional and dropout
-    between layers (torch's F.dropout, so torch's RNG draws the masks).
+    between layers (torch's F.dropout, so torch's RNG draws the masks; for a
+    PackedSequence elman drops on the padded tensor, so those masks differ from
+    torch.nn.RNN's under the same seed).
 
     forward(input, hx=None) -> (output, h_n):
         input (T, B, I), (B, T, I) with batch_first, (T, I) unbatched, or a PackedSequence
@@ -133,6 +135,11 @@ class ElmanRNN(torch.nn.RNNBase):
         input's dtype, and at least one step."""
         w = self._flat_weights[0]
         if not (x.device.type == hx.device.type == w.device.type == "cpu"):
+            kinds = {t.device.type for t in [x, hx] + self._flat_weights}
+            if kinds == {"cpu", "meta"}:
+                raise RuntimeError(f"{_WHERE}: some tensors are on meta, others on the CPU; "
+                                   f"materialize a meta module with "
+                                   f".to_empty(device='cpu') and reset_parameters()")
             for what, t in (("the input", x), ("hx", hx), ("the weights", w)):
                 if t.device.type not in _DEVICES:
                     raise RuntimeError(f"{_WHERE}: {what} is on {t.device}; elman runs on "
