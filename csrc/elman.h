@@ -211,9 +211,8 @@ int elman_act_backward_f64(double *dA, const double *dH, const double *y, elman_
  *
  * The input is either dense, x (T, B, I), or token ids, ids (T, B) with 0 <= id < I, whose
  * projection X_t @ W_xh is a row gather of W_xh (never a one-hot product). Exactly one of
- * x and ids is given. The shapes travel in a struct so that later options (sequence
- * lengths, direction) can be added as fields without changing any signature: zero the
- * struct, then set what you use.
+ * x and ids is given. The shapes and options (sequence lengths, direction) travel in a
+ * struct: zero it, then set what you use.
  */
 typedef struct {
     elman_int T, B, I, H;

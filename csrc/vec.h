@@ -1,5 +1,5 @@
 /* The hot loops of every kernel, compiled once per instruction set (vec_isa.c, built as
- * generic, AVX2 and AVX-512 objects) and picked at run time (dispatch.c).
+ * generic, AVX2 and AVX-512 objects) and picked at run time (cpu.c).
  *
  * These are inner loops: their callers have validated every size and pointer, so none of
  * them checks arguments. Buffers marked restrict must not overlap. Private to csrc/.

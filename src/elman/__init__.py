@@ -2,7 +2,8 @@
 
 C kernels (csrc/) do the work; this package is a thin layer over them:
 
-- :class:`ElmanRNN` — one Elman layer + output layer over one flat parameter buffer;
+- :class:`ElmanRNN` — stacked, optionally bidirectional Elman layers (dropout between
+  them) and an output layer, over one flat parameter buffer;
 - :class:`Adagrad`, :class:`SGD`, :func:`clip_grad_norm_` — fused optimizer updates;
 - :func:`train_step` — forward, BPTT, clipping and the update in one C call;
 - :mod:`elman.kernels` — functional in-place kernels on NumPy arrays;

@@ -41,8 +41,10 @@ class ElmanRNN:
         torch's h_n: layer by layer, forward before reverse.
     dropout : float
         p in [0, 1): dropout on the outputs of every layer but the last, in forward_backward
-        and train_step only (``forward`` is inference). The masks are drawn in C from
-        ``seed`` and a call counter: the same seed and calls give the same masks.
+        and train_step only (``forward`` is inference). The masks come from a hash of
+        ``seed``, a call counter and the element index (in C, or in elman.reference under
+        ``backend("numpy")``, bit for bit the same): the same seed and calls give the same
+        masks.
     dtype : {"float32", "float64"}
     seed : int
         Seed of the initialization (NumPy's default_rng): the same seed gives the same

@@ -121,8 +121,7 @@ class Adagrad:
         theta = theta - clr * g / sqrt(S + eps)        eps_placement="inside"  (keras, optax)
 
     The state is accumulated before it divides, as PyTorch, Keras, optax and min-char-rnn
-    do (the seed document that started this project updated first, which divides by
-    sqrt(eps) on the first step).
+    do. (Updating before accumulating would divide by sqrt(eps) on the first step.)
 
     Parameters
     ----------
@@ -298,7 +297,7 @@ class Adagrad:
 class SGD:
     """Plain gradient descent, with optional momentum (PyTorch's: dampening 0)::
 
-        g = clip(grads * norm_scale, +-clip_value); g = -g if maximize
+        g = clip(grad * grad_scale, +-clip_value); g = -g if maximize
         g = g + weight_decay * theta
         buf = momentum * buf + g;  theta = theta - lr * buf     (theta - lr * g if momentum 0)
 
@@ -431,7 +430,7 @@ class RowwiseAdagrad:
 
     The state is I + 2H + 2 numbers instead of one per parameter: for a character model
     with V = 65 and H = 100, 267 instead of 23,165 (87 times less); the rows of W_xh are
-    the embedding rows the seed document wanted row-wise.
+    the embedding rows, each with its own step size.
 
     model: an ElmanRNN (its named_params give the rows).
     """
