@@ -428,7 +428,15 @@ def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", out=None, revers
         out = float_array(out, "out", where=where, dtype=dt, shape=(T + 1, B, H), writable=True)
         no_overlap(where, {"out": out}, {"x": x, "h0": h0, "W_xh": W_xh, "W_hh": W_hh,
                                          "b_h": b_h})
-    nl = _nonlinearity_code(nonlinearity, where)
+    _nonlinearity_code(nonlinearity, where)
+    return _rnn_forward(out, x, is_ids, h0, W_xh, W_hh, b_h, nonlinearity, reverse, lengths)
+
+
+def _rnn_forward(out, x, is_ids, h0, W_xh, W_hh, b_h, nonlinearity, reverse, lengths):
+    """Unchecked: rnn_forward on the chosen backend, into out (T+1, B, H), once the
+    arguments are known to agree (the binding still checks every buffer's size and the
+    kernel the lengths' values). Returns out."""
+    T, B, H = out.shape[0] - 1, out.shape[1], out.shape[2]
     if not _use_c():
         out[...] = reference.rnn_forward(x, h0, W_xh, W_hh, b_h, nonlinearity=nonlinearity,
                                          reverse=reverse, lengths=lengths)
@@ -436,9 +444,10 @@ def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", out=None, revers
     out[T if reverse else 0] = h0
     held = _threads.hold()
     try:
-        _core.rnn_forward(out.reshape(-1), _empty(dt) if is_ids else x.reshape(-1),
+        _core.rnn_forward(out.reshape(-1), _empty(out.dtype) if is_ids else x.reshape(-1),
                           x.reshape(-1) if is_ids else _NO_IDS, W_xh.reshape(-1),
-                          W_hh.reshape(-1), b_h, T, B, I, H, nl, is_ids,
+                          W_hh.reshape(-1), b_h, T, B, W_xh.shape[0], H,
+                          NONLINEARITIES[nonlinearity], is_ids,
                           _NO_IDS if lengths is None else lengths, reverse)
     finally:
         _threads.release(held)
@@ -473,11 +482,20 @@ def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_
         dh_T = float_array(dh_T, "dh_T", where=where, dtype=dt, shape=(B, H), finite=True)
     lengths = check_lengths(lengths, where, T, B)
     reverse = bool(reverse)
-    nl = _nonlinearity_code(nonlinearity, where)
+    _nonlinearity_code(nonlinearity, where)
+    return _rnn_backward(dH, hs, x, is_ids, W_xh, W_hh, nonlinearity, dh_T, need_dx, reverse,
+                         lengths)
+
+
+def _rnn_backward(dH, hs, x, is_ids, W_xh, W_hh, nonlinearity, dh_T, need_dx, reverse,
+                  lengths):
+    """Unchecked: rnn_backward on the chosen backend, once the arguments are known to
+    agree (the binding still checks every buffer's size). Returns RNNGrads."""
     if not _use_c():
         return reference.rnn_backward(dH, hs, x, W_xh, W_hh, nonlinearity=nonlinearity,
                                       dh_T=dh_T, need_dx=need_dx, reverse=reverse,
                                       lengths=lengths)
+    (T, B, H), (I, dt) = dH.shape, (W_xh.shape[0], W_hh.dtype)
     g = RNNGrads(np.empty_like(W_xh), np.empty_like(W_hh), np.empty(H, dt),
                  np.empty((B, H), dt), np.empty((T, B, I), dt) if need_dx and not is_ids else None,
                  np.empty((T, B, H), dt))
@@ -489,8 +507,8 @@ def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_
                            dH.reshape(-1), e if dh_T is None else dh_T.reshape(-1),
                            hs.reshape(-1), e if is_ids else x.reshape(-1),
                            x.reshape(-1) if is_ids else _NO_IDS, W_xh.reshape(-1),
-                           W_hh.reshape(-1), T, B, I, H, nl, is_ids,
-                           _NO_IDS if lengths is None else lengths, reverse)
+                           W_hh.reshape(-1), T, B, I, H, NONLINEARITIES[nonlinearity],
+                           is_ids, _NO_IDS if lengths is None else lengths, reverse)
     finally:
         _threads.release(held)
     return g

@@ -30,12 +30,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import _core, _threads, kernels
+from .. import kernels
 from ._tensors import _np
 
 __all__ = ["CLayer", "torch_layer", "needs_torch_ops", "compiled_layer"]
 
-_NL = {False: kernels.NONLINEARITIES["tanh"], True: kernels.NONLINEARITIES["relu"]}
+_NL = {False: "tanh", True: "relu"}
 
 
 def torch_layer(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, lengths):
@@ -103,74 +103,37 @@ def _same_device(where, *tensors):
 
 
 def _lengths(lengths):
-    return kernels._NO_IDS if lengths is None else _np(lengths.contiguous())
+    return None if lengths is None else _np(lengths.contiguous())
 
 
 def _c_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, lengths):
     """hs (T+1, B, H) as a torch tensor, and elman's (I, H), (H, H) weight copies.
 
-    The binding checks every buffer's size and dtype again and the kernel the lengths'
-    values, so this skips kernels.rnn_forward's array-by-array validation (the module
-    has done it on the tensors); NaNs pass through, as in torch."""
+    Shapes are checked here on the tensors' metadata, so this calls kernels' unchecked
+    _rnn_forward, not rnn_forward's array-by-array validation; the binding still checks
+    every buffer's size and dtype and the kernel the lengths' values. NaNs pass through,
+    as in torch."""
     T, B, I, H = _check_shapes("elman::rnn_layer", x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
     W_xh = _np(w_ih).T.copy()   # elman's row-vector convention
     W_hh = _np(w_hh).T.copy()
     dt = W_hh.dtype
     b = np.zeros(H, dt) if b_ih is None else _np(b_ih) + _np(b_hh)
-    nl = "relu" if relu else "tanh"
-    if not kernels._use_c():   # ELMAN_BACKEND=numpy: the reference, through its checks
-        hs = kernels.rnn_forward(_np(x.contiguous()), _np(h0.contiguous()), W_xh, W_hh, b,
-                                 nonlinearity=nl, reverse=reverse,
-                                 lengths=None if lengths is None else _np(lengths))
-        return torch.from_numpy(hs), (W_xh, W_hh)
-    hs = np.empty((T + 1, B, H), dt)
-    hs[T if reverse else 0] = _np(h0)
-    held = _threads.hold()
-    try:
-        _core.rnn_forward(hs.reshape(-1), _np(x.contiguous()).reshape(-1), kernels._NO_IDS,
-                          W_xh.reshape(-1), W_hh.reshape(-1), b, T, B, I, H, _NL[relu],
-                          False, _lengths(lengths), reverse)
-    finally:
-        _threads.release(held)
+    hs = kernels._rnn_forward(np.empty((T + 1, B, H), dt), _np(x.contiguous()), False,
+                              _np(h0), W_xh, W_hh, b, _NL[relu], reverse, _lengths(lengths))
     return torch.from_numpy(hs), (W_xh, W_hh)
 
 
 def _c_backward(d_out, d_hT, hs, x, W_xh, W_hh, relu, reverse, lengths, need_dx):
-    """(dx or None, dh0, dw_ih, dw_hh, db) from elman's BPTT kernel, as torch tensors."""
+    """(dx or None, dh0, dw_ih, dw_hh, db) from elman's BPTT kernel, as torch tensors.
+    The gradients have the outputs' shapes (autograd, or the backward op, checked them)."""
     T, B, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
-    I = W_xh.shape[0]
-    dt = W_hh.dtype
-    dH = np.zeros((T, B, H), dt) if d_out is None else _np(d_out.contiguous())
-    dh_T = None if d_hT is None else _np(d_hT.contiguous())
-    if dH.shape != (T, B, H) or (dh_T is not None and dh_T.shape != (B, H)) or \
-            tuple(x.shape) != (T, B, I):
-        raise RuntimeError(f"elman::rnn_layer_backward: gradients {dH.shape} and "
-                           f"{None if dh_T is None else dh_T.shape} and x {tuple(x.shape)} "
-                           f"do not match the states {tuple(hs.shape)}")
-    if not kernels._use_c():
-        g = kernels.rnn_backward(dH, _np(hs), _np(x.contiguous()), W_xh, W_hh,
-                                 nonlinearity="relu" if relu else "tanh", dh_T=dh_T,
-                                 need_dx=need_dx, reverse=reverse,
-                                 lengths=None if lengths is None else _np(lengths))
-        gx, gh0, gW_xh, gW_hh, gb = g.x, g.h0, g.W_xh, g.W_hh, g.b_h
-    else:
-        gW_xh, gW_hh, gb = np.empty_like(W_xh), np.empty_like(W_hh), np.empty(H, dt)
-        gh0, dA = np.empty((B, H), dt), np.empty((T, B, H), dt)
-        gx = np.empty((T, B, I), dt) if need_dx else None
-        e = kernels._empty(dt)
-        held = _threads.hold()
-        try:
-            _core.rnn_backward(gW_xh.reshape(-1), gW_hh.reshape(-1), gb, gh0.reshape(-1),
-                               e if gx is None else gx.reshape(-1), dA.reshape(-1),
-                               dH.reshape(-1), e if dh_T is None else dh_T.reshape(-1),
-                               _np(hs).reshape(-1), _np(x.contiguous()).reshape(-1),
-                               kernels._NO_IDS, W_xh.reshape(-1), W_hh.reshape(-1), T, B, I, H,
-                               _NL[relu], False, _lengths(lengths), reverse)
-        finally:
-            _threads.release(held)
-    return (None if gx is None else torch.from_numpy(gx), torch.from_numpy(gh0),
-            torch.from_numpy(gW_xh.T.copy()), torch.from_numpy(gW_hh.T.copy()),
-            torch.from_numpy(gb))
+    dH = np.zeros((T, B, H), W_hh.dtype) if d_out is None else _np(d_out.contiguous())
+    g = kernels._rnn_backward(dH, _np(hs), _np(x.contiguous()), False, W_xh, W_hh, _NL[relu],
+                              None if d_hT is None else _np(d_hT.contiguous()), need_dx,
+                              reverse, _lengths(lengths))
+    return (None if g.x is None else torch.from_numpy(g.x), torch.from_numpy(g.h0),
+            torch.from_numpy(g.W_xh.T.copy()), torch.from_numpy(g.W_hh.T.copy()),
+            torch.from_numpy(g.b_h))
 
 
 class CLayer(torch.autograd.Function):
