@@ -65,13 +65,12 @@ class ElmanRNN(torch.nn.RNNBase):
         if proj_size != 0:
             raise ValueError(f"{_WHERE}: proj_size={proj_size}: projections are an LSTM "
                              f"feature (torch.nn.RNN refuses them too); leave proj_size=0")
-        for name, v in (("num_layers", num_layers), ("bidirectional", bidirectional)):
-            if not isinstance(v, numbers.Integral):
-                raise TypeError(f"{_WHERE}: {name} should be of type "
-                                f"{'int' if name == 'num_layers' else 'bool'}, got "
-                                f"{type(v).__name__}")
-        if isinstance(num_layers, bool):
-            raise TypeError(f"{_WHERE}: num_layers should be of type int, got bool")
+        if not isinstance(num_layers, numbers.Integral) or isinstance(num_layers, bool):
+            raise TypeError(f"{_WHERE}: num_layers should be of type int, got "
+                            f"{type(num_layers).__name__}")
+        if not isinstance(bidirectional, numbers.Integral):
+            raise TypeError(f"{_WHERE}: bidirectional should be of type bool, got "
+                            f"{type(bidirectional).__name__}")
         if bidirectional not in (0, 1):
             raise ValueError(f"{_WHERE}: bidirectional must be True or False, got "
                              f"{bidirectional!r}")
