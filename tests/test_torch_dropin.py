@@ -675,13 +675,13 @@ def test_ddp_two_processes_equal_one_process_on_the_whole_batch(tmp_path):
     assert one.returncode == 0, one.stdout + one.stderr
     a, b = torch.load(tmp_path / "two.pt"), torch.load(tmp_path / "one.pt")
     assert a.keys() == b.keys()
-    start = CharModelForKeys(a)
+    start = initial_params(a)
     for k in a:
         close(a[k], b[k], rtol=1e-12, atol=1e-14)
         assert not torch.equal(a[k], start[k]), f"{k} did not train"
 
 
-def CharModelForKeys(trained):
+def initial_params(trained):
     """The example's initial parameters (seed 0), to see that training moved them."""
     sys.path.insert(0, str(ROOT / "examples"))
     try:
