@@ -211,3 +211,36 @@ def test_helpers_without_mpiexec(monkeypatch):
         distributed.shard(10, 0, 4)
     with pytest.raises(ValueError, match="rank"):
         distributed.shard(8, 4, 4)
+
+
+def test_a_timeout_flushes_its_report_and_waits_before_aborting(monkeypatch, capsys):
+    """MPI_Abort kills every process at once; a report still in the pipe to the launcher
+    is dropped (CI once saw a hung-rank job end with exit 70 and no output at all). The
+    report is flushed and the launcher given ABORT_GRACE seconds to forward it first."""
+    events = []
+
+    class NeverDone:
+        def Test(self):
+            return False
+
+    class FakeComm:
+        def Get_rank(self):
+            return 0
+
+        def Get_size(self):
+            return 2
+
+        def Abort(self, code):
+            events.append(("abort", code, capsys.readouterr().out))
+
+    clock = iter(range(0, 10_000))
+    monkeypatch.setattr(distributed.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(distributed.time, "sleep", lambda s: events.append(("sleep", s)))
+    comm = distributed.Comm(FakeComm(), None, timeout=3)
+    with pytest.raises(distributed.CollectiveTimeout, match="within 3 s"):
+        comm._wait(NeverDone(), "the gradient allreduce")
+    abort = [i for i, e in enumerate(events) if e[0] == "abort"]
+    assert len(abort) == 1 and events[abort[0]][1] == 70
+    assert "the gradient allreduce did not complete within 3 s" in events[abort[0]][2]
+    assert events[abort[0] - 1] == ("sleep", distributed.ABORT_GRACE)
+    assert distributed.ABORT_GRACE >= 0.5

@@ -30,6 +30,7 @@ Install with ``pip install "elman[mpi]"`` (mpi4py and MPICH from the package ind
 from __future__ import annotations
 
 import os
+import sys
 import time
 import zlib
 
@@ -39,6 +40,7 @@ __all__ = ["init", "Comm", "shard", "launched_by_mpi", "CollectiveTimeout", "Div
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_ROOT_TIMEOUT = 3600.0
+ABORT_GRACE = 1.0  # seconds between reporting a timeout and aborting the job
 
 
 class CollectiveTimeout(RuntimeError):
@@ -135,6 +137,11 @@ class Comm:
                            f"{limit:g} s; a rank has died or hung (ELMAN_MPI_TIMEOUT and "
                            f"ELMAN_MPI_ROOT_TIMEOUT set the limits)")
                 print(message, flush=True)
+                sys.stderr.flush()
+                # MPI_Abort makes the launcher kill every process at once, and what a
+                # rank wrote may still sit in the pipe to its proxy and be dropped: give
+                # the launcher a moment to forward the message before aborting.
+                time.sleep(ABORT_GRACE)
                 try:
                     self.comm.Abort(70)
                 finally:
