@@ -1,14 +1,14 @@
-/* GEMM shim: row-major calls on top of a column-major Fortran BLAS handed in at import.
+/* Row-major GEMM on top of the column-major Fortran BLAS handed in at import (SciPy's):
+ *
+ *     C (M, N) = alpha * op(A) @ op(B) + beta * C          op = transpose when asked
  *
  * A row-major matrix is the column-major matrix of its transpose, so the row-major product
- * C = op(A) @ op(B) is computed as the column-major C^T = op(B)^T @ op(A)^T: swap the operands
- * (and their transpose flags and sizes), keep the leading dimensions.
+ * is computed as the column-major C^T = op(B)^T @ op(A)^T: swap the operands (and their
+ * transpose flags and sizes), keep the leading dimensions. Large products are cut into row
+ * slices, one BLAS call per thread. Reference twin: numpy's matmul.
  */
-#include "vec.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#ifndef ELMAN_TYPED
+#include "parallel.h"
 
 static elman_sgemm_fn elman_sgemm_ptr;
 static elman_dgemm_fn elman_dgemm_ptr;
@@ -21,33 +21,19 @@ void elman_set_blas(elman_sgemm_fn sgemm, elman_dgemm_fn dgemm)
 
 int elman_has_blas(void) { return elman_sgemm_ptr != NULL && elman_dgemm_ptr != NULL; }
 
-const char *elman_status_string(int status)
-{
-    switch (status) {
-    case ELMAN_OK: return "success";
-    case ELMAN_ERR_ARG: return "invalid argument";
-    case ELMAN_ERR_NONFINITE: return "non-finite value (NaN or infinity)";
-    case ELMAN_ERR_TARGET: return "class target or token id out of range";
-    case ELMAN_ERR_TOO_LARGE: return "size too large (overflow, or beyond the BLAS's 32-bit int)";
-    case ELMAN_ERR_NO_BLAS: return "no BLAS has been set (elman_set_blas)";
-    case ELMAN_ERR_CPU: return "kernel path not supported by this CPU";
-    default: return "unknown status";
-    }
-}
-
 static int elman_fits_int(elman_int v) { return v >= 0 && v <= INT_MAX; }
 
-/* Threads for one GEMM: one below ELMAN_GEMM_MIN_FMAS multiply-adds per thread (waking a
- * thread costs microseconds), and no more than there are blocks of 16 rows. */
-#define ELMAN_GEMM_MIN_FMAS 2097152
+/* Threads for one GEMM: one per ELMAN_GEMM_MIN_FMAS_PER_THREAD multiply-adds (waking a
+ * thread costs microseconds), and no more than there are slices of
+ * ELMAN_GEMM_MIN_ROWS_PER_THREAD rows (tuning.h). */
 static int elman_gemm_threads(elman_int M, elman_int N, elman_int K)
 {
 #ifdef _OPENMP
+    if (!elman_can_thread()) return 1;
     const int max = omp_get_max_threads();
-    if (max < 2 || omp_in_parallel() || elman_forked()) return 1;
     const double fmas = (double)M * (double)N * (double)K;
-    elman_int t = (elman_int)(fmas / ELMAN_GEMM_MIN_FMAS);
-    if (t > M / 16) t = M / 16;
+    elman_int t = (elman_int)(fmas / ELMAN_GEMM_MIN_FMAS_PER_THREAD);
+    if (t > M / ELMAN_GEMM_MIN_ROWS_PER_THREAD) t = M / ELMAN_GEMM_MIN_ROWS_PER_THREAD;
     if (t > max) t = max;
     return t < 1 ? 1 : (int)t;
 #else
@@ -56,18 +42,70 @@ static int elman_gemm_threads(elman_int M, elman_int N, elman_int K)
 #endif
 }
 
-#define REAL float
-#define SFX(name) name##_f32
-#define GEMM_PTR elman_sgemm_ptr
-#include "blas.inc"
-#undef REAL
-#undef SFX
-#undef GEMM_PTR
+#define ELMAN_TYPED_FILE "blas.c"
+#include "typed.h"
 
-#define REAL double
-#define SFX(name) name##_f64
-#define GEMM_PTR elman_dgemm_ptr
-#include "blas.inc"
-#undef REAL
-#undef SFX
-#undef GEMM_PTR
+#else /* ---- once per REAL ---- */
+
+/* One BLAS call on checked sizes that fit its int: row-major C = alpha op(A) op(B) + beta C
+ * as the column-major C^T (N, M) = op(B)^T (N, K) @ op(A)^T (K, M). */
+static void TYPED(blas_call_f32, blas_call_f64)(
+    int trans_a, int trans_b, elman_int M, elman_int N, elman_int K, REAL alpha, const REAL *A,
+    elman_int lda, const REAL *B, elman_int ldb, REAL beta, REAL *C, elman_int ldc)
+{
+    char ta = trans_a ? 'T' : 'N', tb = trans_b ? 'T' : 'N';
+    int m = (int)N, n = (int)M, k = (int)K;
+    int la = (int)(lda > 0 ? lda : 1), lb = (int)(ldb > 0 ? ldb : 1), lc = (int)ldc;
+    TYPED(elman_sgemm_ptr, elman_dgemm_ptr)(&tb, &ta, &m, &n, &k, &alpha, (REAL *)B, &lb,
+                                            (REAL *)A, &la, &beta, C, &lc);
+}
+
+int TYPED(elman_gemm_f32, elman_gemm_f64)(
+    int trans_a, int trans_b, elman_int M, elman_int N, elman_int K, REAL alpha, const REAL *A,
+    elman_int lda, const REAL *B, elman_int ldb, REAL beta, REAL *C, elman_int ldc)
+{
+    if (M < 0 || N < 0 || K < 0 || lda < 0 || ldb < 0 || ldc < 0) return ELMAN_ERR_ARG;
+    if (M == 0 || N == 0) return ELMAN_OK;
+    if (C == NULL || ldc < N) return ELMAN_ERR_ARG;
+    if (K == 0 || alpha == 0) {
+        /* C = beta * C, with beta == 0 meaning "overwrite" even where C held NaN. */
+        for (elman_int r = 0; r < M; r++) {
+            REAL *c = C + r * ldc;
+            if (beta == 0)
+                for (elman_int j = 0; j < N; j++) c[j] = 0;
+            else if (beta != 1)
+                for (elman_int j = 0; j < N; j++) c[j] *= beta;
+        }
+        return ELMAN_OK;
+    }
+    if (A == NULL || B == NULL) return ELMAN_ERR_ARG;
+    if (TYPED(elman_sgemm_ptr, elman_dgemm_ptr) == NULL) return ELMAN_ERR_NO_BLAS;
+    if (!elman_fits_int(M) || !elman_fits_int(N) || !elman_fits_int(K) ||
+        !elman_fits_int(lda) || !elman_fits_int(ldb) || !elman_fits_int(ldc))
+        return ELMAN_ERR_TOO_LARGE;
+
+    /* Large products: the rows of C are shared among elman's OpenMP threads, each making
+     * its own BLAS call on its slice (the caller keeps the BLAS itself on one thread:
+     * elman owns the cores, see elman.h). Row r of op(A) starts at A + r * lda, or at
+     * A + r when A is transposed. */
+    if (elman_gemm_threads(M, N, K) > 1) {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(elman_gemm_threads(M, N, K))
+        {
+            const elman_int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            const elman_int per = (M + nt - 1) / nt;
+            const elman_int r0 = t * per < M ? t * per : M;
+            const elman_int rows = M - r0 < per ? M - r0 : per;
+            if (rows > 0)
+                TY(blas_call)(trans_a, trans_b, rows, N, K, alpha,
+                               trans_a ? A + r0 : A + r0 * lda, lda, B, ldb, beta,
+                               C + r0 * ldc, ldc);
+        }
+        return ELMAN_OK;
+#endif
+    }
+    TY(blas_call)(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return ELMAN_OK;
+}
+
+#endif

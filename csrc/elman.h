@@ -1,7 +1,8 @@
 /* elman: C kernels for Elman recurrent networks and their optimizers.
  *
  * The one public header. Every kernel exists for float (suffix _f32) and double (_f64);
- * the two are generated from one typed body per file (the *.inc files).
+ * each operation's file in csrc/ writes its code once and instantiates it for both
+ * (csrc/typed.h), and names the file at each group below.
  *
  * Size letters used everywhere:
  *   T steps, B batch, I input features (the vocabulary size for token-id inputs),
@@ -67,7 +68,7 @@ int elman_gemm_f64(int trans_a, int trans_b, elman_int M, elman_int N, elman_int
                    double beta, double *C, elman_int ldc);
 
 /* C (M, N) += A (M, K) @ W (K, N), all row-major and dense, on elman's register-blocked
- * kernel (rnn.c): the per-step product of the recurrence, exposed for benchmarks and for
+ * kernel (gemm_small.c): the per-step product of the recurrence, exposed for benchmarks and for
  * callers with small products. C must not overlap A or W. */
 int elman_step_gemm_f32(float *C, const float *A, const float *W, elman_int M, elman_int K,
                         elman_int N);
@@ -75,7 +76,8 @@ int elman_step_gemm_f64(double *C, const double *A, const double *W, elman_int M
                         elman_int N);
 
 /* ---------------------------------------------------------------------------------------
- * Optimizers (optim.c): one pass over a flat buffer of n elements, in place.
+ * Optimizers (adagrad.c, proximal_adagrad.c, rowwise_adagrad.c, sgd.c; norm.c for the
+ * squared norm; probe.c): one pass over a flat buffer of n elements, in place.
  *
  * Adagrad, PyTorch's semantics, in this order:
  *   g  = grad * grad_scale                 global-norm clipping folded in (1 for none)
@@ -261,8 +263,8 @@ int elman_rnn_backward_f64(double *dW_xh, double *dW_hh, double *db_h, double *d
                            const elman_rnn_shape *shape);
 
 /* ---------------------------------------------------------------------------------------
- * Affine projection (rnn.c): Y (N, O) = X (N, K) @ W (K, O) + b (O,), one GEMM over all rows.
- * b may be NULL (no bias). Backward overwrites dW = X^T dY, db = sum_rows dY (if db),
+ * Affine projection (linear.c): Y (N, O) = X (N, K) @ W (K, O) + b (O,), one GEMM over
+ * all rows. b may be NULL (no bias). Backward overwrites dW = X^T dY, db = sum_rows dY (if db),
  * dX = dY @ W^T (if dX). */
 int elman_linear_forward_f32(float *Y, const float *X, const float *W, const float *b,
                              elman_int N, elman_int K, elman_int O);
@@ -274,7 +276,7 @@ int elman_linear_backward_f64(double *dW, double *db, double *dX, const double *
                               const double *X, const double *W, elman_int N, elman_int K, elman_int O);
 
 /* ---------------------------------------------------------------------------------------
- * Losses fused with their gradient (loss.c). scale is 1 for reduction "sum" and
+ * Losses fused with their gradient (softmax_xent.c, mse.c). scale is 1 for reduction "sum" and
  * 1 / count for "mean". The loss is accumulated in double.
  *
  * Softmax cross-entropy over N rows of O logits with integer targets (N,):
@@ -412,8 +414,8 @@ int elman_model_train_step_f64(double *loss, double *grad_norm, double *params, 
                                const double *y_values, const elman_model_shape *shape,
                                const elman_optimizer *opt);
 
-/* Generation, one token at a time, for a unidirectional model whose outputs are its input
- * ids (O <= I):
+/* Generation (sample.c), one token at a time, for a unidirectional model whose outputs
+ * are its input ids (O <= I):
  *   h_0 = f(W_xh[id] + b_h + h_0 @ W_hh);  h_l = f(h_{l-1} @ W_xh_l + b_h_l + h_l @ W_hh_l)
  *   z = h_{L-1} @ W_hy + b_y;  id ~ softmax(z / temperature)
  * starting from id = first; temperature 0 takes the argmax. Writes n ids to out, leaves
@@ -428,7 +430,7 @@ int elman_model_sample_f64(elman_int *out, double *h, double *work, uint64_t *rn
                            const elman_model_shape *shape);
 
 /* ---------------------------------------------------------------------------------------
- * CPU and build information (cpu.c).
+ * CPU, kernel paths and threads (dispatch.c); build information (util.c).
  */
 enum {
     ELMAN_CPU_SSE2 = 1 << 0,
@@ -450,7 +452,8 @@ int elman_kernel_path_supported(const char *name);      /* built and runnable he
 int elman_set_kernel_path(const char *name);
 
 /* OpenMP threads (1 when built without OpenMP) for the elementwise kernels above
- * ELMAN_OMP_MIN_N elements, the per-step products above ELMAN_OMP_MIN_FMAS and large GEMMs,
+ * ELMAN_PAR_MIN_ELEMENTS elements, the per-step products above ELMAN_PAR_MIN_FMAS (both in
+ * tuning.h) and large GEMMs,
  * which are cut into row slices with one BLAS call per thread (the caller holds the BLAS
  * itself to one thread meanwhile). elman_set_num_threads is omp_set_num_threads: it sets
  * the calling thread's count (OMP_NUM_THREADS sets every thread's). */

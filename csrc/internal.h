@@ -31,6 +31,14 @@ static inline elman_int elman_add(elman_int a, elman_int b)
             return ELMAN_ERR_ARG;                       \
     } while (0)
 
+/* A body specialized by constant flags: each caller passes literals, and the compiler makes
+ * one copy per combination, each loop free of the tests (see adagrad.c, sgd.c). */
+#if defined(__GNUC__) || defined(__clang__)
+#define ELMAN_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ELMAN_ALWAYS_INLINE inline
+#endif
+
 #define ELMAN_TRY(expr)                         \
     do {                                        \
         int elman_try_status_ = (expr);         \

@@ -1,33 +1,20 @@
-/* A whole model step in one call: Elman layer, output projection, loss and BPTT, over the
- * flat parameter layout W_xh | W_hh | b_h | W_hy | b_y. No allocation: the caller owns the
- * workspace (hs, Y, dA), sized once for a shape and reused. */
-#include "vec.h"
-
-static elman_int elman_model_layers(const elman_model_shape *s)
-{
-    return s->num_layers == 0 ? 1 : s->num_layers;
-}
-
-static elman_int elman_model_dirs(const elman_model_shape *s)
-{
-    return s->bidirectional ? 2 : 1;
-}
-
-/* Parameters of one direction of layer l: W_xh (I_l, H) | W_hh (H, H) | b_h (H,). */
-static elman_int elman_layer_params(const elman_model_shape *s, elman_int l)
-{
-    const elman_int H = s->rnn.H;
-    const elman_int in = l == 0 ? s->rnn.I : elman_mul(elman_model_dirs(s), H);
-    return elman_add(elman_add(elman_mul(in, H), elman_mul(H, H)), H);
-}
-
-/* Offset of W_xh of layer l, direction d, in the flat layout (sizes already checked). */
-static elman_int elman_layer_offset(const elman_model_shape *s, elman_int l, elman_int d)
-{
-    const elman_int D = elman_model_dirs(s);
-    elman_int off = l == 0 ? 0 : D * elman_layer_params(s, 0) + (l - 1) * D * elman_layer_params(s, 1);
-    return off + d * elman_layer_params(s, l);
-}
+/* A whole model step in one call: stacked Elman layers (rnn.c), the output projection
+ * (linear.c), the loss (softmax_xent.c or mse.c) and BPTT back down the stack, over the
+ * flat parameter layout (layout.h), with dropout between layers:
+ *
+ *     H^0 = x;  H^l = rnn_forward(dropout(H^{l-1}))  for each layer and direction
+ *     Y = H^{L-1} @ W_hy + b_y;  loss, dY = xent(Y, y) or mse(Y, y)
+ *     dH^{L-1} = dY @ W_hy^T;  rnn_backward layer by layer from the top
+ *
+ * and the train step: that, the global-norm clip and an optimizer update (adagrad.c,
+ * sgd.c). No allocation: the caller owns the workspace (hs, Y, dA, and work, sized by
+ * elman_model_work_bytes). Reference twins: elman.reference.model_forward and
+ * elman.reference.model_forward_backward.
+ */
+#ifndef ELMAN_TYPED
+#include "layout.h"
+#include "parallel.h"
+#include "rng.h"
 
 elman_int elman_model_num_params(const elman_model_shape *s)
 {
@@ -128,10 +115,7 @@ elman_int elman_model_work_bytes(const elman_model_shape *s, int real_bytes)
 /* The dropout decision of element e of layer l's output: kept when this is 0. */
 static inline int elman_dropped(uint64_t seed, elman_int l, elman_int e, uint64_t threshold)
 {
-    uint64_t z = seed + ((((uint64_t)l) << 48) | (uint64_t)e) * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
+    const uint64_t z = elman_mix64(seed + ((((uint64_t)l) << 48) | (uint64_t)e) * ELMAN_GOLDEN_GAMMA);
     return (z >> 11) < threshold;
 }
 
@@ -141,36 +125,366 @@ static uint64_t elman_dropout_threshold(double p)
     return (uint64_t)ceil(p * 0x1.0p53);
 }
 
-/* splitmix64: a 64-bit counter through a bijective mixer; fast, and plenty for sampling. */
-static uint64_t elman_next_u64(uint64_t *state)
+#define ELMAN_TYPED_FILE "model.c"
+#include "typed.h"
+
+#else /* ---- once per REAL ---- */
+
+/* One direction of one layer, as pointers into the flat buffer (parameters or gradients). */
+typedef struct {
+    REAL *W_xh, *W_hh, *b_h;
+} TY(layer_views);
+
+static TY(layer_views) TYPED(layer_carve_f32, layer_carve_f64)(
+    REAL *flat, const elman_model_shape *s, elman_int l, elman_int d)
 {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    const elman_int H = s->rnn.H;
+    const elman_int in = l == 0 ? s->rnn.I : elman_model_dirs(s) * H;
+    TY(layer_views) v;
+    v.W_xh = flat + elman_layer_offset(s, l, d);
+    v.W_hh = v.W_xh + in * H;
+    v.b_h = v.W_hh + H * H;
+    return v;
 }
 
-#define REAL float
-#define SFX(name) name##_f32
-#define FABS fabsf
-#define REAL_MAX FLT_MAX
-#define REAL_MIN FLT_MIN
-#include "model.inc"
-#undef REAL
-#undef SFX
+/* W_hy (D*H, O) of the flat buffer; b_y follows it. */
+static REAL *TYPED(head_carve_f32, head_carve_f64)(REAL *flat, const elman_model_shape *s)
+{
+    return flat + elman_head_offset(s);
+}
 
-#undef FABS
-#undef REAL_MAX
-#undef REAL_MIN
+/* The parts of a workspace (NULL where the plan has none). */
+typedef struct {
+    REAL *X, *dX, *top, *G, *dG, *tval;
+    elman_int *tgt;
+} TY(work_parts);
 
-#define REAL double
-#define SFX(name) name##_f64
-#define FABS fabs
-#define REAL_MAX DBL_MAX
-#define REAL_MIN DBL_MIN
-#include "model.inc"
-#undef REAL
-#undef SFX
-#undef FABS
-#undef REAL_MAX
-#undef REAL_MIN
+static int TYPED(work_carve_f32, work_carve_f64)(
+    TY(work_parts) *p, void *work, const elman_model_shape *s)
+{
+    const elman_work_plan w = elman_model_plan(s, (elman_int)sizeof(REAL));
+    if (w.total < 0) return ELMAN_ERR_TOO_LARGE;
+    if (w.total > 0 && (work == NULL || ((uintptr_t)work & 7) != 0)) return ELMAN_ERR_ARG;
+    unsigned char *base = work;
+    p->X = w.X < 0 ? NULL : (REAL *)(base + w.X);
+    p->dX = w.dX < 0 ? NULL : (REAL *)(base + w.dX);
+    p->top = w.top < 0 ? NULL : (REAL *)(base + w.top);
+    p->G = w.G < 0 ? NULL : (REAL *)(base + w.G);
+    p->dG = w.dG < 0 ? NULL : (REAL *)(base + w.dG);
+    p->tval = w.tval < 0 ? NULL : (REAL *)(base + w.tval);
+    p->tgt = w.tgt < 0 ? NULL : (elman_int *)(base + w.tgt);
+    return ELMAN_OK;
+}
+
+/* x (T, B, D*H) *= keep / (1 - p), x layer l's output (see elman.h). The elements are
+ * numbered as in a batch of dropout_batch lanes of which these B start at dropout_offset,
+ * so that ranks holding parts of one batch draw that batch's masks. */
+static void TYPED(dropout_f32, dropout_f64)(REAL *x, elman_int l, const elman_model_shape *s)
+{
+    const uint64_t threshold = elman_dropout_threshold(s->dropout);
+    const REAL scale = (REAL)(1.0 / (1.0 - s->dropout));
+    const uint64_t seed = s->dropout_seed;
+    const elman_int T = s->rnn.T, B = s->rnn.B, DH = elman_model_dirs(s) * s->rnn.H;
+    const elman_int Bg = elman_dropout_lanes(s), off = s->dropout_offset;
+    const elman_int rows = T * B;
+#pragma omp parallel for schedule(static) if (rows * DH >= ELMAN_PAR_MIN_ELEMENTS && elman_can_thread())
+    for (elman_int r = 0; r < rows; r++) {
+        const elman_int t = r / B, b = r % B;
+        const elman_int first = (t * Bg + off + b) * DH;
+        REAL *row = x + r * DH;
+        for (elman_int j = 0; j < DH; j++)
+            row[j] = elman_dropped(seed, l, first + j, threshold) ? (REAL)0 : row[j] * scale;
+    }
+}
+
+/* The (T+1, B, H) states of layer l, direction d, in hs. */
+static REAL *TYPED(slab_f32, slab_f64)(
+    REAL *hs, const elman_model_shape *s, elman_int l, elman_int d)
+{
+    return hs + (l * elman_model_dirs(s) + d) * (s->rnn.T + 1) * s->rnn.B * s->rnn.H;
+}
+
+/* Its T*B outputs: after h0 in the forward direction, before it in reverse. */
+static REAL *TYPED(slab_outputs_f32, slab_outputs_f64)(
+    REAL *hs, const elman_model_shape *s, elman_int l, elman_int d)
+{
+    REAL *slab = TY(slab)(hs, s, l, d);
+    return d == 0 ? slab + s->rnn.B * s->rnn.H : slab;
+}
+
+/* rows (T*B) of D blocks of H -> rows of D*H, forward direction first (torch's output). */
+static void TYPED(concat_f32, concat_f64)(
+    REAL *out, REAL *hs, const elman_model_shape *s, elman_int l)
+{
+    const elman_int TB = s->rnn.T * s->rnn.B, H = s->rnn.H, D = elman_model_dirs(s);
+    for (elman_int d = 0; d < D; d++) {
+        const REAL *src = TY(slab_outputs)(hs, s, l, d);
+        for (elman_int r = 0; r < TB; r++)
+            memcpy(out + r * D * H + d * H, src + r * H, (size_t)H * sizeof(REAL));
+    }
+}
+
+/* Layer l >= 1 reads a staged copy of layer l-1's outputs (concatenated, dropped out) when
+ * there are two directions or dropout applies; else layer l-1's outputs themselves. */
+static int TYPED(staged_f32, staged_f64)(const elman_model_shape *s, int train)
+{
+    return elman_model_dirs(s) == 2 || (train && s->dropout > 0);
+}
+
+static const REAL *TYPED(layer_input_f32, layer_input_f64)(
+    REAL *hs, const TY(work_parts) *w, const elman_model_shape *s, elman_int l, int train)
+{
+    const elman_int TBDH = s->rnn.T * s->rnn.B * elman_model_dirs(s) * s->rnn.H;
+    return TY(staged)(s, train) ? w->X + (l - 1) * TBDH : TY(slab_outputs)(hs, s, l - 1, 0);
+}
+
+static elman_rnn_shape TYPED(layer_shape_f32, layer_shape_f64)(
+    const elman_model_shape *s, elman_int l, elman_int d)
+{
+    elman_rnn_shape r = s->rnn;
+    r.I = l == 0 ? s->rnn.I : elman_model_dirs(s) * s->rnn.H;
+    r.reverse = (int)d;
+    return r;
+}
+
+/* Every layer forward; returns the last layer's outputs (T*B, D*H) through *top. */
+static int TYPED(model_layers_forward_f32, model_layers_forward_f64)(
+    const REAL **top, REAL *hs, const TY(work_parts) *w, const REAL *x, const elman_int *ids,
+    const REAL *params, const elman_model_shape *s, int train)
+{
+    const elman_int L = elman_model_layers(s), D = elman_model_dirs(s);
+    const elman_int TBDH = s->rnn.T * s->rnn.B * D * s->rnn.H;
+    for (elman_int l = 0; l < L; l++) {
+        const REAL *in = l == 0 ? x : TY(layer_input)(hs, w, s, l, train);
+        for (elman_int d = 0; d < D; d++) {
+            TY(layer_views) p = TY(layer_carve)((REAL *)params, s, l, d);
+            const elman_rnn_shape r = TY(layer_shape)(s, l, d);
+            ELMAN_TRY(TY(elman_rnn_forward)(TY(slab)(hs, s, l, d), in, l == 0 ? ids : NULL,
+                                             p.W_xh, p.W_hh, p.b_h, &r));
+        }
+        if (l + 1 < L && TY(staged)(s, train)) {
+            REAL *X = w->X + l * TBDH;
+            TY(concat)(X, hs, s, l);
+            if (train && s->dropout > 0) TY(dropout)(X, l, s);
+        }
+    }
+    if (D == 2) {
+        TY(concat)(w->top, hs, s, L - 1);
+        *top = w->top;
+    } else {
+        *top = TY(slab_outputs)(hs, s, L - 1, 0);
+    }
+    return ELMAN_OK;
+}
+
+int TYPED(elman_model_forward_f32, elman_model_forward_f64)(
+    REAL *Y,              /* (T, B, O) out */
+    REAL *hs,             /* (L*D, T+1, B, H) in: h0; out: H_t */
+    void *work,           /* elman_model_work_bytes */
+    const REAL *x,        /* (T, B, I) or NULL */
+    const elman_int *ids, /* (T, B) or NULL */
+    const REAL *params,   /* flat layout */
+    const elman_model_shape *s)
+{
+    ELMAN_TRY(elman_model_check(s));
+    if (params == NULL) return ELMAN_ERR_ARG;
+    const elman_int T = s->rnn.T, B = s->rnn.B, O = s->O;
+    const elman_int DH = elman_model_dirs(s) * s->rnn.H;
+    TY(work_parts) w;
+    ELMAN_TRY(TY(work_carve)(&w, work, s));
+    const REAL *top;
+    ELMAN_TRY(TY(model_layers_forward)(&top, hs, &w, x, ids, params, s, 0));
+    /* Y = top @ W_hy + b_y, one GEMM over T*B rows */
+    const REAL *W_hy = TY(head_carve)((REAL *)params, s);
+    ELMAN_TRY(TY(elman_linear_forward)(Y, top, W_hy, W_hy + DH * O, T * B, DH, O));
+    if (s->rnn.lengths != NULL) /* padded steps have no output */
+        for (elman_int t = 0; t < T; t++)
+            for (elman_int b = 0; b < B; b++)
+                if (t >= s->rnn.lengths[b])
+                    memset(Y + (t * B + b) * O, 0, (size_t)O * sizeof(REAL));
+    return ELMAN_OK;
+}
+
+int TYPED(elman_model_forward_backward_f32, elman_model_forward_backward_f64)(
+    double *loss,           /* out */
+    REAL *grads,            /* flat layout, overwritten */
+    REAL *dh0,              /* (L*D, B, H) out, or NULL */
+    REAL *hs,               /* (L*D, T+1, B, H) in: h0 */
+    REAL *Y,                /* (N, O) workspace */
+    REAL *dA,               /* (L*D, T, B, H) workspace */
+    void *work,             /* elman_model_work_bytes */
+    const REAL *x,          /* (T, B, I) or NULL */
+    const elman_int *ids,   /* (T, B) or NULL */
+    const elman_int *y_ids, /* (N,) for cross-entropy */
+    const REAL *y_values,   /* (N, O) for MSE */
+    const REAL *dh_T,       /* (L*D, B, H) or NULL */
+    const REAL *params,     /* flat layout */
+    const elman_model_shape *s)
+{
+    ELMAN_TRY(elman_model_check(s));
+    const elman_int T = s->rnn.T, B = s->rnn.B, H = s->rnn.H, O = s->O;
+    if (T < 1 || B < 1 || loss == NULL || params == NULL || grads == NULL || Y == NULL ||
+        dA == NULL || hs == NULL)
+        return ELMAN_ERR_ARG;
+    if (s->loss == ELMAN_LOSS_XENT ? y_ids == NULL : y_values == NULL) return ELMAN_ERR_ARG;
+    TY(work_parts) w;
+    ELMAN_TRY(TY(work_carve)(&w, work, s));
+    const elman_int L = elman_model_layers(s), D = elman_model_dirs(s), DH = D * H;
+    const elman_int BH = B * H, TB = T * B, TBH = TB * H;
+    const elman_int *len = s->rnn.lengths;
+    const int last = s->last_step_only;
+    if (len != NULL) /* checked here too: the gathers below index by it */
+        for (elman_int b = 0; b < B; b++)
+            if (len[b] < 1 || len[b] > T) return ELMAN_ERR_ARG;
+
+    const REAL *top;
+    ELMAN_TRY(TY(model_layers_forward)(&top, hs, &w, x, ids, params, s, 1));
+
+    /* The rows that carry a loss: all T*B steps or the last step's B rows; with lengths,
+     * the valid steps' rows (or each sequence's last) gathered into G, their targets
+     * alongside. Row i of Hy is step (t, b) = rows[i] of top. */
+    const REAL *Hy;
+    const elman_int *tg = y_ids;
+    const REAL *tv = y_values;
+    elman_int N;
+    if (len == NULL) {
+        N = last ? B : TB;
+        Hy = last ? top + (T - 1) * B * DH : top;
+    } else if (last) {
+        N = B;
+        for (elman_int b = 0; b < B; b++) {
+            const elman_int L_b = len[b]; /* read once, checked where used (as the ids) */
+            if (L_b < 1 || L_b > T) return ELMAN_ERR_ARG;
+            memcpy(w.G + b * DH, top + ((L_b - 1) * B + b) * DH, (size_t)DH * sizeof(REAL));
+        }
+        Hy = w.G;
+    } else {
+        N = 0;
+        for (elman_int t = 0; t < T; t++)
+            for (elman_int b = 0; b < B; b++) {
+                if (t >= len[b]) continue;
+                const elman_int r = t * B + b;
+                memcpy(w.G + N * DH, top + r * DH, (size_t)DH * sizeof(REAL));
+                if (s->loss == ELMAN_LOSS_XENT)
+                    w.tgt[N] = y_ids[r];
+                else
+                    memcpy(w.tval + N * O, y_values + r * O, (size_t)O * sizeof(REAL));
+                N++;
+            }
+        Hy = w.G;
+        tg = w.tgt;
+        tv = w.tval;
+    }
+    REAL *W_hy = TY(head_carve)((REAL *)params, s);
+    REAL *gW_hy = TY(head_carve)(grads, s);
+    ELMAN_TRY(TY(elman_linear_forward)(Y, Hy, W_hy, W_hy + DH * O, N, DH, O));
+
+    /* Loss and dY, in place over Y. "mean" averages over every target element, as torch:
+     * N rows for cross-entropy, N*O values for MSE. */
+    if (s->loss == ELMAN_LOSS_XENT) {
+        const double scale = s->reduction == ELMAN_REDUCE_MEAN ? 1.0 / (double)N : 1.0;
+        ELMAN_TRY(TY(elman_softmax_xent)(loss, Y, Y, tg, N, O, scale));
+    } else {
+        const double scale = s->reduction == ELMAN_REDUCE_MEAN ? 1.0 / (double)(N * O) : 1.0;
+        ELMAN_TRY(TY(elman_mse)(loss, Y, Y, tv, N * O, scale));
+    }
+
+    /* dW_hy, db_y, and dHy = dY @ W_hy^T. One direction without lengths: straight into the
+     * top layer's dA rows (the steps without a loss get no gradient from above). Else into
+     * dG, then scattered into each direction's dA. */
+    REAL *dA_top = dA + (L - 1) * D * TBH;
+    if (len == NULL && D == 1) {
+        REAL *dHy = last ? dA_top + (T - 1) * BH : dA_top;
+        if (last) memset(dA_top, 0, (size_t)((T - 1) * BH) * sizeof(REAL));
+        ELMAN_TRY(TY(elman_linear_backward)(gW_hy, gW_hy + DH * O, dHy, Y, Hy, W_hy, N, DH, O));
+    } else {
+        ELMAN_TRY(TY(elman_linear_backward)(gW_hy, gW_hy + DH * O, w.dG, Y, Hy, W_hy, N, DH, O));
+        memset(dA_top, 0, (size_t)(D * TBH) * sizeof(REAL));
+        elman_int i = 0;
+        for (elman_int t = 0; t < T; t++)
+            for (elman_int b = 0; b < B; b++) {
+                const int scored = len == NULL ? (!last || t == T - 1)
+                                               : (last ? t == len[b] - 1 : t < len[b]);
+                if (!scored) continue;
+                const elman_int row = last ? b : i++;
+                for (elman_int d = 0; d < D; d++)
+                    memcpy(dA_top + d * TBH + (t * B + b) * H, w.dG + row * DH + d * H,
+                           (size_t)H * sizeof(REAL));
+            }
+    }
+
+    /* BPTT, layer by layer from the top, in place over dA; each layer above hands the one
+     * below the gradient of its input, dX = sum_d dA_d @ W_xh_d^T. */
+    for (elman_int l = L - 1; l >= 0; l--) {
+        const REAL *in = l == 0 ? x : TY(layer_input)(hs, &w, s, l, 1);
+        for (elman_int d = 0; d < D; d++) {
+            const elman_int k = l * D + d;
+            TY(layer_views) p = TY(layer_carve)((REAL *)params, s, l, d);
+            TY(layer_views) g = TY(layer_carve)(grads, s, l, d);
+            const elman_rnn_shape r = TY(layer_shape)(s, l, d);
+            ELMAN_TRY(TY(elman_rnn_backward)(g.W_xh, g.W_hh, g.b_h,
+                                              dh0 != NULL ? dh0 + k * BH : NULL, NULL,
+                                              dA + k * TBH, dA + k * TBH,
+                                              dh_T != NULL ? dh_T + k * BH : NULL,
+                                              TY(slab)(hs, s, l, d), in,
+                                              l == 0 ? ids : NULL, p.W_xh, p.W_hh, &r));
+        }
+        if (l == 0) break;
+        REAL *below = dA + (l - 1) * D * TBH;
+        if (!TY(staged)(s, 1)) {
+            TY(layer_views) p = TY(layer_carve)((REAL *)params, s, l, 0);
+            ELMAN_TRY(TY(elman_gemm)(0, 1, TB, H, H, 1, dA + l * TBH, H, p.W_xh, H, 0, below, H));
+        } else {
+            for (elman_int d = 0; d < D; d++) {
+                TY(layer_views) p = TY(layer_carve)((REAL *)params, s, l, d);
+                ELMAN_TRY(TY(elman_gemm)(0, 1, TB, DH, H, 1, dA + (l * D + d) * TBH, H, p.W_xh,
+                                          H, d == 0 ? 0 : 1, w.dX, DH));
+            }
+            if (s->dropout > 0) TY(dropout)(w.dX, l - 1, s);
+            for (elman_int d = 0; d < D; d++)
+                for (elman_int r = 0; r < TB; r++)
+                    memcpy(below + d * TBH + r * H, w.dX + r * DH + d * H,
+                           (size_t)H * sizeof(REAL));
+        }
+    }
+    return ELMAN_OK;
+}
+
+int TYPED(elman_model_train_step_f32, elman_model_train_step_f64)(
+    double *loss, double *grad_norm, REAL *params, REAL *grads, REAL *state, REAL *hs, REAL *Y,
+    REAL *dA, void *work, const REAL *x, const elman_int *ids, const elman_int *y_ids,
+    const REAL *y_values, const elman_model_shape *s, const elman_optimizer *opt)
+{
+    if (opt == NULL || grad_norm == NULL) return ELMAN_ERR_ARG;
+    if (opt->kind != ELMAN_OPT_ADAGRAD && opt->kind != ELMAN_OPT_SGD) return ELMAN_ERR_ARG;
+    if (!(opt->max_grad_norm > 0)) return ELMAN_ERR_ARG;
+    *grad_norm = NAN;
+    const elman_int n = elman_model_num_params(s);
+    if (n < 0) return ELMAN_ERR_TOO_LARGE;
+    if (opt->kind == ELMAN_OPT_ADAGRAD && state == NULL) return ELMAN_ERR_ARG;
+    if (opt->kind == ELMAN_OPT_SGD && opt->sgd.momentum != 0 && state == NULL)
+        return ELMAN_ERR_ARG;
+
+    ELMAN_TRY(TY(elman_model_forward_backward)(loss, grads, NULL, hs, Y, dA, work, x, ids, y_ids,
+                                                y_values, NULL, params, s));
+    /* torch.nn.utils.clip_grad_norm_: coefficient max_norm / (norm + 1e-6), capped at 1 */
+    double scale = 1.0;
+    if (isfinite(opt->max_grad_norm)) {
+        double ss;
+        ELMAN_TRY(TY(elman_sumsq)(&ss, grads, n));
+        *grad_norm = sqrt(ss);
+        if (!isfinite(*grad_norm)) return ELMAN_ERR_NONFINITE;
+        const double coef = opt->max_grad_norm / (*grad_norm + 1e-6);
+        scale = coef < 1.0 ? coef : 1.0;
+    }
+    if (opt->kind == ELMAN_OPT_ADAGRAD) {
+        elman_adagrad_opts o = opt->adagrad;
+        o.grad_scale = scale;
+        return TY(elman_adagrad_update)(params, state, grads, n, &o);
+    }
+    elman_sgd_opts o = opt->sgd;
+    o.grad_scale = scale;
+    return TY(elman_sgd_update)(params, state, grads, n, &o);
+}
+
+#endif

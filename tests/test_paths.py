@@ -15,7 +15,7 @@ from elman import kernels
 from tolerances import assert_close
 
 PATHS = elman.cpu_paths()
-OMP_N = 131_075  # above ELMAN_OMP_MIN_N (vec.h), and not a multiple of any vector width
+OMP_N = 131_075  # above ELMAN_PAR_MIN_ELEMENTS (csrc/tuning.h), and not a multiple of any vector width
 
 
 @pytest.fixture(params=PATHS)

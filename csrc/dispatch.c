@@ -1,12 +1,10 @@
-/* CPU features (cpuid + xgetbv), the choice of kernel path, threads, build information.
+/* The choice of kernel path: CPU features (cpuid + xgetbv), the path in use, the fork
+ * handler, the thread count, and every operation's registered loops gathered per path.
  *
- * The hot loops exist once per instruction set (vec_isa.c); the best one the CPU runs is
- * picked on first use, or the one named by elman_set_kernel_path (ELMAN_CPU from Python). */
-#include "vec.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+ * Each operation's loops exist once per instruction set (its file, compiled per path, ends
+ * with ELMAN_REGISTER; see loops.h). The best path the CPU runs is picked on first use, or
+ * the one named by elman_set_kernel_path (ELMAN_CPU from Python). */
+#include "loops.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
@@ -66,48 +64,57 @@ static void elman_register_fork_handler(void) {}
 
 int elman_forked(void) { return elman_is_fork_child; }
 
-int elman_can_thread(void)
-{
-#ifdef _OPENMP
-    return !elman_is_fork_child && !omp_in_parallel() && omp_get_max_threads() > 1;
-#else
-    return 0;
-#endif
-}
-
 /* ---- kernel paths ---------------------------------------------------------------------- */
 
-static const elman_vec_ops *elman_path_table(const char *name)
-{
-    if (strcmp(name, "generic") == 0) return &elman_vec_generic;
 #ifdef ELMAN_X86_PATHS
-    if (strcmp(name, "avx2") == 0) return &elman_vec_avx2;
-    if (strcmp(name, "avx512") == 0) return &elman_vec_avx512;
+#define ELMAN_PATHS_OF(op) {&elman_##op##_generic, &elman_##op##_avx2, &elman_##op##_avx512}
+static const char *const elman_isa_names[ELMAN_NUM_ISAS] = {"generic", "avx2", "avx512"};
+#else
+#define ELMAN_PATHS_OF(op) {&elman_##op##_generic, NULL, NULL}
+static const char *const elman_isa_names[ELMAN_NUM_ISAS] = {"generic", NULL, NULL};
 #endif
-    return NULL;
+const elman_adagrad_loops *const elman_adagrad_paths[ELMAN_NUM_ISAS] = ELMAN_PATHS_OF(adagrad);
+const elman_proximal_loops *const elman_proximal_paths[ELMAN_NUM_ISAS] = ELMAN_PATHS_OF(proximal);
+const elman_rowwise_loops *const elman_rowwise_paths[ELMAN_NUM_ISAS] = ELMAN_PATHS_OF(rowwise);
+const elman_sgd_loops *const elman_sgd_paths[ELMAN_NUM_ISAS] = ELMAN_PATHS_OF(sgd);
+const elman_norm_loops *const elman_norm_paths[ELMAN_NUM_ISAS] = ELMAN_PATHS_OF(norm);
+const elman_act_loops *const elman_act_paths[ELMAN_NUM_ISAS] = ELMAN_PATHS_OF(act);
+const elman_softmax_loops *const elman_softmax_paths[ELMAN_NUM_ISAS] = ELMAN_PATHS_OF(softmax);
+const elman_gemm_small_loops *const elman_gemm_small_paths[ELMAN_NUM_ISAS] =
+    ELMAN_PATHS_OF(gemm_small);
+const elman_probe_loops *const elman_probe_paths[ELMAN_NUM_ISAS] = ELMAN_PATHS_OF(probe);
+
+/* The index of a compiled path's name, or -1. */
+static int elman_isa_of(const char *name)
+{
+    for (int i = 0; i < ELMAN_NUM_ISAS; i++)
+        if (elman_isa_names[i] != NULL && strcmp(name, elman_isa_names[i]) == 0) return i;
+    return -1;
 }
 
 int elman_kernel_path_supported(const char *name)
 {
-    if (name == NULL || elman_path_table(name) == NULL) return 0;
+    const int isa = name == NULL ? -1 : elman_isa_of(name);
+    if (isa < 0) return 0;
     const unsigned f = elman_cpu_features();
     const unsigned avx2 = ELMAN_CPU_AVX2 | ELMAN_CPU_FMA;
-    if (strcmp(name, "avx2") == 0) return (f & avx2) == avx2;
-    if (strcmp(name, "avx512") == 0) return (f & (avx2 | ELMAN_CPU_AVX512F)) == (avx2 | ELMAN_CPU_AVX512F);
+    if (isa == ELMAN_ISA_AVX2) return (f & avx2) == avx2;
+    if (isa == ELMAN_ISA_AVX512)
+        return (f & (avx2 | ELMAN_CPU_AVX512F)) == (avx2 | ELMAN_CPU_AVX512F);
     return 1;
 }
 
-static const elman_vec_ops *elman_best_path(void)
+static int elman_best_isa(void)
 {
-    static const char *const order[] = {"avx512", "avx2"};
-    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
-        if (elman_kernel_path_supported(order[i])) return elman_path_table(order[i]);
-    return &elman_vec_generic;
+    for (int isa = ELMAN_NUM_ISAS - 1; isa > ELMAN_ISA_GENERIC; isa--)
+        if (elman_isa_names[isa] != NULL && elman_kernel_path_supported(elman_isa_names[isa]))
+            return isa;
+    return ELMAN_ISA_GENERIC;
 }
 
-/* Set once, read by every kernel call: atomic where the compiler offers it, so that a
- * kernel running in another thread sees one whole table or the other. */
-static const elman_vec_ops *elman_current;
+/* Set once, read by every kernel call: atomic where the compiler offers it. -1: not yet
+ * chosen. */
+static int elman_current = -1;
 
 #if defined(__GNUC__) || defined(__clang__)
 #define ELMAN_LOAD(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
@@ -117,31 +124,32 @@ static const elman_vec_ops *elman_current;
 #define ELMAN_STORE(p, v) ((p) = (v))
 #endif
 
-const elman_vec_ops *elman_ops(void)
+int elman_isa(void)
 {
-    const elman_vec_ops *v = ELMAN_LOAD(elman_current);
-    if (v == NULL) {
+    int isa = ELMAN_LOAD(elman_current);
+    if (isa < 0) {
         elman_register_fork_handler();
-        v = elman_best_path();
-        ELMAN_STORE(elman_current, v);
+        isa = elman_best_isa();
+        ELMAN_STORE(elman_current, isa);
     }
-    return v;
+    return isa;
 }
 
 int elman_set_kernel_path(const char *name)
 {
     elman_register_fork_handler();
     if (name == NULL || strcmp(name, "auto") == 0) {
-        ELMAN_STORE(elman_current, elman_best_path());
+        ELMAN_STORE(elman_current, elman_best_isa());
         return ELMAN_OK;
     }
-    if (elman_path_table(name) == NULL) return ELMAN_ERR_ARG;
+    const int isa = elman_isa_of(name);
+    if (isa < 0) return ELMAN_ERR_ARG;
     if (!elman_kernel_path_supported(name)) return ELMAN_ERR_CPU;
-    ELMAN_STORE(elman_current, elman_path_table(name));
+    ELMAN_STORE(elman_current, isa);
     return ELMAN_OK;
 }
 
-const char *elman_kernel_path(void) { return elman_ops()->name; }
+const char *elman_kernel_path(void) { return elman_isa_names[elman_isa()]; }
 
 const char *elman_kernel_paths(void)
 {
@@ -153,8 +161,6 @@ const char *elman_kernel_paths(void)
 }
 
 /* ---- threads ---------------------------------------------------------------------------- */
-
-
 
 int elman_max_threads(void)
 {
@@ -174,37 +180,3 @@ void elman_set_num_threads(int n)
 #endif
 }
 
-#define ELMAN_STR_(a) #a
-#define ELMAN_STR(a) ELMAN_STR_(a)
-#ifndef ELMAN_BUILD_FLAGS
-#define ELMAN_BUILD_FLAGS "unknown"
-#endif
-
-const char *elman_build_info(void)
-{
-#ifdef _OPENMP
-#define ELMAN_OMP_INFO "; OpenMP " ELMAN_STR(_OPENMP)
-#else
-#define ELMAN_OMP_INFO "; no OpenMP"
-#endif
-#if defined(__clang__)
-    return "clang " __clang_version__ "; flags: " ELMAN_BUILD_FLAGS ELMAN_OMP_INFO;
-#elif defined(__GNUC__)
-    return "gcc " __VERSION__ "; flags: " ELMAN_BUILD_FLAGS ELMAN_OMP_INFO;
-#else
-    return "unknown compiler; flags: " ELMAN_BUILD_FLAGS;
-#endif
-}
-
-int elman_index_range(elman_int *lo, elman_int *hi, const elman_int *x, elman_int n)
-{
-    if (lo == NULL || hi == NULL || n < 1 || x == NULL) return ELMAN_ERR_ARG;
-    elman_int a = x[0], b = x[0];
-    for (elman_int i = 1; i < n; i++) {
-        a = x[i] < a ? x[i] : a;
-        b = x[i] > b ? x[i] : b;
-    }
-    *lo = a;
-    *hi = b;
-    return ELMAN_OK;
-}

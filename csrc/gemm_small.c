@@ -1,0 +1,316 @@
+/* The small dense products of the recurrence, on elman's own register-blocked kernel:
+ *
+ *     gemm_nn:  C (M, N) += A (M, K) @ W (K, N)                      row-major, dense
+ *     step:     C (B, H)  = f(C + A @ W)            (forward)        the recurrence's step,
+ *               C (B, H)  = (C + A @ W) * f'(Y)     (backward)       activation fused
+ *
+ * For the per-step product H_{t-1} @ W_hh (rnn.c) this beats a BLAS call at the shapes of
+ * an RNN step: no repacking of W_hh at every step, no call overhead (tuning.h). Reference
+ * twin: numpy's matmul (elman.reference.rnn_forward does the step as h @ W_hh).
+ * elman_step_gemm exposes gemm_nn for the benchmarks and for callers with small products.
+ */
+#ifndef ELMAN_TYPED
+#include "loops.h"
+#include "vecmath.h"
+
+/* Vectors of columns in one panel of the four-row kernel (tuning.h). */
+#if ELMAN_VEC_BYTES >= 64
+#define ELMAN_NV ELMAN_GEMM_PANEL_VECTORS_512
+#else
+#define ELMAN_NV ELMAN_GEMM_PANEL_VECTORS
+#endif
+
+#define ELMAN_TYPED_FILE "gemm_small.c"
+#include "typed.h"
+
+#ifdef ELMAN_ISA
+ELMAN_REGISTER(gemm_small) = {.fast = ELMAN_VECTOR_EXT && ELMAN_VEC_BYTES >= 32,
+                              .gemm_nn_f32 = gemm_nn_f32, .gemm_nn_f64 = gemm_nn_f64,
+                              .step_f32 = step_f32, .step_f64 = step_f64};
+#endif
+
+#elif !defined(ELMAN_ISA) /* ---- checked entry point, once per REAL ---- */
+
+int TYPED(elman_step_gemm_f32, elman_step_gemm_f64)(
+    REAL *C, const REAL *A, const REAL *W, elman_int M, elman_int K, elman_int N)
+{
+    if (M < 0 || K < 0 || N < 0) return ELMAN_ERR_ARG;
+    if (elman_mul(M, N) < 0 || elman_mul(M, K) < 0 || elman_mul(K, N) < 0)
+        return ELMAN_ERR_TOO_LARGE;
+    if (M == 0 || N == 0 || K == 0) return ELMAN_OK;
+    if (C == NULL || A == NULL || W == NULL) return ELMAN_ERR_ARG;
+    elman_gemm_small_paths[elman_isa()]->TY(gemm_nn)(C, A, W, M, K, N);
+    return ELMAN_OK;
+}
+
+#else /* ---- the loops, once per REAL and instruction set ---- */
+
+/* The small-shape GEMMs. Each output row of C = A @ W is a sum of W's rows scaled by A's
+ * entries, so the inner loops run along contiguous memory. The accumulators are explicit
+ * vector registers (GCC/Clang vector extensions, as wide as this path's registers):
+ * a panel of 4 vectors of columns, with separate sums for even and odd k so that the FMA
+ * units have 8 independent chains in flight; then 1-vector panels; then the last columns
+ * as one more full panel that overlaps the ones before it (only its new lanes are added),
+ * or, for rows narrower than one vector, scalar sums with independent chains. */
+/* c (w,) += a (K,) @ W[:, :w] for a few columns w < one vector (ldw: W's row stride): four
+ * partial sums per column, so that no column waits on one chain of K dependent FMAs. */
+static inline void TYPED(narrow_nn_f32, narrow_nn_f64)(
+    REAL *restrict c, const REAL *restrict a, const REAL *restrict W, elman_int K,
+    elman_int ldw, elman_int w)
+{
+    for (elman_int j = 0; j < w; j++) {
+        REAL s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        elman_int k = 0;
+        for (; k + 4 <= K; k += 4) {
+            s0 += a[k] * W[k * ldw + j];
+            s1 += a[k + 1] * W[(k + 1) * ldw + j];
+            s2 += a[k + 2] * W[(k + 2) * ldw + j];
+            s3 += a[k + 3] * W[(k + 3) * ldw + j];
+        }
+        for (; k < K; k++) s0 += a[k] * W[k * ldw + j];
+        c[j] += (s0 + s1) + (s2 + s3);
+    }
+}
+
+#if ELMAN_VECTOR_EXT
+typedef REAL TY(vreg) __attribute__((vector_size(ELMAN_VEC_BYTES)));
+enum { TY(V) = ELMAN_VEC_BYTES / sizeof(REAL) };
+
+static inline TY(vreg) TYPED(vload_f32, vload_f64)(const REAL *p)
+{
+    TY(vreg) v;
+    memcpy(&v, p, sizeof v); /* an unaligned load */
+    return v;
+}
+
+static inline void TYPED(vstore_f32, vstore_f64)(REAL *p, TY(vreg) v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* c (N,) += a (K,) @ W (K, N), one output row */
+static inline void TYPED(row_nn_f32, row_nn_f64)(
+    REAL *restrict c, const REAL *restrict a, const REAL *restrict W, elman_int K, elman_int N)
+{
+    enum { V = TY(V) };
+    const TY(vreg) zero = {0};
+    elman_int j = 0;
+    for (; j + 4 * V <= N; j += 4 * V) {
+        TY(vreg) e0 = TY(vload)(c + j), e1 = TY(vload)(c + j + V);
+        TY(vreg) e2 = TY(vload)(c + j + 2 * V), e3 = TY(vload)(c + j + 3 * V);
+        TY(vreg) o0 = zero, o1 = zero, o2 = zero, o3 = zero;
+        elman_int k = 0;
+        for (; k + 2 <= K; k += 2) {
+            const REAL *w = W + k * N + j, *x = w + N;
+            const REAL ak = a[k], al = a[k + 1];
+            e0 += ak * TY(vload)(w);
+            e1 += ak * TY(vload)(w + V);
+            e2 += ak * TY(vload)(w + 2 * V);
+            e3 += ak * TY(vload)(w + 3 * V);
+            o0 += al * TY(vload)(x);
+            o1 += al * TY(vload)(x + V);
+            o2 += al * TY(vload)(x + 2 * V);
+            o3 += al * TY(vload)(x + 3 * V);
+        }
+        if (k < K) {
+            const REAL *w = W + k * N + j;
+            const REAL ak = a[k];
+            e0 += ak * TY(vload)(w);
+            e1 += ak * TY(vload)(w + V);
+            e2 += ak * TY(vload)(w + 2 * V);
+            e3 += ak * TY(vload)(w + 3 * V);
+        }
+        TY(vstore)(c + j, e0 + o0);
+        TY(vstore)(c + j + V, e1 + o1);
+        TY(vstore)(c + j + 2 * V, e2 + o2);
+        TY(vstore)(c + j + 3 * V, e3 + o3);
+    }
+    for (; j + V <= N; j += V) {
+        TY(vreg) e0 = TY(vload)(c + j), o0 = zero;
+        elman_int k = 0;
+        for (; k + 2 <= K; k += 2) {
+            e0 += a[k] * TY(vload)(W + k * N + j);
+            o0 += a[k + 1] * TY(vload)(W + (k + 1) * N + j);
+        }
+        if (k < K) e0 += a[k] * TY(vload)(W + k * N + j);
+        TY(vstore)(c + j, e0 + o0);
+    }
+    if (j < N && N >= V) {
+        /* the last N - j columns: one full panel ending at column N, summed from zero, of
+         * which only the lanes not done above are added (every load stays in bounds) */
+        const elman_int t = N - V;
+        TY(vreg) e0 = zero, o0 = zero;
+        elman_int k = 0;
+        for (; k + 2 <= K; k += 2) {
+            e0 += a[k] * TY(vload)(W + k * N + t);
+            o0 += a[k + 1] * TY(vload)(W + (k + 1) * N + t);
+        }
+        if (k < K) e0 += a[k] * TY(vload)(W + k * N + t);
+        e0 += o0;
+        for (elman_int l = j - t; l < V; l++) c[t + l] += e0[l];
+    } else {
+        TY(narrow_nn)(c + j, a, W + j, K, N, N - j);
+    }
+}
+#else /* no vector extensions: a plain loop for the compiler to vectorize as it can */
+static inline void TYPED(row_nn_f32, row_nn_f64)(
+    REAL *restrict c, const REAL *restrict a, const REAL *restrict W, elman_int K, elman_int N)
+{
+    for (elman_int k = 0; k < K; k++) {
+        const REAL ak = a[k];
+        const REAL *w = W + k * N;
+        for (elman_int j = 0; j < N; j++) c[j] += ak * w[j];
+    }
+}
+#endif
+
+#if ELMAN_VECTOR_EXT
+/* Four rows of C (M = 4) += A @ W: each vector of W loaded once feeds four rows, so the
+ * kernel is bound by the FMA units, not by loads. Panels of NV vectors of columns keep
+ * 4 * NV accumulators in registers (16 on AVX-512, 8 on AVX2 and SSE2). */
+static inline void TYPED(rows4_nn_f32, rows4_nn_f64)(
+    REAL *restrict c, const REAL *restrict a, const REAL *restrict W, elman_int K, elman_int N)
+{
+    enum { V = TY(V), P = ELMAN_NV * TY(V) };
+    REAL *c0 = c, *c1 = c + N, *c2 = c + 2 * N, *c3 = c + 3 * N;
+    const REAL *a0 = a, *a1 = a + K, *a2 = a + 2 * K, *a3 = a + 3 * K;
+    elman_int j = 0;
+    for (; j + P <= N; j += P) {
+        TY(vreg) x[4][ELMAN_NV];
+        for (int v = 0; v < ELMAN_NV; v++) {
+            x[0][v] = TY(vload)(c0 + j + v * V);
+            x[1][v] = TY(vload)(c1 + j + v * V);
+            x[2][v] = TY(vload)(c2 + j + v * V);
+            x[3][v] = TY(vload)(c3 + j + v * V);
+        }
+        for (elman_int k = 0; k < K; k++) {
+            const REAL *w = W + k * N + j;
+            const REAL b0 = a0[k], b1 = a1[k], b2 = a2[k], b3 = a3[k];
+            for (int v = 0; v < ELMAN_NV; v++) {
+                const TY(vreg) wv = TY(vload)(w + v * V);
+                x[0][v] += b0 * wv;
+                x[1][v] += b1 * wv;
+                x[2][v] += b2 * wv;
+                x[3][v] += b3 * wv;
+            }
+        }
+        for (int v = 0; v < ELMAN_NV; v++) {
+            TY(vstore)(c0 + j + v * V, x[0][v]);
+            TY(vstore)(c1 + j + v * V, x[1][v]);
+            TY(vstore)(c2 + j + v * V, x[2][v]);
+            TY(vstore)(c3 + j + v * V, x[3][v]);
+        }
+    }
+    for (; j + V <= N; j += V) {
+        TY(vreg) x0 = TY(vload)(c0 + j), x1 = TY(vload)(c1 + j);
+        TY(vreg) x2 = TY(vload)(c2 + j), x3 = TY(vload)(c3 + j);
+        for (elman_int k = 0; k < K; k++) {
+            const TY(vreg) wv = TY(vload)(W + k * N + j);
+            x0 += a0[k] * wv;
+            x1 += a1[k] * wv;
+            x2 += a2[k] * wv;
+            x3 += a3[k] * wv;
+        }
+        TY(vstore)(c0 + j, x0);
+        TY(vstore)(c1 + j, x1);
+        TY(vstore)(c2 + j, x2);
+        TY(vstore)(c3 + j, x3);
+    }
+    if (j < N && N >= V) { /* the last columns as in row_nn: an overlapping panel */
+        const elman_int t = N - V;
+        const TY(vreg) zero = {0};
+        TY(vreg) x0 = zero, x1 = zero, x2 = zero, x3 = zero;
+        for (elman_int k = 0; k < K; k++) {
+            const TY(vreg) wv = TY(vload)(W + k * N + t);
+            x0 += a0[k] * wv;
+            x1 += a1[k] * wv;
+            x2 += a2[k] * wv;
+            x3 += a3[k] * wv;
+        }
+        for (elman_int l = j - t; l < V; l++) {
+            c0[t + l] += x0[l];
+            c1[t + l] += x1[l];
+            c2[t + l] += x2[l];
+            c3[t + l] += x3[l];
+        }
+    } else {
+        for (; j < N; j++) { /* rows narrower than a vector: the four rows are four chains */
+            REAL x0 = c0[j], x1 = c1[j], x2 = c2[j], x3 = c3[j];
+            for (elman_int k = 0; k < K; k++) {
+                const REAL wv = W[k * N + j];
+                x0 += a0[k] * wv;
+                x1 += a1[k] * wv;
+                x2 += a2[k] * wv;
+                x3 += a3[k] * wv;
+            }
+            c0[j] = x0, c1[j] = x1, c2[j] = x2, c3[j] = x3;
+        }
+    }
+}
+#endif
+
+/* Rows [r0, r1) of C (M, N) += A (M, K) @ W (K, N) */
+static void TYPED(gemm_nn_rows_f32, gemm_nn_rows_f64)(
+    REAL *restrict C, const REAL *restrict A, const REAL *restrict W, elman_int r0,
+    elman_int r1, elman_int K, elman_int N)
+{
+    elman_int r = r0;
+#if ELMAN_VECTOR_EXT
+    for (; r + 4 <= r1; r += 4) TY(rows4_nn)(C + r * N, A + r * K, W, K, N);
+#endif
+    for (; r < r1; r++) TY(row_nn)(C + r * N, A + r * K, W, K, N);
+}
+
+/* C (M, N) += A (M, K) @ W (K, N); the rows are shared among threads, in blocks of four,
+ * when the product is large enough to pay for waking them. */
+static void TYPED(gemm_nn_f32, gemm_nn_f64)(
+    REAL *restrict C, const REAL *restrict A, const REAL *restrict W, elman_int M, elman_int K,
+    elman_int N)
+{
+    if (M < ELMAN_PAR_MIN_ROWS || M * K * N < ELMAN_PAR_MIN_FMAS || !elman_can_thread()) {
+        TY(gemm_nn_rows)(C, A, W, 0, M, K, N);
+        return;
+    }
+#pragma omp parallel
+    {
+        elman_int lo, len;
+        elman_split_rows(M, 4, &lo, &len);
+        TY(gemm_nn_rows)(C, A, W, lo, lo + len, K, N);
+    }
+}
+
+/* One step of the recurrence on rows [r0, r1) of the batch, the activation fused in while
+ * the rows are in cache: forward C = f(C + A @ W); backward C = (C + A @ W) * f'(Y). */
+static void TYPED(step_rows_f32, step_rows_f64)(
+    REAL *restrict C, const REAL *restrict A, const REAL *restrict W, const REAL *restrict Y,
+    elman_int r0, elman_int r1, elman_int H, int nonlinearity, int backward)
+{
+    TY(gemm_nn_rows)(C, A, W, r0, r1, H, H);
+    REAL *c = C + r0 * H;
+    const elman_int n = (r1 - r0) * H;
+    const elman_act_loops *act = &ELMAN_THIS_PATH(act); /* act.c, this path's copy */
+    if (backward)
+        act->TY(act_backward)(c, c, Y + r0 * H, n, nonlinearity);
+    else if (nonlinearity == ELMAN_TANH)
+        act->TY(tanh)(c, c, n);
+    else
+        for (elman_int i = 0; i < n; i++) c[i] = c[i] < 0 ? (REAL)0 : c[i];
+}
+
+static void TYPED(step_f32, step_f64)(
+    REAL *restrict C, const REAL *restrict A, const REAL *restrict W, const REAL *restrict Y,
+    elman_int B, elman_int H, int nonlinearity, int backward)
+{
+    if (B < ELMAN_PAR_MIN_ROWS || B * H * H < ELMAN_PAR_MIN_FMAS || !elman_can_thread()) {
+        TY(step_rows)(C, A, W, Y, 0, B, H, nonlinearity, backward);
+        return;
+    }
+#pragma omp parallel
+    {
+        elman_int lo, len;
+        elman_split_rows(B, 4, &lo, &len);
+        if (len > 0) TY(step_rows)(C, A, W, Y, lo, lo + len, H, nonlinearity, backward);
+    }
+}
+
+#endif

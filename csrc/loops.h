@@ -1,0 +1,149 @@
+/* The hot loops of every operation, as each operation's file registers them for each
+ * instruction set, and the choice among those sets at run time. Private to csrc/.
+ *
+ * CMake compiles the files that have loops once more per instruction set (generic
+ * everywhere; avx2 and avx512 on x86-64), with ELMAN_ISA set to the path's name and its -m
+ * flags. In that copy the file defines its loops (static) and registers them by name at
+ * its end, as NumPy names its variants with NPY_CPU_DISPATCH_CURFX and PyTorch registers
+ * them with REGISTER_DISPATCH:
+ *
+ *     ELMAN_REGISTER(adagrad) = {.adagrad_f32 = adagrad_f32, .adagrad_f64 = adagrad_f64};
+ *
+ * defines elman_adagrad_avx512 (say), of type elman_adagrad_loops. dispatch.c gathers each
+ * operation's registrations in elman_<op>_paths[], indexed by the path in use, elman_isa().
+ * An entry point reads elman_isa() once per call, so that one call runs one path's loops.
+ *
+ * The loops take validated sizes and pointers and check nothing; restrict buffers must not
+ * overlap. Every loop returning int returns nonzero when it met a NaN or infinity (in the
+ * gradient, or in a parameter its update made), by the check described in adagrad.c.
+ */
+#ifndef ELMAN_LOOPS_H
+#define ELMAN_LOOPS_H
+
+#include "internal.h"
+#include "parallel.h"
+#include "tuning.h"
+
+/* The kernel paths, in the order elman_isa() numbers them. */
+enum { ELMAN_ISA_GENERIC = 0, ELMAN_ISA_AVX2 = 1, ELMAN_ISA_AVX512 = 2, ELMAN_NUM_ISAS = 3 };
+
+/* The path every kernel call uses: the best this CPU runs, unless elman_set_kernel_path
+ * chose one (dispatch.c). */
+int elman_isa(void);
+
+/* adagrad.c: clr the decayed rate, scale the gradient's factor (maximize: negative), clip
+ * +inf for none, (eps_in, eps_out) = (eps, 0) or (0, eps). */
+typedef struct {
+    int (*adagrad_f32)(float *restrict p, float *restrict s, const float *restrict g,
+                       elman_int n, float clr, float scale, float clip, float wd,
+                       float eps_in, float eps_out);
+    int (*adagrad_f64)(double *restrict p, double *restrict s, const double *restrict g,
+                       elman_int n, double clr, double scale, double clip, double wd,
+                       double eps_in, double eps_out);
+} elman_adagrad_loops;
+
+/* proximal_adagrad.c */
+typedef struct {
+    int (*proximal_f32)(float *restrict p, float *restrict s, const float *restrict g,
+                        elman_int n, float lr, float scale, float l1, float l2);
+    int (*proximal_f64)(double *restrict p, double *restrict s, const double *restrict g,
+                        elman_int n, double lr, double scale, double l1, double l2);
+} elman_proximal_loops;
+
+/* rowwise_adagrad.c: a (rows, cols) matrix, one accumulator per row */
+typedef struct {
+    int (*rowwise_f32)(float *restrict p, float *restrict s, const float *restrict g,
+                       elman_int rows, elman_int cols, float lr, float scale, float eps);
+    int (*rowwise_f64)(double *restrict p, double *restrict s, const double *restrict g,
+                       elman_int rows, elman_int cols, double lr, double scale, double eps);
+} elman_rowwise_loops;
+
+/* sgd.c: buf is read and written only when mom != 0 */
+typedef struct {
+    int (*sgd_f32)(float *restrict p, float *restrict buf, const float *restrict g,
+                   elman_int n, float lr, float mom, float scale, float clip, float wd);
+    int (*sgd_f64)(double *restrict p, double *restrict buf, const double *restrict g,
+                   elman_int n, double lr, double mom, double scale, double clip, double wd);
+} elman_sgd_loops;
+
+/* norm.c: the sum of squares (in double), and whether x holds a NaN or an infinity */
+typedef struct {
+    double (*sumsq_f32)(const float *x, elman_int n);
+    double (*sumsq_f64)(const double *x, elman_int n);
+    int (*nonfinite_f32)(const float *x, elman_int n);
+    int (*nonfinite_f64)(const double *x, elman_int n);
+} elman_norm_loops;
+
+/* act.c: y = f(a) and dA = dH * f'(y), in place allowed; tanh alone, on one thread (the
+ * fused recurrence step's epilogue) */
+typedef struct {
+    void (*act_forward_f32)(float *y, const float *a, elman_int n, int nonlinearity);
+    void (*act_forward_f64)(double *y, const double *a, elman_int n, int nonlinearity);
+    void (*act_backward_f32)(float *dA, const float *dH, const float *y, elman_int n,
+                             int nonlinearity);
+    void (*act_backward_f64)(double *dA, const double *dH, const double *y, elman_int n,
+                             int nonlinearity);
+    void (*tanh_f32)(float *y, const float *a, elman_int n);
+    void (*tanh_f64)(double *y, const double *a, elman_int n);
+} elman_act_loops;
+
+/* softmax_xent.c: rows of cross-entropy (nonzero when a target is out of range), and
+ * d[j] = exp((z[j] - m) * k) for j < n, returning their sum in double (d may equal z) */
+typedef struct {
+    int (*xent_rows_f32)(double *total, float *d, const float *z, const elman_int *targets,
+                         elman_int N, elman_int O, double scale);
+    int (*xent_rows_f64)(double *total, double *d, const double *z,
+                         const elman_int *targets, elman_int N, elman_int O, double scale);
+    double (*exp_shift_f32)(float *d, const float *z, elman_int n, float m, float k);
+    double (*exp_shift_f64)(double *d, const double *z, elman_int n, double m, double k);
+} elman_softmax_loops;
+
+/* gemm_small.c: C (M, N) += A (M, K) @ W (K, N), row-major and dense; and one step of the
+ * recurrence, C (B, H) = f(C + A @ W) forward or (C + A @ W) * f'(Y) backward. fast: the
+ * step kernel is at least as fast as the BLAS for the per-step products on this path. */
+typedef struct {
+    int fast;
+    void (*gemm_nn_f32)(float *restrict C, const float *restrict A, const float *restrict W,
+                        elman_int M, elman_int K, elman_int N);
+    void (*gemm_nn_f64)(double *restrict C, const double *restrict A,
+                        const double *restrict W, elman_int M, elman_int K, elman_int N);
+    void (*step_f32)(float *restrict C, const float *restrict A, const float *restrict W,
+                     const float *restrict Y, elman_int B, elman_int H, int nonlinearity,
+                     int backward);
+    void (*step_f64)(double *restrict C, const double *restrict A, const double *restrict W,
+                     const double *restrict Y, elman_int B, elman_int H, int nonlinearity,
+                     int backward);
+} elman_gemm_small_loops;
+
+/* probe.c: Adagrad's memory traffic (read p, g, s; write p, s) with no arithmetic to speak
+ * of, the bandwidth the benchmarks compare Adagrad with */
+typedef struct {
+    void (*stream_f32)(float *restrict p, float *restrict s, const float *restrict g,
+                       elman_int n);
+    void (*stream_f64)(double *restrict p, double *restrict s, const double *restrict g,
+                       elman_int n);
+} elman_probe_loops;
+
+/* Each operation's registered paths (dispatch.c), indexed by elman_isa(). */
+#define ELMAN_DECLARE_PATHS(op)                                                            \
+    extern const elman_##op##_loops elman_##op##_generic, elman_##op##_avx2,                \
+        elman_##op##_avx512;                                                                \
+    extern const elman_##op##_loops *const elman_##op##_paths[ELMAN_NUM_ISAS]
+ELMAN_DECLARE_PATHS(adagrad);
+ELMAN_DECLARE_PATHS(proximal);
+ELMAN_DECLARE_PATHS(rowwise);
+ELMAN_DECLARE_PATHS(sgd);
+ELMAN_DECLARE_PATHS(norm);
+ELMAN_DECLARE_PATHS(act);
+ELMAN_DECLARE_PATHS(softmax);
+ELMAN_DECLARE_PATHS(gemm_small);
+ELMAN_DECLARE_PATHS(probe);
+
+/* In a per-instruction-set copy: the name of this path's registration of op, and its
+ * definition. */
+#define ELMAN_PATH_CAT_(a, b) a##b
+#define ELMAN_PATH_CAT(a, b) ELMAN_PATH_CAT_(a, b)
+#define ELMAN_THIS_PATH(op) ELMAN_PATH_CAT(elman_##op##_, ELMAN_ISA)
+#define ELMAN_REGISTER(op) const elman_##op##_loops ELMAN_THIS_PATH(op)
+
+#endif /* ELMAN_LOOPS_H */

@@ -1,0 +1,66 @@
+/* Row-wise Adagrad, FBGEMM's rowwise_adagrad: one accumulator per row of a (rows, cols)
+ * matrix, cols times less optimizer state than Adagrad:
+ *
+ *     g = grad * grad_scale;  S_r += mean_j g_rj^2;  theta_rj -= lr * g_rj / (sqrt(S_r) + eps)
+ *
+ * Reference twin: elman.reference.rowwise_adagrad_update. The non-finite check is
+ * Adagrad's (adagrad.c).
+ */
+#ifndef ELMAN_TYPED
+#include "loops.h"
+
+#define ELMAN_TYPED_FILE "rowwise_adagrad.c"
+#include "typed.h"
+
+#ifdef ELMAN_ISA
+ELMAN_REGISTER(rowwise) = {.rowwise_f32 = rowwise_f32, .rowwise_f64 = rowwise_f64};
+#endif
+
+#elif !defined(ELMAN_ISA) /* ---- checked entry point, once per REAL ---- */
+
+int TYPED(elman_rowwise_adagrad_update_f32, elman_rowwise_adagrad_update_f64)(
+    REAL *param, REAL *state, const REAL *grad, elman_int rows, elman_int cols,
+    const elman_rowwise_opts *o)
+{
+    if (o == NULL || rows < 0 || cols < 0) return ELMAN_ERR_ARG;
+    if (!(o->lr >= 0) || !(o->eps >= 0) || !(o->grad_scale >= 0)) return ELMAN_ERR_ARG;
+    if (elman_mul(rows, cols) < 0) return ELMAN_ERR_TOO_LARGE;
+    if (rows == 0 || cols == 0) return ELMAN_OK;
+    if (param == NULL || state == NULL || grad == NULL) return ELMAN_ERR_ARG;
+    if (param == state || param == grad || state == grad) return ELMAN_ERR_ARG;
+    const elman_rowwise_loops *loops = elman_rowwise_paths[elman_isa()];
+    const int bad = loops->TY(rowwise)(param, state, grad, rows, cols, (REAL)o->lr,
+                                       (REAL)o->grad_scale, (REAL)o->eps);
+    return bad ? ELMAN_ERR_NONFINITE : ELMAN_OK;
+}
+
+#else /* ---- the loop, once per REAL and instruction set ---- */
+
+static int TYPED(rowwise_f32, rowwise_f64)(
+    REAL *restrict p, REAL *restrict s, const REAL *restrict g, elman_int rows, elman_int cols,
+    REAL lr, REAL scale, REAL eps)
+{
+    REAL chk = 0;
+    for (elman_int r = 0; r < rows; r++) {
+        const REAL *gr = g + r * cols;
+        REAL *pr = p + r * cols;
+        double sq = 0; /* the row's mean square, in double */
+#pragma omp simd reduction(+:sq)
+        for (elman_int j = 0; j < cols; j++) {
+            const double x = (double)gr[j] * (double)scale;
+            sq += x * x;
+        }
+        const REAL sr = s[r] + (REAL)(sq / (double)cols);
+        s[r] = sr;
+        const REAL k = lr * scale / (SQRT(sr) + eps); /* the row's step, g's scale folded in */
+#pragma omp simd reduction(+:chk)
+        for (elman_int j = 0; j < cols; j++) {
+            const REAL pi = pr[j] - k * gr[j];
+            pr[j] = pi;
+            chk += (gr[j] - gr[j]) + (pi - pi); /* the non-finite check (adagrad.c) */
+        }
+    }
+    return chk != 0;
+}
+
+#endif

@@ -1,0 +1,53 @@
+/* Every tuning threshold of the kernels, with the measurement that chose it. Private to
+ * csrc/. They are sizes at which one way of doing the work overtakes another on the
+ * machines elman is measured on (bench/snapshot/bench.md: a Zen-class EPYC with AVX-512,
+ * two cores); re-measure with the command given before changing one.
+ */
+#ifndef ELMAN_TUNING_H
+#define ELMAN_TUNING_H
+
+/* Elementwise loops (the optimizer updates, tanh, sums of squares, dropout, the stream
+ * probe) run on one thread below this many elements: waking the second thread costs
+ * about as much as 1e5 elements of Adagrad. `python bench/run.py --only limits`: the
+ * stream probe at n = 1e5 runs at 73 GB/s on one thread and 72 on two; at n = 1e6, 74 and
+ * 135. 2^17 lies between. */
+#define ELMAN_PAR_MIN_ELEMENTS 131072
+
+/* The small GEMM and the fused recurrence step (gemm_small.c) share their rows among the
+ * threads from this many multiply-adds, and only with 8 rows or more (two blocks of four
+ * per thread). `python bench/run.py --only limits`, the step-kernel column: S2's
+ * recurrence (32x256x256 = 2.1e6 multiply-adds) runs at 108 GFLOP/s on one thread and 192
+ * on two; S1's (1x100x100) gains nothing from a second thread. */
+#define ELMAN_PAR_MIN_FMAS 1048576
+#define ELMAN_PAR_MIN_ROWS 8
+
+/* A BLAS call (blas.c) is cut into row slices, one per thread, at one slice per this many
+ * multiply-adds and at least 16 rows a slice: the BLAS itself is held to one thread (the
+ * cores are elman's, see elman.h). `python bench/run.py --only limits`, the sgemm column
+ * at 1 and 2 threads: the weight-gradient product of S2 (256x2048x256 = 1.3e8) goes from
+ * 68 to 173 GFLOP/s; products below 2e6 do not gain. */
+#define ELMAN_GEMM_MIN_FMAS_PER_THREAD 2097152
+#define ELMAN_GEMM_MIN_ROWS_PER_THREAD 16
+
+/* On the generic path (no vector extensions of 32 bytes or more) the per-step recurrence
+ * product uses elman's own kernel only up to this many multiply-adds, and the BLAS above
+ * (on AVX2 and AVX-512, elman's kernel always: it matches or beats the BLAS at every shape
+ * of `python bench/run.py --only limits`, step-kernel column against sgemm). */
+#define ELMAN_GENERIC_STEP_MAX_FMAS 262144
+
+/* Softmax cross-entropy shares its rows among threads only with at least this many rows
+ * (and ELMAN_PAR_MIN_ELEMENTS logits): fewer rows leave a thread idle while the other
+ * finishes its part. `python bench/run.py --only rnn` at S1 (T*B = 25 rows) and S2. */
+#define ELMAN_XENT_PAR_MIN_ROWS 64
+
+/* Register blocking of the small GEMM (gemm_small.c): a panel of 4 rows times this many
+ * vectors of columns, 4 * N accumulators: 16 of the 32 zmm registers on AVX-512, 8 of the
+ * 16 ymm/xmm registers on AVX2 and SSE2 (the rest hold W's vectors and A's broadcasts). */
+#define ELMAN_GEMM_PANEL_VECTORS_512 4
+#define ELMAN_GEMM_PANEL_VECTORS 2
+
+/* A thread's share of an elementwise loop is a multiple of this many elements: 16 floats
+ * fill one 64-byte cache line, so that two threads never write the same line. */
+#define ELMAN_SPLIT_UNIT 16
+
+#endif /* ELMAN_TUNING_H */
