@@ -277,6 +277,76 @@ static int TYPED(model_layers_forward_f32, model_layers_forward_f64)(
     return ELMAN_OK;
 }
 
+/* The rows of the top layer's outputs (T*B, D*H) that carry a loss: all T*B steps, or the
+ * last step's B rows; with lengths, the valid steps' rows (or each sequence's last)
+ * gathered into the workspace's G, with their targets alongside. Row i of *Hy is then the
+ * i-th scored (t, b) in time-major order; *N counts them. */
+static int TYPED(gather_scored_rows_f32, gather_scored_rows_f64)(
+    const REAL **Hy, const elman_int **tg, const REAL **tv, elman_int *N, const REAL *top,
+    const TY(work_parts) *w, const elman_int *y_ids, const REAL *y_values,
+    const elman_model_shape *s)
+{
+    const elman_int T = s->rnn.T, B = s->rnn.B, O = s->O;
+    const elman_int DH = elman_model_dirs(s) * s->rnn.H;
+    const elman_int *len = s->rnn.lengths;
+    const int last = s->last_step_only;
+    *tg = y_ids;
+    *tv = y_values;
+    if (len == NULL) {
+        *N = last ? B : T * B;
+        *Hy = last ? top + (T - 1) * B * DH : top;
+    } else if (last) {
+        *N = B;
+        for (elman_int b = 0; b < B; b++) {
+            const elman_int L_b = len[b]; /* read once, checked where used (as the ids) */
+            if (L_b < 1 || L_b > T) return ELMAN_ERR_ARG;
+            memcpy(w->G + b * DH, top + ((L_b - 1) * B + b) * DH, (size_t)DH * sizeof(REAL));
+        }
+        *Hy = w->G;
+    } else {
+        elman_int n = 0;
+        for (elman_int t = 0; t < T; t++)
+            for (elman_int b = 0; b < B; b++) {
+                if (t >= len[b]) continue;
+                const elman_int r = t * B + b;
+                memcpy(w->G + n * DH, top + r * DH, (size_t)DH * sizeof(REAL));
+                if (s->loss == ELMAN_LOSS_XENT)
+                    w->tgt[n] = y_ids[r];
+                else
+                    memcpy(w->tval + n * O, y_values + r * O, (size_t)O * sizeof(REAL));
+                n++;
+            }
+        *N = n;
+        *Hy = w->G;
+        *tg = w->tgt;
+        *tv = w->tval;
+    }
+    return ELMAN_OK;
+}
+
+/* The inverse of the gather: each scored row's gradient dG (N, D*H) into its step's row of
+ * every direction's dA (D, T, B, H) of the top layer; the other rows get zero. */
+static void TYPED(scatter_scored_grads_f32, scatter_scored_grads_f64)(
+    REAL *dA_top, const REAL *dG, const elman_model_shape *s)
+{
+    const elman_int T = s->rnn.T, B = s->rnn.B, H = s->rnn.H, D = elman_model_dirs(s);
+    const elman_int DH = D * H, TBH = T * B * H;
+    const elman_int *len = s->rnn.lengths;
+    const int last = s->last_step_only;
+    memset(dA_top, 0, (size_t)(D * TBH) * sizeof(REAL));
+    elman_int i = 0;
+    for (elman_int t = 0; t < T; t++)
+        for (elman_int b = 0; b < B; b++) {
+            const int scored = len == NULL ? (!last || t == T - 1)
+                                           : (last ? t == len[b] - 1 : t < len[b]);
+            if (!scored) continue;
+            const elman_int row = last ? b : i++;
+            for (elman_int d = 0; d < D; d++)
+                memcpy(dA_top + d * TBH + (t * B + b) * H, dG + row * DH + d * H,
+                       (size_t)H * sizeof(REAL));
+        }
+}
+
 int TYPED(elman_model_forward_f32, elman_model_forward_f64)(
     REAL *Y,              /* (T, B, O) out */
     REAL *hs,             /* (L*D, T+1, B, H) in: h0; out: H_t */
@@ -340,41 +410,12 @@ int TYPED(elman_model_forward_backward_f32, elman_model_forward_backward_f64)(
     const REAL *top;
     ELMAN_TRY(TY(model_layers_forward)(&top, hs, &w, x, ids, params, s, 1));
 
-    /* The rows that carry a loss: all T*B steps or the last step's B rows; with lengths,
-     * the valid steps' rows (or each sequence's last) gathered into G, their targets
-     * alongside. Row i of Hy is step (t, b) = rows[i] of top. */
+    /* The rows that carry a loss, Hy (N, D*H), and their targets */
     const REAL *Hy;
-    const elman_int *tg = y_ids;
-    const REAL *tv = y_values;
+    const elman_int *tg;
+    const REAL *tv;
     elman_int N;
-    if (len == NULL) {
-        N = last ? B : TB;
-        Hy = last ? top + (T - 1) * B * DH : top;
-    } else if (last) {
-        N = B;
-        for (elman_int b = 0; b < B; b++) {
-            const elman_int L_b = len[b]; /* read once, checked where used (as the ids) */
-            if (L_b < 1 || L_b > T) return ELMAN_ERR_ARG;
-            memcpy(w.G + b * DH, top + ((L_b - 1) * B + b) * DH, (size_t)DH * sizeof(REAL));
-        }
-        Hy = w.G;
-    } else {
-        N = 0;
-        for (elman_int t = 0; t < T; t++)
-            for (elman_int b = 0; b < B; b++) {
-                if (t >= len[b]) continue;
-                const elman_int r = t * B + b;
-                memcpy(w.G + N * DH, top + r * DH, (size_t)DH * sizeof(REAL));
-                if (s->loss == ELMAN_LOSS_XENT)
-                    w.tgt[N] = y_ids[r];
-                else
-                    memcpy(w.tval + N * O, y_values + r * O, (size_t)O * sizeof(REAL));
-                N++;
-            }
-        Hy = w.G;
-        tg = w.tgt;
-        tv = w.tval;
-    }
+    ELMAN_TRY(TY(gather_scored_rows)(&Hy, &tg, &tv, &N, top, &w, y_ids, y_values, s));
     REAL *W_hy = TY(head_carve)((REAL *)params, s);
     REAL *gW_hy = TY(head_carve)(grads, s);
     ELMAN_TRY(TY(elman_linear_forward)(Y, Hy, W_hy, W_hy + DH * O, N, DH, O));
@@ -399,18 +440,7 @@ int TYPED(elman_model_forward_backward_f32, elman_model_forward_backward_f64)(
         ELMAN_TRY(TY(elman_linear_backward)(gW_hy, gW_hy + DH * O, dHy, Y, Hy, W_hy, N, DH, O));
     } else {
         ELMAN_TRY(TY(elman_linear_backward)(gW_hy, gW_hy + DH * O, w.dG, Y, Hy, W_hy, N, DH, O));
-        memset(dA_top, 0, (size_t)(D * TBH) * sizeof(REAL));
-        elman_int i = 0;
-        for (elman_int t = 0; t < T; t++)
-            for (elman_int b = 0; b < B; b++) {
-                const int scored = len == NULL ? (!last || t == T - 1)
-                                               : (last ? t == len[b] - 1 : t < len[b]);
-                if (!scored) continue;
-                const elman_int row = last ? b : i++;
-                for (elman_int d = 0; d < D; d++)
-                    memcpy(dA_top + d * TBH + (t * B + b) * H, w.dG + row * DH + d * H,
-                           (size_t)H * sizeof(REAL));
-            }
+        TY(scatter_scored_grads)(dA_top, w.dG, s);
     }
 
     /* BPTT, layer by layer from the top, in place over dA; each layer above hands the one

@@ -1,4 +1,4 @@
-# cython: language_level=3, embedsignature=True
+# cython: embedsignature=True
 """Bindings to the C kernels in csrc/ (private; the public API is elman.kernels).
 
 Every function takes flat, C-contiguous 1-D buffers (float32 or float64, one dtype per call)
