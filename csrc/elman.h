@@ -196,7 +196,7 @@ int elman_sumsq_f64(double *out, const double *x, elman_int n);
 /* ---------------------------------------------------------------------------------------
  * Activations (act.c), elementwise over n, in place allowed (y == a).
  */
-typedef enum { ELMAN_TANH = 0, ELMAN_RELU = 1 } elman_nonlinearity;
+typedef enum elman_nonlinearity { ELMAN_TANH = 0, ELMAN_RELU = 1 } elman_nonlinearity;
 
 /* y = f(a) */
 int elman_act_forward_f32(float *y, const float *a, elman_int n, int nonlinearity);
@@ -328,8 +328,8 @@ int elman_mse_f64(double *loss, double *dpred, const double *pred, const double 
  * rows of Y are zero); "mean" averages over the valid steps; with last_step_only the output
  * of step lengths[b] is the one scored.
  */
-enum { ELMAN_LOSS_XENT = 0, ELMAN_LOSS_MSE = 1 };
-enum { ELMAN_REDUCE_MEAN = 0, ELMAN_REDUCE_SUM = 1 };
+typedef enum elman_loss { ELMAN_LOSS_XENT = 0, ELMAN_LOSS_MSE = 1 } elman_loss;
+typedef enum elman_reduction { ELMAN_REDUCE_MEAN = 0, ELMAN_REDUCE_SUM = 1 } elman_reduction;
 
 typedef struct {
     elman_rnn_shape rnn;  /* T, B, I, H, nonlinearity, lengths (reverse is ignored) */
@@ -389,7 +389,7 @@ int elman_model_forward_backward_f64(double *loss, double *grads, double *dh0,
  * is the one elman_adagrad_update / elman_sgd_update make with grad_scale replaced by the
  * clipping coefficient min(1, max_grad_norm / (||grads|| + 1e-6)) (PyTorch's
  * clip_grad_norm_). The caller counts steps (adagrad.step is this update's). */
-enum { ELMAN_OPT_ADAGRAD = 0, ELMAN_OPT_SGD = 1 };
+typedef enum elman_optimizer_kind { ELMAN_OPT_ADAGRAD = 0, ELMAN_OPT_SGD = 1 } elman_optimizer_kind;
 typedef struct {
     int kind;                     /* ELMAN_OPT_* */
     elman_adagrad_opts adagrad;   /* for ELMAN_OPT_ADAGRAD (grad_scale is ignored) */

@@ -109,8 +109,8 @@ def test_tiny_run_writes_png_plots(tiny_run):
 
 
 def test_runs_without_torch_jax_and_matplotlib(tmp_path, monkeypatch, capsys):
-    real = bench._optional
-    monkeypatch.setattr(bench.suite, "_optional",
+    real = bench.optional_module
+    monkeypatch.setattr(bench.suite, "optional_module",
                         lambda name: None if name.split(".")[0] in HIDDEN else real(name))
     status = bench.main(["--tiny", "--threads", "1", "--in-process", "--only",
                          "adagrad,rnn", "--out", str(tmp_path)])
@@ -157,7 +157,7 @@ def test_bad_arguments_exit_with_usage(argv, tmp_path):
 
 def test_uses_the_c_probe_and_elman_sample(tmp_path, monkeypatch):
     """The bandwidth probe is elman's C loop; generation runs ElmanRNN.sample."""
-    monkeypatch.setattr(bench.suite, "_optional", lambda name: None)
+    monkeypatch.setattr(bench.suite, "optional_module", lambda name: None)
     assert bench.main(["--tiny", "--threads", "1", "--in-process", "--only",
                        "limits,generate", "--out", str(tmp_path)]) == 0
     (run,) = json.loads((tmp_path / "bench.json").read_text(encoding="utf-8"))["runs"]

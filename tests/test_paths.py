@@ -12,6 +12,7 @@ import pytest
 
 import elman
 from elman import kernels
+from elman.bench import probes
 from tolerances import assert_close
 
 PATHS = elman.cpu_paths()
@@ -205,11 +206,11 @@ def test_stream_probe_does_the_traffic_it_claims(dtype):
     rng = np.random.default_rng(4)
     p, s, g = rng.standard_normal((3, OMP_N)).astype(dtype)
     pc, sc = p.copy(), s.copy()
-    kernels._stream_probe(pc, sc, g)
+    probes.stream_probe(pc, sc, g)
     np.testing.assert_array_equal(pc, p - g)
     np.testing.assert_array_equal(sc, s + g)
     with pytest.raises(ValueError, match="share memory"):
-        kernels._stream_probe(pc, pc, g)
+        probes.stream_probe(pc, pc, g)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -310,19 +311,19 @@ def test_step_gemm_matches_numpy(path, dtype, M, K, N):
     A, W = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
     C = rng.standard_normal((M, N)).astype(dtype)
     want = C + A @ W
-    kernels._step_gemm(C, A, W)
+    probes.step_gemm(C, A, W)
     assert_close(C, want, dtype)
 
 
 def test_step_gemm_checks_its_arguments():
     A = np.ones((2, 3), np.float32)
     with pytest.raises(ValueError):
-        kernels._step_gemm(np.zeros((2, 5), np.float32), A, np.ones((4, 5), np.float32))
+        probes.step_gemm(np.zeros((2, 5), np.float32), A, np.ones((4, 5), np.float32))
     with pytest.raises(TypeError):
-        kernels._step_gemm(np.zeros((2, 5), np.float64), A, np.ones((3, 5), np.float32))
+        probes.step_gemm(np.zeros((2, 5), np.float64), A, np.ones((3, 5), np.float32))
     W = np.ones((3, 5), np.float32)
     with pytest.raises(ValueError, match="share memory"):
-        kernels._step_gemm(W[:2], A, W)  # C is rows of W
+        probes.step_gemm(W[:2], A, W)  # C is rows of W
 
 
 def _threaded_work(queue):

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import elman
-from elman import kernels, reference
+from elman import kernels
+from elman import reference
+from elman._dispatch import BACKENDS
 from gradients import numerical_grad
 from tolerances import KERNEL, assert_close
 
@@ -195,10 +197,9 @@ def test_model_gradients_match_finite_differences(backend_name, cfg, ids, loss):
     def loss():
         g = np.empty_like(params)
         value, hs = kernels.model_forward_backward(params, g, x, y, h0, **kw)
-        states = np.stack(kernels.final_states(hs.reshape(h0.shape[0], x.shape[0] + 1,
-                                                          *h0.shape[1:]),
-                                               kernels.Arch(kw["num_layers"],
-                                                            kw["bidirectional"])))
+        hs = hs.reshape(h0.shape[0], x.shape[0] + 1, *h0.shape[1:])
+        T, D = x.shape[0], 2 if kw["bidirectional"] else 1
+        states = np.stack([hs[k, 0 if k % D else T] for k in range(hs.shape[0])])
         return value + float((dh_T * states).sum())
 
     kernels.model_forward_backward(params, grads, x, y, h0, dh0=dh0, dh_T=dh_T, **kw)
@@ -228,16 +229,12 @@ def test_dropout_lanes_number_the_masks_in_the_whole_batch(dtype):
     _, n = reference.param_layout(V, H, V, 2, True)
     params = rng.uniform(-0.5, 0.5, n).astype(dtype)
     x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
-    arch = kernels.Arch(2, True, 0.4, 12345)
-
     def grads(lo, hi, backend, lanes):
         g = np.empty_like(params)
-        a = arch._replace(dropout_batch=lanes[0], dropout_offset=lanes[1])
-        with elman.backend(backend):
-            kernels._model_forward_backward(params, g, np.ascontiguousarray(x[:, lo:hi]), True,
-                                            np.ascontiguousarray(y[:, lo:hi]), None, V, H, V,
-                                            0, "tanh", "cross_entropy", "mean", False,
-                                            arch=a)
+        BACKENDS[backend].model_forward_backward(
+            params, g, np.ascontiguousarray(x[:, lo:hi]), np.ascontiguousarray(y[:, lo:hi]),
+            None, input_size=V, hidden_size=H, output_size=V, num_layers=2,
+            bidirectional=True, dropout=0.4, dropout_seed=12345, dropout_lanes=lanes)
         return g
 
     for backend in ("c", "numpy"):

@@ -10,6 +10,7 @@ F = torch.nn.functional
 pack, unpack = torch.nn.utils.rnn.pack_padded_sequence, torch.nn.utils.rnn.pad_packed_sequence
 
 import elman  # noqa: E402
+from elman._interchange import torch_names  # noqa: E402
 
 RTOL = {torch.float64: 1e-10, torch.float32: 2e-5}
 T, B, I, H, O = 6, 4, 5, 4, 5
@@ -46,7 +47,7 @@ def twins(L, bi, nonlinearity, dtype, seed=0, freeze_bias_hh=False):
 def torch_grads(m, rnn, lin):
     """torch's gradients in elman's names and layout."""
     g = {}
-    for (nx, nh, nb), sfx in m._torch_names():
+    for (nx, nh, nb), sfx in torch_names(m):
         g[nx] = getattr(rnn, "weight_ih" + sfx).grad.numpy().T
         g[nh] = getattr(rnn, "weight_hh" + sfx).grad.numpy().T
         g[nb] = getattr(rnn, "bias_ih" + sfx).grad.numpy()

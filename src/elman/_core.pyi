@@ -2,15 +2,35 @@
 # 1-D arrays of one float dtype per call; an optional buffer is passed as an empty array.
 from __future__ import annotations
 
+from enum import IntEnum
+
 import numpy as np
 import numpy.typing as npt
 
 _F = npt.NDArray[np.floating]
 _I = npt.NDArray[np.int64]
 _B = npt.NDArray[np.uint8]           # a byte workspace
-_Arch = tuple[int, bool, float, int]  # (num_layers, bidirectional, dropout, dropout_seed)
+# (num_layers, bidirectional, dropout, dropout_seed[, dropout_batch, dropout_offset])
+_Arch = tuple[int, bool, float, int] | tuple[int, bool, float, int, int, int]
 
 INF: float
+
+# The enums of csrc/elman.h, declared once in _core.pxd (cpdef enum).
+class elman_nonlinearity(IntEnum):
+    ELMAN_TANH = 0
+    ELMAN_RELU = 1
+
+class elman_loss(IntEnum):
+    ELMAN_LOSS_XENT = 0
+    ELMAN_LOSS_MSE = 1
+
+class elman_reduction(IntEnum):
+    ELMAN_REDUCE_MEAN = 0
+    ELMAN_REDUCE_SUM = 1
+
+class elman_optimizer_kind(IntEnum):
+    ELMAN_OPT_ADAGRAD = 0
+    ELMAN_OPT_SGD = 1
 
 def has_blas() -> bool: ...
 def cpu_features() -> int: ...

@@ -70,3 +70,19 @@ def hold():
 def release(saved):
     for put, n in saved:
         put(n)
+
+
+class one_blas_thread:
+    """``with one_blas_thread():`` the BLAS runs on one thread inside the block (elman's
+    OpenMP threads share the cores out, one BLAS call per thread), its own setting restored
+    at the end. A class rather than a generator: it is entered on every kernel call."""
+
+    __slots__ = ("_saved",)
+
+    def __enter__(self):
+        self._saved = hold()
+        return self
+
+    def __exit__(self, *exc):
+        release(self._saved)
+        return False

@@ -18,6 +18,18 @@ class NonFiniteError(FloatingPointError, ValueError):
     Subclasses both FloatingPointError and ValueError, so either ``except`` clause catches it.
     """
 
+    def renamed(self, where: str) -> "NonFiniteError":
+        """The same error reported by ``where`` (the caller's name in place of the kernel's
+        before the first colon): an optimizer's step reports as ``Adagrad.step``."""
+        text = str(self)
+        head, sep, rest = text.partition(": ")
+        return NonFiniteError(f"{where}: {rest}" if sep else f"{where}: {text}")
+
+
+def all_finite(x) -> bool:
+    """Whether a C-contiguous float array holds no NaN or infinity (one vectorized C pass)."""
+    return bool(_core.all_finite(x.reshape(-1)))
+
 
 def _describe(a) -> str:
     if isinstance(a, np.ndarray):

@@ -6,13 +6,19 @@ import threading
 
 import numpy as np
 
-from . import kernels
-from ._validate import (as_array, choice, float_array, index_array, is_integer_array,
-                        positive_int)
-from .kernels import LOSSES, NONLINEARITIES, REDUCTIONS, check_input, check_lengths
-from .reference import param_layout, param_views, splitmix64
+from . import _interchange, _workspace
+from ._dispatch import current
+from ._model_args import (check_input, check_lengths, check_sample_args, check_seed,
+                          check_stack, check_states)
+from ._validate import (NonFiniteError, as_array, choice, float_array, index_array,
+                        is_integer_array, positive_int)
+from .kernels import LOSSES, NONLINEARITIES, REDUCTIONS
+from .layout import Stack, param_layout, param_views
+from .optim import SGD, Adagrad
+from .rng import GOLDEN_GAMMA, splitmix64
 
 INITS = ("uniform", "normal0.01")
+_NO_DROPOUT = {}  # the backends' defaults: no dropout
 
 
 class ElmanRNN:
@@ -63,6 +69,13 @@ class ElmanRNN:
         _l0_reverse, ... as torch names them; layer l > 0 has W_xh (D*H, H)), then
         W_hy (D*H, O) | b_y (O,). ``named_params()`` / ``named_grads()`` return writable
         views into them. An optimizer step is one pass over these buffers.
+    dropout_calls : int
+        Training calls made so far: with dropout, call k's masks come from (seed, k), so a
+        resumed run sets it to where it stopped (``elman train --resume`` does).
+    dropout_lanes : (int, int)
+        Data-parallel training: (the whole batch's lanes, the first lane this model's
+        batches hold), so that each rank draws its part of the whole batch's masks;
+        (0, 0) otherwise.
 
     Example
     -------
@@ -81,8 +94,7 @@ class ElmanRNN:
         self.input_size = positive_int(input_size, "input_size", where=where)
         self.hidden_size = positive_int(hidden_size, "hidden_size", where=where)
         self.output_size = positive_int(output_size, "output_size", where=where)
-        self.nonlinearity = choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES),
-                                   where=where)
+        self.nonlinearity = choice(nonlinearity, "nonlinearity", NONLINEARITIES, where=where)
         try:
             self.dtype = np.dtype(dtype)
         except TypeError:
@@ -91,9 +103,9 @@ class ElmanRNN:
             raise TypeError(f"{where}: dtype must be float32 or float64, got {self.dtype}")
         self.init = choice(init, "init", INITS, where=where)
         self.seed = positive_int(seed, "seed", where=where, minimum=0)
-        self._arch = kernels.check_arch(where, num_layers, bidirectional, dropout)
-        self._dropout_calls = 0
-        self.dropout_lanes = (0, 0)  # see _train_arch
+        self._stack = check_stack(where, num_layers, bidirectional, dropout)
+        self.dropout_calls = 0
+        self.dropout_lanes = (0, 0)
         sizes = self._sizes()
         _, n = param_layout(*sizes)
         if n * self.dtype.itemsize > 2**62:
@@ -104,7 +116,6 @@ class ElmanRNN:
         self._grads = np.zeros(n, self.dtype)
         self._named_params = param_views(self._params, *sizes)
         self._named_grads = param_views(self._grads, *sizes)
-        self._nl = NONLINEARITIES[self.nonlinearity]
         self._workspace = {}
         self._busy = threading.Lock()
         self.reset_parameters(seed)
@@ -113,40 +124,51 @@ class ElmanRNN:
 
     @property
     def num_layers(self) -> int:
-        return self._arch.num_layers
+        return self._stack.num_layers
 
     @property
     def bidirectional(self) -> bool:
-        return self._arch.bidirectional
+        return self._stack.bidirectional
 
     @property
     def dropout(self) -> float:
-        return self._arch.dropout
+        return self._stack.dropout
 
     @property
     def num_states(self) -> int:
         """L*D: the leading dimension of hidden states, h0 and h_n."""
-        return self._arch.states
+        return self._stack.states
 
     def _sizes(self):
-        a = self._arch
+        a = self._stack
         return (self.input_size, self.hidden_size, self.output_size, a.num_layers,
                 a.bidirectional)
 
-    def _train_arch(self):
-        """The stack for one training call: with dropout, a fresh mask seed from the model's
-        seed and the call count (pure integers: no allocation). ``dropout_lanes`` = (the
-        whole batch's lanes, the first of them this model's batches hold): set by
-        data-parallel training, so that each rank draws its part of the whole batch's
-        masks; (0, 0) otherwise."""
-        a = self._arch
+    def _shape_kwargs(self):
+        """The model's shape, as the backends' model functions take it (made once; the
+        sizes are plain attributes, so it is checked against them)."""
+        kw = self.__dict__.get("_shape")
+        sizes = (self.input_size, self.hidden_size, self.output_size, self.nonlinearity)
+        if kw is None or kw[0] != sizes:
+            kw = self._shape = (sizes, dict(
+                input_size=sizes[0], hidden_size=sizes[1], output_size=sizes[2],
+                nonlinearity=sizes[3], num_layers=self._stack.num_layers,
+                bidirectional=self._stack.bidirectional))
+        return kw[1]
+
+    def _dropout_draw(self):
+        """The dropout arguments of one training call: with dropout, a fresh mask seed from
+        the model's seed and its call count ``dropout_calls`` (pure integers: no
+        allocation), and ``dropout_lanes`` = (the whole batch's lanes, the first of them
+        this model's batches hold), set by data-parallel training so that each rank draws
+        its part of the whole batch's masks ((0, 0) otherwise)."""
+        a = self._stack
         if a.dropout == 0:
-            return a
-        self._dropout_calls += 1
-        bits, _ = splitmix64((self.seed * 0x9E3779B97F4A7C15 + self._dropout_calls)
+            return _NO_DROPOUT
+        self.dropout_calls += 1
+        bits, _ = splitmix64((self.seed * GOLDEN_GAMMA + self.dropout_calls)
                              & 0xFFFFFFFFFFFFFFFF)
-        batch, offset = getattr(self, "dropout_lanes", (0, 0))
-        return a._replace(dropout_seed=bits, dropout_batch=batch, dropout_offset=offset)
+        return dict(dropout=a.dropout, dropout_seed=bits, dropout_lanes=self.dropout_lanes)
 
     # ---- parameters ---------------------------------------------------------------------
 
@@ -204,13 +226,18 @@ class ElmanRNN:
         named_params() of a copy still look into the copy's own buffer."""
         state = dict(self.__dict__)
         for key in ("_named_params", "_named_grads", "_workspace", "_busy", "_grad_h0",
-                    "_last_ids"):
+                    "_last_ids", "_shape"):
             state.pop(key, None)
         return state
 
     def __setstate__(self, state):
-        state.setdefault("_arch", kernels.ARCH1)
-        state.setdefault("_dropout_calls", 0)
+        if "_arch" in state:  # pickled before the stack had its own type
+            a = state.pop("_arch")
+            state["_stack"] = Stack(a[0], bool(a[1]), float(a[2]))
+        state.setdefault("_stack", Stack())
+        state["dropout_calls"] = state.pop("_dropout_calls", state.get("dropout_calls", 0))
+        state.setdefault("dropout_lanes", (0, 0))
+        state.pop("_nl", None)
         self.__dict__.update(state)
         self._busy = threading.Lock()
         sizes = self._sizes()
@@ -241,14 +268,6 @@ class ElmanRNN:
             raise ValueError(f"{where}: {name} and the model's grads share memory; "
                              f"pass a copy")
         return arr
-
-    def _buffer(self, ws, name, shape, dtype):
-        """A workspace array reused while its shape holds (counted in workspace_allocations)."""
-        buf = ws.get(name)
-        if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = ws[name] = np.empty(shape, dtype)
-            ws["allocations"] = ws.get("allocations", 0) + 1
-        return buf
 
     @property
     def workspace_allocations(self) -> int:
@@ -282,7 +301,7 @@ class ElmanRNN:
         if arr.shape[0] == 0 or arr.shape[1] == 0:
             raise ValueError(f"{where}: x is empty (T = {arr.shape[0]}, B = {arr.shape[1]}); "
                              f"need at least one step and one sequence")
-        out = (self._buffer(ws, "ids", arr.shape[:2], np.int64)
+        out = (_workspace.array(ws, "ids", arr.shape[:2], np.int64)
                if ws is not None and arr.dtype.kind != "f" else None)
         return check_input(arr, "x", where=where, dtype=self.dtype, num_inputs=self.input_size,
                            out_ids=out)
@@ -315,7 +334,7 @@ class ElmanRNN:
             if batch_first and arr.ndim == 2:
                 arr = arr.swapaxes(0, 1)
             shape = (B,) if last_step_only else (T, B)
-            out = self._buffer(ws, "y", shape, np.int64) if ws is not None else None
+            out = _workspace.array(ws, "y", shape, np.int64) if ws is not None else None
             return index_array(arr, "y", where=where, upper=O, shape=shape, out=out)
         if arr.dtype.kind != "f":
             raise TypeError(f"{where}: mse targets y must hold floats, got dtype {arr.dtype}")
@@ -348,13 +367,8 @@ class ElmanRNN:
         h0 = self._h0(h0, where, B)
         lengths = check_lengths(lengths, where, T, B)
         ws = self._workspace.setdefault("forward", {})
-        if ws.get("key") != (T, B):
-            ws.update(key=(T, B), hs=np.empty((self.num_states, T + 1, B, self.hidden_size),
-                                              self.dtype))
-        Y, hs = kernels._model_forward(self.params, x, is_ids, h0, self.input_size,
-                                       self.hidden_size, self.output_size, self._nl,
-                                       self.nonlinearity, hs=ws["hs"], arch=self._arch,
-                                       lengths=lengths, ws=ws)
+        Y, hs = current().model_forward(self.params, x, h0, lengths=lengths, workspace=ws,
+                                        **self._shape_kwargs())
         return (Y.swapaxes(0, 1) if batch_first else Y), self._final_state(hs, None)
 
     __call__ = forward
@@ -400,15 +414,63 @@ class ElmanRNN:
             where, x, y, h0, loss, reduction, last_step_only, batch_first, h_out, lengths)
         B, H = x.shape[1], self.hidden_size
         dh_T = self._h0(dh_T, where, B, name="dh_T")
-        dh0 = self._buffer(ws, "dh0", (self.num_states, B, H), self.dtype)
+        dh0 = _workspace.array(ws, "dh0", (self.num_states, B, H), self.dtype)
         self._grad_h0 = None
         self._last_ids = x if is_ids else None
-        value, hs = kernels._model_forward_backward(
-            self.params, self.grads, x, is_ids, y, h0, self.input_size, self.hidden_size,
-            self.output_size, self._nl, self.nonlinearity, loss, reduction,
-            bool(last_step_only), dh0=dh0, workspace=ws, dh_T=dh_T, arch=self._train_arch(),
-            lengths=lengths)
+        value, hs = current().model_forward_backward(
+            self.params, self.grads, x, y, h0, loss=loss, reduction=reduction,
+            last_step_only=bool(last_step_only), dh0=dh0, dh_T=dh_T, lengths=lengths,
+            workspace=ws, **self._shape_kwargs(), **self._dropout_draw())
         self._grad_h0 = dh0
+        return value, self._final_state(hs, h_out)
+
+    def train_step(self, opt, x, y, h0=None, *, loss="cross_entropy", reduction="mean",
+                   last_step_only=False, batch_first=False, h_out=None, lengths=None):
+        """:func:`elman.train_step` (its documentation): forward, loss, BPTT, clipping and
+        ``opt``'s update in one call on the backend, ``model_train_step``."""
+        where = "train_step"
+        if not isinstance(opt, (Adagrad, SGD)):
+            raise TypeError(f"{where}: opt must be an elman.Adagrad or elman.SGD, got "
+                            f"{type(opt).__name__}")
+        if opt.params is not self.params and not (
+                np.may_share_memory(opt.params, self.params)
+                and opt.params.shape == self.params.shape):
+            raise ValueError(f"{where}: opt does not update this model's parameters")
+        if getattr(opt, "lr_scales", None):
+            raise ValueError(f"{where}: an Adagrad with lr_scales updates in several passes; "
+                             f"call model.forward_backward(...) and opt.step() instead")
+        with self._exclusive(where):
+            return self._train_step(where, opt, x, y, h0, loss, reduction, last_step_only,
+                                    batch_first, h_out, lengths)
+
+    def _train_step(self, where, opt, x, y, h0, loss, reduction, last_step_only, batch_first,
+                    h_out, lengths):
+        x, is_ids, y, h0, h_out, lengths, ws = self._step_inputs(
+            where, x, y, h0, loss, reduction, last_step_only, batch_first, h_out, lengths)
+        self._grad_h0 = None  # not computed by the fused step: no stale value from before
+        fused = opt.fused_update()
+        if fused is None:  # the sparse-row update: the two calls, unfused
+            value, hs = current().model_forward_backward(
+                self.params, self.grads, x, y, h0, loss=loss, reduction=reduction,
+                last_step_only=bool(last_step_only), lengths=lengths, workspace=ws,
+                **self._shape_kwargs(), **self._dropout_draw())
+            self._last_ids = x if is_ids else None
+            opt.step()
+            return value, self._final_state(hs, h_out)
+        state, update = fused
+        value, norm, stage, hs = current().model_train_step(
+            self.params, self.grads, state, x, y, h0, loss=loss, reduction=reduction,
+            last_step_only=bool(last_step_only), lengths=lengths, workspace=ws,
+            **self._shape_kwargs(), **self._dropout_draw(), **update)
+        if stage == 1:
+            raise NonFiniteError(f"{where}: the loss is not finite ({value}); nothing was "
+                                 f"updated")
+        opt.record_fused_step(norm, applied=stage != 2)
+        if stage == 2:
+            raise NonFiniteError(f"{where}: the gradient norm is {norm}; nothing was updated")
+        if stage == 3:
+            raise NonFiniteError(f"{where}: grad holds NaN or infinity, or the update made a "
+                                 f"parameter non-finite (the update was applied)")
         return value, self._final_state(hs, h_out)
 
     @property
@@ -444,21 +506,23 @@ class ElmanRNN:
         y = self._targets(y, where, loss, T, B, last_step_only, batch_first, ws)
         if lengths is not None:
             lengths = check_lengths(lengths, where, T, B,
-                                    out=self._buffer(ws, "lengths", (B,), np.int64))
+                                    out=_workspace.array(ws, "lengths", (B,), np.int64))
         if h_out is not None:  # checked as the states are; kept as given, to be returned
-            kernels._check_states(self._own(h_out, "h_out", where), "h_out", where, self.dtype,
-                                  self._arch, B, self.hidden_size, writable=True,
-                                  finite=False)
+            check_states(self._own(h_out, "h_out", where), "h_out", where, self.dtype,
+                         self._stack, B, self.hidden_size, writable=True, finite=False)
             if np.may_share_memory(h_out, self.params):
                 raise ValueError(f"{where}: h_out and the model's params share memory")
         return x, is_ids, y, h0, h_out, lengths, ws
 
     def _final_state(self, hs, h_out):
-        """The final states (L*D, B, H) from hs (L*D, T+1, B, H), as a new array or written
-        into h_out."""
-        S, B, H = self.num_states, hs.shape[2], self.hidden_size
+        """The final states (L*D, B, H) from hs ((L*D, T+1, B, H), or (T+1, B, H) for one
+        slab, as the backends return it), as a new array or written into h_out."""
+        S, H = self.num_states, self.hidden_size
+        if hs.ndim == 3:
+            hs = hs[None]
+        B = hs.shape[2]
         out = np.empty((S, B, H), self.dtype) if h_out is None else h_out.reshape(S, B, H)
-        for k, h in enumerate(kernels.final_states(hs, self._arch)):
+        for k, h in enumerate(_workspace.final_states(hs, self._stack.directions)):
             out[k] = h
         return out if h_out is None else h_out
 
@@ -490,8 +554,7 @@ class ElmanRNN:
         if self.bidirectional:
             raise ValueError(f"{where}: a bidirectional model reads the whole sequence before "
                              f"its first output; it cannot generate one token at a time")
-        n, start, temperature = kernels._sample_args(where, I, O, n, start, "start",
-                                                     temperature)
+        n, start, temperature = check_sample_args(where, I, O, n, start, "start", temperature)
         if h0 is None:
             h = np.zeros((L, H), self.dtype)
         else:
@@ -504,13 +567,12 @@ class ElmanRNN:
                                  f"{', '.join(str(sh) for sh in shapes)}")
             h = float_array(np.array(arr, dtype=self.dtype).reshape(L, H), "h0", where=where,
                             finite=True)
-        state = kernels._seed_state(seed, where)
-        ws = self._workspace.setdefault("sample", {})
-        if ws.get("work") is None:
-            ws["work"] = np.empty(H + O, self.dtype)
-        ids, h = kernels._model_sample(self.params, n, start, h, state, I, H, O, self._nl,
-                                       self.nonlinearity, temperature, work=ws["work"],
-                                       num_layers=L)
+        state = check_seed(seed, where)
+        ids, _ = current().model_sample(self.params, n, start, h, state, input_size=I,
+                                        hidden_size=H, output_size=O,
+                                        nonlinearity=self.nonlinearity,
+                                        temperature=temperature, num_layers=L,
+                                        workspace=self._workspace.setdefault("sample", {}))
         return (ids, h.reshape(L, 1, H)) if return_hidden else ids
 
     # ---- PyTorch interchange -------------------------------------------------------------
@@ -521,67 +583,13 @@ class ElmanRNN:
         direction, its dropout) followed by ``torch.nn.Linear``. torch stores the transposes
         of elman's matrices and two hidden biases, which add up to ``b_h``. dtype: the
         model's (default: the torch weights', float32 or float64)."""
-        import torch
-        where = "ElmanRNN.from_torch"
-        if not isinstance(rnn, torch.nn.RNN):
-            raise TypeError(f"{where}: rnn must be a torch.nn.RNN, got {type(rnn).__name__}")
-        if not isinstance(linear, torch.nn.Linear):
-            raise TypeError(f"{where}: linear must be a torch.nn.Linear, got "
-                            f"{type(linear).__name__}")
-        if getattr(rnn, "proj_size", 0):
-            raise ValueError(f"{where}: torch.nn.RNN has no proj_size elman can hold")
-        D = 2 if rnn.bidirectional else 1
-        if linear.in_features != D * rnn.hidden_size:
-            raise ValueError(f"{where}: linear takes {linear.in_features} inputs, the RNN "
-                             f"gives {D * rnn.hidden_size}")
-        w_ih = rnn.weight_ih_l0.detach().cpu().numpy()
-        dtype = np.dtype(dtype or (np.float64 if w_ih.dtype == np.float64 else np.float32))
-        m = cls(rnn.input_size, rnn.hidden_size, linear.out_features,
-                nonlinearity=rnn.nonlinearity, num_layers=rnn.num_layers,
-                bidirectional=rnn.bidirectional, dropout=float(rnn.dropout), dtype=dtype)
-        p = m.named_params()
-
-        def get(name):
-            return getattr(rnn, name).detach().cpu().numpy()
-
-        for (nx, nh, nb), sfx in m._torch_names():
-            p[nx][...] = get("weight_ih" + sfx).T
-            p[nh][...] = get("weight_hh" + sfx).T
-            p[nb][...] = 0
-            if rnn.bias:
-                p[nb][...] = get("bias_ih" + sfx).astype(np.float64) + get("bias_hh" + sfx)
-        p["W_hy"][...] = linear.weight.detach().cpu().numpy().T
-        p["b_y"][...] = (linear.bias.detach().cpu().numpy() if linear.bias is not None else 0)
-        return m
-
-    def _torch_names(self):
-        """((W_xh, W_hh, b_h) names, torch's suffix) for every layer and direction."""
-        from .reference import _layer_names
-        D = 2 if self.bidirectional else 1
-        return [(_layer_names(l, d), f"_l{l}" + ("_reverse" if d else ""))
-                for l in range(self.num_layers) for d in range(D)]
+        return _interchange.from_torch(cls, rnn, linear, dtype=dtype)
 
     def to_torch(self):
         """(torch.nn.RNN, torch.nn.Linear) computing what this model computes (time-major,
         as elman; set ``rnn.batch_first`` for batch-first input), with the same num_layers,
         bidirectional and dropout. b_h goes to bias_ih; bias_hh is zero."""
-        import torch
-        dt = torch.float64 if self.dtype == np.float64 else torch.float32
-        rnn = torch.nn.RNN(self.input_size, self.hidden_size, nonlinearity=self.nonlinearity,
-                           num_layers=self.num_layers, bidirectional=self.bidirectional,
-                           dropout=self.dropout, dtype=dt)
-        D = 2 if self.bidirectional else 1
-        linear = torch.nn.Linear(D * self.hidden_size, self.output_size, dtype=dt)
-        p = self.named_params()
-        with torch.no_grad():
-            for (nx, nh, nb), sfx in self._torch_names():
-                getattr(rnn, "weight_ih" + sfx).copy_(torch.from_numpy(p[nx].T.copy()))
-                getattr(rnn, "weight_hh" + sfx).copy_(torch.from_numpy(p[nh].T.copy()))
-                getattr(rnn, "bias_ih" + sfx).copy_(torch.from_numpy(p[nb].copy()))
-                getattr(rnn, "bias_hh" + sfx).zero_()
-            linear.weight.copy_(torch.from_numpy(p["W_hy"].T.copy()))
-            linear.bias.copy_(torch.from_numpy(p["b_y"].copy()))
-        return rnn, linear
+        return _interchange.to_torch(self)
 
     def __repr__(self):
         return (f"ElmanRNN(input_size={self.input_size}, hidden_size={self.hidden_size}, "

@@ -12,11 +12,12 @@ import math
 
 import numpy as np
 
-from . import kernels
+from ._dispatch import current
 from ._validate import NonFiniteError, choice, float_array, positive_int, real
-from .reference import param_layout
+from .layout import param_layout
 
-__all__ = ["Adagrad", "ProximalAdagrad", "RowwiseAdagrad", "SGD", "clip_grad_norm_", "PRESETS"]
+__all__ = ["Optimizer", "Adagrad", "ProximalAdagrad", "RowwiseAdagrad", "SGD",
+           "clip_grad_norm_", "PRESETS"]
 
 #: Conventions of the Adagrad family. A preset fills in every argument the caller does not
 #: pass; an argument passed explicitly always wins.
@@ -65,7 +66,7 @@ def _flat_buffers(model, where):
 
 def _scaled_segments(model, lr_scales, where):
     """[(start, stop, multiplier)] covering the flat buffer in its layout's order
-    (reference.param_layout), adjacent equal multipliers merged, from {name: multiplier}."""
+    (layout.param_layout), adjacent equal multipliers merged, from {name: multiplier}."""
     if not isinstance(lr_scales, dict):
         raise TypeError(f"{where}: lr_scales must be a dict of parameter name -> multiplier, "
                         f"got {type(lr_scales).__name__}")
@@ -94,7 +95,7 @@ def _grad_scale(grads, max_grad_norm, where):
     """Scale folding global-norm clipping into the update, and the norm before clipping."""
     if max_grad_norm is None:
         return 1.0, None
-    return _clip_scale(kernels.sum_squares(grads), max_grad_norm, where)
+    return _clip_scale(current().sum_squares(grads), max_grad_norm, where)
 
 
 def _clip_scale(sum_of_squares, max_grad_norm, where):
@@ -106,7 +107,56 @@ def _clip_scale(sum_of_squares, max_grad_norm, where):
     return min(1.0, max_grad_norm / (norm + 1e-6)), norm
 
 
-class Adagrad:
+class Optimizer:
+    """What the optimizers here share: flat views of a model's ``params`` and ``grads``, the
+    step count ``steps``, global-norm clipping folded into the update (``max_grad_norm``,
+    the norm before clipping in ``last_grad_norm``), and the two methods through which
+    :func:`elman.train_step` runs an update inside its fused C call.
+
+    A subclass validates its hyperparameters in ``__init__``, holds its own state, and
+    implements ``step()`` as: ``scale = self._begin_step()`` (the norm, the clipping
+    coefficient and the step count), then its update on the active backend through
+    ``self._apply`` (which reports a non-finite update under the step's own name).
+    """
+
+    _step_name = "Optimizer.step"
+
+    def __init__(self, model, where):
+        self.params, self.grads = _flat_buffers(model, where)
+        self.max_grad_norm = None  # the subclass validates its own
+        self.steps = 0
+        self.last_grad_norm = None
+
+    def _begin_step(self):
+        """The step prelude: the clipping coefficient (1 without max_grad_norm), with the
+        norm recorded and the step counted."""
+        scale, self.last_grad_norm = _grad_scale(self.grads, self.max_grad_norm,
+                                                 self._step_name)
+        self.steps += 1
+        return scale
+
+    def _apply(self, update, *args, **kwargs):
+        """One update call on the backend; a NonFiniteError is reported as this step's."""
+        try:
+            update(*args, **kwargs)
+        except NonFiniteError as err:
+            raise err.renamed(self._step_name) from None
+
+    def fused_update(self):
+        """(state buffer or None, keyword arguments) of this optimizer's next update for
+        the backends' ``model_train_step``, or None when it cannot run fused (the default;
+        Adagrad and SGD can)."""
+        return None
+
+    def record_fused_step(self, grad_norm, applied):
+        """What a fused step did: the norm it measured (None without max_grad_norm), and
+        whether the update was applied (then the step counts)."""
+        self.last_grad_norm = grad_norm
+        if applied:
+            self.steps += 1
+
+
+class Adagrad(Optimizer):
     r"""Adagrad over a model's flat parameter buffer, fused into one pass.
 
     With t the step count (1 on the first step) and S the state (``self.state``)::
@@ -160,7 +210,7 @@ class Adagrad:
                  clip_value=_Unset("None"), max_grad_norm=None, preset=None,
                  sparse_rows=False, lr_scales=None):
         where = "Adagrad"
-        self.params, self.grads = _flat_buffers(model, where)
+        super().__init__(model, where)
         self.lr_scales = None
         self._segments = None
         if lr_scales is not None:
@@ -186,9 +236,8 @@ class Adagrad:
         self.preset = preset
         self._configure(dict(settings, maximize=maximize, max_grad_norm=max_grad_norm), where)
         self.state = np.full_like(self.params, self.initial_accumulator_value)
-        self.steps = 0
-        self.last_grad_norm = None
 
+    _step_name = "Adagrad.step"
     _SETTINGS = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps",
                  "eps_placement", "maximize", "clip_value", "max_grad_norm")
 
@@ -228,42 +277,56 @@ class Adagrad:
         ids = self._model.last_input_ids if self.sparse_rows else None
         if ids is not None and self.weight_decay == 0:
             return self._sparse_step(ids)
-        scale, self.last_grad_norm = _grad_scale(self.grads, self.max_grad_norm, "Adagrad.step")
-        self.steps += 1
-        if self._segments is None:   # one pass over the whole buffer
-            kernels._adagrad_update(
-                "Adagrad.step", self.params, self.grads, self.state, lr=self.lr,
-                step=self.steps, lr_decay=self.lr_decay, weight_decay=self.weight_decay,
-                eps=self.eps, eps_placement=self.eps_placement, maximize=self.maximize,
-                clip_value=self.clip_value, grad_scale=scale)
+        scale = self._begin_step()
+        update = current().adagrad_update
+        if self._segments is None:   # one pass over the whole buffer (self._apply, inlined)
+            try:
+                update(self.params, self.grads, self.state, lr=self.lr, step=self.steps,
+                       lr_decay=self.lr_decay, weight_decay=self.weight_decay, eps=self.eps,
+                       eps_placement=self.eps_placement, maximize=self.maximize,
+                       clip_value=self.clip_value, grad_scale=scale)
+            except NonFiniteError as err:
+                raise err.renamed(self._step_name) from None
             return
         settings = dict(step=self.steps, lr_decay=self.lr_decay, weight_decay=self.weight_decay,
                         eps=self.eps, eps_placement=self.eps_placement,
                         maximize=self.maximize, clip_value=self.clip_value, grad_scale=scale)
         for lo, hi, mult in self._segments:
-            kernels._adagrad_update("Adagrad.step", self.params[lo:hi], self.grads[lo:hi],
-                                    self.state[lo:hi], lr=self.lr * mult, **settings)
+            self._apply(update, self.params[lo:hi], self.grads[lo:hi], self.state[lo:hi],
+                        lr=self.lr * mult, **settings)
 
     def _sparse_step(self, ids):
-        where = "Adagrad.step"
         m = self._model
         V, H = m.input_size, m.hidden_size
         k = V * H
+        backend = current()
         if self.max_grad_norm is None:
             scale, self.last_grad_norm = 1.0, None
         else:  # the norm over the used rows and the rest: the unused rows add nothing
             rows = self.grads[:k].reshape(V, H)[np.unique(ids)]
-            ss = kernels.sum_squares(rows) + kernels.sum_squares(self.grads[k:])
-            scale, self.last_grad_norm = _clip_scale(ss, self.max_grad_norm, where)
+            ss = backend.sum_squares(rows) + backend.sum_squares(self.grads[k:])
+            scale, self.last_grad_norm = _clip_scale(ss, self.max_grad_norm, self._step_name)
         self.steps += 1
         settings = dict(lr=self.lr, step=self.steps, lr_decay=self.lr_decay,
                         weight_decay=self.weight_decay, eps=self.eps,
                         eps_placement=self.eps_placement, maximize=self.maximize,
                         clip_value=self.clip_value, grad_scale=scale)
-        kernels._adagrad_rows_update(where, self.params[:k], self.grads[:k], self.state[:k],
-                                     ids.reshape(-1), self._mask, V, H, **settings)
-        kernels._adagrad_update(where, self.params[k:], self.grads[k:], self.state[k:],
-                                **settings)
+        self._apply(backend.adagrad_rows_update, self.params[:k].reshape(V, H),
+                    self.grads[:k].reshape(V, H), self.state[:k].reshape(V, H),
+                    ids.reshape(-1), mask=self._mask, **settings)
+        self._apply(backend.adagrad_update, self.params[k:], self.grads[k:], self.state[k:],
+                    **settings)
+
+    def fused_update(self):
+        """Adagrad runs fused unless it updates in several passes (lr_scales) or by rows
+        (sparse_rows)."""
+        if self._segments is not None or self.sparse_rows:
+            return None
+        return self.state, dict(optimizer="adagrad", lr=self.lr, step=self.steps + 1,
+                                lr_decay=self.lr_decay, weight_decay=self.weight_decay,
+                                eps=self.eps, eps_placement=self.eps_placement,
+                                maximize=self.maximize, clip_value=self.clip_value,
+                                max_grad_norm=self.max_grad_norm)
 
     def state_dict(self) -> dict:
         """Copies of the optimizer's state and settings (for checkpoints)."""
@@ -294,7 +357,7 @@ class Adagrad:
                 f"preset={self.preset!r})")
 
 
-class SGD:
+class SGD(Optimizer):
     """Plain gradient descent, with optional momentum (PyTorch's: dampening 0)::
 
         g = clip(grad * grad_scale, +-clip_value); g = -g if maximize
@@ -308,7 +371,7 @@ class SGD:
     def __init__(self, model, lr, *, momentum=0.0, weight_decay=0.0, maximize=False,
                  clip_value=None, max_grad_norm=None):
         where = "SGD"
-        self.params, self.grads = _flat_buffers(model, where)
+        super().__init__(model, where)
         self.lr = real(lr, "lr", where=where, minimum=0)
         self.momentum = real(momentum, "momentum", where=where, minimum=0)
         self.weight_decay = real(weight_decay, "weight_decay", where=where, minimum=0)
@@ -318,17 +381,22 @@ class SGD:
                                   strict=True, allow_none=True)
         self.maximize = bool(maximize)
         self.momentum_buffer = np.zeros_like(self.params) if self.momentum != 0 else None
-        self.steps = 0
-        self.last_grad_norm = None
+
+    _step_name = "SGD.step"
 
     def step(self):
         """Apply one update to the model's parameters from its current gradients."""
-        scale, self.last_grad_norm = _grad_scale(self.grads, self.max_grad_norm, "SGD.step")
-        self.steps += 1
-        kernels._sgd_update("SGD.step", self.params, self.grads, self.momentum_buffer,
-                            lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
-                            maximize=self.maximize, clip_value=self.clip_value,
-                            grad_scale=scale)
+        scale = self._begin_step()
+        self._apply(current().sgd_update, self.params, self.grads, self.momentum_buffer,
+                    lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                    maximize=self.maximize, clip_value=self.clip_value, grad_scale=scale)
+
+    def fused_update(self):
+        return self.momentum_buffer, dict(optimizer="sgd", lr=self.lr, step=self.steps + 1,
+                                          weight_decay=self.weight_decay, eps=0.0,
+                                          maximize=self.maximize, clip_value=self.clip_value,
+                                          momentum=self.momentum,
+                                          max_grad_norm=self.max_grad_norm)
 
     def state_dict(self) -> dict:
         """Copies of the momentum buffer (None without momentum) and the step count."""
@@ -356,7 +424,7 @@ class SGD:
                 f"max_grad_norm={self.max_grad_norm})")
 
 
-class ProximalAdagrad:
+class ProximalAdagrad(Optimizer):
     """Adagrad with L1 and L2 regularization by proximal steps, TensorFlow's
     ProximalAdagrad (tf.compat.v1.train.ProximalAdagradOptimizer)::
 
@@ -382,7 +450,7 @@ class ProximalAdagrad:
     def __init__(self, model, lr=0.01, *, l1=0.0, l2=0.0, initial_accumulator_value=0.1,
                  max_grad_norm=None):
         where = "ProximalAdagrad"
-        self.params, self.grads = _flat_buffers(model, where)
+        super().__init__(model, where)
         self.lr = real(lr, "lr", where=where, minimum=0)
         self.l1 = real(l1, "l1", where=where, minimum=0)
         self.l2 = real(l2, "l2", where=where, minimum=0)
@@ -392,16 +460,14 @@ class ProximalAdagrad:
         self.max_grad_norm = real(max_grad_norm, "max_grad_norm", where=where, minimum=0,
                                   strict=True, allow_none=True)
         self.state = np.full_like(self.params, self.initial_accumulator_value)
-        self.steps = 0
-        self.last_grad_norm = None
+
+    _step_name = "ProximalAdagrad.step"
 
     def step(self):
         """Apply one update to the model's parameters from its current gradients."""
-        scale, self.last_grad_norm = _grad_scale(self.grads, self.max_grad_norm,
-                                                 "ProximalAdagrad.step")
-        self.steps += 1
-        kernels._proximal_update("ProximalAdagrad.step", self.params, self.grads, self.state,
-                                 lr=self.lr, l1=self.l1, l2=self.l2, grad_scale=scale)
+        scale = self._begin_step()
+        self._apply(current().proximal_adagrad_update, self.params, self.grads, self.state,
+                    lr=self.lr, l1=self.l1, l2=self.l2, grad_scale=scale)
 
     def state_dict(self) -> dict:
         return {"state": self.state.copy(), "steps": self.steps}
@@ -420,7 +486,7 @@ class ProximalAdagrad:
                 f"max_grad_norm={self.max_grad_norm})")
 
 
-class RowwiseAdagrad:
+class RowwiseAdagrad(Optimizer):
     """Adagrad with one accumulator per row of each weight matrix (FBGEMM's
     rowwise_adagrad), a bias being one row::
 
@@ -440,7 +506,7 @@ class RowwiseAdagrad:
         if not hasattr(model, "named_params"):
             raise TypeError(f"{where}: needs a model with named_params() (an ElmanRNN), got "
                             f"{type(model).__name__}")
-        self.params, self.grads = _flat_buffers(model, where)
+        super().__init__(model, where)
         self.lr = real(lr, "lr", where=where, minimum=0)
         self.eps = real(eps, "eps", where=where, minimum=0, strict=True)
         self.max_grad_norm = real(max_grad_norm, "max_grad_norm", where=where, minimum=0,
@@ -454,17 +520,16 @@ class RowwiseAdagrad:
             self._segments.append((p2, g2, slice(rows, rows + p2.shape[0])))
             rows += p2.shape[0]
         self.state = np.zeros(rows, self.params.dtype)
-        self.steps = 0
-        self.last_grad_norm = None
+
+    _step_name = "RowwiseAdagrad.step"
 
     def step(self):
         """Apply one update to the model's parameters from its current gradients."""
-        scale, self.last_grad_norm = _grad_scale(self.grads, self.max_grad_norm,
-                                                 "RowwiseAdagrad.step")
-        self.steps += 1
+        scale = self._begin_step()
+        update = current().rowwise_adagrad_update
         for p, g, rows in self._segments:
-            kernels._rowwise_update("RowwiseAdagrad.step", p, g, self.state[rows], lr=self.lr,
-                                    eps=self.eps, grad_scale=scale)
+            self._apply(update, p, g, self.state[rows], lr=self.lr, eps=self.eps,
+                        grad_scale=scale)
 
     def state_dict(self) -> dict:
         return {"state": self.state.copy(), "steps": self.steps}

@@ -11,22 +11,32 @@ O outputs, N rows. Arrays are time-major: x (T, B, I), hidden states hs (T+1, B,
 
 Arithmetic is done in the arrays' dtype in the order the C kernels use, so float64 results
 agree to rounding and float32 results to a few ulps (see ``tests/tolerances.py``).
+
+The C backend (:mod:`elman._c_backend`) has these functions' signatures exactly; a few
+keyword arguments exist for its sake (``out``, the buffers to write; ``workspace`` and
+``mask``, buffers it keeps across calls) and are accepted here too. The place to learn an
+algorithm is here: :func:`rnn_backward` is backprop through time in 40 lines.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
 from ._validate import NonFiniteError
+from .layout import RNNGrads, param_layout, param_views
+from .layout import layer_names as _layer_names
+from .rng import dropout_keep, splitmix64
 
 __all__ = [
-    "adagrad_update", "proximal_adagrad_update", "rowwise_adagrad_update", "sgd_update", "sum_squares",
+    "adagrad_update", "adagrad_update_many", "adagrad_rows_update", "proximal_adagrad_update",
+    "rowwise_adagrad_update", "sgd_update", "sum_squares",
     "activation", "activation_backward",
     "rnn_forward", "rnn_backward", "RNNGrads",
     "linear_forward", "linear_backward",
     "softmax_cross_entropy", "mse_loss",
-    "model_forward", "model_forward_backward", "model_sample", "param_layout", "param_views",
+    "model_forward", "model_forward_backward", "model_train_step", "model_sample",
+    "param_layout", "param_views",
     "stream_probe", "splitmix64",
 ]
 
@@ -65,6 +75,40 @@ def adagrad_update(param, grad, state, *, lr, step, lr_decay=0.0, weight_decay=0
     if bad or not np.isfinite(param).all():
         raise NonFiniteError("adagrad_update: grad holds NaN or infinity, or the update made "
                              "a parameter non-finite (param and state were updated)")
+
+
+def adagrad_update_many(params, grads, states, *, lr, step, lr_decay=0.0, weight_decay=0.0,
+                        eps=1e-10, maximize=False):
+    """adagrad_update (eps outside, no clipping) over lists of buffers with one set of
+    options, every buffer updated even when one meets a NaN or infinity, then raises."""
+    bad = False
+    for p, g, s in zip(params, grads, states):
+        try:
+            adagrad_update(p, g, s, lr=lr, step=step, lr_decay=lr_decay,
+                           weight_decay=weight_decay, eps=eps, maximize=maximize)
+        except NonFiniteError:
+            bad = True
+    if bad:
+        raise NonFiniteError("adagrad_update_many: grad holds NaN or infinity, or the update "
+                             "made a parameter non-finite (param and state were updated)")
+
+
+def adagrad_rows_update(param, grad, state, ids, *, lr, step, lr_decay=0.0, weight_decay=0.0,
+                        eps=1e-10, eps_placement="outside", maximize=False, clip_value=None,
+                        grad_scale=1.0, mask=None):
+    """adagrad_update on the rows ``ids`` of (V, H) buffers alone, each distinct row once;
+    the other rows and their state are not touched. (mask: the C backend's workspace.)"""
+    bad = False
+    for r in np.unique(ids):
+        try:
+            adagrad_update(param[r], grad[r], state[r], lr=lr, step=step, lr_decay=lr_decay,
+                           weight_decay=weight_decay, eps=eps, eps_placement=eps_placement,
+                           maximize=maximize, clip_value=clip_value, grad_scale=grad_scale)
+        except NonFiniteError:
+            bad = True
+    if bad:
+        raise NonFiniteError("adagrad_rows_update: grad holds NaN or infinity, or the update "
+                             "made a parameter non-finite (param and state were updated)")
 
 
 def proximal_adagrad_update(param, grad, state, *, lr, l1=0.0, l2=0.0, grad_scale=1.0):
@@ -151,7 +195,8 @@ def _valid(lengths, T, B):
     return np.arange(T)[:, None] < np.asarray(lengths)[None, :]
 
 
-def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", reverse=False, lengths=None):
+def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", reverse=False, lengths=None,
+                out=None):
     """Elman layer over T steps.
 
     x: float (T, B, I) or int token ids (T, B); h0: (B, H); W_xh (I, H), W_hh (H, H), b_h (H,).
@@ -159,30 +204,22 @@ def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", reverse=False, l
     + b_h); reverse, hs[T] = h0 and hs[t-1] = H_t = f(X_t W_xh + H_{t+1} W_hh + b_h), run
     from t = T down. lengths (B,), 1 <= lengths[b] <= T: a padded step keeps the state as it
     was, so that the forward's hs[T] is each sequence's state at its own length and the
-    reverse starts each sequence from h0 at its own last step.
+    reverse starts each sequence from h0 at its own last step. Written into ``out``
+    (T+1, B, H) when given. h0 None: zeros.
     """
-    T = x.shape[0]
-    B, H = h0.shape
+    T, B, H = x.shape[0], x.shape[1], W_hh.shape[0]
     hs = np.empty((T + 1, B, H), dtype=W_hh.dtype)
-    hs[T if reverse else 0] = h0
+    hs[T if reverse else 0] = 0 if h0 is None else h0
     A = _input_projection(x, W_xh) + b_h
     valid = _valid(lengths, T, B)
     for t in (range(T, 0, -1) if reverse else range(1, T + 1)):
-        out, prev = (t - 1, t) if reverse else (t, t - 1)
+        i, prev = (t - 1, t) if reverse else (t, t - 1)
         h = activation(A[t - 1] + hs[prev] @ W_hh, nonlinearity)
-        hs[out] = np.where(valid[t - 1][:, None], h, hs[prev])
+        hs[i] = np.where(valid[t - 1][:, None], h, hs[prev])
+    if out is not None:
+        out[...] = hs
+        return out
     return hs
-
-
-class RNNGrads(NamedTuple):
-    """Gradients of one Elman layer: dW_xh (I, H), dW_hh (H, H), db_h (H,), dh0 (B, H),
-    dx (T, B, I) or None (token-id input, or not requested), dA (T, B, H)."""
-    W_xh: np.ndarray
-    W_hh: np.ndarray
-    b_h: np.ndarray
-    h0: np.ndarray
-    x: Optional[np.ndarray]
-    A: np.ndarray
 
 
 def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_dx=False,
@@ -279,59 +316,6 @@ def mse_loss(pred, target, *, reduction="mean"):
 
 # ---- whole model --------------------------------------------------------------------------
 
-def _layer_names(l, d):
-    """Names of layer l, direction d's parameters: W_xh, W_hh, b_h for the first layer's
-    forward direction, with a suffix _l{l} (and _reverse) for the others, as torch."""
-    if l == 0 and d == 0:
-        return "W_xh", "W_hh", "b_h"
-    sfx = f"_l{l}" + ("_reverse" if d else "")
-    return "W_xh" + sfx, "W_hh" + sfx, "b_h" + sfx
-
-
-def param_layout(input_size, hidden_size, output_size, num_layers=1, bidirectional=False):
-    """Names, shapes and offsets of the flat parameter buffer, in order: for each layer l
-    and direction d, W_xh (I_l, H) | W_hh (H, H) | b_h (H,); then W_hy (D*H, O) | b_y (O,),
-    with D = 2 if bidirectional else 1, I_0 = I, I_l = D*H (elman.h). One layer is
-    W_xh (I, H) | W_hh (H, H) | b_h (H,) | W_hy (H, O) | b_y (O,).
-    Returns a list of (name, shape, offset) and the total size."""
-    I, H, O = input_size, hidden_size, output_size
-    D = 2 if bidirectional else 1
-    parts = []
-    for l in range(num_layers):
-        for d in range(D):
-            nx, nh, nb = _layer_names(l, d)
-            parts += [(nx, (I if l == 0 else D * H, H)), (nh, (H, H)), (nb, (H,))]
-    parts += [("W_hy", (D * H, O)), ("b_y", (O,))]
-    layout, offset = [], 0
-    for name, shape in parts:
-        layout.append((name, shape, offset))
-        offset += int(np.prod(shape))
-    return layout, offset
-
-
-def param_views(flat, input_size, hidden_size, output_size, num_layers=1, bidirectional=False):
-    """Named views into a flat buffer laid out as :func:`param_layout` says."""
-    layout, _ = param_layout(input_size, hidden_size, output_size, num_layers, bidirectional)
-    return {name: flat[off:off + int(np.prod(shape))].reshape(shape)
-            for name, shape, off in layout}
-
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def dropout_keep(n, layer, seed, p, index=None):
-    """(n,) bool: which elements of layer ``layer``'s output dropout keeps (elman.h): the
-    splitmix64 output function of seed + ((layer << 48) | e) * golden, top 53 bits as
-    u in [0, 1), kept when u >= p; e = 0..n-1, or the element numbers ``index``."""
-    e = np.arange(n, dtype=np.uint64) if index is None else index.astype(np.uint64)
-    with np.errstate(over="ignore"):
-        z = np.uint64(seed) + ((np.uint64(layer) << np.uint64(48)) | e) * _GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z ^= z >> np.uint64(31)
-    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53 >= p
-
-
 def _dropout(a, layer, seed, p, lanes=(0, 0)):
     """a * keep / (1 - p), a (T, B, D*H); lanes = (the batch's lanes or 0, this call's
     first lane in it), numbering the elements as elman.h says."""
@@ -382,7 +366,8 @@ def _state(h0, arch, B, dtype):
 
 
 def model_forward(params, x, h0, *, input_size, hidden_size, output_size,
-                  nonlinearity="tanh", num_layers=1, bidirectional=False, lengths=None):
+                  nonlinearity="tanh", num_layers=1, bidirectional=False, lengths=None,
+                  workspace=None):
     """Outputs of every step (no dropout: this is inference). h0 (L*D, B, H) or (B, H) for
     one layer. Returns (Y (T, B, O), hs (L*D, T+1, B, H); (T+1, B, H) for one layer, one
     direction). With lengths, Y is zero at padded steps."""
@@ -398,20 +383,11 @@ def model_forward(params, x, h0, *, input_size, hidden_size, output_size,
     return Y, (hs[0] if arch.L * arch.D == 1 else hs)
 
 
-def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, output_size,
-                           nonlinearity="tanh", loss="cross_entropy", reduction="mean",
-                           last_step_only=False, dh0=None, dh_T=None, num_layers=1,
-                           bidirectional=False, dropout=0.0, dropout_seed=0, lengths=None,
-                           dropout_lanes=(0, 0)):
-    """Forward, loss, BPTT. Overwrites ``grads`` (flat, the layout of ``params``) and
-    ``dh0`` (L*D, B, H) if given; ``dh_T`` (L*D, B, H), if given, is a gradient on the final
-    states added to the loss's. Returns (loss, hs) (hs as model_forward's).
-
-    y: int (T, B) classes for cross-entropy or float (T, B, O) for MSE; with
-    last_step_only, (B,) or (B, O) for the final step alone (each sequence's own last step
-    with lengths). With lengths, padded steps give no loss and "mean" averages over the
-    valid ones. dropout applies between layers, with masks from dropout_seed.
-    """
+def _loss_and_grads(params, grads, x, y, h0, *, input_size, hidden_size, output_size,
+                    nonlinearity, loss, reduction, last_step_only, num_layers, bidirectional,
+                    dropout, dropout_seed, lengths, dropout_lanes, dh0=None, dh_T=None):
+    """model_forward_backward's work; (loss, None) when the loss is not finite (grads
+    then untouched)."""
     I, H, O = input_size, hidden_size, output_size
     arch = _Arch(I, H, O, num_layers, 2 if bidirectional else 1, nonlinearity)
     L, D = arch.L, arch.D
@@ -435,7 +411,7 @@ def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, 
     else:
         value, dY = mse_loss(Y, yy.reshape(Y.shape), reduction=reduction)
     if not np.isfinite(value):
-        raise NonFiniteError(f"the loss is not finite ({value}); gradients were not computed")
+        return value, None
     dW_hy, db_y, dHy = linear_backward(dY, Hy, p["W_hy"])
     g["W_hy"][...] = dW_hy
     g["b_y"][...] = db_y
@@ -463,23 +439,77 @@ def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, 
     return value, (hs[0] if L * D == 1 else hs)
 
 
+def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, output_size,
+                           nonlinearity="tanh", loss="cross_entropy", reduction="mean",
+                           last_step_only=False, dh0=None, dh_T=None, num_layers=1,
+                           bidirectional=False, dropout=0.0, dropout_seed=0, lengths=None,
+                           dropout_lanes=(0, 0), workspace=None):
+    """Forward, loss, BPTT. Overwrites ``grads`` (flat, the layout of ``params``) and
+    ``dh0`` (L*D, B, H) if given; ``dh_T`` (L*D, B, H), if given, is a gradient on the final
+    states added to the loss's. Returns (loss, hs) (hs as model_forward's).
+
+    y: int (T, B) classes for cross-entropy or float (T, B, O) for MSE; with
+    last_step_only, (B,) or (B, O) for the final step alone (each sequence's own last step
+    with lengths). With lengths, padded steps give no loss and "mean" averages over the
+    valid ones. dropout applies between layers, with masks from dropout_seed.
+    """
+    value, hs = _loss_and_grads(
+        params, grads, x, y, h0, input_size=input_size, hidden_size=hidden_size,
+        output_size=output_size, nonlinearity=nonlinearity, loss=loss, reduction=reduction,
+        last_step_only=last_step_only, dh0=dh0, dh_T=dh_T, num_layers=num_layers,
+        bidirectional=bidirectional, dropout=dropout, dropout_seed=dropout_seed,
+        lengths=lengths, dropout_lanes=dropout_lanes)
+    if hs is None:
+        raise NonFiniteError(f"the loss is not finite ({value}); gradients were not computed")
+    return value, hs
+
+
+def model_train_step(params, grads, state, x, y, h0, *, input_size, hidden_size,
+                     output_size, nonlinearity="tanh", loss="cross_entropy", reduction="mean",
+                     last_step_only=False, num_layers=1, bidirectional=False, dropout=0.0,
+                     dropout_seed=0, lengths=None, dropout_lanes=(0, 0), optimizer="adagrad",
+                     lr, step, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
+                     eps_placement="outside", maximize=False, clip_value=None, momentum=0.0,
+                     max_grad_norm=None, workspace=None):
+    """A whole training step: model_forward_backward, global-norm clipping (torch's
+    clip_grad_norm_: coefficient min(1, max_grad_norm / (norm + 1e-6))) and the update of
+    ``optimizer`` ("adagrad", whose accumulator is ``state``, or "sgd", whose momentum
+    buffer it is, None without momentum), at step count ``step``. Returns (loss, gradient
+    norm or None without max_grad_norm, stage, hs): stage 0 when all was finite, else the
+    first stage that was not (1 the loss: nothing computed; 2 the gradient norm: nothing
+    updated; 3 the update: it was applied), as the C kernel reports it."""
+    value, hs = _loss_and_grads(
+        params, grads, x, y, h0, input_size=input_size, hidden_size=hidden_size,
+        output_size=output_size, nonlinearity=nonlinearity, loss=loss, reduction=reduction,
+        last_step_only=last_step_only, num_layers=num_layers, bidirectional=bidirectional,
+        dropout=dropout, dropout_seed=dropout_seed, lengths=lengths,
+        dropout_lanes=dropout_lanes)
+    if hs is None:
+        return value, None, 1, None
+    norm, scale = None, 1.0
+    if max_grad_norm is not None:
+        norm = float(np.sqrt(sum_squares(grads)))
+        if not np.isfinite(norm):
+            return value, norm, 2, hs
+        scale = min(1.0, max_grad_norm / (norm + 1e-6))
+    try:
+        if optimizer == "adagrad":
+            adagrad_update(params, grads, state, lr=lr, step=step, lr_decay=lr_decay,
+                           weight_decay=weight_decay, eps=eps, eps_placement=eps_placement,
+                           maximize=maximize, clip_value=clip_value, grad_scale=scale)
+        else:
+            sgd_update(params, grads, state, lr=lr, momentum=momentum,
+                       weight_decay=weight_decay, maximize=maximize, clip_value=clip_value,
+                       grad_scale=scale)
+    except NonFiniteError:
+        return value, norm, 3, hs
+    return value, norm, 0, hs
+
+
 # ---- generation ---------------------------------------------------------------------------
 
-_MASK64 = (1 << 64) - 1
-
-
-def splitmix64(state: int):
-    """One step of the generator the C sampler uses. Returns (output, new state), both
-    unsigned 64-bit integers."""
-    state = (state + 0x9E3779B97F4A7C15) & _MASK64
-    z = state
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31), state
-
-
 def model_sample(params, n, first, h, rng_state, *, input_size, hidden_size, output_size,
-                 nonlinearity="tanh", temperature=1.0, num_layers=1):
+                 nonlinearity="tanh", temperature=1.0, num_layers=1, workspace=None):
     """Generate n token ids, feeding each back as the next input (O <= I).
 
     Each step: h = f(W_xh[id] + b_h + h @ W_hh); z = h @ W_hy + b_y; the next id is the

@@ -28,11 +28,11 @@ import time
 
 import numpy as np
 
-from . import _core, checkpoint, kernels
+from . import checkpoint, kernels
 from ._config import set_num_threads
 from .data import (BUILTIN_BUDGET, Corpus, DataError, Series, builtin_text, make_corpus,
                    make_series, read_series, read_text, synthetic_series)
-from ._validate import NonFiniteError
+from ._validate import NonFiniteError, all_finite
 from .model import ElmanRNN
 from .optim import SGD, Adagrad
 
@@ -345,7 +345,7 @@ class Trainer:
     def _non_finite(self, err):
         """A NaN/inf loss or gradient at this step: skip the step (when nothing was updated
         and the config says so) or raise NonFiniteStop."""
-        consistent = bool(_core.all_finite(self.model.params))
+        consistent = all_finite(self.model.params)
         where = f"step {self.step + 1} (epoch {self.epoch}, window {self.window})"
         if consistent and self.cfg.on_nonfinite == "skip":
             self.skipped += 1
@@ -469,7 +469,7 @@ class Trainer:
             self.opt.load_state_dict({"momentum_buffer": arrays.get("opt_state"),
                                       "steps": meta["opt_steps"]})
         self.step, self.epoch, self.window = meta["step"], meta["epoch"], meta["window"]
-        self.model._dropout_calls = self.step  # one training call per step: the same masks
+        self.model.dropout_calls = self.step  # one training call per step: the same masks
         self.skipped = meta.get("skipped", 0)
         self.history, self.evals = LossHistory.from_meta(meta), meta["evals"]
         if self.step >= self.total:

@@ -56,7 +56,7 @@ from .suite import (  # noqa: F401  (the names tests and users reach as elman.be
     TORCH_ADAGRAD_IMPLS,
     TORCH_RNN_IMPLS,
     doubling_ratios,
-    _optional,
+    optional_module,
 )
 
 # ---- the driver: one worker process per thread count and OpenBLAS environment -------------

@@ -106,7 +106,7 @@ def _limits_md(runs, label):
     lines += ["sgemm through SciPy's BLAS (the library elman's GEMMs call), float32, "
               "Fortran-ordered operands, C written in place; % of the square reference. "
               "For the per-step recurrence product, also elman's own kernel "
-              "(`kernels._step_gemm`), which the training step uses instead of a BLAS call.",
+              "(`elman.bench.probes.step_gemm`), which the training step uses instead of a BLAS call.",
               ""]
     rows = []
     for run in runs:
@@ -263,7 +263,7 @@ def markdown(result, pngs=None):
 def plots(result, out):
     """PNG plots of the adagrad, rnn and scaling sections into ``out``; returns the file
     names written, or None when matplotlib is not installed."""
-    mpl = suite._optional("matplotlib")
+    mpl = suite.optional_module("matplotlib")
     if mpl is None:
         print("matplotlib is not installed: no plots (pip install matplotlib)", file=sys.stderr)
         return None

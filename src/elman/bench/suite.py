@@ -21,6 +21,9 @@ import scipy
 
 import elman
 from elman import _core, kernels, reference
+from elman.layout import param_layout
+
+from . import probes
 
 SECTIONS = ("limits", "adagrad", "rnn", "generate", "scaling", "torch")
 PRESET_FLAGS = {"full": [], "quick": ["--quick"], "tiny": ["--tiny"]}
@@ -146,7 +149,7 @@ PRESETS = {
 
 # ---- small helpers ------------------------------------------------------------------------
 
-def _optional(name):
+def optional_module(name):
     """The module ``name``, or None when it is not installed: every peer is optional."""
     try:
         return importlib.import_module(name)
@@ -351,7 +354,7 @@ def _jax_rnn_step(shape, jax, optax):
     x = x.astype(np.int32) if shape.ids else x
     rng = np.random.default_rng(0)
     k = 1 / math.sqrt(shape.H)
-    layout, _ = reference.param_layout(shape.I, shape.H, shape.O)
+    layout, _ = param_layout(shape.I, shape.H, shape.O)
     params = {name: jnp.asarray(rng.uniform(-k, k, size).astype(np.float32))
               for name, size, _ in layout}
     opt = optax.adagrad(LR, initial_accumulator_value=0.0, eps=EPS)
@@ -457,13 +460,13 @@ class Worker:
 
     def limits(self):
         from scipy.linalg.blas import sgemm
-        method = "C loop (elman.kernels._stream_probe): s += g, p -= g"
+        method = "C loop (elman.bench.probes.stream_probe): s += g, p -= g"
         stream = []
         for n in self.sizes.stream_n():
             rng = np.random.default_rng(0)
             p, s = np.zeros(n, np.float32), np.zeros(n, np.float32)
             g = rng.standard_normal(n, dtype=np.float32) * np.float32(1e-3)
-            step = functools.partial(kernels._stream_probe, p, s, g)
+            step = functools.partial(probes.stream_probe, p, s, g)
             r = self.time(f"stream probe n={_count(n)}", lambda: step)
             if r["status"] == "ok":
                 r["gbps"] = ADAGRAD_BYTES * n / r["seconds"] / 1e9
@@ -634,7 +637,7 @@ def run_worker(preset, sections, threads, openblas):
     """Every selected section at one thread count, in this process. Returns the raw numbers
     and what they were measured with (threads, environment, elman's CPU path, BLAS)."""
     from threadpoolctl import threadpool_limits
-    peers = {name: _optional(name) for name in ("torch", "jax", "optax")}
+    peers = {name: optional_module(name) for name in ("torch", "jax", "optax")}
     torch = peers["torch"]
     saved_torch_threads = torch.get_num_threads() if torch else None
     if torch:

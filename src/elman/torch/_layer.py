@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import kernels
+from .._dispatch import current
 from ._tensors import _np
 
 __all__ = ["CLayer", "torch_layer", "needs_torch_ops", "compiled_layer"]
@@ -109,8 +109,8 @@ def _lengths(lengths):
 def _c_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, lengths):
     """hs (T+1, B, H) as a torch tensor, and elman's (I, H), (H, H) weight copies.
 
-    Shapes are checked here on the tensors' metadata, so this calls kernels' unchecked
-    _rnn_forward, not rnn_forward's array-by-array validation; the binding still checks
+    Shapes are checked here on the tensors' metadata, so this calls the backend's
+    rnn_forward, not elman.kernels' array-by-array validation; the binding still checks
     every buffer's size and dtype and the kernel the lengths' values. NaNs pass through,
     as in torch."""
     T, B, I, H = _check_shapes("elman::rnn_layer", x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
@@ -118,8 +118,9 @@ def _c_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, lengths):
     W_hh = _np(w_hh).T.copy()
     dt = W_hh.dtype
     b = np.zeros(H, dt) if b_ih is None else _np(b_ih) + _np(b_hh)
-    hs = kernels._rnn_forward(np.empty((T + 1, B, H), dt), _np(x.contiguous()), False,
-                              _np(h0), W_xh, W_hh, b, _NL[relu], reverse, _lengths(lengths))
+    hs = current().rnn_forward(_np(x.contiguous()), _np(h0), W_xh, W_hh, b,
+                               nonlinearity=_NL[relu], reverse=reverse,
+                               lengths=_lengths(lengths), out=np.empty((T + 1, B, H), dt))
     return torch.from_numpy(hs), (W_xh, W_hh)
 
 
@@ -128,9 +129,10 @@ def _c_backward(d_out, d_hT, hs, x, W_xh, W_hh, relu, reverse, lengths, need_dx)
     The gradients have the outputs' shapes (autograd, or the backward op, checked them)."""
     T, B, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
     dH = np.zeros((T, B, H), W_hh.dtype) if d_out is None else _np(d_out.contiguous())
-    g = kernels._rnn_backward(dH, _np(hs), _np(x.contiguous()), False, W_xh, W_hh, _NL[relu],
-                              None if d_hT is None else _np(d_hT.contiguous()), need_dx,
-                              reverse, _lengths(lengths))
+    g = current().rnn_backward(dH, _np(hs), _np(x.contiguous()), W_xh, W_hh,
+                               nonlinearity=_NL[relu],
+                               dh_T=None if d_hT is None else _np(d_hT.contiguous()),
+                               need_dx=need_dx, reverse=reverse, lengths=_lengths(lengths))
     return (None if g.x is None else torch.from_numpy(g.x), torch.from_numpy(g.h0),
             torch.from_numpy(g.W_xh.T.copy()), torch.from_numpy(g.W_hh.T.copy()),
             torch.from_numpy(g.b_h))

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from .. import kernels
+from .._dispatch import current
 from .._validate import NonFiniteError
 from ._tensors import _DTYPES, _check_tensor, _np
 
@@ -148,7 +148,10 @@ class Adagrad(torch.optim.Optimizer):
                 except NonFiniteError:
                     bad = True  # applied, as torch applies it
             for (step, _), (ps, ss, gs) in batches.items():
-                bad |= kernels._adagrad_update_many(where, ps, gs, ss, step=step, **settings)
+                try:
+                    current().adagrad_update_many(ps, gs, ss, step=step, **settings)
+                except NonFiniteError:
+                    bad = True  # every buffer updated, as torch applies it
         self.found_nonfinite = bad
         return loss
 
@@ -176,8 +179,7 @@ class Adagrad(torch.optim.Optimizer):
         pc, sc = p.contiguous(), state["sum"].contiguous()
         g = _np(grad.contiguous()).reshape(-1).copy()
         try:
-            kernels._adagrad_update(where, _np(pc).reshape(-1), g, _np(sc).reshape(-1),
-                                    **settings)
+            current().adagrad_update(_np(pc).reshape(-1), g, _np(sc).reshape(-1), **settings)
         finally:
             p.copy_(pc)
             state["sum"].copy_(sc)
@@ -222,7 +224,7 @@ class Adagrad(torch.optim.Optimizer):
                              f"contiguous")
         pr, sr = P[rows], S[rows]  # the rows the gradient touches, gathered
         try:
-            kernels._adagrad_update(where, pr.reshape(-1), np.ascontiguousarray(values)
-                                    .reshape(-1), sr.reshape(-1), **settings)
+            current().adagrad_update(pr.reshape(-1), np.ascontiguousarray(values).reshape(-1),
+                                     sr.reshape(-1), **settings)
         finally:
             P[rows], S[rows] = pr, sr

@@ -1,0 +1,352 @@
+"""The ``"c"`` backend: the compiled kernels behind the signatures of :mod:`elman.reference`.
+
+Every function here takes and returns what its twin in ``elman.reference`` does (shaped
+arrays, string options, the same return values and exceptions), so that a caller picks one
+module, ``elman.backend.current()``, and calls it the same way either way. What this module
+owns, and nothing else does:
+
+- the flat views and the argument order of the binding (``_core``), which takes each
+  optimizer's buffers as C does, (param, state, grad);
+- the string-to-code translation of options, from the enums C declares (``_core.pxd``);
+- keeping the BLAS on one thread while a kernel runs (``_threads.one_blas_thread``): elman's
+  own OpenMP threads share the cores out, one BLAS call per thread;
+- turning the binding's FloatingPointError into :class:`elman.NonFiniteError` with the
+  reference's message.
+
+Like the reference, nothing here validates beyond what keeps the process safe (the binding
+checks every buffer's size): call it through :mod:`elman.kernels`, the model and the
+optimizers, which validate first. A few keyword arguments exist for this backend's sake
+(``out``, ``workspace``, ``mask``) and are accepted, and ignored, by the reference too.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _core, _threads, _workspace
+from ._validate import NonFiniteError
+from .layout import RNNGrads
+
+NONLINEARITIES = {"tanh": int(_core.elman_nonlinearity.ELMAN_TANH),
+                  "relu": int(_core.elman_nonlinearity.ELMAN_RELU)}
+LOSSES = {"cross_entropy": int(_core.elman_loss.ELMAN_LOSS_XENT),
+          "mse": int(_core.elman_loss.ELMAN_LOSS_MSE)}
+REDUCTIONS = {"mean": int(_core.elman_reduction.ELMAN_REDUCE_MEAN),
+              "sum": int(_core.elman_reduction.ELMAN_REDUCE_SUM)}
+
+_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32),
+          np.dtype(np.float64): np.empty(0, np.float64)}
+_NO_IDS = np.empty(0, np.int64)
+_UPDATED = {True: "param and state were updated", False: "param was updated"}
+
+
+def _empty(dtype):
+    """The empty array that stands for an absent buffer of this dtype (a numpy dtype)."""
+    return _EMPTY[dtype]
+
+
+def _non_finite(where, state=True):
+    return NonFiniteError(f"{where}: grad holds NaN or infinity, or the update made a "
+                          f"parameter non-finite ({_UPDATED[state]})")
+
+
+def _clip(clip_value):
+    return math.inf if clip_value is None else clip_value
+
+
+# ---- optimizers ---------------------------------------------------------------------------
+
+def adagrad_update(param, grad, state, *, lr, step, lr_decay=0.0, weight_decay=0.0,
+                   eps=1e-10, eps_placement="outside", maximize=False, clip_value=None,
+                   grad_scale=1.0):
+    try:
+        _core.adagrad_update(param.reshape(-1), state.reshape(-1), grad.reshape(-1), lr,
+                             lr_decay, weight_decay, eps, _clip(clip_value), grad_scale, step,
+                             eps_placement == "inside", maximize)
+    except FloatingPointError:
+        raise _non_finite("adagrad_update") from None
+
+
+def adagrad_update_many(params, grads, states, *, lr, step, lr_decay=0.0, weight_decay=0.0,
+                        eps=1e-10, maximize=False):
+    if _core.adagrad_update_many(params, states, grads,
+                                 bool(params) and params[0].dtype == np.float64, lr=lr,
+                                 lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
+                                 step=step, maximize=maximize):
+        raise _non_finite("adagrad_update_many")
+
+
+def adagrad_rows_update(param, grad, state, ids, *, lr, step, lr_decay=0.0, weight_decay=0.0,
+                        eps=1e-10, eps_placement="outside", maximize=False, clip_value=None,
+                        grad_scale=1.0, mask=None):
+    V, H = param.shape
+    if mask is None:
+        mask = np.zeros(V, np.uint8)
+    try:
+        _core.adagrad_rows_update(param.reshape(-1), state.reshape(-1), grad.reshape(-1), ids,
+                                  mask, V, H, lr, lr_decay, weight_decay, eps,
+                                  _clip(clip_value), grad_scale, step,
+                                  eps_placement == "inside", maximize)
+    except FloatingPointError:
+        raise _non_finite("adagrad_rows_update") from None
+
+
+def proximal_adagrad_update(param, grad, state, *, lr, l1=0.0, l2=0.0, grad_scale=1.0):
+    try:
+        _core.proximal_adagrad_update(param.reshape(-1), state.reshape(-1), grad.reshape(-1),
+                                      lr, l1, l2, grad_scale)
+    except FloatingPointError:
+        raise _non_finite("proximal_adagrad_update") from None
+
+
+def rowwise_adagrad_update(param, grad, state, *, lr, eps=1e-10, grad_scale=1.0):
+    try:
+        _core.rowwise_adagrad_update(param.reshape(-1), state, grad.reshape(-1),
+                                     param.shape[0], param.shape[1], lr, eps, grad_scale)
+    except FloatingPointError:
+        raise _non_finite("rowwise_adagrad_update") from None
+
+
+def sgd_update(param, grad, momentum_buffer=None, *, lr, momentum=0.0, weight_decay=0.0,
+               maximize=False, clip_value=None, grad_scale=1.0):
+    buf = _empty(param.dtype) if momentum_buffer is None else momentum_buffer.reshape(-1)
+    try:
+        _core.sgd_update(param.reshape(-1), buf, grad.reshape(-1), lr, momentum, weight_decay,
+                         _clip(clip_value), grad_scale, maximize)
+    except FloatingPointError:
+        raise _non_finite("sgd_update", state=False) from None
+
+
+def sum_squares(x) -> float:
+    return _core.sumsq(x.reshape(-1))
+
+
+# ---- activations --------------------------------------------------------------------------
+
+def activation(a, nonlinearity="tanh"):
+    y = np.empty_like(a)
+    _core.act_forward(y.reshape(-1), a.reshape(-1), NONLINEARITIES[nonlinearity])
+    return y
+
+
+def activation_backward(dH, y, nonlinearity="tanh"):
+    dA = np.empty_like(y)
+    _core.act_backward(dA.reshape(-1), dH.reshape(-1), y.reshape(-1),
+                       NONLINEARITIES[nonlinearity])
+    return dA
+
+
+# ---- Elman layer --------------------------------------------------------------------------
+
+def _inputs(x, dtype):
+    """(dense x or empty, ids or empty, is_ids) of a layer's or model's input."""
+    if x.dtype.kind == "f":
+        return x.reshape(-1), _NO_IDS, False
+    return _empty(dtype), x.reshape(-1), True
+
+
+def _lengths(lengths):
+    return _NO_IDS if lengths is None else lengths
+
+
+def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", reverse=False, lengths=None,
+                out=None):
+    (I, H), dt = W_xh.shape, W_hh.dtype
+    T, B = x.shape[0], x.shape[1]
+    if out is None:
+        out = np.empty((T + 1, B, H), dt)
+    out[T if reverse else 0] = 0 if h0 is None else h0
+    xf, ids, is_ids = _inputs(x, dt)
+    with _threads.one_blas_thread():
+        _core.rnn_forward(out.reshape(-1), xf, ids, W_xh.reshape(-1), W_hh.reshape(-1), b_h,
+                          T, B, I, H, NONLINEARITIES[nonlinearity], is_ids, _lengths(lengths),
+                          bool(reverse))
+    return out
+
+
+def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_dx=False,
+                 reverse=False, lengths=None):
+    (T, B, H), (I, dt) = dH.shape, (W_xh.shape[0], W_hh.dtype)
+    xf, ids, is_ids = _inputs(x, dt)
+    g = RNNGrads(np.empty_like(W_xh), np.empty_like(W_hh), np.empty(H, dt),
+                 np.empty((B, H), dt), np.empty((T, B, I), dt) if need_dx and not is_ids else None,
+                 np.empty((T, B, H), dt))
+    e = _empty(dt)
+    with _threads.one_blas_thread():
+        _core.rnn_backward(g.W_xh.reshape(-1), g.W_hh.reshape(-1), g.b_h, g.h0.reshape(-1),
+                           e if g.x is None else g.x.reshape(-1), g.A.reshape(-1),
+                           dH.reshape(-1), e if dh_T is None else dh_T.reshape(-1),
+                           hs.reshape(-1), xf, ids, W_xh.reshape(-1), W_hh.reshape(-1), T, B,
+                           I, H, NONLINEARITIES[nonlinearity], is_ids, _lengths(lengths),
+                           bool(reverse))
+    return g
+
+
+# ---- projection and losses ----------------------------------------------------------------
+
+def linear_forward(X, W, b=None):
+    (N, K), O = X.shape, W.shape[1]
+    Y = np.empty((N, O), W.dtype)
+    with _threads.one_blas_thread():
+        _core.linear_forward(Y.reshape(-1), X.reshape(-1), W.reshape(-1),
+                             _empty(W.dtype) if b is None else b, N, K, O)
+    return Y
+
+
+def linear_backward(dY, X, W, *, need_dX=True):
+    (K, O), N = W.shape, dY.shape[0]
+    dW, db = np.empty((K, O), W.dtype), np.empty(O, W.dtype)
+    dX = np.empty((N, K), W.dtype) if need_dX else None
+    with _threads.one_blas_thread():
+        _core.linear_backward(dW.reshape(-1), db,
+                              _empty(W.dtype) if dX is None else dX.reshape(-1),
+                              dY.reshape(-1), X.reshape(-1), W.reshape(-1), N, K, O)
+    return dW, db, dX
+
+
+def softmax_cross_entropy(logits, targets, *, reduction="mean"):
+    N, O = logits.shape
+    d = np.empty_like(logits)
+    scale = 1.0 / N if reduction == "mean" else 1.0
+    loss = _core.softmax_xent(d.reshape(-1), logits.reshape(-1), targets, N, O, scale)
+    return loss, d
+
+
+def mse_loss(pred, target, *, reduction="mean"):
+    d = np.empty_like(pred)
+    scale = 1.0 / pred.size if reduction == "mean" else 1.0
+    loss = _core.mse(d.reshape(-1), pred.reshape(-1), target.reshape(-1), scale)
+    return loss, d
+
+
+# ---- whole model --------------------------------------------------------------------------
+
+def _arch(num_layers, bidirectional, dropout, dropout_seed, dropout_lanes):
+    """The binding's stack tuple (elman_model_shape's fields)."""
+    return (num_layers, bool(bidirectional), dropout, dropout_seed, dropout_lanes[0],
+            dropout_lanes[1])
+
+
+def _states(hs, S):
+    """hs as the reference returns it: (T+1, B, H) for one slab, else (L*D, T+1, B, H)."""
+    return hs[0] if S == 1 else hs
+
+
+def model_forward(params, x, h0, *, input_size, hidden_size, output_size,
+                  nonlinearity="tanh", num_layers=1, bidirectional=False, lengths=None,
+                  workspace=None):
+    I, H, O, dt = input_size, hidden_size, output_size, params.dtype
+    T, B = x.shape[:2]
+    D = 2 if bidirectional else 1
+    S = num_layers * D
+    ws = {} if workspace is None else workspace
+    Y = np.empty((T, B, O), dt)
+    hs = _workspace.array(ws, "hs", (S, T + 1, B, H), dt)
+    _workspace.set_initial_states(hs, None if h0 is None else h0.reshape(S, B, H), D)
+    arch = _arch(num_layers, bidirectional, 0.0, 0, (0, 0))
+    nbytes = _core.model_work_bytes(T, B, I, H, O, 0, False, arch, lengths is not None,
+                                    dt.itemsize)
+    work = _workspace.work_buffer(ws, "work", nbytes)
+    xf, ids, is_ids = _inputs(x, dt)
+    with _threads.one_blas_thread():
+        _core.model_forward(Y.reshape(-1), hs.reshape(-1), work, xf, ids, params, T, B, I, H,
+                            O, NONLINEARITIES[nonlinearity], is_ids, arch, _lengths(lengths))
+    return Y, _states(hs, S)
+
+
+def _step_buffers(ws, dt, T, B, I, H, O, S, loss, last_step_only, arch, has_lengths):
+    """The training step's buffers in ``ws`` (hs, Y, dA, work), made when the shapes change
+    and reused otherwise; the byte workspace sized by C."""
+    key = (dt, T, B, I, H, O, last_step_only, arch[0], arch[1], arch[2] > 0, has_lengths,
+           loss)
+    if ws.get("key") != key:
+        N = B if last_step_only else T * B
+        nbytes = _core.model_work_bytes(T, B, I, H, O, LOSSES[loss], last_step_only, arch,
+                                        has_lengths, dt.itemsize)
+        ws.update(key=key, hs=np.empty((S, T + 1, B, H), dt), Y=np.empty(N * O, dt),
+                  dA=np.empty(S * T * B * H, dt), work=_workspace.aligned_bytes(nbytes))
+        ws["allocations"] = ws.get("allocations", 0) + 1
+    return ws["hs"]
+
+
+def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, output_size,
+                           nonlinearity="tanh", loss="cross_entropy", reduction="mean",
+                           last_step_only=False, dh0=None, dh_T=None, num_layers=1,
+                           bidirectional=False, dropout=0.0, dropout_seed=0, lengths=None,
+                           dropout_lanes=(0, 0), workspace=None):
+    I, H, O, dt = input_size, hidden_size, output_size, params.dtype
+    T, B = x.shape[:2]
+    D = 2 if bidirectional else 1
+    S = num_layers * D
+    arch = _arch(num_layers, bidirectional, dropout, dropout_seed, dropout_lanes)
+    ws = {} if workspace is None else workspace
+    hs = _step_buffers(ws, dt, T, B, I, H, O, S, loss, last_step_only, arch,
+                       lengths is not None)
+    _workspace.set_initial_states(hs, None if h0 is None else h0.reshape(S, B, H), D)
+    xf, ids, is_ids = _inputs(x, dt)
+    e = _empty(dt)
+    xent = loss == "cross_entropy"
+    try:
+        with _threads.one_blas_thread():
+            value = _core.model_forward_backward(
+                grads, e if dh0 is None else dh0.reshape(-1), hs.reshape(-1), ws["Y"],
+                ws["dA"], ws["work"], xf, ids, y.reshape(-1) if xent else _NO_IDS,
+                e if xent else y.reshape(-1), e if dh_T is None else dh_T.reshape(-1), params,
+                T, B, I, H, O, NONLINEARITIES[nonlinearity], is_ids, LOSSES[loss],
+                REDUCTIONS[reduction], bool(last_step_only), arch, _lengths(lengths))
+    except FloatingPointError as err:
+        raise NonFiniteError(str(err)) from None
+    return value, _states(hs, S)
+
+
+def model_train_step(params, grads, state, x, y, h0, *, input_size, hidden_size,
+                     output_size, nonlinearity="tanh", loss="cross_entropy", reduction="mean",
+                     last_step_only=False, num_layers=1, bidirectional=False, dropout=0.0,
+                     dropout_seed=0, lengths=None, dropout_lanes=(0, 0), optimizer="adagrad",
+                     lr, step, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
+                     eps_placement="outside", maximize=False, clip_value=None, momentum=0.0,
+                     max_grad_norm=None, workspace=None):
+    I, H, O, dt = input_size, hidden_size, output_size, params.dtype
+    T, B = x.shape[:2]
+    D = 2 if bidirectional else 1
+    S = num_layers * D
+    arch = _arch(num_layers, bidirectional, dropout, dropout_seed, dropout_lanes)
+    ws = {} if workspace is None else workspace
+    hs = _step_buffers(ws, dt, T, B, I, H, O, S, loss, last_step_only, arch,
+                       lengths is not None)
+    _workspace.set_initial_states(hs, None if h0 is None else h0.reshape(S, B, H), D)
+    xf, ids, is_ids = _inputs(x, dt)
+    e = _empty(dt)
+    xent = loss == "cross_entropy"
+    with _threads.one_blas_thread():
+        value, norm, stage = _core.model_train_step(
+            params, grads, e if state is None else state, hs.reshape(-1), ws["Y"], ws["dA"],
+            xf, ids, y.reshape(-1) if xent else _NO_IDS, e if xent else y.reshape(-1), T, B,
+            I, H, O, NONLINEARITIES[nonlinearity], is_ids, LOSSES[loss],
+            REDUCTIONS[reduction], bool(last_step_only), optimizer, lr, lr_decay,
+            weight_decay, eps, _clip(clip_value), step, eps_placement == "inside", maximize,
+            momentum, math.inf if max_grad_norm is None else max_grad_norm, arch,
+            _lengths(lengths), ws["work"])
+    return value, (None if max_grad_norm is None else norm), stage, _states(hs, S)
+
+
+def model_sample(params, n, first, h, rng_state, *, input_size, hidden_size, output_size,
+                 nonlinearity="tanh", temperature=1.0, num_layers=1, workspace=None):
+    H, O = hidden_size, output_size
+    out = np.empty(n, np.int64)
+    rng = np.array([rng_state], np.uint64)
+    ws = {} if workspace is None else workspace
+    work = ws.get("work")
+    if work is None or work.shape != (H + O,) or work.dtype != params.dtype:
+        work = ws["work"] = np.empty(H + O, params.dtype)
+    try:
+        _core.model_sample(out, h.reshape(-1), work, rng, first, temperature, params,
+                           input_size, H, O, NONLINEARITIES[nonlinearity], num_layers)
+    except FloatingPointError as err:
+        raise NonFiniteError(str(err)) from None
+    return out, int(rng[0])
+
+
+def stream_probe(p, s, g):
+    _core.stream_probe(p, s, g)

@@ -1,0 +1,37 @@
+"""Kernels that exist for the benchmarks (not for training): the bandwidth probe and the
+per-step GEMM on its own, validated as elman.kernels' functions are."""
+from __future__ import annotations
+
+from .. import reference
+from .._dispatch import is_c
+from .._validate import float_array, no_overlap
+from .. import _core
+
+
+def stream_probe(p, s, g):
+    """The bandwidth probe: Adagrad's memory traffic, read p, s, g and write p, s, with no
+    arithmetic to speak of (s += g, p -= g), on the same kernel path and threads as
+    adagrad_update (csrc/probe.c). Arrays (n,) of one float dtype."""
+    where = "stream_probe"
+    p = float_array(p, "p", where=where, ndim=1, writable=True)
+    s = float_array(s, "s", where=where, dtype=p.dtype, shape=p.shape, writable=True)
+    g = float_array(g, "g", where=where, dtype=p.dtype, shape=p.shape)
+    no_overlap(where, {"p": p, "s": s}, {"g": g})
+    no_overlap(where, {"p": p}, {"s": s})
+    (_core.stream_probe if is_c() else reference.stream_probe)(p, s, g)
+
+
+def step_gemm(C, A, W):
+    """C (M, N) += A (M, K) @ W (K, N) on elman's register-blocked kernel, the per-step
+    product of the recurrence (csrc/gemm_small.c). C-contiguous 2-D arrays of one float
+    dtype; C may not overlap A or W."""
+    where = "step_gemm"
+    A = float_array(A, "A", where=where, ndim=2)
+    M, K = A.shape
+    W = float_array(W, "W", where=where, dtype=A.dtype, shape=(K, None))
+    C = float_array(C, "C", where=where, dtype=A.dtype, shape=(M, W.shape[1]), writable=True)
+    no_overlap(where, {"C": C}, {"A": A, "W": W})
+    if is_c():
+        _core.step_gemm(C.reshape(-1), A.reshape(-1), W.reshape(-1), M, K, W.shape[1])
+    else:
+        C += A @ W
