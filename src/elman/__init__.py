@@ -20,7 +20,7 @@ from ._validate import NonFiniteError
 from .kernels import backend
 from .model import ElmanRNN
 from .optim import SGD, Adagrad, ProximalAdagrad, RowwiseAdagrad, clip_grad_norm_
-from .step import train_step
+from .model import train_step
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,5 @@
-"""ElmanRNN: stacked Elman layers and an affine output layer over one flat parameter buffer."""
+"""ElmanRNN: stacked Elman layers and an affine output layer over one flat parameter buffer;
+and elman.train_step, the whole training step of one in one call."""
 from __future__ import annotations
 
 import contextlib
@@ -424,55 +425,6 @@ class ElmanRNN:
         self._grad_h0 = dh0
         return value, self._final_state(hs, h_out)
 
-    def train_step(self, opt, x, y, h0=None, *, loss="cross_entropy", reduction="mean",
-                   last_step_only=False, batch_first=False, h_out=None, lengths=None):
-        """:func:`elman.train_step` (its documentation): forward, loss, BPTT, clipping and
-        ``opt``'s update in one call on the backend, ``model_train_step``."""
-        where = "train_step"
-        if not isinstance(opt, (Adagrad, SGD)):
-            raise TypeError(f"{where}: opt must be an elman.Adagrad or elman.SGD, got "
-                            f"{type(opt).__name__}")
-        if opt.params is not self.params and not (
-                np.may_share_memory(opt.params, self.params)
-                and opt.params.shape == self.params.shape):
-            raise ValueError(f"{where}: opt does not update this model's parameters")
-        if getattr(opt, "lr_scales", None):
-            raise ValueError(f"{where}: an Adagrad with lr_scales updates in several passes; "
-                             f"call model.forward_backward(...) and opt.step() instead")
-        with self._exclusive(where):
-            return self._train_step(where, opt, x, y, h0, loss, reduction, last_step_only,
-                                    batch_first, h_out, lengths)
-
-    def _train_step(self, where, opt, x, y, h0, loss, reduction, last_step_only, batch_first,
-                    h_out, lengths):
-        x, is_ids, y, h0, h_out, lengths, ws = self._step_inputs(
-            where, x, y, h0, loss, reduction, last_step_only, batch_first, h_out, lengths)
-        self._grad_h0 = None  # not computed by the fused step: no stale value from before
-        fused = opt.fused_update()
-        if fused is None:  # the sparse-row update: the two calls, unfused
-            value, hs = current().model_forward_backward(
-                self.params, self.grads, x, y, h0, loss=loss, reduction=reduction,
-                last_step_only=bool(last_step_only), lengths=lengths, workspace=ws,
-                **self._shape_kwargs(), **self._dropout_draw())
-            self._last_ids = x if is_ids else None
-            opt.step()
-            return value, self._final_state(hs, h_out)
-        state, update = fused
-        value, norm, stage, hs = current().model_train_step(
-            self.params, self.grads, state, x, y, h0, loss=loss, reduction=reduction,
-            last_step_only=bool(last_step_only), lengths=lengths, workspace=ws,
-            **self._shape_kwargs(), **self._dropout_draw(), **update)
-        if stage == 1:
-            raise NonFiniteError(f"{where}: the loss is not finite ({value}); nothing was "
-                                 f"updated")
-        opt.record_fused_step(norm, applied=stage != 2)
-        if stage == 2:
-            raise NonFiniteError(f"{where}: the gradient norm is {norm}; nothing was updated")
-        if stage == 3:
-            raise NonFiniteError(f"{where}: grad holds NaN or infinity, or the update made a "
-                                 f"parameter non-finite (the update was applied)")
-        return value, self._final_state(hs, h_out)
-
     @property
     def last_input_ids(self):
         """The token ids (T, B) of the last forward_backward (None if its input was dense, or
@@ -601,4 +553,70 @@ class ElmanRNN:
                 f"# {self.num_params} parameters")
 
 
-__all__ = ["ElmanRNN"]
+def train_step(model, opt, x, y, h0=None, *, loss="cross_entropy", reduction="mean",
+               last_step_only=False, batch_first=False, h_out=None, lengths=None):
+    """Forward, loss, backprop through time, gradient clipping and the optimizer's update,
+    in one C call with no Python between the stages.
+
+    The same, bit for bit, as::
+
+        loss, h_T = model.forward_backward(x, y, h0, ...)   # same arguments
+        opt.step()
+
+    model: an ElmanRNN; opt: the Adagrad or SGD that updates it. Arguments and shapes as in
+    ``ElmanRNN.forward_backward``. Returns (loss, h_T). Raises NonFiniteError when the loss
+    or the gradient norm is not finite (nothing is updated then), or when the update made a
+    parameter non-finite (the update has been applied, as ``opt.step()`` would have).
+
+    >>> import numpy as np, elman
+    >>> m = elman.ElmanRNN(20, 16, 20)
+    >>> opt = elman.Adagrad(m, lr=0.05, max_grad_norm=5.0)
+    >>> x = np.random.default_rng(0).integers(0, 20, size=(9, 4))
+    >>> loss, h = elman.train_step(m, opt, x[:-1], x[1:])
+    >>> opt.steps
+    1
+    """
+    where = "train_step"
+    if not isinstance(model, ElmanRNN):
+        raise TypeError(f"{where}: model must be an elman.ElmanRNN, got {type(model).__name__}")
+    if not isinstance(opt, (Adagrad, SGD)):
+        raise TypeError(f"{where}: opt must be an elman.Adagrad or elman.SGD, got "
+                        f"{type(opt).__name__}")
+    if opt.params is not model.params and not (
+            np.may_share_memory(opt.params, model.params)
+            and opt.params.shape == model.params.shape):
+        raise ValueError(f"{where}: opt does not update this model's parameters")
+    if getattr(opt, "lr_scales", None):
+        raise ValueError(f"{where}: an Adagrad with lr_scales updates in several passes; "
+                         f"call model.forward_backward(...) and opt.step() instead")
+    with model._exclusive(where):
+        x, is_ids, y, h0, h_out, lengths, ws = model._step_inputs(
+            where, x, y, h0, loss, reduction, last_step_only, batch_first, h_out, lengths)
+        model._grad_h0 = None  # not computed by the fused step: no stale value from before
+        fused = opt.fused_update()
+        if fused is None:  # the sparse-row update: the two calls, unfused
+            value, hs = current().model_forward_backward(
+                model.params, model.grads, x, y, h0, loss=loss, reduction=reduction,
+                last_step_only=bool(last_step_only), lengths=lengths, workspace=ws,
+                **model._shape_kwargs(), **model._dropout_draw())
+            model._last_ids = x if is_ids else None
+            opt.step()
+            return value, model._final_state(hs, h_out)
+        state, update = fused
+        value, norm, stage, hs = current().model_train_step(
+            model.params, model.grads, state, x, y, h0, loss=loss, reduction=reduction,
+            last_step_only=bool(last_step_only), lengths=lengths, workspace=ws,
+            **model._shape_kwargs(), **model._dropout_draw(), **update)
+        if stage == 1:
+            raise NonFiniteError(f"{where}: the loss is not finite ({value}); nothing was "
+                                 f"updated")
+        opt.record_fused_step(norm, applied=stage != 2)
+        if stage == 2:
+            raise NonFiniteError(f"{where}: the gradient norm is {norm}; nothing was updated")
+        if stage == 3:
+            raise NonFiniteError(f"{where}: grad holds NaN or infinity, or the update made a "
+                                 f"parameter non-finite (the update was applied)")
+        return value, model._final_state(hs, h_out)
+
+
+__all__ = ["ElmanRNN", "train_step"]
