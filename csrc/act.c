@@ -12,13 +12,6 @@
 #define ELMAN_TYPED_FILE "act.c"
 #include "typed.h"
 
-#ifdef ELMAN_ISA
-ELMAN_REGISTER(act) = {.act_forward_f32 = act_forward_f32, .act_forward_f64 = act_forward_f64,
-                       .act_backward_f32 = act_backward_f32,
-                       .act_backward_f64 = act_backward_f64,
-                       .tanh_f32 = tanh_f32, .tanh_f64 = tanh_f64};
-#endif
-
 #elif !defined(ELMAN_ISA) /* ---- checked entry points, once per REAL ---- */
 
 int TYPED(elman_act_forward_f32, elman_act_forward_f64)(
@@ -82,5 +75,13 @@ static void TYPED(act_backward_f32, act_backward_f64)(
         for (elman_int i = 0; i < n; i++) dA[i] = dH[i] * (REAL)(y[i] > 0);
     }
 }
+
+/* After the double pass both dtypes' loops exist: this path's, registered by name. */
+#if ELMAN_LAST_PASS
+ELMAN_REGISTER(act) = {.act_forward_f32 = act_forward_f32, .act_forward_f64 = act_forward_f64,
+                       .act_backward_f32 = act_backward_f32,
+                       .act_backward_f64 = act_backward_f64,
+                       .tanh_f32 = tanh_f32, .tanh_f64 = tanh_f64};
+#endif
 
 #endif

@@ -28,10 +28,6 @@ static inline int elman_adagrad_opts_ok(const elman_adagrad_opts *o)
 #define ELMAN_TYPED_FILE "adagrad.c"
 #include "typed.h"
 
-#ifdef ELMAN_ISA
-ELMAN_REGISTER(adagrad) = {.adagrad_f32 = adagrad_f32, .adagrad_f64 = adagrad_f64};
-#endif
-
 #elif !defined(ELMAN_ISA) /* ---- checked entry points, once per REAL ---- */
 
 /* The per-step scalars, computed once per call in double and rounded to REAL. Clipping is
@@ -64,20 +60,12 @@ static int TYPED(adagrad_run_f32, adagrad_run_f64)(
                               k->eps_in, k->eps_out);
 }
 
-/* The pointers of one non-empty buffer: present, and no two the same. */
-static int TYPED(adagrad_buffers_ok_f32, adagrad_buffers_ok_f64)(
-    const REAL *param, const REAL *state, const REAL *grad)
-{
-    return param != NULL && state != NULL && grad != NULL && param != state &&
-           param != grad && state != grad;
-}
-
 int TYPED(elman_adagrad_update_f32, elman_adagrad_update_f64)(
     REAL *param, REAL *state, const REAL *grad, elman_int n, const elman_adagrad_opts *o)
 {
     if (!elman_adagrad_opts_ok(o) || n < 0) return ELMAN_ERR_ARG;
     if (n == 0) return ELMAN_OK;
-    if (!TY(adagrad_buffers_ok)(param, state, grad)) return ELMAN_ERR_ARG;
+    if (!elman_distinct3(param, state, grad)) return ELMAN_ERR_ARG;
     const TY(adagrad_scalars) k = TY(adagrad_prepare)(o);
     const elman_adagrad_loops *loops = elman_adagrad_paths[elman_isa()];
     return TY(adagrad_run)(loops, &k, param, state, grad, n) ? ELMAN_ERR_NONFINITE : ELMAN_OK;
@@ -95,7 +83,7 @@ int TYPED(elman_adagrad_update_many_f32, elman_adagrad_update_many_f64)(
         const elman_int n = ns[i];
         if (n < 0) return ELMAN_ERR_ARG;
         if (n == 0) continue;
-        if (!TY(adagrad_buffers_ok)(params[i], states[i], grads[i])) return ELMAN_ERR_ARG;
+        if (!elman_distinct3(params[i], states[i], grads[i])) return ELMAN_ERR_ARG;
         if (n < ELMAN_PAR_MIN_ELEMENTS) small = elman_add(small, n);
     }
     const TY(adagrad_scalars) k = TY(adagrad_prepare)(o);
@@ -122,7 +110,7 @@ int TYPED(elman_adagrad_rows_update_f32, elman_adagrad_rows_update_f64)(
     if (!elman_adagrad_opts_ok(o) || m < 0 || V < 0 || H < 0) return ELMAN_ERR_ARG;
     if (elman_mul(V, H) < 0) return ELMAN_ERR_TOO_LARGE;
     if (m == 0 || H == 0) return ELMAN_OK;
-    if (!TY(adagrad_buffers_ok)(param, state, grad) || ids == NULL || mask == NULL)
+    if (!elman_distinct3(param, state, grad) || ids == NULL || mask == NULL)
         return ELMAN_ERR_ARG;
     const TY(adagrad_scalars) k = TY(adagrad_prepare)(o);
     const elman_adagrad_loops *loops = elman_adagrad_paths[elman_isa()];
@@ -202,5 +190,10 @@ static int TYPED(adagrad_f32, adagrad_f64)(
     }
     return bad;
 }
+
+/* After the double pass both dtypes' loops exist: this path's, registered by name. */
+#if ELMAN_LAST_PASS
+ELMAN_REGISTER(adagrad) = {.adagrad_f32 = adagrad_f32, .adagrad_f64 = adagrad_f64};
+#endif
 
 #endif

@@ -23,12 +23,6 @@
 #define ELMAN_TYPED_FILE "gemm_small.c"
 #include "typed.h"
 
-#ifdef ELMAN_ISA
-ELMAN_REGISTER(gemm_small) = {.fast = ELMAN_VECTOR_EXT && ELMAN_VEC_BYTES >= 32,
-                              .gemm_nn_f32 = gemm_nn_f32, .gemm_nn_f64 = gemm_nn_f64,
-                              .step_f32 = step_f32, .step_f64 = step_f64};
-#endif
-
 #elif !defined(ELMAN_ISA) /* ---- checked entry point, once per REAL ---- */
 
 int TYPED(elman_step_gemm_f32, elman_step_gemm_f64)(
@@ -312,5 +306,12 @@ static void TYPED(step_f32, step_f64)(
         if (len > 0) TY(step_rows)(C, A, W, Y, lo, lo + len, H, nonlinearity, backward);
     }
 }
+
+/* After the double pass both dtypes' loops exist: this path's, registered by name. */
+#if ELMAN_LAST_PASS
+ELMAN_REGISTER(gemm_small) = {.fast = ELMAN_VECTOR_EXT && ELMAN_VEC_BYTES >= 32,
+                              .gemm_nn_f32 = gemm_nn_f32, .gemm_nn_f64 = gemm_nn_f64,
+                              .step_f32 = step_f32, .step_f64 = step_f64};
+#endif
 
 #endif

@@ -24,6 +24,13 @@ static inline elman_int elman_add(elman_int a, elman_int b)
     return a + b;
 }
 
+/* The three buffers of an optimizer update (param, state, grad): present, and no two the
+ * same (overlap is the binding's to refuse; the kernels see pointers only). */
+static inline int elman_distinct3(const void *a, const void *b, const void *c)
+{
+    return a != NULL && b != NULL && c != NULL && a != b && a != c && b != c;
+}
+
 /* A pointer may be NULL only when the buffer it stands for holds no elements. */
 #define ELMAN_NEED(ptr, count) \
     do {                                                \

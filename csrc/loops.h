@@ -3,9 +3,9 @@
  *
  * CMake compiles the files that have loops once more per instruction set (generic
  * everywhere; avx2 and avx512 on x86-64), with ELMAN_ISA set to the path's name and its -m
- * flags. In that copy the file defines its loops (static) and registers them by name at
- * its end, as NumPy names its variants with NPY_CPU_DISPATCH_CURFX and PyTorch registers
- * them with REGISTER_DISPATCH:
+ * flags. In that copy the file defines its loops (static) and, at its end (after the
+ * double pass, #if ELMAN_LAST_PASS), registers them by name, as NumPy names its variants
+ * with NPY_CPU_DISPATCH_CURFX and PyTorch registers them with REGISTER_DISPATCH:
  *
  *     ELMAN_REGISTER(adagrad) = {.adagrad_f32 = adagrad_f32, .adagrad_f64 = adagrad_f64};
  *

@@ -12,11 +12,6 @@
 #define ELMAN_TYPED_FILE "norm.c"
 #include "typed.h"
 
-#ifdef ELMAN_ISA
-ELMAN_REGISTER(norm) = {.sumsq_f32 = sumsq_f32, .sumsq_f64 = sumsq_f64,
-                        .nonfinite_f32 = nonfinite_f32, .nonfinite_f64 = nonfinite_f64};
-#endif
-
 #elif !defined(ELMAN_ISA) /* ---- checked entry points, once per REAL ---- */
 
 int TYPED(elman_sumsq_f32, elman_sumsq_f64)(double *out, const REAL *x, elman_int n)
@@ -64,5 +59,11 @@ static int TYPED(nonfinite_f32, nonfinite_f64)(const REAL *x, elman_int n)
     for (elman_int i = 0; i < n; i++) bad |= !(FABS(x[i]) <= REAL_MAX);
     return bad;
 }
+
+/* After the double pass both dtypes' loops exist: this path's, registered by name. */
+#if ELMAN_LAST_PASS
+ELMAN_REGISTER(norm) = {.sumsq_f32 = sumsq_f32, .sumsq_f64 = sumsq_f64,
+                        .nonfinite_f32 = nonfinite_f32, .nonfinite_f64 = nonfinite_f64};
+#endif
 
 #endif

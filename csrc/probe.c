@@ -12,10 +12,6 @@
 #define ELMAN_TYPED_FILE "probe.c"
 #include "typed.h"
 
-#ifdef ELMAN_ISA
-ELMAN_REGISTER(probe) = {.stream_f32 = stream_f32, .stream_f64 = stream_f64};
-#endif
-
 #elif !defined(ELMAN_ISA) /* ---- checked entry point, once per REAL ---- */
 
 int TYPED(elman_stream_probe_f32, elman_stream_probe_f64)(
@@ -23,7 +19,7 @@ int TYPED(elman_stream_probe_f32, elman_stream_probe_f64)(
 {
     if (n < 0) return ELMAN_ERR_ARG;
     if (n == 0) return ELMAN_OK;
-    if (p == NULL || s == NULL || g == NULL || p == s || p == g || s == g) return ELMAN_ERR_ARG;
+    if (!elman_distinct3(p, s, g)) return ELMAN_ERR_ARG;
     elman_probe_paths[elman_isa()]->TY(stream)(p, s, g, n);
     return ELMAN_OK;
 }
@@ -55,5 +51,10 @@ static void TYPED(stream_f32, stream_f64)(
         TY(stream_range)(p + lo, s + lo, g + lo, len);
     }
 }
+
+/* After the double pass both dtypes' loops exist: this path's, registered by name. */
+#if ELMAN_LAST_PASS
+ELMAN_REGISTER(probe) = {.stream_f32 = stream_f32, .stream_f64 = stream_f64};
+#endif
 
 #endif

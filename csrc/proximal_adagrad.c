@@ -13,10 +13,6 @@
 #define ELMAN_TYPED_FILE "proximal_adagrad.c"
 #include "typed.h"
 
-#ifdef ELMAN_ISA
-ELMAN_REGISTER(proximal) = {.proximal_f32 = proximal_f32, .proximal_f64 = proximal_f64};
-#endif
-
 #elif !defined(ELMAN_ISA) /* ---- checked entry point, once per REAL ---- */
 
 int TYPED(elman_proximal_adagrad_update_f32, elman_proximal_adagrad_update_f64)(
@@ -26,8 +22,7 @@ int TYPED(elman_proximal_adagrad_update_f32, elman_proximal_adagrad_update_f64)(
     if (!(o->lr >= 0) || !(o->l1 >= 0) || !(o->l2 >= 0) || !(o->grad_scale >= 0))
         return ELMAN_ERR_ARG;
     if (n == 0) return ELMAN_OK;
-    if (param == NULL || state == NULL || grad == NULL) return ELMAN_ERR_ARG;
-    if (param == state || param == grad || state == grad) return ELMAN_ERR_ARG;
+    if (!elman_distinct3(param, state, grad)) return ELMAN_ERR_ARG;
     const elman_proximal_loops *loops = elman_proximal_paths[elman_isa()];
     const int bad = loops->TY(proximal)(param, state, grad, n, (REAL)o->lr,
                                         (REAL)o->grad_scale, (REAL)o->l1, (REAL)o->l2);
@@ -72,5 +67,10 @@ static int TYPED(proximal_f32, proximal_f64)(
     }
     return bad;
 }
+
+/* After the double pass both dtypes' loops exist: this path's, registered by name. */
+#if ELMAN_LAST_PASS
+ELMAN_REGISTER(proximal) = {.proximal_f32 = proximal_f32, .proximal_f64 = proximal_f64};
+#endif
 
 #endif

@@ -12,10 +12,6 @@
 #define ELMAN_TYPED_FILE "rowwise_adagrad.c"
 #include "typed.h"
 
-#ifdef ELMAN_ISA
-ELMAN_REGISTER(rowwise) = {.rowwise_f32 = rowwise_f32, .rowwise_f64 = rowwise_f64};
-#endif
-
 #elif !defined(ELMAN_ISA) /* ---- checked entry point, once per REAL ---- */
 
 int TYPED(elman_rowwise_adagrad_update_f32, elman_rowwise_adagrad_update_f64)(
@@ -26,8 +22,7 @@ int TYPED(elman_rowwise_adagrad_update_f32, elman_rowwise_adagrad_update_f64)(
     if (!(o->lr >= 0) || !(o->eps >= 0) || !(o->grad_scale >= 0)) return ELMAN_ERR_ARG;
     if (elman_mul(rows, cols) < 0) return ELMAN_ERR_TOO_LARGE;
     if (rows == 0 || cols == 0) return ELMAN_OK;
-    if (param == NULL || state == NULL || grad == NULL) return ELMAN_ERR_ARG;
-    if (param == state || param == grad || state == grad) return ELMAN_ERR_ARG;
+    if (!elman_distinct3(param, state, grad)) return ELMAN_ERR_ARG;
     const elman_rowwise_loops *loops = elman_rowwise_paths[elman_isa()];
     const int bad = loops->TY(rowwise)(param, state, grad, rows, cols, (REAL)o->lr,
                                        (REAL)o->grad_scale, (REAL)o->eps);
@@ -62,5 +57,10 @@ static int TYPED(rowwise_f32, rowwise_f64)(
     }
     return chk != 0;
 }
+
+/* After the double pass both dtypes' loops exist: this path's, registered by name. */
+#if ELMAN_LAST_PASS
+ELMAN_REGISTER(rowwise) = {.rowwise_f32 = rowwise_f32, .rowwise_f64 = rowwise_f64};
+#endif
 
 #endif

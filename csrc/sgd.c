@@ -14,10 +14,6 @@
 #define ELMAN_TYPED_FILE "sgd.c"
 #include "typed.h"
 
-#ifdef ELMAN_ISA
-ELMAN_REGISTER(sgd) = {.sgd_f32 = sgd_f32, .sgd_f64 = sgd_f64};
-#endif
-
 #elif !defined(ELMAN_ISA) /* ---- checked entry point, once per REAL ---- */
 
 int TYPED(elman_sgd_update_f32, elman_sgd_update_f64)(
@@ -90,5 +86,10 @@ static int TYPED(sgd_f32, sgd_f64)(
     }
     return bad;
 }
+
+/* After the double pass both dtypes' loops exist: this path's, registered by name. */
+#if ELMAN_LAST_PASS
+ELMAN_REGISTER(sgd) = {.sgd_f32 = sgd_f32, .sgd_f64 = sgd_f64};
+#endif
 
 #endif

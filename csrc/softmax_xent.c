@@ -13,11 +13,6 @@
 #define ELMAN_TYPED_FILE "softmax_xent.c"
 #include "typed.h"
 
-#ifdef ELMAN_ISA
-ELMAN_REGISTER(softmax) = {.xent_rows_f32 = xent_rows_f32, .xent_rows_f64 = xent_rows_f64,
-                           .exp_shift_f32 = exp_shift_f32, .exp_shift_f64 = exp_shift_f64};
-#endif
-
 #elif !defined(ELMAN_ISA) /* ---- checked entry point, once per REAL ---- */
 
 int TYPED(elman_softmax_xent_f32, elman_softmax_xent_f64)(
@@ -135,5 +130,11 @@ static double TYPED(exp_shift_f32, exp_shift_f64)(
     }
     return sum;
 }
+
+/* After the double pass both dtypes' loops exist: this path's, registered by name. */
+#if ELMAN_LAST_PASS
+ELMAN_REGISTER(softmax) = {.xent_rows_f32 = xent_rows_f32, .xent_rows_f64 = xent_rows_f64,
+                           .exp_shift_f32 = exp_shift_f32, .exp_shift_f64 = exp_shift_f64};
+#endif
 
 #endif

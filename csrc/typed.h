@@ -9,11 +9,13 @@
  * their registration all live in the one file named after the operation:
  *
  *     #ifndef ELMAN_TYPED                      untyped helpers, then
- *     #define ELMAN_TYPED_FILE "adagrad.c"     the two typed passes,
+ *     #define ELMAN_TYPED_FILE "adagrad.c"     the two typed passes
  *     #include "typed.h"
- *     ELMAN_REGISTER(adagrad) = {...};         then this path's loops, by name (loops.h)
  *     #elif !defined(ELMAN_ISA)                checked entry points (once per REAL)
- *     #else                                    loops (once per REAL and instruction set)
+ *     #else                                    loops (once per REAL and instruction set),
+ *     #if ELMAN_LAST_PASS                      and after the double pass, this path's
+ *     ELMAN_REGISTER(adagrad) = {...};         loops registered by name (loops.h)
+ *     #endif
  *     #endif
  *
  * Definitions spell both real names, TYPED(elman_adagrad_update_f32,
@@ -33,6 +35,7 @@
 /* ---- float ---------------------------------------------------------------------------- */
 #define REAL float
 #define TYPED(f32, f64) f32
+#define ELMAN_LAST_PASS 0 /* 1 in the double pass: both dtypes' code then exists */
 #define TY(name) name##_f32
 #define REAL_MAX FLT_MAX
 #define REAL_MIN FLT_MIN
@@ -42,20 +45,12 @@
 #define EXP elman_expf   /* vecmath.h: branch-free, a few ulp, vectorizes */
 #define TANH elman_tanhf
 #include ELMAN_TYPED_FILE
-#undef REAL
-#undef TYPED
-#undef TY
-#undef REAL_MAX
-#undef REAL_MIN
-#undef FABS
-#undef SQRT
-#undef COPYSIGN
-#undef EXP
-#undef TANH
+#include "typed_end.h"
 
 /* ---- double: libm, the precision path ------------------------------------------------- */
 #define REAL double
 #define TYPED(f32, f64) f64
+#define ELMAN_LAST_PASS 1
 #define TY(name) name##_f64
 #define REAL_MAX DBL_MAX
 #define REAL_MIN DBL_MIN
@@ -65,16 +60,7 @@
 #define EXP exp
 #define TANH tanh
 #include ELMAN_TYPED_FILE
-#undef REAL
-#undef TYPED
-#undef TY
-#undef REAL_MAX
-#undef REAL_MIN
-#undef FABS
-#undef SQRT
-#undef COPYSIGN
-#undef EXP
-#undef TANH
+#include "typed_end.h"
 
 #undef ELMAN_TYPED
 #undef ELMAN_TYPED_FILE

@@ -15,7 +15,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import elman
-from test_bad_input import SPECS, make
+from specs import SPECS, make
 
 CLEAN = (TypeError, ValueError, OverflowError, FloatingPointError, IndexError)
 DTYPES = [np.bool_, np.int8, np.int32, np.int64, np.uint64, np.float16, np.float32,

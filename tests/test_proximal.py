@@ -81,11 +81,12 @@ def test_optimizer_trains_a_sparse_model():
     (dict(initial_accumulator_value=0.0), ValueError), (dict(lr="0.1"), TypeError),
 ])
 def test_bad_settings(kw, err):
-    with pytest.raises(err):
+    (name,) = kw
+    with pytest.raises(err, match=rf"ProximalAdagrad: {name}\b"):
         elman.ProximalAdagrad(elman.ElmanRNN(3, 2, 3), **kw)
 
 
 def test_nan_gradient_is_reported():
     p, g, s = np.ones(4), np.array([1.0, np.nan, 0.0, 1.0]), np.full(4, 0.1)
-    with pytest.raises(elman.NonFiniteError):
+    with pytest.raises(elman.NonFiniteError, match=r"proximal_adagrad_update: grad\b"):
         kernels.proximal_adagrad_update(p, g, s, lr=0.1)

@@ -62,12 +62,12 @@ def test_optimizer_rows_memory_and_learning():
 
 
 def test_bad_arguments():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"RowwiseAdagrad: needs a model with named_params"):
         elman.RowwiseAdagrad((np.zeros(3), np.zeros(3)))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"RowwiseAdagrad: eps\b"):
         elman.RowwiseAdagrad(elman.ElmanRNN(3, 2, 3), eps=0.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"rowwise_adagrad_update: state\b"):
         kernels.rowwise_adagrad_update(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros(3), lr=0.1)
-    with pytest.raises(elman.NonFiniteError):
+    with pytest.raises(elman.NonFiniteError, match=r"rowwise_adagrad_update: grad\b"):
         kernels.rowwise_adagrad_update(np.zeros((2, 3)), np.full((2, 3), np.nan), np.zeros(2),
                                        lr=0.1)

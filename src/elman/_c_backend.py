@@ -169,9 +169,9 @@ def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_
                  reverse=False, lengths=None):
     (T, B, H), (I, dt) = dH.shape, (W_xh.shape[0], W_hh.dtype)
     xf, ids, is_ids = _inputs(x, dt)
+    dx = np.empty((T, B, I), dt) if need_dx and not is_ids else None
     g = RNNGrads(np.empty_like(W_xh), np.empty_like(W_hh), np.empty(H, dt),
-                 np.empty((B, H), dt), np.empty((T, B, I), dt) if need_dx and not is_ids else None,
-                 np.empty((T, B, H), dt))
+                 np.empty((B, H), dt), dx, np.empty((T, B, H), dt))
     e = _empty(dt)
     with _threads.one_blas_thread():
         _core.rnn_backward(g.W_xh.reshape(-1), g.W_hh.reshape(-1), g.b_h, g.h0.reshape(-1),
@@ -270,31 +270,42 @@ def _step_buffers(ws, dt, T, B, I, H, O, S, loss, last_step_only, arch, has_leng
     return ws["hs"]
 
 
+def _step_arguments(params, x, y, h0, workspace, I, H, O, loss, last_step_only, arch,
+                    lengths):
+    """What a training call passes the binding besides its options: the workspace and its
+    states hs (the initial states in place), the input as (dense, ids, is_ids), and the
+    targets as (class ids, values), the one the loss does not use empty."""
+    dt = params.dtype
+    T, B = x.shape[:2]
+    S = arch[0] * (2 if arch[1] else 1)
+    ws = {} if workspace is None else workspace
+    hs = _step_buffers(ws, dt, T, B, I, H, O, S, loss, last_step_only, arch,
+                       lengths is not None)
+    _workspace.set_initial_states(hs, None if h0 is None else h0.reshape(S, B, H),
+                                  2 if arch[1] else 1)
+    xf, ids, is_ids = _inputs(x, dt)
+    ys = (y.reshape(-1), _empty(dt)) if loss == "cross_entropy" else (_NO_IDS, y.reshape(-1))
+    return ws, hs, xf, ids, is_ids, ys
+
+
 def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, output_size,
                            nonlinearity="tanh", loss="cross_entropy", reduction="mean",
                            last_step_only=False, dh0=None, dh_T=None, num_layers=1,
                            bidirectional=False, dropout=0.0, dropout_seed=0, lengths=None,
                            dropout_lanes=(0, 0), workspace=None):
-    I, H, O, dt = input_size, hidden_size, output_size, params.dtype
-    T, B = x.shape[:2]
-    D = 2 if bidirectional else 1
-    S = num_layers * D
     arch = _arch(num_layers, bidirectional, dropout, dropout_seed, dropout_lanes)
-    ws = {} if workspace is None else workspace
-    hs = _step_buffers(ws, dt, T, B, I, H, O, S, loss, last_step_only, arch,
-                       lengths is not None)
-    _workspace.set_initial_states(hs, None if h0 is None else h0.reshape(S, B, H), D)
-    xf, ids, is_ids = _inputs(x, dt)
-    e = _empty(dt)
-    xent = loss == "cross_entropy"
+    ws, hs, xf, ids, is_ids, ys = _step_arguments(
+        params, x, y, h0, workspace, input_size, hidden_size, output_size, loss,
+        last_step_only, arch, lengths)
+    (S, T, B), e = (hs.shape[0], *x.shape[:2]), _empty(params.dtype)
     try:
         with _threads.one_blas_thread():
             value = _core.model_forward_backward(
                 grads, e if dh0 is None else dh0.reshape(-1), hs.reshape(-1), ws["Y"],
-                ws["dA"], ws["work"], xf, ids, y.reshape(-1) if xent else _NO_IDS,
-                e if xent else y.reshape(-1), e if dh_T is None else dh_T.reshape(-1), params,
-                T, B, I, H, O, NONLINEARITIES[nonlinearity], is_ids, LOSSES[loss],
-                REDUCTIONS[reduction], bool(last_step_only), arch, _lengths(lengths))
+                ws["dA"], ws["work"], xf, ids, *ys, e if dh_T is None else dh_T.reshape(-1),
+                params, T, B, input_size, hidden_size, output_size,
+                NONLINEARITIES[nonlinearity], is_ids, LOSSES[loss], REDUCTIONS[reduction],
+                bool(last_step_only), arch, _lengths(lengths))
     except FloatingPointError as err:
         raise NonFiniteError(str(err)) from None
     return value, _states(hs, S)
@@ -307,24 +318,17 @@ def model_train_step(params, grads, state, x, y, h0, *, input_size, hidden_size,
                      lr, step, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
                      eps_placement="outside", maximize=False, clip_value=None, momentum=0.0,
                      max_grad_norm=None, workspace=None):
-    I, H, O, dt = input_size, hidden_size, output_size, params.dtype
-    T, B = x.shape[:2]
-    D = 2 if bidirectional else 1
-    S = num_layers * D
     arch = _arch(num_layers, bidirectional, dropout, dropout_seed, dropout_lanes)
-    ws = {} if workspace is None else workspace
-    hs = _step_buffers(ws, dt, T, B, I, H, O, S, loss, last_step_only, arch,
-                       lengths is not None)
-    _workspace.set_initial_states(hs, None if h0 is None else h0.reshape(S, B, H), D)
-    xf, ids, is_ids = _inputs(x, dt)
-    e = _empty(dt)
-    xent = loss == "cross_entropy"
+    ws, hs, xf, ids, is_ids, ys = _step_arguments(
+        params, x, y, h0, workspace, input_size, hidden_size, output_size, loss,
+        last_step_only, arch, lengths)
+    (S, T, B), e = (hs.shape[0], *x.shape[:2]), _empty(params.dtype)
     with _threads.one_blas_thread():
         value, norm, stage = _core.model_train_step(
             params, grads, e if state is None else state, hs.reshape(-1), ws["Y"], ws["dA"],
-            xf, ids, y.reshape(-1) if xent else _NO_IDS, e if xent else y.reshape(-1), T, B,
-            I, H, O, NONLINEARITIES[nonlinearity], is_ids, LOSSES[loss],
-            REDUCTIONS[reduction], bool(last_step_only), optimizer, lr, lr_decay,
+            xf, ids, *ys, T, B, input_size, hidden_size, output_size,
+            NONLINEARITIES[nonlinearity], is_ids, LOSSES[loss], REDUCTIONS[reduction],
+            bool(last_step_only), optimizer, lr, lr_decay,
             weight_decay, eps, _clip(clip_value), step, eps_placement == "inside", maximize,
             momentum, math.inf if max_grad_norm is None else max_grad_norm, arch,
             _lengths(lengths), ws["work"])

@@ -31,7 +31,7 @@ from ._model_args import (check_input, check_lengths, check_model_params,
                           check_sample_args, check_seed, check_stack, check_states,
                           check_targets, check_dropout_seed, check_layer_weights,
                           initial_state)
-from ._validate import (NonFiniteError, as_array, choice, float_array, index_array,
+from ._validate import (NonFiniteError, choice, float_array, index_array,
                         no_overlap, positive_int, real, same_shape)
 from .layout import RNNGrads, param_layout, param_views
 
@@ -408,8 +408,9 @@ def model_sample(params, n, first=0, h=None, *, input_size, hidden_size, output_
     if h is None:
         h = np.zeros(shape, params.dtype)
     else:
-        h = np.array(float_array(as_array(h, "h", where=where), "h", where=where,
-                                 dtype=params.dtype, shape=shape, finite=True))
+        # an array, as every float argument here; copied, since the result is returned
+        h = float_array(h, "h", where=where, dtype=params.dtype, shape=shape,
+                        finite=True).copy()
     choice(nonlinearity, "nonlinearity", NONLINEARITIES, where=where)
     state = check_seed(seed, where)
     ids, _ = current().model_sample(params, n, first, h, state, input_size=I, hidden_size=H,

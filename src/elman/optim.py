@@ -424,7 +424,30 @@ class SGD(Optimizer):
                 f"max_grad_norm={self.max_grad_norm})")
 
 
-class ProximalAdagrad(Optimizer):
+class _Accumulating(Optimizer):
+    """An optimizer whose whole state is one accumulator buffer ``state`` and the step
+    count: its state_dict and load_state_dict (the accumulator checked as finite, and
+    positive where the update divides by it before adding to it)."""
+
+    _name = "Optimizer"
+    _positive_state = False
+
+    def state_dict(self) -> dict:
+        return {"state": self.state.copy(), "steps": self.steps}
+
+    def load_state_dict(self, sd: dict):
+        state = np.asarray(sd["state"])
+        positive = self._positive_state
+        bad_sign = (state <= 0).any() if positive else (state < 0).any()
+        if state.shape != self.state.shape or not np.isfinite(state).all() or bad_sign:
+            rule = "positive and finite" if positive else "finite and non-negative"
+            raise ValueError(f"{self._name}.load_state_dict: state must be {rule}, of shape "
+                             f"{self.state.shape}")
+        self.state[...] = state
+        self.steps = positive_int(sd["steps"], "steps", where=self._name, minimum=0)
+
+
+class ProximalAdagrad(_Accumulating):
     """Adagrad with L1 and L2 regularization by proximal steps, TensorFlow's
     ProximalAdagrad (tf.compat.v1.train.ProximalAdagradOptimizer)::
 
@@ -461,7 +484,7 @@ class ProximalAdagrad(Optimizer):
                                   strict=True, allow_none=True)
         self.state = np.full_like(self.params, self.initial_accumulator_value)
 
-    _step_name = "ProximalAdagrad.step"
+    _name, _step_name, _positive_state = "ProximalAdagrad", "ProximalAdagrad.step", True
 
     def step(self):
         """Apply one update to the model's parameters from its current gradients."""
@@ -469,16 +492,6 @@ class ProximalAdagrad(Optimizer):
         self._apply(current().proximal_adagrad_update, self.params, self.grads, self.state,
                     lr=self.lr, l1=self.l1, l2=self.l2, grad_scale=scale)
 
-    def state_dict(self) -> dict:
-        return {"state": self.state.copy(), "steps": self.steps}
-
-    def load_state_dict(self, sd: dict):
-        state = np.asarray(sd["state"])
-        if state.shape != self.state.shape or not np.isfinite(state).all() or (state <= 0).any():
-            raise ValueError("ProximalAdagrad.load_state_dict: state must be positive and "
-                             f"finite, of shape {self.state.shape}")
-        self.state[...] = state
-        self.steps = positive_int(sd["steps"], "steps", where="ProximalAdagrad", minimum=0)
 
     def __repr__(self):
         return (f"ProximalAdagrad(lr={self.lr}, l1={self.l1}, l2={self.l2}, "
@@ -486,7 +499,7 @@ class ProximalAdagrad(Optimizer):
                 f"max_grad_norm={self.max_grad_norm})")
 
 
-class RowwiseAdagrad(Optimizer):
+class RowwiseAdagrad(_Accumulating):
     """Adagrad with one accumulator per row of each weight matrix (FBGEMM's
     rowwise_adagrad), a bias being one row::
 
@@ -521,7 +534,7 @@ class RowwiseAdagrad(Optimizer):
             rows += p2.shape[0]
         self.state = np.zeros(rows, self.params.dtype)
 
-    _step_name = "RowwiseAdagrad.step"
+    _name, _step_name = "RowwiseAdagrad", "RowwiseAdagrad.step"
 
     def step(self):
         """Apply one update to the model's parameters from its current gradients."""
@@ -531,16 +544,6 @@ class RowwiseAdagrad(Optimizer):
             self._apply(update, p, g, self.state[rows], lr=self.lr, eps=self.eps,
                         grad_scale=scale)
 
-    def state_dict(self) -> dict:
-        return {"state": self.state.copy(), "steps": self.steps}
-
-    def load_state_dict(self, sd: dict):
-        state = np.asarray(sd["state"])
-        if state.shape != self.state.shape or not np.isfinite(state).all() or (state < 0).any():
-            raise ValueError("RowwiseAdagrad.load_state_dict: state must be finite and "
-                             f"non-negative, of shape {self.state.shape}")
-        self.state[...] = state
-        self.steps = positive_int(sd["steps"], "steps", where="RowwiseAdagrad", minimum=0)
 
     def __repr__(self):
         return (f"RowwiseAdagrad(lr={self.lr}, eps={self.eps}, "

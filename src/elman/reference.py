@@ -77,20 +77,27 @@ def adagrad_update(param, grad, state, *, lr, step, lr_decay=0.0, weight_decay=0
                              "a parameter non-finite (param and state were updated)")
 
 
+def _every_update(where, updates):
+    """Runs every update, even after one meets a NaN or infinity, then raises as one."""
+    bad = False
+    for update, args in updates:
+        try:
+            update(*args)
+        except NonFiniteError:
+            bad = True
+    if bad:
+        raise NonFiniteError(f"{where}: grad holds NaN or infinity, or the update made a "
+                             f"parameter non-finite (param and state were updated)")
+
+
 def adagrad_update_many(params, grads, states, *, lr, step, lr_decay=0.0, weight_decay=0.0,
                         eps=1e-10, maximize=False):
     """adagrad_update (eps outside, no clipping) over lists of buffers with one set of
     options, every buffer updated even when one meets a NaN or infinity, then raises."""
-    bad = False
-    for p, g, s in zip(params, grads, states):
-        try:
-            adagrad_update(p, g, s, lr=lr, step=step, lr_decay=lr_decay,
-                           weight_decay=weight_decay, eps=eps, maximize=maximize)
-        except NonFiniteError:
-            bad = True
-    if bad:
-        raise NonFiniteError("adagrad_update_many: grad holds NaN or infinity, or the update "
-                             "made a parameter non-finite (param and state were updated)")
+    def one(p, g, s):
+        adagrad_update(p, g, s, lr=lr, step=step, lr_decay=lr_decay,
+                       weight_decay=weight_decay, eps=eps, maximize=maximize)
+    _every_update("adagrad_update_many", ((one, b) for b in zip(params, grads, states)))
 
 
 def adagrad_rows_update(param, grad, state, ids, *, lr, step, lr_decay=0.0, weight_decay=0.0,
@@ -98,17 +105,11 @@ def adagrad_rows_update(param, grad, state, ids, *, lr, step, lr_decay=0.0, weig
                         grad_scale=1.0, mask=None):
     """adagrad_update on the rows ``ids`` of (V, H) buffers alone, each distinct row once;
     the other rows and their state are not touched. (mask: the C backend's workspace.)"""
-    bad = False
-    for r in np.unique(ids):
-        try:
-            adagrad_update(param[r], grad[r], state[r], lr=lr, step=step, lr_decay=lr_decay,
-                           weight_decay=weight_decay, eps=eps, eps_placement=eps_placement,
-                           maximize=maximize, clip_value=clip_value, grad_scale=grad_scale)
-        except NonFiniteError:
-            bad = True
-    if bad:
-        raise NonFiniteError("adagrad_rows_update: grad holds NaN or infinity, or the update "
-                             "made a parameter non-finite (param and state were updated)")
+    def one(r):
+        adagrad_update(param[r], grad[r], state[r], lr=lr, step=step, lr_decay=lr_decay,
+                       weight_decay=weight_decay, eps=eps, eps_placement=eps_placement,
+                       maximize=maximize, clip_value=clip_value, grad_scale=grad_scale)
+    _every_update("adagrad_rows_update", ((one, (r,)) for r in np.unique(ids)))
 
 
 def proximal_adagrad_update(param, grad, state, *, lr, l1=0.0, l2=0.0, grad_scale=1.0):
