@@ -61,7 +61,7 @@ static int TYPED(adagrad_run_f32, adagrad_run_f64)(
 }
 
 int TYPED(elman_adagrad_update_f32, elman_adagrad_update_f64)(
-    REAL *param, REAL *state, const REAL *grad, elman_int n, const elman_adagrad_opts *o)
+    REAL *param, const REAL *grad, REAL *state, elman_int n, const elman_adagrad_opts *o)
 {
     if (!elman_adagrad_opts_ok(o) || n < 0) return ELMAN_ERR_ARG;
     if (n == 0) return ELMAN_OK;
@@ -72,7 +72,7 @@ int TYPED(elman_adagrad_update_f32, elman_adagrad_update_f64)(
 }
 
 int TYPED(elman_adagrad_update_many_f32, elman_adagrad_update_many_f64)(
-    REAL *const *params, REAL *const *states, const REAL *const *grads, const elman_int *ns,
+    REAL *const *params, const REAL *const *grads, REAL *const *states, const elman_int *ns,
     elman_int count, const elman_adagrad_opts *o)
 {
     if (!elman_adagrad_opts_ok(o) || count < 0) return ELMAN_ERR_ARG;
@@ -104,7 +104,7 @@ int TYPED(elman_adagrad_update_many_f32, elman_adagrad_update_many_f64)(
 }
 
 int TYPED(elman_adagrad_rows_update_f32, elman_adagrad_rows_update_f64)(
-    REAL *param, REAL *state, const REAL *grad, const elman_int *ids, elman_int m, elman_int V,
+    REAL *param, const REAL *grad, REAL *state, const elman_int *ids, elman_int m, elman_int V,
     elman_int H, unsigned char *mask, const elman_adagrad_opts *o)
 {
     if (!elman_adagrad_opts_ok(o) || m < 0 || V < 0 || H < 0) return ELMAN_ERR_ARG;

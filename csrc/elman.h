@@ -11,7 +11,9 @@
  * Arrays are row-major and time-major: x is (T, B, I), hidden states (T+1, B, H).
  *
  * Conventions:
- *   - Arguments come in the order outputs, inputs, parameters, sizes/options.
+ *   - Arguments come in the order outputs, inputs, parameters, sizes/options; the one
+ *     exception, the optimizer updates, take (param, grad, state), the order of PyTorch's
+ *     optimizers and of every layer of elman above this header.
  *   - Every kernel returns an elman_status; none prints, exits or allocates from the heap.
  *   - Backward kernels overwrite their gradient outputs (they never accumulate).
  *   - Buffers do not overlap unless a kernel's comment says an output may equal an input.
@@ -101,20 +103,20 @@ typedef struct {
     int maximize;
 } elman_adagrad_opts;
 
-int elman_adagrad_update_f32(float *param, float *state, const float *grad, elman_int n,
+int elman_adagrad_update_f32(float *param, const float *grad, float *state, elman_int n,
                              const elman_adagrad_opts *opts);
-int elman_adagrad_update_f64(double *param, double *state, const double *grad, elman_int n,
+int elman_adagrad_update_f64(double *param, const double *grad, double *state, elman_int n,
                              const elman_adagrad_opts *opts);
 
 /* Adagrad over count buffers at once (a framework's list of parameter tensors), with one
- * set of options: buffer i is params[i], states[i], grads[i], each ns[i] elements. Large
+ * set of options: buffer i is params[i], grads[i], states[i], each ns[i] elements. Large
  * buffers are split among the threads one after another; small ones are shared among the
  * threads a buffer at a time. ELMAN_ERR_NONFINITE as above, for any buffer (all updated). */
-int elman_adagrad_update_many_f32(float *const *params, float *const *states,
-                                  const float *const *grads, const elman_int *ns,
+int elman_adagrad_update_many_f32(float *const *params, const float *const *grads,
+                                  float *const *states, const elman_int *ns,
                                   elman_int count, const elman_adagrad_opts *opts);
-int elman_adagrad_update_many_f64(double *const *params, double *const *states,
-                                  const double *const *grads, const elman_int *ns,
+int elman_adagrad_update_many_f64(double *const *params, const double *const *grads,
+                                  double *const *states, const elman_int *ns,
                                   elman_int count, const elman_adagrad_opts *opts);
 
 /* Adagrad on some rows of a (V, H) matrix only (the input weights of a token-id model): the
@@ -122,10 +124,10 @@ int elman_adagrad_update_many_f64(double *const *params, double *const *states,
  * update elman_adagrad_update gives them; other rows and their state are not touched. With
  * weight_decay 0 that equals the dense update, since an unused row's gradient is zero.
  * mask: V bytes of workspace, all zero on entry, left all zero. */
-int elman_adagrad_rows_update_f32(float *param, float *state, const float *grad,
+int elman_adagrad_rows_update_f32(float *param, const float *grad, float *state,
                                   const elman_int *ids, elman_int m, elman_int V, elman_int H,
                                   unsigned char *mask, const elman_adagrad_opts *opts);
-int elman_adagrad_rows_update_f64(double *param, double *state, const double *grad,
+int elman_adagrad_rows_update_f64(double *param, const double *grad, double *state,
                                   const elman_int *ids, elman_int m, elman_int V, elman_int H,
                                   unsigned char *mask, const elman_adagrad_opts *opts);
 
@@ -139,9 +141,9 @@ typedef struct {
     double grad_scale;  /* 1 for none */
 } elman_proximal_opts;
 
-int elman_proximal_adagrad_update_f32(float *param, float *state, const float *grad,
+int elman_proximal_adagrad_update_f32(float *param, const float *grad, float *state,
                                       elman_int n, const elman_proximal_opts *opts);
-int elman_proximal_adagrad_update_f64(double *param, double *state, const double *grad,
+int elman_proximal_adagrad_update_f64(double *param, const double *grad, double *state,
                                       elman_int n, const elman_proximal_opts *opts);
 
 /* Row-wise Adagrad (FBGEMM's rowwise_adagrad): one accumulator per row of a (rows, cols)
@@ -153,10 +155,10 @@ typedef struct {
     double grad_scale;  /* 1 for none */
 } elman_rowwise_opts;
 
-int elman_rowwise_adagrad_update_f32(float *param, float *state, const float *grad,
+int elman_rowwise_adagrad_update_f32(float *param, const float *grad, float *state,
                                      elman_int rows, elman_int cols,
                                      const elman_rowwise_opts *opts);
-int elman_rowwise_adagrad_update_f64(double *param, double *state, const double *grad,
+int elman_rowwise_adagrad_update_f64(double *param, const double *grad, double *state,
                                      elman_int rows, elman_int cols,
                                      const elman_rowwise_opts *opts);
 
@@ -173,9 +175,9 @@ typedef struct {
     int maximize;
 } elman_sgd_opts;
 
-int elman_sgd_update_f32(float *param, float *momentum_buf, const float *grad, elman_int n,
+int elman_sgd_update_f32(float *param, const float *grad, float *momentum_buf, elman_int n,
                          const elman_sgd_opts *opts);
-int elman_sgd_update_f64(double *param, double *momentum_buf, const double *grad, elman_int n,
+int elman_sgd_update_f64(double *param, const double *grad, double *momentum_buf, elman_int n,
                          const elman_sgd_opts *opts);
 
 /* The bandwidth probe of the benchmarks: Adagrad's memory traffic (read p, s, g; write p, s)
@@ -354,6 +356,24 @@ elman_int elman_model_num_params(const elman_model_shape *shape);
  * layer without lengths, when work may be NULL. -1 when the size overflows. work must be
  * aligned to 8 bytes. */
 elman_int elman_model_work_bytes(const elman_model_shape *shape, int real_bytes);
+
+/* Every buffer size of a model call, in elements (work in bytes), for bindings to allocate
+ * and check from instead of computing the layout again. */
+typedef struct {
+    elman_int params;     /* the flat parameter (and gradient) buffer */
+    elman_int hs;         /* (L*D, T+1, B, H) */
+    elman_int Y;          /* (N, O), N = B if last_step_only else T*B */
+    elman_int dA;         /* (L*D, T, B, H) */
+    elman_int states;     /* (L*D, B, H): h0, h_n, dh0, dh_T */
+    elman_int work_bytes; /* elman_model_work_bytes for real_bytes */
+} elman_model_sizes;
+
+int elman_model_buffer_sizes(elman_model_sizes *out, const elman_model_shape *shape,
+                             int real_bytes);
+
+/* Offset in the flat buffer of W_xh of layer l, direction d (0 <= l < L, 0 <= d < D), or
+ * of W_hy for l = L (d = 0); -1 for an index outside those or a shape that overflows. */
+elman_int elman_model_param_offset(const elman_model_shape *shape, elman_int l, elman_int d);
 
 /* Y (T, B, O) = outputs of every step; hs (L*D, T+1, B, H) as above. */
 int elman_model_forward_f32(float *Y, float *hs, void *work, const float *x,

@@ -112,6 +112,34 @@ elman_int elman_model_work_bytes(const elman_model_shape *s, int real_bytes)
     return elman_model_plan(s, real_bytes).total;
 }
 
+int elman_model_buffer_sizes(elman_model_sizes *out, const elman_model_shape *s,
+                             int real_bytes)
+{
+    if (out == NULL || s == NULL || (real_bytes != 4 && real_bytes != 8)) return ELMAN_ERR_ARG;
+    ELMAN_TRY(elman_model_check(s));
+    const elman_int S = elman_model_layers(s) * elman_model_dirs(s);
+    const elman_int T = s->rnn.T, B = s->rnn.B, H = s->rnn.H;
+    const elman_int N = s->last_step_only ? B : elman_mul(T, B);
+    out->params = elman_model_num_params(s);
+    out->hs = elman_mul(elman_mul(S, T + 1), elman_mul(B, H));
+    out->Y = elman_mul(N, s->O);
+    out->dA = elman_mul(elman_mul(S, T), elman_mul(B, H));
+    out->states = elman_mul(S, elman_mul(B, H));
+    out->work_bytes = elman_model_plan(s, real_bytes).total;
+    if (out->hs < 0 || out->Y < 0 || out->dA < 0 || out->work_bytes < 0)
+        return ELMAN_ERR_TOO_LARGE;
+    return ELMAN_OK;
+}
+
+elman_int elman_model_param_offset(const elman_model_shape *s, elman_int l, elman_int d)
+{
+    if (elman_model_num_params(s) < 0) return -1;
+    const elman_int L = elman_model_layers(s), D = elman_model_dirs(s);
+    if (l == L && d == 0) return elman_head_offset(s);
+    if (l < 0 || l >= L || d < 0 || d >= D) return -1;
+    return elman_layer_offset(s, l, d);
+}
+
 /* The dropout decision of element e of layer l's output: kept when this is 0. */
 static inline int elman_dropped(uint64_t seed, elman_int l, elman_int e, uint64_t threshold)
 {
@@ -510,11 +538,11 @@ int TYPED(elman_model_train_step_f32, elman_model_train_step_f64)(
     if (opt->kind == ELMAN_OPT_ADAGRAD) {
         elman_adagrad_opts o = opt->adagrad;
         o.grad_scale = scale;
-        return TY(elman_adagrad_update)(params, state, grads, n, &o);
+        return TY(elman_adagrad_update)(params, grads, state, n, &o);
     }
     elman_sgd_opts o = opt->sgd;
     o.grad_scale = scale;
-    return TY(elman_sgd_update)(params, state, grads, n, &o);
+    return TY(elman_sgd_update)(params, grads, state, n, &o);
 }
 
 #endif

@@ -16,7 +16,7 @@
 #elif !defined(ELMAN_ISA) /* ---- checked entry point, once per REAL ---- */
 
 int TYPED(elman_proximal_adagrad_update_f32, elman_proximal_adagrad_update_f64)(
-    REAL *param, REAL *state, const REAL *grad, elman_int n, const elman_proximal_opts *o)
+    REAL *param, const REAL *grad, REAL *state, elman_int n, const elman_proximal_opts *o)
 {
     if (o == NULL || n < 0) return ELMAN_ERR_ARG;
     if (!(o->lr >= 0) || !(o->l1 >= 0) || !(o->l2 >= 0) || !(o->grad_scale >= 0))

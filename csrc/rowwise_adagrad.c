@@ -15,7 +15,7 @@
 #elif !defined(ELMAN_ISA) /* ---- checked entry point, once per REAL ---- */
 
 int TYPED(elman_rowwise_adagrad_update_f32, elman_rowwise_adagrad_update_f64)(
-    REAL *param, REAL *state, const REAL *grad, elman_int rows, elman_int cols,
+    REAL *param, const REAL *grad, REAL *state, elman_int rows, elman_int cols,
     const elman_rowwise_opts *o)
 {
     if (o == NULL || rows < 0 || cols < 0) return ELMAN_ERR_ARG;

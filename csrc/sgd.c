@@ -17,7 +17,7 @@
 #elif !defined(ELMAN_ISA) /* ---- checked entry point, once per REAL ---- */
 
 int TYPED(elman_sgd_update_f32, elman_sgd_update_f64)(
-    REAL *param, REAL *momentum_buf, const REAL *grad, elman_int n, const elman_sgd_opts *o)
+    REAL *param, const REAL *grad, REAL *momentum_buf, elman_int n, const elman_sgd_opts *o)
 {
     if (o == NULL || n < 0) return ELMAN_ERR_ARG;
     if (!(o->clip_value > 0)) return ELMAN_ERR_ARG;

@@ -30,7 +30,7 @@ def test_many_equals_one_by_one(threads, dtype):
     n = elman.get_num_threads()
     elman.set_num_threads(threads)
     try:
-        bad = _core.adagrad_update_many(ps, ss, gs, dtype == np.float64, 0.1, 0.01, 0.02,
+        bad = _core.adagrad_update_many(ps, gs, ss, dtype == np.float64, 0.1, 0.01, 0.02,
                                         1e-8, 3, True)
     finally:
         elman.set_num_threads(n)
@@ -43,28 +43,28 @@ def test_many_reports_a_non_finite_gradient_after_updating_everything():
     ps, ss, gs = buffers([10, 10], np.float32)
     gs[1][3] = np.nan
     before = ps[0].copy()
-    assert _core.adagrad_update_many(ps, ss, gs, False, 0.1, 0, 0, 1e-10, 1, False) is True
+    assert _core.adagrad_update_many(ps, gs, ss, False, 0.1, 0, 0, 1e-10, 1, False) is True
     assert not np.array_equal(ps[0], before) and np.isnan(ps[1][3])
 
 
 def test_many_refuses_bad_lists():
     ps, ss, gs = buffers([4, 4], np.float32)
     with pytest.raises(ValueError, match="differ in number"):
-        _core.adagrad_update_many(ps, ss[:1], gs, False, 0.1, 0, 0, 1e-10, 1, False)
+        _core.adagrad_update_many(ps, gs, ss[:1], False, 0.1, 0, 0, 1e-10, 1, False)
     with pytest.raises(ValueError, match="grad"):
-        _core.adagrad_update_many(ps, ss, [gs[0], gs[1][:3]], False, 0.1, 0, 0, 1e-10, 1, False)
+        _core.adagrad_update_many(ps, [gs[0], gs[1][:3]], ss, False, 0.1, 0, 0, 1e-10, 1, False)
     with pytest.raises(ValueError):  # float64 buffers for the float32 kernel
-        _core.adagrad_update_many([p.astype(np.float64) for p in ps], ss, gs, False, 0.1, 0,
+        _core.adagrad_update_many([p.astype(np.float64) for p in ps], gs, ss, False, 0.1, 0,
                                   0, 1e-10, 1, False)
     ro = ps[0].copy()
     ro.flags.writeable = False
     with pytest.raises(ValueError):
-        _core.adagrad_update_many([ro, ps[1]], ss, gs, False, 0.1, 0, 0, 1e-10, 1, False)
+        _core.adagrad_update_many([ro, ps[1]], gs, ss, False, 0.1, 0, 0, 1e-10, 1, False)
     with pytest.raises(ValueError):  # a parameter passed as its own state
-        _core.adagrad_update_many(ps, [ps[0], ss[1]], gs, False, 0.1, 0, 0, 1e-10, 1, False)
+        _core.adagrad_update_many(ps, gs, [ps[0], ss[1]], False, 0.1, 0, 0, 1e-10, 1, False)
     with pytest.raises(ValueError):  # step 0
-        _core.adagrad_update_many(ps, ss, gs, False, 0.1, 0, 0, 1e-10, 0, False)
+        _core.adagrad_update_many(ps, gs, ss, False, 0.1, 0, 0, 1e-10, 0, False)
     with pytest.raises(ValueError, match="grad"):  # None: an empty buffer
-        _core.adagrad_update_many(ps, ss, [None, gs[1]], False, 0.1, 0, 0, 1e-10, 1, False)
+        _core.adagrad_update_many(ps, [None, gs[1]], ss, False, 0.1, 0, 0, 1e-10, 1, False)
     with pytest.raises(TypeError):
-        _core.adagrad_update_many(ps, ss, [gs[0], "x"], False, 0.1, 0, 0, 1e-10, 1, False)
+        _core.adagrad_update_many(ps, [gs[0], "x"], ss, False, 0.1, 0, 0, 1e-10, 1, False)

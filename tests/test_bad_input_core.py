@@ -39,11 +39,11 @@ CORE_CASES = [
     ("act_backward-dH-short", "C.act_backward(f64(4), f64(3), f64(4), 0)", "raises"),
     ("act_backward-dA-short", "C.act_backward(f64(3), f64(4), f64(4), 1)", "raises"),
     # optimizers
-    ("adagrad-state-short", "C.adagrad_update(f64(4), f64(3), f64(4), .1, 0, 0, 1e-10, math.inf,"
+    ("adagrad-state-short", "C.adagrad_update(f64(4), f64(4), f64(3), .1, 0, 0, 1e-10, math.inf,"
                             " 1., 1, False, False)", "raises"),
-    ("adagrad-grad-short", "C.adagrad_update(f64(4), f64(4), f64(0), .1, 0, 0, 1e-10, math.inf,"
+    ("adagrad-grad-short", "C.adagrad_update(f64(4), f64(0), f64(4), .1, 0, 0, 1e-10, math.inf,"
                            " 1., 1, False, False)", "raises"),
-    ("adagrad-grad-none", "C.adagrad_update(f64(4), f64(4), None, .1, 0, 0, 1e-10, math.inf,"
+    ("adagrad-grad-none", "C.adagrad_update(f64(4), None, f64(4), .1, 0, 0, 1e-10, math.inf,"
                           " 1., 1, False, False)", "raises"),
     ("adagrad-step-0", "C.adagrad_update(f64(4), f64(4), f64(4), .1, 0, 0, 1e-10, math.inf, 1.,"
                        " 0, False, False)", "raises"),
@@ -53,15 +53,15 @@ CORE_CASES = [
                         " 1., 1, False, False)", "raises"),
     ("adagrad-clip-0", "C.adagrad_update(f64(4), f64(4), f64(4), .1, 0, 0, 1e-10, 0., 1., 1,"
                        " False, False)", "raises"),
-    ("adagrad-mixed", "C.adagrad_update(f64(4), f32(4), f64(4), .1, 0, 0, 1e-10, math.inf, 1.,"
+    ("adagrad-mixed", "C.adagrad_update(f64(4), f64(4), f32(4), .1, 0, 0, 1e-10, math.inf, 1.,"
                       " 1, False, False)", "raises"),
-    ("sgd-momentum-buf-missing", "C.sgd_update(f64(4), E, f64(4), .1, .9, 0, math.inf, 1., False)",
+    ("sgd-momentum-buf-missing", "C.sgd_update(f64(4), f64(4), E, .1, .9, 0, math.inf, 1., False)",
      "raises"),
-    ("sgd-momentum-nan-buf-missing", "C.sgd_update(f64(4), E, f64(4), .1, math.nan, 0, math.inf,"
+    ("sgd-momentum-nan-buf-missing", "C.sgd_update(f64(4), f64(4), E, .1, math.nan, 0, math.inf,"
                                      " 1., False)", "raises"),
-    ("sgd-grad-short", "C.sgd_update(f64(4), E, f64(3), .1, 0., 0, math.inf, 1., False)",
+    ("sgd-grad-short", "C.sgd_update(f64(4), f64(3), E, .1, 0., 0, math.inf, 1., False)",
      "raises"),
-    ("sgd-clip-negative", "C.sgd_update(f64(4), E, f64(4), .1, 0., 0, -1., 1., False)", "raises"),
+    ("sgd-clip-negative", "C.sgd_update(f64(4), f64(4), E, .1, 0., 0, -1., 1., False)", "raises"),
     # rnn_forward(hs, x, ids, W_xh, W_hh, b_h, T, B, I, H, nl, use_ids)
     ("rnn_forward-hs-short", "C.rnn_forward(f64(5), E, i64(0), f64(3), f64(9), f64(3), 1, 1, 1,"
                              " 3, 0, True)", "raises"),

@@ -5,8 +5,8 @@ arrays, string options, the same return values and exceptions), so that a caller
 module, ``elman.backend.current()``, and calls it the same way either way. What this module
 owns, and nothing else does:
 
-- the flat views and the argument order of the binding (``_core``), which takes each
-  optimizer's buffers as C does, (param, state, grad);
+- the flat views the binding (``_core``) takes, with explicit sizes (every layer takes an
+  optimizer's buffers in one order, (param, grad, state), as PyTorch does);
 - the string-to-code translation of options, from the enums C declares (``_core.pxd``);
 - keeping the BLAS on one thread while a kernel runs (``_threads.one_blas_thread``): elman's
   own OpenMP threads share the cores out, one BLAS call per thread;
@@ -61,7 +61,7 @@ def adagrad_update(param, grad, state, *, lr, step, lr_decay=0.0, weight_decay=0
                    eps=1e-10, eps_placement="outside", maximize=False, clip_value=None,
                    grad_scale=1.0):
     try:
-        _core.adagrad_update(param.reshape(-1), state.reshape(-1), grad.reshape(-1), lr,
+        _core.adagrad_update(param.reshape(-1), grad.reshape(-1), state.reshape(-1), lr,
                              lr_decay, weight_decay, eps, _clip(clip_value), grad_scale, step,
                              eps_placement == "inside", maximize)
     except FloatingPointError:
@@ -70,7 +70,7 @@ def adagrad_update(param, grad, state, *, lr, step, lr_decay=0.0, weight_decay=0
 
 def adagrad_update_many(params, grads, states, *, lr, step, lr_decay=0.0, weight_decay=0.0,
                         eps=1e-10, maximize=False):
-    if _core.adagrad_update_many(params, states, grads,
+    if _core.adagrad_update_many(params, grads, states,
                                  bool(params) and params[0].dtype == np.float64, lr=lr,
                                  lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
                                  step=step, maximize=maximize):
@@ -84,7 +84,7 @@ def adagrad_rows_update(param, grad, state, ids, *, lr, step, lr_decay=0.0, weig
     if mask is None:
         mask = np.zeros(V, np.uint8)
     try:
-        _core.adagrad_rows_update(param.reshape(-1), state.reshape(-1), grad.reshape(-1), ids,
+        _core.adagrad_rows_update(param.reshape(-1), grad.reshape(-1), state.reshape(-1), ids,
                                   mask, V, H, lr, lr_decay, weight_decay, eps,
                                   _clip(clip_value), grad_scale, step,
                                   eps_placement == "inside", maximize)
@@ -94,7 +94,7 @@ def adagrad_rows_update(param, grad, state, ids, *, lr, step, lr_decay=0.0, weig
 
 def proximal_adagrad_update(param, grad, state, *, lr, l1=0.0, l2=0.0, grad_scale=1.0):
     try:
-        _core.proximal_adagrad_update(param.reshape(-1), state.reshape(-1), grad.reshape(-1),
+        _core.proximal_adagrad_update(param.reshape(-1), grad.reshape(-1), state.reshape(-1),
                                       lr, l1, l2, grad_scale)
     except FloatingPointError:
         raise _non_finite("proximal_adagrad_update") from None
@@ -102,7 +102,7 @@ def proximal_adagrad_update(param, grad, state, *, lr, l1=0.0, l2=0.0, grad_scal
 
 def rowwise_adagrad_update(param, grad, state, *, lr, eps=1e-10, grad_scale=1.0):
     try:
-        _core.rowwise_adagrad_update(param.reshape(-1), state, grad.reshape(-1),
+        _core.rowwise_adagrad_update(param.reshape(-1), grad.reshape(-1), state,
                                      param.shape[0], param.shape[1], lr, eps, grad_scale)
     except FloatingPointError:
         raise _non_finite("rowwise_adagrad_update") from None
@@ -112,7 +112,7 @@ def sgd_update(param, grad, momentum_buffer=None, *, lr, momentum=0.0, weight_de
                maximize=False, clip_value=None, grad_scale=1.0):
     buf = _empty(param.dtype) if momentum_buffer is None else momentum_buffer.reshape(-1)
     try:
-        _core.sgd_update(param.reshape(-1), buf, grad.reshape(-1), lr, momentum, weight_decay,
+        _core.sgd_update(param.reshape(-1), grad.reshape(-1), buf, lr, momentum, weight_decay,
                          _clip(clip_value), grad_scale, maximize)
     except FloatingPointError:
         raise _non_finite("sgd_update", state=False) from None
@@ -245,9 +245,8 @@ def model_forward(params, x, h0, *, input_size, hidden_size, output_size,
     hs = _workspace.array(ws, "hs", (S, T + 1, B, H), dt)
     _workspace.set_initial_states(hs, None if h0 is None else h0.reshape(S, B, H), D)
     arch = _arch(num_layers, bidirectional, 0.0, 0, (0, 0))
-    nbytes = _core.model_work_bytes(T, B, I, H, O, 0, False, arch, lengths is not None,
-                                    dt.itemsize)
-    work = _workspace.work_buffer(ws, "work", nbytes)
+    sizes = _core.model_sizes(T, B, I, H, O, 0, False, arch, lengths is not None, dt.itemsize)
+    work = _workspace.work_buffer(ws, "work", sizes["work_bytes"])
     xf, ids, is_ids = _inputs(x, dt)
     with _threads.one_blas_thread():
         _core.model_forward(Y.reshape(-1), hs.reshape(-1), work, xf, ids, params, T, B, I, H,
@@ -261,11 +260,11 @@ def _step_buffers(ws, dt, T, B, I, H, O, S, loss, last_step_only, arch, has_leng
     key = (dt, T, B, I, H, O, last_step_only, arch[0], arch[1], arch[2] > 0, has_lengths,
            loss)
     if ws.get("key") != key:
-        N = B if last_step_only else T * B
-        nbytes = _core.model_work_bytes(T, B, I, H, O, LOSSES[loss], last_step_only, arch,
-                                        has_lengths, dt.itemsize)
-        ws.update(key=key, hs=np.empty((S, T + 1, B, H), dt), Y=np.empty(N * O, dt),
-                  dA=np.empty(S * T * B * H, dt), work=_workspace.aligned_bytes(nbytes))
+        sizes = _core.model_sizes(T, B, I, H, O, LOSSES[loss], last_step_only, arch,
+                                  has_lengths, dt.itemsize)  # every size from C
+        ws.update(key=key, hs=np.empty(sizes["hs"], dt).reshape(S, T + 1, B, H),
+                  Y=np.empty(sizes["Y"], dt), dA=np.empty(sizes["dA"], dt),
+                  work=_workspace.aligned_bytes(sizes["work_bytes"]))
         ws["allocations"] = ws.get("allocations", 0) + 1
     return ws["hs"]
 

@@ -50,32 +50,32 @@ cdef extern from "elman.h" nogil:
         double lr, momentum, weight_decay, clip_value, grad_scale
         int maximize
 
-    int elman_adagrad_update_many_f32(float **, float **, const float **,
+    int elman_adagrad_update_many_f32(float **, const float **, float **,
                                       const elman_int *, elman_int, const elman_adagrad_opts *)
-    int elman_adagrad_update_many_f64(double **, double **, const double **,
+    int elman_adagrad_update_many_f64(double **, const double **, double **,
                                       const elman_int *, elman_int, const elman_adagrad_opts *)
-    int elman_adagrad_update_f32(float *, float *, const float *, elman_int, const elman_adagrad_opts *)
-    int elman_adagrad_update_f64(double *, double *, const double *, elman_int, const elman_adagrad_opts *)
-    int elman_adagrad_rows_update_f32(float *, float *, const float *, const elman_int *,
+    int elman_adagrad_update_f32(float *, const float *, float *, elman_int, const elman_adagrad_opts *)
+    int elman_adagrad_update_f64(double *, const double *, double *, elman_int, const elman_adagrad_opts *)
+    int elman_adagrad_rows_update_f32(float *, const float *, float *, const elman_int *,
                                       elman_int, elman_int, elman_int, unsigned char *,
                                       const elman_adagrad_opts *)
-    int elman_adagrad_rows_update_f64(double *, double *, const double *, const elman_int *,
+    int elman_adagrad_rows_update_f64(double *, const double *, double *, const elman_int *,
                                       elman_int, elman_int, elman_int, unsigned char *,
                                       const elman_adagrad_opts *)
     ctypedef struct elman_proximal_opts:
         double lr, l1, l2, grad_scale
-    int elman_proximal_adagrad_update_f32(float *, float *, const float *, elman_int,
+    int elman_proximal_adagrad_update_f32(float *, const float *, float *, elman_int,
                                           const elman_proximal_opts *)
-    int elman_proximal_adagrad_update_f64(double *, double *, const double *, elman_int,
+    int elman_proximal_adagrad_update_f64(double *, const double *, double *, elman_int,
                                           const elman_proximal_opts *)
     ctypedef struct elman_rowwise_opts:
         double lr, eps, grad_scale
-    int elman_rowwise_adagrad_update_f32(float *, float *, const float *, elman_int, elman_int,
+    int elman_rowwise_adagrad_update_f32(float *, const float *, float *, elman_int, elman_int,
                                          const elman_rowwise_opts *)
-    int elman_rowwise_adagrad_update_f64(double *, double *, const double *, elman_int,
+    int elman_rowwise_adagrad_update_f64(double *, const double *, double *, elman_int,
                                          elman_int, const elman_rowwise_opts *)
-    int elman_sgd_update_f32(float *, float *, const float *, elman_int, const elman_sgd_opts *)
-    int elman_sgd_update_f64(double *, double *, const double *, elman_int, const elman_sgd_opts *)
+    int elman_sgd_update_f32(float *, const float *, float *, elman_int, const elman_sgd_opts *)
+    int elman_sgd_update_f64(double *, const double *, double *, elman_int, const elman_sgd_opts *)
     int elman_stream_probe_f32(float *, float *, const float *, elman_int)
     int elman_stream_probe_f64(double *, double *, const double *, elman_int)
     int elman_all_finite_f32(const float *, elman_int)
@@ -136,6 +136,10 @@ cdef extern from "elman.h" nogil:
 
     elman_int elman_model_num_params(const elman_model_shape *)
     elman_int elman_model_work_bytes(const elman_model_shape *, int)
+    ctypedef struct elman_model_sizes:
+        elman_int params, hs, Y, dA, states, work_bytes
+    int elman_model_buffer_sizes(elman_model_sizes *, const elman_model_shape *, int)
+    elman_int elman_model_param_offset(const elman_model_shape *, elman_int, elman_int)
     int elman_model_forward_f32(float *, float *, void *, const float *, const elman_int *,
                                 const float *, const elman_model_shape *)
     int elman_model_forward_f64(double *, double *, void *, const double *, const elman_int *,

@@ -139,7 +139,7 @@ def set_num_threads(int n):
 
 # ---- optimizers ---------------------------------------------------------------------------
 
-def adagrad_update(floating[::1] param, floating[::1] state, const floating[::1] grad,
+def adagrad_update(floating[::1] param, const floating[::1] grad, floating[::1] state,
                    double lr, double lr_decay, double weight_decay, double eps,
                    double clip_value, double grad_scale, int64_t step, bint eps_inside,
                    bint maximize):
@@ -155,22 +155,22 @@ def adagrad_update(floating[::1] param, floating[::1] state, const floating[::1]
     cdef int s
     with nogil:
         if floating is float:
-            s = elman_adagrad_update_f32(_p(param), _p(state), _cp(grad), n, &o)
+            s = elman_adagrad_update_f32(_p(param), _cp(grad), _p(state), n, &o)
         else:
-            s = elman_adagrad_update_f64(_p(param), _p(state), _cp(grad), n, &o)
+            s = elman_adagrad_update_f64(_p(param), _cp(grad), _p(state), n, &o)
     _check(s, "adagrad_update")
 
 
-def adagrad_update_many(list params, list states, list grads, bint f64, double lr,
+def adagrad_update_many(list params, list grads, list states, bint f64, double lr,
                         double lr_decay, double weight_decay, double eps, int64_t step,
                         bint maximize):
     """Adagrad (torch's: eps outside, no clipping) over many flat buffers of one dtype in
-    one call with the GIL released: params[i], states[i] and grads[i] are 1-D C-contiguous
+    one call with the GIL released: params[i], grads[i] and states[i] are 1-D C-contiguous
     arrays of one length each. Returns True when a gradient held NaN/inf or an updated
     parameter is not finite (the updates have all been applied)."""
     cdef Py_ssize_t count = len(params), i
     if len(states) != count or len(grads) != count:
-        raise ValueError("adagrad_update_many: params, states and grads differ in number")
+        raise ValueError("adagrad_update_many: params, grads and states differ in number")
     cdef void **pp = <void **>PyMem_Malloc(3 * count * sizeof(void *) + 1)
     cdef elman_int *ns = <elman_int *>PyMem_Malloc(count * sizeof(elman_int) + 1)
     if pp == NULL or ns == NULL:
@@ -194,26 +194,24 @@ def adagrad_update_many(list params, list states, list grads, bint f64, double l
                 _need(sd.shape[0], n, "state")
                 _need(gd.shape[0], n, "grad")
                 if n > 0:
-                    pp[i] = &pd[0]; pp[count + i] = &sd[0]; pp[2 * count + i] = <void *>&gd[0]
+                    pp[i] = &pd[0]; pp[count + i] = <void *>&gd[0]; pp[2 * count + i] = &sd[0]
             else:
                 pf = params[i]; sf = states[i]; gf = grads[i]
                 n = pf.shape[0]
                 _need(sf.shape[0], n, "state")
                 _need(gf.shape[0], n, "grad")
                 if n > 0:
-                    pp[i] = &pf[0]; pp[count + i] = &sf[0]; pp[2 * count + i] = <void *>&gf[0]
+                    pp[i] = &pf[0]; pp[count + i] = <void *>&gf[0]; pp[2 * count + i] = &sf[0]
             ns[i] = n
             if n == 0:
                 pp[i] = pp[count + i] = pp[2 * count + i] = NULL
         with nogil:
             if f64:
-                st = elman_adagrad_update_many_f64(<double **>pp, <double **>pp + count,
-                                                   <const double **>(pp + 2 * count), ns,
-                                                   count, &o)
+                st = elman_adagrad_update_many_f64(<double **>pp, <const double **>(pp + count),
+                                                   <double **>pp + 2 * count, ns, count, &o)
             else:
-                st = elman_adagrad_update_many_f32(<float **>pp, <float **>pp + count,
-                                                   <const float **>(pp + 2 * count), ns,
-                                                   count, &o)
+                st = elman_adagrad_update_many_f32(<float **>pp, <const float **>(pp + count),
+                                                   <float **>pp + 2 * count, ns, count, &o)
         if st == ELMAN_ERR_NONFINITE:
             bad = 1
         else:
@@ -224,7 +222,7 @@ def adagrad_update_many(list params, list states, list grads, bint f64, double l
     return bool(bad)
 
 
-def adagrad_rows_update(floating[::1] param, floating[::1] state, const floating[::1] grad,
+def adagrad_rows_update(floating[::1] param, const floating[::1] grad, floating[::1] state,
                         const int64_t[::1] ids, unsigned char[::1] mask, V, H, double lr,
                         double lr_decay, double weight_decay, double eps, double clip_value,
                         double grad_scale, int64_t step, bint eps_inside, bint maximize):
@@ -243,16 +241,16 @@ def adagrad_rows_update(floating[::1] param, floating[::1] state, const floating
     cdef int s
     with nogil:
         if floating is float:
-            s = elman_adagrad_rows_update_f32(_p(param), _p(state), _cp(grad), _ip(ids), m,
+            s = elman_adagrad_rows_update_f32(_p(param), _cp(grad), _p(state), _ip(ids), m,
                                               v_, h_, mp, &o)
         else:
-            s = elman_adagrad_rows_update_f64(_p(param), _p(state), _cp(grad), _ip(ids), m,
+            s = elman_adagrad_rows_update_f64(_p(param), _cp(grad), _p(state), _ip(ids), m,
                                               v_, h_, mp, &o)
     _check(s, "adagrad_rows_update")
 
 
-def proximal_adagrad_update(floating[::1] param, floating[::1] state,
-                            const floating[::1] grad, double lr, double l1, double l2,
+def proximal_adagrad_update(floating[::1] param, const floating[::1] grad,
+                            floating[::1] state, double lr, double l1, double l2,
                             double grad_scale):
     """In place on param and state (n,); TensorFlow's ProximalAdagrad."""
     cdef Py_ssize_t n = param.shape[0]
@@ -263,14 +261,14 @@ def proximal_adagrad_update(floating[::1] param, floating[::1] state,
     cdef int s
     with nogil:
         if floating is float:
-            s = elman_proximal_adagrad_update_f32(_p(param), _p(state), _cp(grad), n, &o)
+            s = elman_proximal_adagrad_update_f32(_p(param), _cp(grad), _p(state), n, &o)
         else:
-            s = elman_proximal_adagrad_update_f64(_p(param), _p(state), _cp(grad), n, &o)
+            s = elman_proximal_adagrad_update_f64(_p(param), _cp(grad), _p(state), n, &o)
     _check(s, "proximal_adagrad_update")
 
 
-def rowwise_adagrad_update(floating[::1] param, floating[::1] state,
-                           const floating[::1] grad, rows, cols, double lr, double eps,
+def rowwise_adagrad_update(floating[::1] param, const floating[::1] grad,
+                           floating[::1] state, rows, cols, double lr, double eps,
                            double grad_scale):
     """In place on param (rows*cols,) and state (rows,); FBGEMM's row-wise Adagrad."""
     cdef elman_int r_ = _size(rows, "rows"), c_ = _size(cols, "cols")
@@ -282,13 +280,13 @@ def rowwise_adagrad_update(floating[::1] param, floating[::1] state,
     cdef int s
     with nogil:
         if floating is float:
-            s = elman_rowwise_adagrad_update_f32(_p(param), _p(state), _cp(grad), r_, c_, &o)
+            s = elman_rowwise_adagrad_update_f32(_p(param), _cp(grad), _p(state), r_, c_, &o)
         else:
-            s = elman_rowwise_adagrad_update_f64(_p(param), _p(state), _cp(grad), r_, c_, &o)
+            s = elman_rowwise_adagrad_update_f64(_p(param), _cp(grad), _p(state), r_, c_, &o)
     _check(s, "rowwise_adagrad_update")
 
 
-def sgd_update(floating[::1] param, floating[::1] momentum_buf, const floating[::1] grad,
+def sgd_update(floating[::1] param, const floating[::1] grad, floating[::1] momentum_buf,
                double lr, double momentum, double weight_decay, double clip_value,
                double grad_scale, bint maximize):
     """In place on param (n,) and momentum_buf (n,; empty when momentum == 0)."""
@@ -302,9 +300,9 @@ def sgd_update(floating[::1] param, floating[::1] momentum_buf, const floating[:
     cdef int s
     with nogil:
         if floating is float:
-            s = elman_sgd_update_f32(_p(param), _p(momentum_buf), _cp(grad), n, &o)
+            s = elman_sgd_update_f32(_p(param), _cp(grad), _p(momentum_buf), n, &o)
         else:
-            s = elman_sgd_update_f64(_p(param), _p(momentum_buf), _cp(grad), n, &o)
+            s = elman_sgd_update_f64(_p(param), _cp(grad), _p(momentum_buf), n, &o)
     _check(s, "sgd_update")
 
 
@@ -623,6 +621,31 @@ def model_work_bytes(T, B, I, H, O, int loss, bint last_step_only, tuple arch,
     return n
 
 
+def model_sizes(T, B, I, H, O, int loss, bint last_step_only, tuple arch, bint has_lengths,
+                int real_bytes):
+    """Every buffer size of a model call (elman_model_buffer_sizes): a dict of params, hs, Y,
+    dA and states (elements) and work_bytes."""
+    cdef elman_model_shape m
+    _model_shape(&m, T, B, I, H, O, 0, loss, 0, last_step_only, arch)
+    cdef elman_int one = 1
+    if has_lengths:
+        m.rnn.lengths = &one  # only whether it is NULL matters for the sizes
+    cdef elman_model_sizes z
+    _check(elman_model_buffer_sizes(&z, &m, real_bytes), "model_sizes")
+    return dict(params=z.params, hs=z.hs, Y=z.Y, dA=z.dA, states=z.states,
+                work_bytes=z.work_bytes)
+
+
+def model_param_offset(I, H, O, tuple arch, l, d):
+    """Offset of W_xh of layer l, direction d in the flat layout (of W_hy for l = L)."""
+    cdef elman_model_shape m
+    _model_shape(&m, 0, 0, I, H, O, 0, 0, 0, False, arch)
+    cdef elman_int off = elman_model_param_offset(&m, _size(l, "l"), _size(d, "d"))
+    if off < 0:
+        raise ValueError(f"model_param_offset: no layer {l}, direction {d} in this stack")
+    return off
+
+
 def model_num_params(I, H, O, tuple arch):
     cdef elman_model_shape m
     _model_shape(&m, 0, 0, I, H, O, 0, 0, 0, False, arch)
@@ -650,17 +673,18 @@ cdef int _step_buffers(str where, const elman_model_shape *m, Py_ssize_t n_param
                        Py_ssize_t n_grads, Py_ssize_t n_hs, Py_ssize_t n_Y, Py_ssize_t n_dA,
                        Py_ssize_t n_x, Py_ssize_t n_ids, Py_ssize_t n_y_ids,
                        Py_ssize_t n_y_values, bint use_ids) except -1:
-    """The buffer lengths of a training step: every one exactly what the sizes say."""
+    """The buffer lengths of a training step: every one exactly what C says its sizes are."""
     T, B, I, H, O = m.rnn.T, m.rnn.B, m.rnn.I, m.rnn.H, m.O
     if T < 1 or B < 1:
         raise ValueError(f"{where} needs T >= 1 and B >= 1, got T={T}, B={B}")
-    N = B if m.last_step_only else T * B
-    n_params = elman_model_num_params(m)
-    _need(n_params_buf, n_params, "params")
-    _need(n_grads, n_params, "grads")
-    _need(n_hs, _slabs(m) * (T + 1) * B * H, "hs")
-    _need(n_Y, N * O, "Y")
-    _need(n_dA, _slabs(m) * T * B * H, "dA")
+    cdef elman_model_sizes z
+    _check(elman_model_buffer_sizes(&z, m, 4), where)
+    N = B if m.last_step_only else T * B  # the targets' rows
+    _need(n_params_buf, z.params, "params")
+    _need(n_grads, z.params, "grads")
+    _need(n_hs, z.hs, "hs")
+    _need(n_Y, z.Y, "Y")
+    _need(n_dA, z.dA, "dA")
     _rnn_inputs(n_x, n_ids, use_ids, T, B, I)
     if m.loss == ELMAN_LOSS_XENT:
         _need(n_y_ids, N, "y")
@@ -676,10 +700,12 @@ def model_forward(floating[::1] Y, floating[::1] hs, unsigned char[::1] work,
     """Y (T, B, O) outputs; hs (L*D, T+1, B, H) with the initial states in place."""
     cdef elman_model_shape m
     _model_shape(&m, T, B, I, H, O, nonlinearity, 0, 0, False, arch, lengths)
-    _need(Y.shape[0], T * B * O, "Y")
-    _need(hs.shape[0], _slabs(&m) * (T + 1) * B * H, "hs")
+    cdef elman_model_sizes z
+    _check(elman_model_buffer_sizes(&z, &m, 4), "model_forward")
+    _need(Y.shape[0], z.Y, "Y")
+    _need(hs.shape[0], z.hs, "hs")
     _rnn_inputs(x.shape[0], ids.shape[0], use_ids, T, B, I)
-    _need(params.shape[0], elman_model_num_params(&m), "params")
+    _need(params.shape[0], z.params, "params")
     cdef void *wp = _work(work, &m, sizeof(floating), "model_forward")
     cdef const elman_int *idp = _ip(ids) if use_ids else NULL
     cdef int s
