@@ -8,6 +8,7 @@ import pathlib
 import pytest
 
 from elman import _c_backend, _core, kernels, reference
+from elman.layout import layer_names, param_layout
 
 SRC = pathlib.Path(__file__).resolve().parent.parent / "src" / "elman"
 BACKEND_FUNCTIONS = sorted(
@@ -73,3 +74,25 @@ def test_the_private_name_check_finds_a_reach(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("from . import kernels\nkernels._model_forward(1)\nkernels.rnn_forward(2)\n")
     assert _private_reaches(f) == [(2, "kernels._model_forward")]
+
+
+@pytest.mark.parametrize("I,H,O,L,bi", [(3, 2, 3, 1, False), (7, 5, 4, 3, False),
+                                        (6, 4, 6, 2, True), (1, 1, 1, 4, True)])
+def test_the_python_layout_is_the_c_layout(I, H, O, L, bi):
+    """layout.param_layout (names and shapes) sits where C puts each slab and the head, and
+    the buffer sizes the C backend allocates are the ones C reports."""
+    layout, n = param_layout(I, H, O, L, bi)
+    arch = (L, bi, 0.0, 0)
+    offsets = {name: off for name, _, off in layout}
+    D = 2 if bi else 1
+    for l in range(L):
+        for d in range(D):
+            assert offsets[layer_names(l, d)[0]] == _core.model_param_offset(I, H, O, arch, l, d)
+    assert offsets["W_hy"] == _core.model_param_offset(I, H, O, arch, L, 0)
+    assert n == _core.model_num_params(I, H, O, arch)
+    sizes = _core.model_sizes(5, 3, I, H, O, 0, False, arch, False, 4)
+    S = L * D
+    assert sizes == dict(params=n, hs=S * 6 * 3 * H, Y=15 * O, dA=S * 5 * 3 * H,
+                         states=S * 3 * H, work_bytes=sizes["work_bytes"])
+    with pytest.raises(ValueError, match="no layer"):
+        _core.model_param_offset(I, H, O, arch, L, 1)

@@ -14,7 +14,7 @@ import pytest
 
 import elman
 
-CSRC = pathlib.Path(__file__).resolve().parent.parent / "csrc"
+CSRC = pathlib.Path(__file__).resolve().parents[2] / "csrc"
 # Every array a step could allocate below is at least 16 KiB (ids, targets, h_T, hs, ...);
 # one step's own Python temporaries (views, the loss float, ...) come to about 3 KiB.
 SMALL_OBJECTS = 8192

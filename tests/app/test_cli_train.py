@@ -231,7 +231,7 @@ def test_builtin_corpus_is_deterministic():
     assert a == b and len(a) == 50_000
 
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples")
 
 
 def test_char_lm_example_runs():

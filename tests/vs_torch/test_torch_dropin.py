@@ -20,7 +20,7 @@ from elman.torch import _layer, rnn as et_rnn  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 F64 = torch.float64
 CASES = [dict(), dict(nonlinearity="relu"), dict(num_layers=2, bidirectional=True),
          dict(num_layers=2, batch_first=True, bias=False)]

@@ -11,7 +11,7 @@ import pytest
 import elman
 from tolerances import TRAJECTORY, assert_close
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def trajectory(backend, dtype, optimizer, ids, loss, steps=50, last=False):

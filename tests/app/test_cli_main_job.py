@@ -15,7 +15,7 @@ import pytest
 from elman import checkpoint, cli
 from elman import train as tr
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ELMAN = [sys.executable, "-m", "elman"]
 TEXT = ("the quick brown fox jumps over the lazy dog. " * 60
         + "pack my box with five dozen liquor jugs. " * 60)
