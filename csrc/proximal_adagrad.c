@@ -10,6 +10,12 @@
 #ifndef ELMAN_TYPED
 #include "loops.h"
 
+/* The options the entry point accepts: every rate and penalty >= 0 (NaN refused). */
+static inline int elman_proximal_opts_ok(const elman_proximal_opts *o)
+{
+    return o != NULL && o->lr >= 0 && o->l1 >= 0 && o->l2 >= 0 && o->grad_scale >= 0;
+}
+
 #define ELMAN_TYPED_FILE "proximal_adagrad.c"
 #include "typed.h"
 
@@ -18,9 +24,7 @@
 int TYPED(elman_proximal_adagrad_update_f32, elman_proximal_adagrad_update_f64)(
     REAL *param, const REAL *grad, REAL *state, elman_int n, const elman_proximal_opts *o)
 {
-    if (o == NULL || n < 0) return ELMAN_ERR_ARG;
-    if (!(o->lr >= 0) || !(o->l1 >= 0) || !(o->l2 >= 0) || !(o->grad_scale >= 0))
-        return ELMAN_ERR_ARG;
+    if (!elman_proximal_opts_ok(o) || n < 0) return ELMAN_ERR_ARG;
     if (n == 0) return ELMAN_OK;
     if (!elman_distinct3(param, state, grad)) return ELMAN_ERR_ARG;
     const elman_proximal_loops *loops = elman_proximal_paths[elman_isa()];

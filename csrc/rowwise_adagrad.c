@@ -9,6 +9,12 @@
 #ifndef ELMAN_TYPED
 #include "loops.h"
 
+/* The options the entry point accepts: rate, eps and scale >= 0 (NaN refused). */
+static inline int elman_rowwise_opts_ok(const elman_rowwise_opts *o)
+{
+    return o != NULL && o->lr >= 0 && o->eps >= 0 && o->grad_scale >= 0;
+}
+
 #define ELMAN_TYPED_FILE "rowwise_adagrad.c"
 #include "typed.h"
 
@@ -18,8 +24,7 @@ int TYPED(elman_rowwise_adagrad_update_f32, elman_rowwise_adagrad_update_f64)(
     REAL *param, const REAL *grad, REAL *state, elman_int rows, elman_int cols,
     const elman_rowwise_opts *o)
 {
-    if (o == NULL || rows < 0 || cols < 0) return ELMAN_ERR_ARG;
-    if (!(o->lr >= 0) || !(o->eps >= 0) || !(o->grad_scale >= 0)) return ELMAN_ERR_ARG;
+    if (!elman_rowwise_opts_ok(o) || rows < 0 || cols < 0) return ELMAN_ERR_ARG;
     if (elman_mul(rows, cols) < 0) return ELMAN_ERR_TOO_LARGE;
     if (rows == 0 || cols == 0) return ELMAN_OK;
     if (!elman_distinct3(param, state, grad)) return ELMAN_ERR_ARG;

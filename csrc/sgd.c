@@ -11,6 +11,12 @@
 #ifndef ELMAN_TYPED
 #include "loops.h"
 
+/* The options the entry point accepts (momentum needs its buffer: checked with it). */
+static inline int elman_sgd_opts_ok(const elman_sgd_opts *o)
+{
+    return o != NULL && o->clip_value > 0;
+}
+
 #define ELMAN_TYPED_FILE "sgd.c"
 #include "typed.h"
 
@@ -19,8 +25,7 @@
 int TYPED(elman_sgd_update_f32, elman_sgd_update_f64)(
     REAL *param, const REAL *grad, REAL *momentum_buf, elman_int n, const elman_sgd_opts *o)
 {
-    if (o == NULL || n < 0) return ELMAN_ERR_ARG;
-    if (!(o->clip_value > 0)) return ELMAN_ERR_ARG;
+    if (!elman_sgd_opts_ok(o) || n < 0) return ELMAN_ERR_ARG;
     if (n == 0) return ELMAN_OK;
     if (param == NULL || grad == NULL || (o->momentum != 0 && momentum_buf == NULL))
         return ELMAN_ERR_ARG;

@@ -745,15 +745,10 @@ def model_forward_backward(floating[::1] grads, floating[::1] dh0, floating[::1]
     cdef const floating *dhTp = NULL
     if _optional(dh_T.shape[0], nstate, "dh_T"):
         dhTp = _cp(dh_T)
-    cdef const floating *xp = NULL
-    cdef const elman_int *idp = NULL
-    cdef const elman_int *yidp = NULL
-    cdef const floating *yvp = NULL
+    cdef const floating *xp = NULL, *yvp = NULL   # the input and targets in use (the
+    cdef const elman_int *idp = NULL, *yidp = NULL  # others NULL), from _step_pointers
     _step_pointers(x, ids, y_ids, y_values, use_ids, loss, &xp, &idp, &yidp, &yvp)
-    cdef floating *gp = _p(grads)
-    cdef floating *hsp = _p(hs)
-    cdef floating *Yp = _p(Y)
-    cdef floating *dAp = _p(dA)
+    cdef floating *gp = _p(grads), *hsp = _p(hs), *Yp = _p(Y), *dAp = _p(dA)
     cdef const floating *pp = _cp(params)
     cdef double out = 0
     cdef int s
@@ -838,16 +833,10 @@ def model_train_step(floating[::1] params, floating[::1] grads, floating[::1] st
     o.sgd.clip_value = clip_value; o.sgd.grad_scale = 1; o.sgd.maximize = maximize
     o.max_grad_norm = max_grad_norm
     cdef floating *sp = _p(state) if state.shape[0] > 0 else NULL
-    cdef const floating *xp = NULL
-    cdef const elman_int *idp = NULL
-    cdef const elman_int *yidp = NULL
-    cdef const floating *yvp = NULL
+    cdef const floating *xp = NULL, *yvp = NULL   # as in model_forward_backward
+    cdef const elman_int *idp = NULL, *yidp = NULL
     _step_pointers(x, ids, y_ids, y_values, use_ids, loss, &xp, &idp, &yidp, &yvp)
-    cdef floating *pp = _p(params)
-    cdef floating *gp = _p(grads)
-    cdef floating *hsp = _p(hs)
-    cdef floating *Yp = _p(Y)
-    cdef floating *dAp = _p(dA)
+    cdef floating *pp = _p(params), *gp = _p(grads), *hsp = _p(hs), *Yp = _p(Y), *dAp = _p(dA)
     cdef double out = 0, norm = 0
     cdef int s
     with nogil:

@@ -157,7 +157,7 @@ def _threads(asked, comm, warn):
     """elman's thread count for the run (None: leave OpenMP's), and a warning when the
     threads of this node's processes outnumber its cores."""
     cores = _cores()
-    local = comm.local_size() if comm is not None else 1
+    local = comm.local_size()
     share = max(1, cores // local)
     threads = asked
     if threads is None and not os.environ.get("OMP_NUM_THREADS"):
@@ -224,19 +224,20 @@ def _check_out(out, *, overwrite, resumed_from=None):
 
 
 def _train(argv) -> int:
+    from . import session
     from . import train as tr
     from .checkpoint import CheckpointError
     from .data import DataError
     p = _train_parser()
     given = vars(p.parse_args(argv))
-    comm = None
     from . import distributed
+    comm = distributed.LocalComm()
     if distributed.launched_by_mpi():  # mpiexec -n N elman train ...: data-parallel
         try:
             comm = distributed.init()
         except ImportError as e:
             p.error(str(e))
-    root = comm is None or comm.is_root
+    root = comm.is_root
 
     def fail(message):   # rank 0 says it; every rank exits 2
         if root:
@@ -255,8 +256,8 @@ def _train(argv) -> int:
     overwrite = given.get("overwrite", False)
     problem = _check_out(out, overwrite=overwrite, resumed_from=resume) if root else None
     refused = problem is not None
-    if comm is not None:   # rank 0 checked; every rank learns whether to stop
-        refused = comm.allreduce_scalars(float(refused), what="the --out check")[0] > 0
+    # rank 0 checked; every rank learns whether to stop
+    refused = comm.allreduce_scalars(float(refused), what="the --out check")[0] > 0
     if refused:
         fail(problem)
     fields = set(tr.TrainConfig.__dataclass_fields__)
@@ -290,11 +291,11 @@ def _train(argv) -> int:
         if overwrite and not _same_run(out, resume):
             _clear_run(out)
         _describe(trainer, out, resumed=resume is not None)
-    ranks = f"mpiexec -n {comm.size} " if comm is not None and comm.size > 1 else ""
+    ranks = f"mpiexec -n {comm.size} " if comm.size > 1 else ""
     try:
-        summary = tr.run(trainer, out, progress=not given.get("no_progress", False),
+        summary = session.run(trainer, out, progress=not given.get("no_progress", False),
                          resume_command=f"{ranks}elman train --resume {out}")
-    except tr.Interrupted as e:
+    except session.Interrupted as e:
         return 128 + e.signum
     except tr.NonFiniteStop:
         return 3
@@ -326,7 +327,7 @@ def _clear_run(out):
 
 
 def _summarize(trainer, summary, out, given):
-    from . import train as tr
+    from . import session
     unit = "bits/char" if trainer.text else "RMSE"
     base = "unigram entropy" if trainer.text else "naive last-value predictor"
     if trainer.skipped:
@@ -352,7 +353,7 @@ def _summarize(trainer, summary, out, given):
         then = f"elman forecast --checkpoint {out} --horizon 20"
     print(f"checkpoint: {os.path.join(out, 'checkpoint.npz')} ({then})")
     if given.get("plot"):
-        print(f"plot: {tr.plot(trainer, os.path.join(out, 'loss.png'))}")
+        print(f"plot: {session.plot(trainer, os.path.join(out, 'loss.png'))}")
 
 
 def _rates(trainer):
@@ -373,7 +374,7 @@ def _describe(trainer, out, resumed):
     if not trainer.text:
         kind = "first differences" if data.transform == "diff" else "the values"
         print(f"series: the model predicts {kind} ({data.reason})")
-    if trainer.comm is not None:
+    if trainer.comm.distributed:
         print(f"data-parallel over {trainer.comm.size} MPI ranks: {cfg.batch // trainer.comm.size}"
               f" lanes each, one gradient Allreduce per step")
     warm = f", warm-up {trainer.warmup} steps" if trainer.warmup else ""
@@ -382,7 +383,7 @@ def _describe(trainer, out, resumed):
           f"({m.num_params:,} parameters, {cfg.dtype}); {cfg.optimizer} lr {_rates(trainer)}"
           f"{warm}, clip {cfg.clip}; T={cfg.seq_len} B={cfg.batch}, "
           f"{trainer.windows_per_epoch:,} windows per epoch")
-    per = " per rank" if trainer.comm is not None else ""
+    per = " per rank" if trainer.comm.distributed else ""
     print(f"{'resuming at' if resumed else 'run:'} step {trainer.step} of {trainer.total}; "
           f"checkpoints in {out}/ every {cfg.every} steps; threads {_omp_threads()}{per} "
           f"({_cores()} cores found)")

@@ -36,7 +36,8 @@ import zlib
 
 import numpy as np
 
-__all__ = ["init", "Comm", "shard", "launched_by_mpi", "CollectiveTimeout", "Divergence"]
+__all__ = ["init", "Comm", "LocalComm", "shard", "launched_by_mpi", "CollectiveTimeout",
+           "Divergence"]
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_ROOT_TIMEOUT = 3600.0
@@ -89,6 +90,8 @@ def init(comm=None, *, timeout=None) -> "Comm":
 class Comm:
     """An mpi4py communicator with the collectives of data-parallel training, each bounded
     by a timeout."""
+
+    distributed = True  # the ranks agree on stopping and on a non-finite loss (see train)
 
     def __init__(self, comm, MPI, timeout=None, root_timeout=None):
         self.comm, self.MPI = comm, MPI
@@ -173,12 +176,6 @@ class Comm:
             return None
         return self.allreduce_scalars(loss, what="the loss allreduce")[0] / self.size
 
-    def broadcast_(self, buf, what="broadcast", root=0):
-        """Rank root's array to every rank, in place."""
-        if self.size > 1:
-            self._wait(self.comm.Ibcast(buf, root=root), what)
-        return buf
-
     def gather_rows(self, local, what="gather"):
         """Rank-ordered concatenation along axis 1 of every rank's (S, b, H) array, on the
         root (None elsewhere): the hidden states of the lanes, for a checkpoint."""
@@ -211,3 +208,31 @@ class Comm:
     def barrier(self, what="barrier", timeout=None):
         if self.size > 1:
             self._wait(self.comm.Ibarrier(), what, timeout)
+
+
+class LocalComm:
+    """One process alone, behind Comm's interface: the collectives of data-parallel
+    training on one rank (a sum of one, a gather of one, no barrier to wait at), so that
+    the training loop reads the same with MPI and without."""
+
+    distributed = False
+    rank, size, is_root = 0, 1, True
+    timeout = root_timeout = float("inf")
+
+    def local_size(self) -> int:
+        return 1
+
+    def allreduce_scalars(self, *values, what="allreduce"):
+        return tuple(float(v) for v in values)
+
+    def allreduce_grads(self, model, loss=None):
+        return loss
+
+    def gather_rows(self, local, what="gather"):
+        return local
+
+    def check_in_sync(self, model, what="parameters"):
+        pass
+
+    def barrier(self, what="barrier", timeout=None):
+        pass

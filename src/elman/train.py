@@ -8,13 +8,14 @@ lanes run out and a new epoch starts. So every window continues exactly where th
 one stopped, and a resumed run sees the same windows with the same states as an
 uninterrupted one.
 
-The command line (``elman train``, ``elman sample``) is in elman.cli; this module is usable
-from Python too::
+The loop around a Trainer (signals, progress, periodic evaluation and checkpoints, the plot)
+is elman.session; the command line (``elman train``, ``elman sample``) is in elman.cli. From
+Python::
 
     >>> from elman.train import TrainConfig, Trainer, load_data
+    >>> from elman import session
     >>> cfg = TrainConfig(steps=100, hidden=64)            # doctest: +SKIP
-    >>> trainer = Trainer(cfg, load_data(cfg))               # doctest: +SKIP
-    >>> trainer.run()                                        # doctest: +SKIP
+    >>> session.run(Trainer(cfg, load_data(cfg)), "run")     # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -23,13 +24,11 @@ import math
 import os
 import signal
 import sys
-import threading
-import time
 
 import numpy as np
 
 from . import checkpoint, kernels
-from ._config import set_num_threads
+from .distributed import LocalComm, shard
 from .data import (BUILTIN_BUDGET, Corpus, DataError, Series, builtin_text, make_corpus,
                    make_series, read_series, read_text, synthetic_series)
 from ._validate import NonFiniteError, all_finite
@@ -38,7 +37,6 @@ from .optim import SGD, Adagrad
 
 LN2 = math.log(2.0)
 SYNC_CHECK_EVERY = 100   # data-parallel runs compare the ranks' parameters this often
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)   # checkpoint between steps, then exit
 HISTORY_POINTS = 1024    # a run's loss curve keeps at most this many points (binned)
 PYTHON = "%d.%d" % sys.version_info[:2]   # the built-in text comes from its stdlib
 
@@ -159,15 +157,6 @@ class ResumeError(ValueError):
         self.clashes = list(clashes)
 
 
-class Interrupted(KeyboardInterrupt):
-    """run() stopped between two steps for a signal (SIGINT, SIGTERM) and wrote a
-    checkpoint first; a command line exits with 128 + signum."""
-
-    def __init__(self, signum=signal.SIGINT):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = int(signum)
-
-
 class LossHistory:
     """The training loss at every step, kept in at most HISTORY_POINTS bins: bins of
     ``width`` steps, whose width doubles (neighbours merged) when they fill up. Each point
@@ -220,10 +209,10 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, data: "Corpus | Series", *, state=None, comm=None):
         """comm: an elman.distributed.Comm for data-parallel training over MPI (each rank
-        trains its share of the B lanes; None: this process alone)."""
+        trains its share of the B lanes); None: this process alone (a LocalComm)."""
         self.cfg, self.data = cfg, data
-        self.comm = comm
-        self.is_root = comm is None or comm.is_root
+        self.comm = comm = LocalComm() if comm is None else comm
+        self.is_root = comm.is_root
         self.stop_requested = False   # set by run() on Ctrl-C; acted on by all ranks at once
         self.text = cfg.task == "text"
         V = data.vocab_size if self.text else 1
@@ -252,13 +241,12 @@ class Trainer:
         series = data.train if self.text else data.train.astype(self.model.dtype)
         self.lane_len = len(series) // B
         self.lanes = series[:B * self.lane_len].reshape(B, self.lane_len)
-        self.my_lanes = slice(0, B)
-        if comm is not None:  # this rank's lanes: an equal share of the global batch
-            from .distributed import shard
-            lo, hi = shard(B, comm.rank, comm.size)
-            self.my_lanes = slice(lo, hi)
-            self.lanes, B = self.lanes[lo:hi], hi - lo
-            # dropout masks numbered in the whole batch, as one process would draw them
+        # this rank's lanes: an equal share of the global batch (all of it alone), with
+        # the dropout masks numbered in the whole batch, as one process would draw them
+        lo, hi = shard(B, comm.rank, comm.size)
+        self.my_lanes = slice(lo, hi)
+        self.lanes, B = self.lanes[lo:hi], hi - lo
+        if comm.distributed:
             self.model.dropout_lanes = (cfg.batch, lo)
         self.windows_per_epoch = (self.lane_len - 1) // T
         if self.windows_per_epoch < 1:
@@ -298,8 +286,7 @@ class Trainer:
                 np.copyto(self.x[..., 0], block[:-1])
                 np.copyto(self.y[..., 0], block[1:])
                 loss = self._local_loss(loss="mse")
-            if self.comm is not None:
-                loss = self._combine(loss)
+            loss = self._combine(loss)
             if self.step < self.warmup:  # linear warm-up: lr * (k / warmup) at step k
                 self.opt.lr = self.lr * (self.step + 1) / self.warmup
             elif self.opt.lr != self.lr:
@@ -318,15 +305,15 @@ class Trainer:
         try:
             loss, _ = self.model.forward_backward(self.x, self.y, self.h, h_out=self.h, **kw)
         except NonFiniteError:
-            if self.comm is None:
+            if not self.comm.distributed:
                 raise
             loss = math.nan
         return loss
 
     def _combine(self, loss):
-        """Data-parallel step: the ranks agree on stopping and on a non-finite loss (all
-        skip or stop together), then average the gradient and the loss (one Allreduce of
-        the flat gradient buffer). Every rank then applies the same update."""
+        """The ranks agree on stopping and on a non-finite loss (all skip or stop together),
+        then average the gradient and the loss (one Allreduce of the flat gradient buffer),
+        and every rank applies the same update. Alone (a LocalComm) each is the identity."""
         comm = self.comm
         stop = int(self.stop_requested)
         total, terms, ints = comm.allreduce_scalars(
@@ -409,18 +396,18 @@ class Trainer:
     def save(self, location: str) -> "str | None":
         """Write a checkpoint; with MPI every rank calls this (the lanes' states are
         gathered) and the root alone writes. Returns the path (None on other ranks)."""
-        return self._write(location, self._gather_state())
+        return self.write(location, self.gather_state())
 
-    def _gather_state(self):
+    def gather_state(self):
         """Every lane's hidden state (on the root; None elsewhere), after checking that the
-        ranks' parameters agree."""
-        if self.comm is None:
-            return self.h
+        ranks' parameters agree. Collective: with MPI every rank calls it."""
         h = self.comm.gather_rows(self.h, "the state gather")
         self.comm.check_in_sync(self.model)
         return h
 
-    def _write(self, location, h):
+    def write(self, location, h):
+        """The checkpoint of this step with the lanes' states h (the root writes it; the
+        other ranks return None)."""
         if not self.is_root:
             return None
         arrays = {"params": self.model.params, "h": h}
@@ -547,160 +534,3 @@ def resume(location: str, *, comm=None, **given) -> Trainer:
         raise ResumeError(f"the run's data file {cfg.data} is missing; pass --data with "
                           f"where it is now")
     return Trainer(cfg, load_data(cfg), state=(arrays, meta), comm=comm)
-
-
-def run(trainer: Trainer, out: str, *, log=print, progress=True, threads=None,
-        resume_command=None) -> dict:
-    """Train to ``trainer.total`` steps, evaluating, sampling and checkpointing every
-    ``every`` steps and at the end. SIGINT (Ctrl-C) and SIGTERM (``kill``, ``timeout``, a
-    scheduler's preemption) stop the run between two steps: it checkpoints, says so and
-    raises Interrupted (a KeyboardInterrupt) with the signal's number. Returns a summary.
-
-    ``resume_command``: the command the interruption message tells the user to continue
-    with (default ``elman train --resume OUT``)."""
-    cfg = trainer.cfg
-    if threads is not None:
-        set_num_threads(threads)
-    bar = _progress(trainer, progress and trainer.is_root)
-    if not trainer.is_root:
-        log = _silent
-    tokens = cfg.seq_len * cfg.batch
-    start, start_step = time.perf_counter(), trainer.step
-    # A signal between two C calls of a step would leave a half-made step (parameters
-    # updated, step count not): the handler only records the signal, and the loop stops
-    # between steps.
-    stop = []
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in STOP_SIGNALS:
-            previous[signum] = signal.signal(signum, lambda n, frame: stop.append(n))
-    try:
-        while trainer.step < trainer.total:
-            if stop and trainer.comm is None:
-                raise Interrupted(stop[0])
-            trainer.stop_requested = stop[0] if stop else 0   # with MPI: all stop at one step
-            loss = trainer.train_step()
-            if bar is not None:
-                elapsed = time.perf_counter() - start
-                bar.update(1)
-                metric = loss / LN2 if trainer.text else math.sqrt(loss) * trainer.data.std
-                bar.set_postfix_str(
-                    f"train {metric:.3f} {'bits/char' if trainer.text else 'RMSE'}, "
-                    f"{tokens * (trainer.step - start_step) / elapsed:,.0f} tokens/s",
-                    refresh=False)
-            if trainer.step % cfg.every == 0 or trainer.step == trainer.total:
-                _checkpoint_and_report(trainer, out, log, bar)
-            if trainer.comm is not None and trainer.stop_requested:
-                raise Interrupted(trainer.stop_requested)
-        if stop and trainer.comm is None:  # a signal during the last step
-            raise Interrupted(stop[0])
-    except NonFiniteStop as err:
-        if err.consistent:  # nothing was updated: the state before this step is whole
-            path = trainer.save(out)
-            log(f"\nstopped: {err}\ncheckpoint of the last good step written to {path}; "
-                f"lower --lr or --clip, or pass --on-nonfinite skip")
-        elif os.path.exists(checkpoint.path_of(out)):
-            log(f"\nstopped: {err}\nthe update made parameters non-finite, so nothing was "
-                f"saved; the last checkpoint in {out} is from before it")
-        else:
-            log(f"\nstopped: {err}\nthe update made parameters non-finite, so nothing was "
-                f"saved, and no checkpoint had been written yet (the first was due at step "
-                f"{cfg.every}); lower --lr or --clip")
-        raise
-    except KeyboardInterrupt as err:   # Interrupted, or a KeyboardInterrupt from elsewhere
-        signum = getattr(err, "signum", signal.SIGINT)
-        path = trainer.save(out)
-        how = ("interrupted (Ctrl-C)" if signum == signal.SIGINT
-               else f"stopped by {signal.Signals(signum).name}")
-        command = resume_command or f"elman train --resume {out}"
-        log(f"\n{how} at step {trainer.step}; checkpoint written to {path} "
-            f"(continue with: {command})")
-        if not isinstance(err, Interrupted):
-            raise Interrupted(signum) from None
-        raise
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if bar is not None:
-            bar.close()
-    seconds = time.perf_counter() - start
-    if not trainer.is_root:
-        return {"steps": trainer.step, "start_step": start_step, "seconds": seconds}
-    final = trainer.evals[-1][1] if trainer.evals else trainer.evaluate()
-    return {"steps": trainer.step, "start_step": start_step, "seconds": seconds,
-            "final": final, "baseline": trainer.baseline(),
-            "tokens_per_s": tokens * (trainer.step - start_step) / max(seconds, 1e-9)}
-
-
-def _silent(*args, **kwargs):
-    pass
-
-
-def _checkpoint_and_report(trainer, out, log, bar):
-    h = trainer._gather_state()   # with MPI: every rank, at once
-    if trainer.is_root:           # then the root evaluates, writes and samples alone
-        _report(trainer, out, log, bar, h)
-    if trainer.comm is not None:  # the others wait for it, under the root-work timeout
-        trainer.comm.barrier("rank 0's evaluation and checkpoint",
-                             timeout=trainer.comm.root_timeout)
-
-
-def _report(trainer, out, log, bar, h):
-    metric = trainer.evaluate()
-    trainer.evals.append([trainer.step, metric])
-    trainer._write(out, h)
-    what = "held-out bits/char" if trainer.text else "held-out RMSE"
-    lines = [f"step {trainer.step}/{trainer.total} (epoch {trainer.epoch}): {what} "
-             f"{metric:.3f}"]
-    if trainer.text:
-        lines.append("  " + trainer.sample(min(trainer.cfg.sample_len, 160)).replace(
-            "\n", "\n  "))
-    text = "\n".join(lines)
-    if bar is not None:
-        bar.write(text)
-    else:
-        log(text)
-
-
-def _progress(trainer, progress):
-    if not progress:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    # A terminal that reports no width (0 columns: some CI consoles, serial lines, a pty
-    # nobody sized) gets a one-cell bar: draw it 80 columns wide there instead.
-    try:
-        columns = os.get_terminal_size(sys.stderr.fileno()).columns
-    except (OSError, ValueError, AttributeError):   # not a terminal: tqdm's own choice
-        columns = 80
-    width = {"dynamic_ncols": True} if columns >= 10 else {"ncols": 80}
-    return tqdm(total=trainer.total, initial=trainer.step, unit="step", desc="train",
-                **width)
-
-
-def plot(trainer: Trainer, path: str) -> str:
-    """loss.png: training loss (smoothed) and held-out metric against steps."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    hist = np.array(trainer.history.points, dtype=np.float64).reshape(-1, 2)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if len(hist):
-        y = hist[:, 1] / LN2 if trainer.text else np.sqrt(hist[:, 1]) * trainer.data.std
-        k = max(1, len(y) // 200)
-        smooth = np.convolve(y, np.ones(k) / k, mode="valid")
-        ax.plot(hist[k - 1:, 0], smooth, lw=1, label="training (moving average)")
-    if trainer.evals:
-        ev = np.array(trainer.evals, dtype=np.float64)
-        ax.plot(ev[:, 0], ev[:, 1], "o-", label="held-out")
-    ax.set_xlabel("step")
-    ax.set_ylabel("bits per character" if trainer.text else "RMSE")
-    ax.set_title(f"elman: {trainer.data.name}, H={trainer.cfg.hidden}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

@@ -74,9 +74,9 @@ def test_overwrite_removes_the_old_run_before_training(corpus, tmp_path):
     out = tmp_path / "run"
     assert train("--data", corpus, "--steps", "4", "--every", "4", "--out", out).returncode == 0
     (out / "loss.png").write_bytes(b"old")
-    code = ("import sys; from elman import cli, train as tr\n"
+    code = ("import sys; from elman import cli, session\n"
             "def boom(*a, **k): raise SystemExit(9)\n"
-            "tr.run = boom\n"
+            "session.run = boom\n"
             f"sys.exit(cli.main(['train', *{SMALL!r}, '--data', {corpus!r}, '--out', "
             f"{str(out)!r}, '--overwrite']))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -299,27 +299,18 @@ def test_logits_that_overflow_are_finite_inputs(any_backend):
 # ---- aliasing -------------------------------------------------------------------------------
 
 def _alias_cases():
-    def adagrad(kind):
-        a = make("adagrad_update")
-        if kind == "grad=param":
-            a["grad"] = a["param"]
-        elif kind == "state=param":
-            a["state"] = a["param"]
-        elif kind == "state=grad":
-            a["state"] = a["grad"]
-        else:  # overlapping views of one buffer
-            base = np.zeros(I * H + 3)
-            a["param"], a["state"] = base[:I * H].reshape(I, H), base[3:].reshape(I, H)
-        return a
+    def same(spec):
+        def build(kind):  # "target=source": one array passed as both
+            a = make(spec)
+            target, source = kind.split("=")
+            a[target] = a[source]
+            return a
+        return build
 
-    def sgd(kind):
-        a = make("sgd_update")
-        if kind == "grad=param":
-            a["grad"] = a["param"]
-        elif kind == "momentum_buffer=param":
-            a["momentum_buffer"] = a["param"]
-        else:
-            a["momentum_buffer"] = a["grad"]
+    def adagrad_overlap(kind):  # overlapping views of one buffer
+        a = make("adagrad_update")
+        base = np.zeros(I * H + 3)
+        a["param"], a["state"] = base[:I * H].reshape(I, H), base[3:].reshape(I, H)
         return a
 
     def rnn(kind):
@@ -340,11 +331,7 @@ def _alias_cases():
 
     def model(kind):
         a = make("model_forward_backward")
-        if kind == "grads=params":
-            a["grads"] = a["params"]
-        elif kind == "dh0=h0":
-            a["dh0"] = a["h0"]
-        elif kind == "dh0~grads":
+        if kind == "dh0~grads":
             a["dh0"] = a["grads"][:B * H].reshape(B, H)
         elif kind == "grads~x":
             a["x"] = a["grads"][:T * B * I].reshape(T, B, I)
@@ -352,19 +339,21 @@ def _alias_cases():
             a["dh0"] = a["params"][-B * H:].reshape(B, H)
         return a
 
-    cases = []
-    for kind, pair in [("grad=param", ("param", "grad")), ("state=param", ("param", "state")),
-                       ("state=grad", ("state", "grad")), ("param~state", ("param", "state"))]:
-        cases.append(pytest.param("adagrad_update", adagrad, kind, pair, id=f"adagrad-{kind}"))
-    for kind, pair in [("grad=param", ("param", "grad")),
-                       ("momentum_buffer=param", ("param", "momentum_buffer")),
-                       ("momentum_buffer=grad", ("momentum_buffer", "grad"))]:
-        cases.append(pytest.param("sgd_update", sgd, kind, pair, id=f"sgd-{kind}"))
+    updates = ["grad=param", "state=param", "state=grad"]
+    cases = [pytest.param(spec, same(spec), kind, tuple(kind.split("=")), id=f"{spec}-{kind}")
+             for spec, kinds in [("adagrad_update", updates),
+                                 ("proximal_adagrad_update", updates),
+                                 ("rowwise_adagrad_update", ["grad=param"]),
+                                 ("sgd_update", ["grad=param", "momentum_buffer=param",
+                                                 "momentum_buffer=grad"]),
+                                 ("model_forward_backward", ["grads=params", "dh0=h0"])]
+             for kind in kinds]
+    cases.append(pytest.param("adagrad_update", adagrad_overlap, "param~state",
+                              ("param", "state"), id="adagrad_update-param~state"))
     for kind, pair in [("out~h0", ("out", "h0")), ("out~W_hh", ("out", "W_hh")),
                        ("out~b_h", ("out", "b_h")), ("out~x", ("out", "x"))]:
         cases.append(pytest.param("rnn_forward", rnn, kind, pair, id=f"rnn_forward-{kind}"))
-    for kind, pair in [("grads=params", ("grads", "params")), ("dh0=h0", ("dh0", "h0")),
-                       ("dh0~grads", ("grads", "dh0")), ("grads~x", ("grads", "x")),
+    for kind, pair in [("dh0~grads", ("grads", "dh0")), ("grads~x", ("grads", "x")),
                        ("dh0~params", ("dh0", "params"))]:
         cases.append(pytest.param("model_forward_backward", model, kind, pair,
                                   id=f"model-{kind}"))

@@ -199,39 +199,23 @@ def test_forward_matches_torch(backend, dtype, nonlinearity, kind, with_h0):
 @pytest.mark.parametrize("kind", ["dense", "ids"])
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-@pytest.mark.parametrize("with_h0", [False, True], ids=["h0_none", "h0_given"])
+@pytest.mark.parametrize("case", ["h0_none", "h0_given", "last_step_only"])
 def test_forward_backward_matches_torch(backend, dtype, nonlinearity, kind, loss, reduction,
-                                        with_h0):
-    rng = np.random.default_rng(20)
+                                        case):
+    """Every step scored (with and without h0), or the last step only (sequence
+    classification)."""
+    last = case == "last_step_only"
+    rng = np.random.default_rng(30 if last else 20)
     m = make_model(dtype, nonlinearity)
     rnn, lin = torch_twin(m)
     x = make_inputs(rng, kind, dtype)
-    y = make_targets(rng, loss, dtype)
-    h0 = rng.standard_normal((1, B, H)).astype(dtype) if with_h0 else None
+    y = make_targets(rng, loss, dtype, last_step_only=last)
+    h0 = None if case == "h0_none" else rng.standard_normal((1, B, H)).astype(dtype)
     m.grads[...] = np.nan  # forward_backward must overwrite every gradient
-    value, h_T = m.forward_backward(x, y, h0, loss=loss, reduction=reduction)
-    _, hT, tvalue = torch_run(rnn, lin, x, y, h0, dtype, loss, reduction)
-    assert isinstance(value, float)
-    assert_close(value, tvalue, dtype, "loss")
-    assert_close(h_T, hT, dtype, "h_T")
-    check_grads(m, rnn, lin, dtype)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
-@pytest.mark.parametrize("kind", ["dense", "ids"])
-@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_last_step_only_matches_torch(backend, dtype, nonlinearity, kind, loss, reduction):
-    rng = np.random.default_rng(30)
-    m = make_model(dtype, nonlinearity)
-    rnn, lin = torch_twin(m)
-    x = make_inputs(rng, kind, dtype)
-    y = make_targets(rng, loss, dtype, last_step_only=True)
-    h0 = rng.standard_normal((1, B, H)).astype(dtype)
     value, h_T = m.forward_backward(x, y, h0, loss=loss, reduction=reduction,
-                                    last_step_only=True)
-    _, hT, tvalue = torch_run(rnn, lin, x, y, h0, dtype, loss, reduction, last_step_only=True)
+                                    last_step_only=last)
+    _, hT, tvalue = torch_run(rnn, lin, x, y, h0, dtype, loss, reduction, last_step_only=last)
+    assert isinstance(value, float)
     assert_close(value, tvalue, dtype, "loss")
     assert_close(h_T, hT, dtype, "h_T")
     check_grads(m, rnn, lin, dtype)
