@@ -138,6 +138,16 @@ def call(spec: str, args: dict, **extra):
     return fn(**args, **{**kwargs, **extra})
 
 
+def refused_before_writing(spec, args, exc, match, **extra):
+    """call(spec, args) raises exc (its message matching match), and no argument was
+    written first: validation comes before any write."""
+    before = {k: v.copy() for k, v in args.items()}
+    with pytest.raises(exc, match=match):
+        call(spec, args, **extra)
+    for k, v in args.items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
 def float_args(*flags, exclude=""):
     """(spec, arg) pairs whose roles include every flag in `flags` and none in `exclude`."""
     out = []

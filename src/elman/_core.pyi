@@ -16,21 +16,10 @@ _Arch = tuple[int, bool, float, int] | tuple[int, bool, float, int, int, int]
 INF: float
 
 # The enums of csrc/elman.h, declared once in _core.pxd (cpdef enum).
-class elman_nonlinearity(IntEnum):
-    ELMAN_TANH = 0
-    ELMAN_RELU = 1
-
-class elman_loss(IntEnum):
-    ELMAN_LOSS_XENT = 0
-    ELMAN_LOSS_MSE = 1
-
-class elman_reduction(IntEnum):
-    ELMAN_REDUCE_MEAN = 0
-    ELMAN_REDUCE_SUM = 1
-
-class elman_optimizer_kind(IntEnum):
-    ELMAN_OPT_ADAGRAD = 0
-    ELMAN_OPT_SGD = 1
+class elman_nonlinearity(IntEnum): ELMAN_TANH = 0; ELMAN_RELU = 1  # noqa: E701, E702
+class elman_loss(IntEnum): ELMAN_LOSS_XENT = 0; ELMAN_LOSS_MSE = 1  # noqa: E701, E702
+class elman_reduction(IntEnum): ELMAN_REDUCE_MEAN = 0; ELMAN_REDUCE_SUM = 1  # noqa: E701, E702
+class elman_optimizer_kind(IntEnum): ELMAN_OPT_ADAGRAD = 0; ELMAN_OPT_SGD = 1  # noqa: E701, E702
 
 def has_blas() -> bool: ...
 def cpu_features() -> int: ...

@@ -139,15 +139,21 @@ def set_num_threads(int n):
 
 # ---- optimizers ---------------------------------------------------------------------------
 
+cdef Py_ssize_t _update_length(Py_ssize_t n_param, Py_ssize_t n_grad,
+                               Py_ssize_t n_state) except -1:
+    """The length n of an elementwise update: state and grad hold what param holds."""
+    _need(n_state, n_param, "state")
+    _need(n_grad, n_param, "grad")
+    return n_param
+
+
 def adagrad_update(floating[::1] param, const floating[::1] grad, floating[::1] state,
                    double lr, double lr_decay, double weight_decay, double eps,
                    double clip_value, double grad_scale, int64_t step, bint eps_inside,
                    bint maximize):
     """In place on param and state (n,). Raises FloatingPointError when grad held NaN/inf
     (the update has been applied)."""
-    cdef Py_ssize_t n = param.shape[0]
-    _need(state.shape[0], n, "state")
-    _need(grad.shape[0], n, "grad")
+    cdef Py_ssize_t n = _update_length(param.shape[0], grad.shape[0], state.shape[0])
     cdef elman_adagrad_opts o
     o.lr = lr; o.lr_decay = lr_decay; o.weight_decay = weight_decay; o.eps = eps
     o.clip_value = clip_value; o.grad_scale = grad_scale; o.step = step
@@ -253,9 +259,7 @@ def proximal_adagrad_update(floating[::1] param, const floating[::1] grad,
                             floating[::1] state, double lr, double l1, double l2,
                             double grad_scale):
     """In place on param and state (n,); TensorFlow's ProximalAdagrad."""
-    cdef Py_ssize_t n = param.shape[0]
-    _need(state.shape[0], n, "state")
-    _need(grad.shape[0], n, "grad")
+    cdef Py_ssize_t n = _update_length(param.shape[0], grad.shape[0], state.shape[0])
     cdef elman_proximal_opts o
     o.lr = lr; o.l1 = l1; o.l2 = l2; o.grad_scale = grad_scale
     cdef int s

@@ -123,22 +123,14 @@ class ElmanRNN:
 
     # ---- architecture -------------------------------------------------------------------
 
-    @property
-    def num_layers(self) -> int:
-        return self._stack.num_layers
-
-    @property
-    def bidirectional(self) -> bool:
-        return self._stack.bidirectional
-
-    @property
-    def dropout(self) -> float:
-        return self._stack.dropout
-
-    @property
-    def num_states(self) -> int:
-        """L*D: the leading dimension of hidden states, h0 and h_n."""
-        return self._stack.states
+    # read-only: the stack is fixed when the model is made
+    num_layers = property(lambda self: self._stack.num_layers, doc="L: stacked layers.")
+    bidirectional = property(lambda self: self._stack.bidirectional,
+                             doc="Whether each layer runs in both directions (D = 2).")
+    dropout = property(lambda self: self._stack.dropout,
+                       doc="p: dropout between layers while training.")
+    num_states = property(lambda self: self._stack.states,
+                          doc="L*D: the leading dimension of hidden states, h0 and h_n.")
 
     def _sizes(self):
         a = self._stack
@@ -281,24 +273,21 @@ class ElmanRNN:
         the model's dtype; any layout is accepted (copied when not C-contiguous). Token ids
         are copied into the workspace ``ws`` when given."""
         arr = self._own(as_array(x, "x", where=where), "x", where)
-        if arr.dtype.kind == "f":
-            if arr.ndim != 3:
-                raise ValueError(f"{where}: dense x must have shape (T, B, I) "
-                                 f"{'(batch_first: (B, T, I)) ' if batch_first else ''}"
-                                 f"with I = {self.input_size}, got shape {arr.shape}")
-            if batch_first:
-                arr = arr.swapaxes(0, 1)
-            arr = np.ascontiguousarray(arr, dtype=self.dtype)
-        elif is_integer_array(arr):
-            if arr.ndim != 2:
-                raise ValueError(f"{where}: token ids x must have shape (T, B) "
-                                 f"{'(batch_first: (B, T)) ' if batch_first else ''}"
-                                 f"got shape {arr.shape}")
-            if batch_first:
-                arr = arr.swapaxes(0, 1)
-        else:
+        dense = arr.dtype.kind == "f"
+        if not dense and not is_integer_array(arr):
             raise TypeError(f"{where}: x must hold floats (T, B, I) or integer token ids "
                             f"(T, B), got dtype {arr.dtype}")
+        if arr.ndim != (3 if dense else 2):
+            what, shape, first = (("dense x", "(T, B, I)", "(B, T, I)") if dense else
+                                  ("token ids x", "(T, B)", "(B, T)"))
+            raise ValueError(f"{where}: {what} must have shape {shape} "
+                             f"{f'(batch_first: {first}) ' if batch_first else ''}"
+                             f"{f'with I = {self.input_size}, ' if dense else ''}"
+                             f"got shape {arr.shape}")
+        if batch_first:
+            arr = arr.swapaxes(0, 1)
+        if dense:
+            arr = np.ascontiguousarray(arr, dtype=self.dtype)
         if arr.shape[0] == 0 or arr.shape[1] == 0:
             raise ValueError(f"{where}: x is empty (T = {arr.shape[0]}, B = {arr.shape[1]}); "
                              f"need at least one step and one sequence")

@@ -142,20 +142,16 @@ def test_threaded_optimizer_loops_match_the_reference(path, dtype, threads):
     elman.set_num_threads(threads)
     try:
         for wd in (0.0, 0.01):
-            pc, sc = p0.copy(), np.full(OMP_N, 0.1, dtype)
-            pn, sn = p0.copy(), sc.copy()
-            kernels.adagrad_update(pc, g, sc, lr=0.1, step=2, weight_decay=wd)
-            with elman.backend("numpy"):
-                kernels.adagrad_update(pn, g, sn, lr=0.1, step=2, weight_decay=wd)
-            assert_close(pc, pn, dtype)
-            assert_close(sc, sn, dtype)
-            bc, bn = np.zeros(OMP_N, dtype), np.zeros(OMP_N, dtype)
-            qc, qn = p0.copy(), p0.copy()
-            kernels.sgd_update(qc, g, bc, lr=0.1, momentum=0.9, weight_decay=wd)
-            with elman.backend("numpy"):
-                kernels.sgd_update(qn, g, bn, lr=0.1, momentum=0.9, weight_decay=wd)
-            assert_close(qc, qn, dtype)
-            assert_close(bc, bn, dtype)
+            # (the update, its state's start: Adagrad's accumulator, SGD's momentum buffer)
+            for update, start, kw in [(kernels.adagrad_update, 0.1, dict(step=2)),
+                                      (kernels.sgd_update, 0.0, dict(momentum=0.9))]:
+                pc, sc = p0.copy(), np.full(OMP_N, start, dtype)
+                pn, sn = p0.copy(), sc.copy()
+                update(pc, g, sc, lr=0.1, weight_decay=wd, **kw)
+                with elman.backend("numpy"):
+                    update(pn, g, sn, lr=0.1, weight_decay=wd, **kw)
+                assert_close(pc, pn, dtype)
+                assert_close(sc, sn, dtype)
         assert kernels.sum_squares(g) == pytest.approx(float(np.sum(g.astype(np.float64) ** 2)),
                                                        rel=1e-12)
         a = (3 * rng.standard_normal(OMP_N)).astype(dtype)

@@ -332,6 +332,13 @@ def _opt_id(opts):
     return ",".join(f"{k}={v}" for k, v in opts.items()) or "defaults"
 
 
+def trained_twins(dtype, nonlinearity, seed):
+    """(model, rnn, lin): an elman model and its torch twin for training side by side, the
+    twin's bias_hh frozen at zero (elman has one hidden bias, b_h = bias_ih + bias_hh)."""
+    m = make_model(dtype, nonlinearity, seed=seed)
+    return (m, *torch_twin(m, freeze_bias_hh=True))
+
+
 def train_both(m, rnn, lin, elman_opt, torch_step, dtype, *, kind="dense",
                loss="cross_entropy", steps=STEPS, after_step=None, seed=60):
     """``steps`` training steps, each on a fresh batch; parameters compared after each."""
@@ -352,8 +359,7 @@ def train_both(m, rnn, lin, elman_opt, torch_step, dtype, *, kind="dense",
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opts", ADAGRAD_OPTIONS, ids=_opt_id)
 def test_adagrad_training_matches_torch(backend, dtype, opts):
-    m = make_model(dtype, "tanh", seed=3)
-    rnn, lin = torch_twin(m, freeze_bias_hh=True)
+    m, rnn, lin = trained_twins(dtype, "tanh", 3)
     opt = elman.Adagrad(m, **opts)
     topt = torch.optim.Adagrad(trainable(rnn, lin), **opts)
 
@@ -374,8 +380,7 @@ def test_adagrad_training_matches_torch(backend, dtype, opts):
 @pytest.mark.parametrize("kind", ["dense", "ids"])
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
 def test_adagrad_training_inputs_and_losses(backend, dtype, kind, loss):
-    m = make_model(dtype, "tanh", seed=4)
-    rnn, lin = torch_twin(m, freeze_bias_hh=True)
+    m, rnn, lin = trained_twins(dtype, "tanh", 4)
     opt = elman.Adagrad(m, lr=0.1, lr_decay=0.01)
     topt = torch.optim.Adagrad(trainable(rnn, lin), lr=0.1, lr_decay=0.01)
     train_both(m, rnn, lin, opt, topt.step, dtype, kind=kind, loss=loss)
@@ -387,8 +392,7 @@ def test_adagrad_training_inputs_and_losses(backend, dtype, kind, loss):
                                                 "maximize": True}], ids=_opt_id)
 def test_adagrad_max_grad_norm_matches_torch_clip_grad_norm(backend, dtype, max_grad_norm,
                                                             opts):
-    m = make_model(dtype, "tanh", seed=5)
-    rnn, lin = torch_twin(m, freeze_bias_hh=True)
+    m, rnn, lin = trained_twins(dtype, "tanh", 5)
     opt = elman.Adagrad(m, max_grad_norm=max_grad_norm, **opts)
     topt = torch.optim.Adagrad(trainable(rnn, lin), **opts)
     norms = []
@@ -410,8 +414,7 @@ def test_adagrad_max_grad_norm_matches_torch_clip_grad_norm(backend, dtype, max_
 @pytest.mark.parametrize("max_grad_norm", [None, 0.1])
 def test_adagrad_clip_value_matches_torch_clip_grad_value(backend, dtype, clip_value,
                                                           max_grad_norm):
-    m = make_model(dtype, "tanh", seed=6)
-    rnn, lin = torch_twin(m, freeze_bias_hh=True)
+    m, rnn, lin = trained_twins(dtype, "tanh", 6)
     opt = elman.Adagrad(m, lr=0.05, weight_decay=0.05, clip_value=clip_value,
                         max_grad_norm=max_grad_norm)
     topt = torch.optim.Adagrad(trainable(rnn, lin), lr=0.05, weight_decay=0.05)
@@ -442,8 +445,7 @@ SGD_OPTIONS = [
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opts", SGD_OPTIONS, ids=_opt_id)
 def test_sgd_training_matches_torch(backend, dtype, opts):
-    m = make_model(dtype, "relu", seed=7)
-    rnn, lin = torch_twin(m, freeze_bias_hh=True)
+    m, rnn, lin = trained_twins(dtype, "relu", 7)
     opt = elman.SGD(m, **opts)
     topt = torch.optim.SGD(trainable(rnn, lin), **opts)
     train_both(m, rnn, lin, opt, topt.step, dtype)
@@ -453,8 +455,7 @@ def test_sgd_training_matches_torch(backend, dtype, opts):
 @pytest.mark.parametrize("clip", [{"clip_value": 0.01}, {"max_grad_norm": 0.1},
                                   {"clip_value": 0.01, "max_grad_norm": 0.1}], ids=_opt_id)
 def test_sgd_clipping_matches_torch(backend, dtype, clip):
-    m = make_model(dtype, "tanh", seed=8)
-    rnn, lin = torch_twin(m, freeze_bias_hh=True)
+    m, rnn, lin = trained_twins(dtype, "tanh", 8)
     opt = elman.SGD(m, lr=0.5, momentum=0.5, **clip)
     topt = torch.optim.SGD(trainable(rnn, lin), lr=0.5, momentum=0.5)
 

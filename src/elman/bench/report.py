@@ -120,6 +120,17 @@ def _limits_md(runs, label):
                            "% of peak", "elman step kernel GFLOP/s"], rows)
 
 
+def _peer_table(runs, label, section, key, impls, cell):
+    """A comparison table: a row per run and value of ``key`` in ``section``, a cell per
+    implementation (``cell`` of its result), then the best peer and elman's speed over it."""
+    rows = []
+    for run in runs:
+        for value, by_impl in _grouped(run[section], key).items():
+            rows.append([label(run), value, *_cells(by_impl, impls, cell),
+                         *_best_peer(by_impl, impls)])
+    return _table(["threads", key, *impls.values(), "best peer", "elman / best peer"], rows)
+
+
 def _adagrad_md(runs, label):
     lines = ["## 2. Adagrad step", "",
              f"float32, torch semantics (lr {LR}, eps {EPS}). Cell: time per step, GB/s at "
@@ -127,14 +138,9 @@ def _adagrad_md(runs, label):
              "elman and NumPy update one flat buffer in one call (also for the many-tensor "
              "case: elman's design); torch updates a list of tensors. Last column: elman's "
              "speed over the best peer's (above 1: elman is faster).", ""]
-    rows = []
-    for run in runs:
-        for case, by_impl in _grouped(run["adagrad"], "case").items():
-            cells = _cells(by_impl, ADAGRAD_IMPLS, lambda r: f"{_duration(r['seconds'])} · "
-                           f"{_num(r['gbps'])} GB/s{_pct(r, 'pct_probe')}")
-            rows.append([label(run), case, *cells, *_best_peer(by_impl, ADAGRAD_IMPLS)])
-    return lines + _table(["threads", "case", *ADAGRAD_IMPLS.values(), "best peer",
-                           "elman / best peer"], rows)
+    return lines + _peer_table(runs, label, "adagrad", "case", ADAGRAD_IMPLS,
+                               lambda r: f"{_duration(r['seconds'])} · {_num(r['gbps'])} GB/s"
+                                         f"{_pct(r, 'pct_probe')}")
 
 
 def _sparse_md(runs, label):
@@ -166,15 +172,10 @@ def _rnn_md(runs, label):
              "step), so it does a (TB,V)x(V,H) GEMM that the others replace by a gather. "
              "optax.adagrad puts eps inside the square root; with eps 1e-10 this changes "
              "nothing measurable.", ""]
-    rows = []
-    for run in runs:
-        for shape, by_impl in _grouped(run["rnn"], "shape").items():
-            cells = _cells(by_impl, RNN_IMPLS, lambda r: f"{_duration(r['seconds'])} · "
-                           f"{_si(r['tokens_per_s'])} tok/s · {_num(r['gflops'])} GF/s"
-                           f"{_pct(r, 'pct_peak')}")
-            rows.append([label(run), shape, *cells, *_best_peer(by_impl, RNN_IMPLS)])
-    return lines + _table(["threads", "shape", *RNN_IMPLS.values(), "best peer",
-                           "elman / best peer"], rows)
+    return lines + _peer_table(runs, label, "rnn", "shape", RNN_IMPLS,
+                               lambda r: f"{_duration(r['seconds'])} · "
+                                         f"{_si(r['tokens_per_s'])} tok/s · "
+                                         f"{_num(r['gflops'])} GF/s{_pct(r, 'pct_peak')}")
 
 
 def _generate_md(runs, label):
