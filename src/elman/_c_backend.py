@@ -2,7 +2,8 @@
 
 Every function here takes and returns what its twin in ``elman.reference`` does (shaped
 arrays, string options, the same return values and exceptions), so that a caller picks one
-module, ``elman.backend.current()``, and calls it the same way either way. What this module
+module, ``elman._dispatch.current()``, and calls it the same way either way. Each
+function's documentation is its twin's in the reference. What this module
 owns, and nothing else does:
 
 - the flat views the binding (``_core``) takes, with explicit sizes (every layer takes an

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._dispatch import BACKENDS, backend, current
+from ._dispatch import backend, current
 from ._model_args import (check_input, check_lengths, check_model_params,
                           check_sample_args, check_seed, check_stack, check_states,
                           check_targets, check_dropout_seed, check_layer_weights,
@@ -46,7 +46,6 @@ __all__ = [
 NONLINEARITIES = ("tanh", "relu")
 LOSSES = ("cross_entropy", "mse")
 REDUCTIONS = ("mean", "sum")
-BACKEND_NAMES = tuple(BACKENDS)
 
 
 # ---- optimizers ---------------------------------------------------------------------------
