@@ -53,10 +53,10 @@ static TY(adagrad_scalars) TYPED(adagrad_prepare_f32, adagrad_prepare_f64)(
 /* One buffer's update with prepared scalars on the given path's loop; nonzero when it met
  * a NaN or infinity. */
 static int TYPED(adagrad_run_f32, adagrad_run_f64)(
-    const elman_adagrad_loops *loops, const TY(adagrad_scalars) *k, REAL *param, REAL *state,
-    const REAL *grad, elman_int n)
+    const elman_adagrad_loops *loops, const TY(adagrad_scalars) *k, REAL *param,
+    const REAL *grad, REAL *state, elman_int n)
 {
-    return loops->TY(adagrad)(param, state, grad, n, k->clr, k->scale, k->clip, k->wd,
+    return loops->TY(adagrad)(param, grad, state, n, k->clr, k->scale, k->clip, k->wd,
                               k->eps_in, k->eps_out);
 }
 
@@ -68,7 +68,7 @@ int TYPED(elman_adagrad_update_f32, elman_adagrad_update_f64)(
     if (!elman_distinct3(param, state, grad)) return ELMAN_ERR_ARG;
     const TY(adagrad_scalars) k = TY(adagrad_prepare)(o);
     const elman_adagrad_loops *loops = elman_adagrad_paths[elman_isa()];
-    return TY(adagrad_run)(loops, &k, param, state, grad, n) ? ELMAN_ERR_NONFINITE : ELMAN_OK;
+    return TY(adagrad_run)(loops, &k, param, grad, state, n) ? ELMAN_ERR_NONFINITE : ELMAN_OK;
 }
 
 int TYPED(elman_adagrad_update_many_f32, elman_adagrad_update_many_f64)(
@@ -94,12 +94,12 @@ int TYPED(elman_adagrad_update_many_f32, elman_adagrad_update_many_f64)(
      * are worth it. */
     for (elman_int i = 0; i < count; i++)
         if (ns[i] >= ELMAN_PAR_MIN_ELEMENTS)
-            bad |= TY(adagrad_run)(loops, &k, params[i], states[i], grads[i], ns[i]);
+            bad |= TY(adagrad_run)(loops, &k, params[i], grads[i], states[i], ns[i]);
 #pragma omp parallel for schedule(dynamic, 1) reduction(|:bad) \
     if (small >= ELMAN_PAR_MIN_ELEMENTS && elman_can_thread())
     for (elman_int i = 0; i < count; i++)
         if (ns[i] > 0 && ns[i] < ELMAN_PAR_MIN_ELEMENTS)
-            bad |= TY(adagrad_run)(loops, &k, params[i], states[i], grads[i], ns[i]);
+            bad |= TY(adagrad_run)(loops, &k, params[i], grads[i], states[i], ns[i]);
     return bad ? ELMAN_ERR_NONFINITE : ELMAN_OK;
 }
 
@@ -125,7 +125,7 @@ int TYPED(elman_adagrad_rows_update_f32, elman_adagrad_rows_update_f64)(
         }
         if (mask[id]) continue;
         mask[id] = 1;
-        bad |= TY(adagrad_run)(loops, &k, param + id * H, state + id * H, grad + id * H, H);
+        bad |= TY(adagrad_run)(loops, &k, param + id * H, grad + id * H, state + id * H, H);
     }
     for (elman_int r = 0; r < done; r++) mask[ids[r]] = 0;
     if (status != ELMAN_OK) return status;
@@ -138,7 +138,7 @@ int TYPED(elman_adagrad_rows_update_f32, elman_adagrad_rows_update_f64)(
  * of the loop without the weight-decay term (GCC does not vectorize one of the two cases
  * when the test stays inside the loop). */
 static ELMAN_ALWAYS_INLINE int TYPED(adagrad_range_f32, adagrad_range_f64)(
-    REAL *restrict p, REAL *restrict s, const REAL *restrict g, elman_int n, REAL clr,
+    REAL *restrict p, const REAL *restrict g, REAL *restrict s, elman_int n, REAL clr,
     REAL scale, REAL clip, REAL wd, REAL eps_in, REAL eps_out, const int with_wd)
 {
     REAL chk = 0;
@@ -158,34 +158,34 @@ static ELMAN_ALWAYS_INLINE int TYPED(adagrad_range_f32, adagrad_range_f64)(
 }
 
 static int TYPED(adagrad_plain_f32, adagrad_plain_f64)(
-    REAL *restrict p, REAL *restrict s, const REAL *restrict g, elman_int n, REAL clr,
+    REAL *restrict p, const REAL *restrict g, REAL *restrict s, elman_int n, REAL clr,
     REAL scale, REAL clip, REAL eps_in, REAL eps_out)
 {
-    return TY(adagrad_range)(p, s, g, n, clr, scale, clip, 0, eps_in, eps_out, 0);
+    return TY(adagrad_range)(p, g, s, n, clr, scale, clip, 0, eps_in, eps_out, 0);
 }
 
 static int TYPED(adagrad_decay_f32, adagrad_decay_f64)(
-    REAL *restrict p, REAL *restrict s, const REAL *restrict g, elman_int n, REAL clr,
+    REAL *restrict p, const REAL *restrict g, REAL *restrict s, elman_int n, REAL clr,
     REAL scale, REAL clip, REAL wd, REAL eps_in, REAL eps_out)
 {
-    return TY(adagrad_range)(p, s, g, n, clr, scale, clip, wd, eps_in, eps_out, 1);
+    return TY(adagrad_range)(p, g, s, n, clr, scale, clip, wd, eps_in, eps_out, 1);
 }
 
 static int TYPED(adagrad_f32, adagrad_f64)(
-    REAL *restrict p, REAL *restrict s, const REAL *restrict g, elman_int n, REAL clr,
+    REAL *restrict p, const REAL *restrict g, REAL *restrict s, elman_int n, REAL clr,
     REAL scale, REAL clip, REAL wd, REAL eps_in, REAL eps_out)
 {
     if (elman_serial(n))
-        return wd != 0 ? TY(adagrad_decay)(p, s, g, n, clr, scale, clip, wd, eps_in, eps_out)
-                       : TY(adagrad_plain)(p, s, g, n, clr, scale, clip, eps_in, eps_out);
+        return wd != 0 ? TY(adagrad_decay)(p, g, s, n, clr, scale, clip, wd, eps_in, eps_out)
+                       : TY(adagrad_plain)(p, g, s, n, clr, scale, clip, eps_in, eps_out);
     int bad = 0;
 #pragma omp parallel reduction(|:bad)
     {
         elman_int lo, len;
         elman_split(n, &lo, &len);
-        bad = wd != 0 ? TY(adagrad_decay)(p + lo, s + lo, g + lo, len, clr, scale, clip, wd,
+        bad = wd != 0 ? TY(adagrad_decay)(p + lo, g + lo, s + lo, len, clr, scale, clip, wd,
                                           eps_in, eps_out)
-                      : TY(adagrad_plain)(p + lo, s + lo, g + lo, len, clr, scale, clip,
+                      : TY(adagrad_plain)(p + lo, g + lo, s + lo, len, clr, scale, clip,
                                           eps_in, eps_out);
     }
     return bad;

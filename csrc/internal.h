@@ -24,7 +24,7 @@ static inline elman_int elman_add(elman_int a, elman_int b)
     return a + b;
 }
 
-/* The three buffers of an optimizer update (param, state, grad): present, and no two the
+/* The three buffers of an optimizer update (param, grad, state): present, and no two the
  * same (overlap is the binding's to refuse; the kernels see pointers only). */
 static inline int elman_distinct3(const void *a, const void *b, const void *c)
 {

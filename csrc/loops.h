@@ -34,35 +34,35 @@ int elman_isa(void);
 /* adagrad.c: clr the decayed rate, scale the gradient's factor (maximize: negative), clip
  * +inf for none, (eps_in, eps_out) = (eps, 0) or (0, eps). */
 typedef struct {
-    int (*adagrad_f32)(float *restrict p, float *restrict s, const float *restrict g,
+    int (*adagrad_f32)(float *restrict p, const float *restrict g, float *restrict s,
                        elman_int n, float clr, float scale, float clip, float wd,
                        float eps_in, float eps_out);
-    int (*adagrad_f64)(double *restrict p, double *restrict s, const double *restrict g,
+    int (*adagrad_f64)(double *restrict p, const double *restrict g, double *restrict s,
                        elman_int n, double clr, double scale, double clip, double wd,
                        double eps_in, double eps_out);
 } elman_adagrad_loops;
 
 /* proximal_adagrad.c */
 typedef struct {
-    int (*proximal_f32)(float *restrict p, float *restrict s, const float *restrict g,
+    int (*proximal_f32)(float *restrict p, const float *restrict g, float *restrict s,
                         elman_int n, float lr, float scale, float l1, float l2);
-    int (*proximal_f64)(double *restrict p, double *restrict s, const double *restrict g,
+    int (*proximal_f64)(double *restrict p, const double *restrict g, double *restrict s,
                         elman_int n, double lr, double scale, double l1, double l2);
 } elman_proximal_loops;
 
 /* rowwise_adagrad.c: a (rows, cols) matrix, one accumulator per row */
 typedef struct {
-    int (*rowwise_f32)(float *restrict p, float *restrict s, const float *restrict g,
+    int (*rowwise_f32)(float *restrict p, const float *restrict g, float *restrict s,
                        elman_int rows, elman_int cols, float lr, float scale, float eps);
-    int (*rowwise_f64)(double *restrict p, double *restrict s, const double *restrict g,
+    int (*rowwise_f64)(double *restrict p, const double *restrict g, double *restrict s,
                        elman_int rows, elman_int cols, double lr, double scale, double eps);
 } elman_rowwise_loops;
 
 /* sgd.c: buf is read and written only when mom != 0 */
 typedef struct {
-    int (*sgd_f32)(float *restrict p, float *restrict buf, const float *restrict g,
+    int (*sgd_f32)(float *restrict p, const float *restrict g, float *restrict buf,
                    elman_int n, float lr, float mom, float scale, float clip, float wd);
-    int (*sgd_f64)(double *restrict p, double *restrict buf, const double *restrict g,
+    int (*sgd_f64)(double *restrict p, const double *restrict g, double *restrict buf,
                    elman_int n, double lr, double mom, double scale, double clip, double wd);
 } elman_sgd_loops;
 

@@ -28,7 +28,7 @@ int TYPED(elman_proximal_adagrad_update_f32, elman_proximal_adagrad_update_f64)(
     if (n == 0) return ELMAN_OK;
     if (!elman_distinct3(param, state, grad)) return ELMAN_ERR_ARG;
     const elman_proximal_loops *loops = elman_proximal_paths[elman_isa()];
-    const int bad = loops->TY(proximal)(param, state, grad, n, (REAL)o->lr,
+    const int bad = loops->TY(proximal)(param, grad, state, n, (REAL)o->lr,
                                         (REAL)o->grad_scale, (REAL)o->l1, (REAL)o->l2);
     return bad ? ELMAN_ERR_NONFINITE : ELMAN_OK;
 }
@@ -37,7 +37,7 @@ int TYPED(elman_proximal_adagrad_update_f32, elman_proximal_adagrad_update_f64)(
 
 /* One thread's range; l1lr = lr * l1, l2k = 1 / (1 + lr * l2). */
 static int TYPED(proximal_range_f32, proximal_range_f64)(
-    REAL *restrict p, REAL *restrict s, const REAL *restrict g, elman_int n, REAL lr,
+    REAL *restrict p, const REAL *restrict g, REAL *restrict s, elman_int n, REAL lr,
     REAL scale, REAL l1lr, REAL l2k)
 {
     REAL chk = 0;
@@ -57,17 +57,17 @@ static int TYPED(proximal_range_f32, proximal_range_f64)(
 }
 
 static int TYPED(proximal_f32, proximal_f64)(
-    REAL *restrict p, REAL *restrict s, const REAL *restrict g, elman_int n, REAL lr,
+    REAL *restrict p, const REAL *restrict g, REAL *restrict s, elman_int n, REAL lr,
     REAL scale, REAL l1, REAL l2)
 {
     const REAL l1lr = lr * l1, l2k = (REAL)1 / ((REAL)1 + lr * l2);
-    if (elman_serial(n)) return TY(proximal_range)(p, s, g, n, lr, scale, l1lr, l2k);
+    if (elman_serial(n)) return TY(proximal_range)(p, g, s, n, lr, scale, l1lr, l2k);
     int bad = 0;
 #pragma omp parallel reduction(|:bad)
     {
         elman_int lo, len;
         elman_split(n, &lo, &len);
-        bad = TY(proximal_range)(p + lo, s + lo, g + lo, len, lr, scale, l1lr, l2k);
+        bad = TY(proximal_range)(p + lo, g + lo, s + lo, len, lr, scale, l1lr, l2k);
     }
     return bad;
 }

@@ -29,7 +29,7 @@ int TYPED(elman_rowwise_adagrad_update_f32, elman_rowwise_adagrad_update_f64)(
     if (rows == 0 || cols == 0) return ELMAN_OK;
     if (!elman_distinct3(param, state, grad)) return ELMAN_ERR_ARG;
     const elman_rowwise_loops *loops = elman_rowwise_paths[elman_isa()];
-    const int bad = loops->TY(rowwise)(param, state, grad, rows, cols, (REAL)o->lr,
+    const int bad = loops->TY(rowwise)(param, grad, state, rows, cols, (REAL)o->lr,
                                        (REAL)o->grad_scale, (REAL)o->eps);
     return bad ? ELMAN_ERR_NONFINITE : ELMAN_OK;
 }
@@ -37,7 +37,7 @@ int TYPED(elman_rowwise_adagrad_update_f32, elman_rowwise_adagrad_update_f64)(
 #else /* ---- the loop, once per REAL and instruction set ---- */
 
 static int TYPED(rowwise_f32, rowwise_f64)(
-    REAL *restrict p, REAL *restrict s, const REAL *restrict g, elman_int rows, elman_int cols,
+    REAL *restrict p, const REAL *restrict g, REAL *restrict s, elman_int rows, elman_int cols,
     REAL lr, REAL scale, REAL eps)
 {
     REAL chk = 0;

@@ -33,7 +33,7 @@ int TYPED(elman_sgd_update_f32, elman_sgd_update_f64)(
     /* clipping is symmetric, so maximize rides exactly on the scale's sign (as Adagrad's) */
     const REAL scale = (REAL)(o->maximize ? -o->grad_scale : o->grad_scale);
     const elman_sgd_loops *loops = elman_sgd_paths[elman_isa()];
-    const int bad = loops->TY(sgd)(param, momentum_buf, grad, n, (REAL)o->lr,
+    const int bad = loops->TY(sgd)(param, grad, momentum_buf, n, (REAL)o->lr,
                                    (REAL)o->momentum, scale, (REAL)o->clip_value,
                                    (REAL)o->weight_decay);
     return bad ? ELMAN_ERR_NONFINITE : ELMAN_OK;
@@ -44,7 +44,7 @@ int TYPED(elman_sgd_update_f32, elman_sgd_update_f64)(
 /* One thread's range. with_wd and with_mom are literals at each call below: one copy of
  * the loop per combination, none with a test inside. */
 static ELMAN_ALWAYS_INLINE int TYPED(sgd_range_f32, sgd_range_f64)(
-    REAL *restrict p, REAL *restrict buf, const REAL *restrict g, elman_int n, REAL lr,
+    REAL *restrict p, const REAL *restrict g, REAL *restrict buf, elman_int n, REAL lr,
     REAL mom, REAL scale, REAL clip, REAL wd, const int with_wd, const int with_mom)
 {
     REAL chk = 0;
@@ -67,27 +67,27 @@ static ELMAN_ALWAYS_INLINE int TYPED(sgd_range_f32, sgd_range_f64)(
 
 /* The four specializations, picked once per call. */
 static int TYPED(sgd_pick_f32, sgd_pick_f64)(
-    REAL *restrict p, REAL *restrict buf, const REAL *restrict g, elman_int n, REAL lr,
+    REAL *restrict p, const REAL *restrict g, REAL *restrict buf, elman_int n, REAL lr,
     REAL mom, REAL scale, REAL clip, REAL wd)
 {
-    if (wd != 0 && mom != 0) return TY(sgd_range)(p, buf, g, n, lr, mom, scale, clip, wd, 1, 1);
-    if (wd != 0) return TY(sgd_range)(p, buf, g, n, lr, mom, scale, clip, wd, 1, 0);
-    if (mom != 0) return TY(sgd_range)(p, buf, g, n, lr, mom, scale, clip, wd, 0, 1);
-    return TY(sgd_range)(p, buf, g, n, lr, mom, scale, clip, wd, 0, 0);
+    if (wd != 0 && mom != 0) return TY(sgd_range)(p, g, buf, n, lr, mom, scale, clip, wd, 1, 1);
+    if (wd != 0) return TY(sgd_range)(p, g, buf, n, lr, mom, scale, clip, wd, 1, 0);
+    if (mom != 0) return TY(sgd_range)(p, g, buf, n, lr, mom, scale, clip, wd, 0, 1);
+    return TY(sgd_range)(p, g, buf, n, lr, mom, scale, clip, wd, 0, 0);
 }
 
 static int TYPED(sgd_f32, sgd_f64)(
-    REAL *restrict p, REAL *restrict buf, const REAL *restrict g, elman_int n, REAL lr,
+    REAL *restrict p, const REAL *restrict g, REAL *restrict buf, elman_int n, REAL lr,
     REAL mom, REAL scale, REAL clip, REAL wd)
 {
-    if (elman_serial(n)) return TY(sgd_pick)(p, buf, g, n, lr, mom, scale, clip, wd);
+    if (elman_serial(n)) return TY(sgd_pick)(p, g, buf, n, lr, mom, scale, clip, wd);
     int bad = 0;
 #pragma omp parallel reduction(|:bad)
     {
         elman_int lo, len;
         elman_split(n, &lo, &len);
         REAL *b = mom != 0 ? buf + lo : buf; /* buf may be NULL without momentum */
-        bad = TY(sgd_pick)(p + lo, b, g + lo, len, lr, mom, scale, clip, wd);
+        bad = TY(sgd_pick)(p + lo, g + lo, b, len, lr, mom, scale, clip, wd);
     }
     return bad;
 }

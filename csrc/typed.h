@@ -5,7 +5,7 @@
  * float, then with REAL = double, with the same macro environment every time (below). The
  * file tells its passes apart by ELMAN_TYPED (defined during the two typed passes) and, in
  * the files with hot loops, by ELMAN_ISA (defined in the copies CMake compiles once per
- * instruction set, see dispatch.h). So an operation's checked entry point, its loops and
+ * instruction set, see loops.h). So an operation's checked entry point, its loops and
  * their registration all live in the one file named after the operation:
  *
  *     #ifndef ELMAN_TYPED                      untyped helpers, then

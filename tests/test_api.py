@@ -238,3 +238,48 @@ def test_docstring_examples_run(module):
     mod = importlib.import_module(f"elman.{module}")
     result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+# An ElmanRNN(3, 2, 3, num_layers=2, dropout=0.25, seed=5) after one forward_backward,
+# pickled (protocol 4) by the release before the stack had its own type (kernels.Arch).
+OLD_PICKLE = (
+    "gASVpwIAAAAAAACMC2VsbWFuLm1vZGVslIwIRWxtYW5STk6Uk5QpgZR9lCiMCmlucHV0X3NpemWUSwOMC2hp"
+    "ZGRlbl9zaXpllEsCjAtvdXRwdXRfc2l6ZZRLA4wMbm9ubGluZWFyaXR5lIwEdGFuaJSMBWR0eXBllIwFbnVt"
+    "cHmUjAVkdHlwZZSTlIwCZjSUiYiHlFKUKEsDjAE8lE5OTkr/////Sv////9LAHSUYowEaW5pdJSMB3VuaWZv"
+    "cm2UjARzZWVklEsFjAVfYXJjaJSMDWVsbWFuLmtlcm5lbHOUjARBcmNolJOUKEsCiUc/0AAAAAAAAEsASwBL"
+    "AHSUgZSMDl9kcm9wb3V0X2NhbGxzlEsBjA1kcm9wb3V0X2xhbmVzlEsASwCGlIwHX3BhcmFtc5SMFm51bXB5"
+    "Ll9jb3JlLm11bHRpYXJyYXmUjAxfcmVjb25zdHJ1Y3SUk5RoC4wHbmRhcnJheZSTlEsAhZRDAWKUh5RSlChL"
+    "AUsfhZRoEIlDfIDY3D4T+d4+3oyxPKwYm76NfiG/YOYovoKLBL7CoCS//l0jv5e4ND9vp1w+MzzAvnppvL16"
+    "rCs/hPkPP/k/+T6Q0Bu+9KghvJ/ffz6kAR+/CAahPZl8pb7Lcgk/b8Udv8W9gT6B/AU/RnHFvuUqDz/IvwY/"
+    "vVAuvys+lj6UdJRijAZfZ3JhZHOUaCJoJEsAhZRoJoeUUpQoSwFLH4WUaBCJQ3z1+Ww+O9wVPwAAAAC1Bzm9"
+    "AAAAAAAAAAAAAAAAVMLSvAAAAADBhDG79flsPsBLCj9BmLU+ZDihPiMo8j2hxN49fPKLu1TRgrsYMZC8DsmG"
+    "vL5mxj5jOq4+xYB5vfhewb2sDx8+sECdvbykZL6Kopk+mrvZPtltjL6Amxq+lHSUYowDX25slEsAdWIu"
+
+)
+
+
+def test_a_model_pickled_before_the_stack_type_loads():
+    import base64
+    import pickle
+    m = pickle.loads(base64.b64decode("".join(OLD_PICKLE)))
+    twin = elman.ElmanRNN(3, 2, 3, num_layers=2, dropout=0.25, seed=5)
+    np.testing.assert_array_equal(m.params, twin.params)
+    assert (m.num_layers, m.bidirectional, m.dropout) == (2, False, 0.25)
+    assert m.dropout_calls == 1 and m.dropout_lanes == (0, 0)
+    x = np.array([[0], [1]])
+    twin.forward_backward(x, x[::-1].copy())   # the twin's first call: dropout_calls 1
+    a, _ = m.forward_backward(x, x[::-1].copy())
+    b, _ = twin.forward_backward(x, x[::-1].copy())
+    assert a == b   # the second call's masks, the same on both
+
+
+def test_names_that_moved_still_import():
+    """The session's loop moved out of elman.train, train_step out of elman.step, the codes
+    stayed name -> code maps: each old import still works."""
+    from elman import session, train
+    from elman.step import train_step
+    assert train.run is session.run and train.plot is session.plot
+    assert train.Interrupted is session.Interrupted
+    assert train_step is elman.train_step
+    assert kernels.NONLINEARITIES["relu"] == 1 and kernels.REDUCTIONS["sum"] == 1
+    with pytest.raises(AttributeError):
+        train.no_such_name

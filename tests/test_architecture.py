@@ -37,9 +37,9 @@ def test_option_codes_come_from_the_c_enums():
                                  "mse": _core.elman_loss.ELMAN_LOSS_MSE}
     assert _c_backend.REDUCTIONS == {"mean": _core.elman_reduction.ELMAN_REDUCE_MEAN,
                                      "sum": _core.elman_reduction.ELMAN_REDUCE_SUM}
-    assert kernels.NONLINEARITIES == tuple(_c_backend.NONLINEARITIES)
-    assert kernels.LOSSES == tuple(_c_backend.LOSSES)
-    assert kernels.REDUCTIONS == tuple(_c_backend.REDUCTIONS)
+    assert kernels.NONLINEARITIES == _c_backend.NONLINEARITIES == {"tanh": 0, "relu": 1}
+    assert kernels.LOSSES == _c_backend.LOSSES
+    assert kernels.REDUCTIONS == _c_backend.REDUCTIONS
     assert [e.name for e in _core.elman_optimizer_kind] == ["ELMAN_OPT_ADAGRAD",
                                                             "ELMAN_OPT_SGD"]
 

@@ -16,8 +16,9 @@ owns, and nothing else does:
 
 Like the reference, nothing here validates beyond what keeps the process safe (the binding
 checks every buffer's size): call it through :mod:`elman.kernels`, the model and the
-optimizers, which validate first. A few keyword arguments exist for this backend's sake
-(``out``, ``workspace``, ``mask``) and are accepted, and ignored, by the reference too.
+optimizers, which validate first. A few keyword arguments exist for this backend's sake and
+are accepted by the reference too: ``out`` (both write into it) and ``workspace`` and
+``mask`` (buffers kept across calls, which the reference ignores).
 """
 from __future__ import annotations
 

@@ -682,6 +682,8 @@ cdef int _step_buffers(str where, const elman_model_shape *m, Py_ssize_t n_param
     if T < 1 or B < 1:
         raise ValueError(f"{where} needs T >= 1 and B >= 1, got T={T}, B={B}")
     cdef elman_model_sizes z
+    # element counts do not depend on the float's size (only work_bytes does, which _work
+    # checks against the buffer with sizeof(floating))
     _check(elman_model_buffer_sizes(&z, m, 4), where)
     N = B if m.last_step_only else T * B  # the targets' rows
     _need(n_params_buf, z.params, "params")
@@ -705,7 +707,7 @@ def model_forward(floating[::1] Y, floating[::1] hs, unsigned char[::1] work,
     cdef elman_model_shape m
     _model_shape(&m, T, B, I, H, O, nonlinearity, 0, 0, False, arch, lengths)
     cdef elman_model_sizes z
-    _check(elman_model_buffer_sizes(&z, &m, 4), "model_forward")
+    _check(elman_model_buffer_sizes(&z, &m, sizeof(floating)), "model_forward")
     _need(Y.shape[0], z.Y, "Y")
     _need(hs.shape[0], z.hs, "hs")
     _rnn_inputs(x.shape[0], ids.shape[0], use_ids, T, B, I)

@@ -56,5 +56,5 @@ def current():
 
 
 def is_c() -> bool:
-    """Whether the compiled kernels are active (the fused train step exists only there)."""
+    """Whether the compiled kernels are active."""
     return _current.get() == "c"

@@ -24,8 +24,11 @@ Example::
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
+from . import _c_backend
 from ._dispatch import backend, current
 from ._model_args import (check_input, check_lengths, check_model_params,
                           check_sample_args, check_seed, check_stack, check_states,
@@ -43,9 +46,10 @@ __all__ = [
     "model_forward_backward", "model_sample", "param_layout", "param_views", "NonFiniteError",
 ]
 
-NONLINEARITIES = ("tanh", "relu")
-LOSSES = ("cross_entropy", "mse")
-REDUCTIONS = ("mean", "sum")
+# name -> C code, as the C backend translates them (from the enums of _core.pxd)
+NONLINEARITIES = dict(_c_backend.NONLINEARITIES)
+LOSSES = dict(_c_backend.LOSSES)
+REDUCTIONS = dict(_c_backend.REDUCTIONS)
 
 
 # ---- optimizers ---------------------------------------------------------------------------
@@ -188,7 +192,7 @@ def activation(a, nonlinearity="tanh"):
     """y = f(a), f = tanh or relu; a new array of a's shape."""
     where = "activation"
     a = float_array(a, "a", where=where)
-    choice(nonlinearity, "nonlinearity", NONLINEARITIES, where=where)
+    choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)
     return current().activation(a, nonlinearity)
 
 
@@ -198,7 +202,7 @@ def activation_backward(dH, y, nonlinearity="tanh"):
     y = float_array(y, "y", where=where)
     dH = float_array(dH, "dH", where=where, dtype=y.dtype)
     same_shape(where, "y", y, dH=dH)
-    choice(nonlinearity, "nonlinearity", NONLINEARITIES, where=where)
+    choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)
     return current().activation_backward(dH, y, nonlinearity)
 
 
@@ -226,7 +230,7 @@ def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", out=None, revers
         out = float_array(out, "out", where=where, dtype=dt, shape=(T + 1, B, H), writable=True)
         no_overlap(where, {"out": out}, {"x": x, "h0": h0, "W_xh": W_xh, "W_hh": W_hh,
                                          "b_h": b_h})
-    choice(nonlinearity, "nonlinearity", NONLINEARITIES, where=where)
+    choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)
     return current().rnn_forward(x, h0, W_xh, W_hh, b_h, nonlinearity=nonlinearity,
                                  reverse=bool(reverse), lengths=lengths, out=out)
 
@@ -252,7 +256,7 @@ def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_
     if dh_T is not None:
         dh_T = float_array(dh_T, "dh_T", where=where, dtype=dt, shape=(B, H), finite=True)
     lengths = check_lengths(lengths, where, T, B)
-    choice(nonlinearity, "nonlinearity", NONLINEARITIES, where=where)
+    choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)
     return current().rnn_backward(dH, hs, x, W_xh, W_hh, nonlinearity=nonlinearity, dh_T=dh_T,
                                   need_dx=bool(need_dx), reverse=bool(reverse),
                                   lengths=lengths)
@@ -293,7 +297,7 @@ def softmax_cross_entropy(logits, targets, *, reduction="mean"):
     logits = float_array(logits, "logits", where=where, ndim=2, finite=True)
     N, O = logits.shape
     targets = index_array(targets, "targets", where=where, upper=O, shape=(N,))
-    choice(reduction, "reduction", REDUCTIONS, where=where)
+    choice(reduction, "reduction", tuple(REDUCTIONS), where=where)
     if N == 0:
         raise ValueError(f"{where}: logits has no rows; the loss of nothing is undefined")
     return current().softmax_cross_entropy(logits, targets, reduction=reduction)
@@ -307,7 +311,7 @@ def mse_loss(pred, target, *, reduction="mean"):
     pred = float_array(pred, "pred", where=where, finite=True)
     target = float_array(target, "target", where=where, dtype=pred.dtype, finite=True)
     same_shape(where, "pred", pred, target=target)
-    choice(reduction, "reduction", REDUCTIONS, where=where)
+    choice(reduction, "reduction", tuple(REDUCTIONS), where=where)
     if pred.size == 0:
         raise ValueError(f"{where}: pred is empty; the loss of nothing is undefined")
     return current().mse_loss(pred, target, reduction=reduction)
@@ -333,7 +337,7 @@ def model_forward(params, x, h0=None, *, input_size, hidden_size, output_size,
     T, B = x.shape[:2]
     h0 = check_states(h0, "h0", where, params.dtype, stack, B, H)
     lengths = check_lengths(lengths, where, T, B)
-    choice(nonlinearity, "nonlinearity", NONLINEARITIES, where=where)
+    choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)
     return current().model_forward(params, x, h0, input_size=I, hidden_size=H, output_size=O,
                                    nonlinearity=nonlinearity, num_layers=stack.num_layers,
                                    bidirectional=stack.bidirectional, lengths=lengths)
@@ -368,8 +372,8 @@ def model_forward_backward(params, grads, x, y, h0=None, *, input_size, hidden_s
     if T == 0 or B == 0:
         raise ValueError(f"{where}: x has shape {x.shape}; a loss needs T >= 1 and B >= 1")
     h0 = check_states(h0, "h0", where, params.dtype, stack, B, H)
-    choice(loss, "loss", LOSSES, where=where)
-    choice(reduction, "reduction", REDUCTIONS, where=where)
+    choice(loss, "loss", tuple(LOSSES), where=where)
+    choice(reduction, "reduction", tuple(REDUCTIONS), where=where)
     y = check_targets(y, where, loss, params.dtype, T, B, O, bool(last_step_only))
     dh0 = check_states(dh0, "dh0", where, params.dtype, stack, B, H, writable=True,
                        finite=False)
@@ -377,7 +381,7 @@ def model_forward_backward(params, grads, x, y, h0=None, *, input_size, hidden_s
     lengths = check_lengths(lengths, where, T, B)
     no_overlap(where, {"grads": grads, "dh0": dh0},
                {"params": params, "x": x, "y": y, "h0": h0, "dh_T": dh_T})
-    choice(nonlinearity, "nonlinearity", NONLINEARITIES, where=where)
+    choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)
     return current().model_forward_backward(
         params, grads, x, y, h0, input_size=I, hidden_size=H, output_size=O,
         nonlinearity=nonlinearity, loss=loss, reduction=reduction,
@@ -410,9 +414,21 @@ def model_sample(params, n, first=0, h=None, *, input_size, hidden_size, output_
         # an array, as every float argument here; copied, since the result is returned
         h = float_array(h, "h", where=where, dtype=params.dtype, shape=shape,
                         finite=True).copy()
-    choice(nonlinearity, "nonlinearity", NONLINEARITIES, where=where)
+    choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)
     state = check_seed(seed, where)
     ids, _ = current().model_sample(params, n, first, h, state, input_size=I, hidden_size=H,
                                     output_size=O, nonlinearity=nonlinearity,
                                     temperature=temperature, num_layers=L)
     return ids, h
+
+
+class Arch(NamedTuple):
+    """The stack as ElmanRNN held it before elman.layout.Stack: models pickled then name
+    this class, so it stays for them to load (ElmanRNN.__setstate__ converts it to a Stack
+    and the model's dropout_calls). Nothing else uses it."""
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    dropout_seed: int = 0
+    dropout_batch: int = 0
+    dropout_offset: int = 0

@@ -95,7 +95,8 @@ class ElmanRNN:
         self.input_size = positive_int(input_size, "input_size", where=where)
         self.hidden_size = positive_int(hidden_size, "hidden_size", where=where)
         self.output_size = positive_int(output_size, "output_size", where=where)
-        self.nonlinearity = choice(nonlinearity, "nonlinearity", NONLINEARITIES, where=where)
+        self.nonlinearity = choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES),
+                                   where=where)
         try:
             self.dtype = np.dtype(dtype)
         except TypeError:

@@ -534,3 +534,11 @@ def resume(location: str, *, comm=None, **given) -> Trainer:
         raise ResumeError(f"the run's data file {cfg.data} is missing; pass --data with "
                           f"where it is now")
     return Trainer(cfg, load_data(cfg), state=(arrays, meta), comm=comm)
+
+
+def __getattr__(name):
+    """The session's names, which lived here before elman.session held the loop."""
+    if name in ("run", "plot", "Interrupted", "STOP_SIGNALS"):
+        from . import session
+        return getattr(session, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

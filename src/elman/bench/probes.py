@@ -2,8 +2,7 @@
 per-step GEMM on its own, validated as elman.kernels' functions are."""
 from __future__ import annotations
 
-from .. import reference
-from .._dispatch import is_c
+from .._dispatch import current, is_c
 from .._validate import float_array, no_overlap
 from .. import _core
 
@@ -18,7 +17,7 @@ def stream_probe(p, s, g):
     g = float_array(g, "g", where=where, dtype=p.dtype, shape=p.shape)
     no_overlap(where, {"p": p, "s": s}, {"g": g})
     no_overlap(where, {"p": p}, {"s": s})
-    (_core.stream_probe if is_c() else reference.stream_probe)(p, s, g)
+    current().stream_probe(p, s, g)
 
 
 def step_gemm(C, A, W):
