@@ -119,7 +119,12 @@ class Optimizer:
     ``self._apply`` (which reports a non-finite update under the step's own name).
     """
 
+    _name = "Optimizer"          # a subclass's own; its step reports as "<name>.step"
     _step_name = "Optimizer.step"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._step_name = f"{cls._name}.step"
 
     def __init__(self, model, where):
         self.params, self.grads = _flat_buffers(model, where)
@@ -237,7 +242,7 @@ class Adagrad(Optimizer):
         self._configure(dict(settings, maximize=maximize, max_grad_norm=max_grad_norm), where)
         self.state = np.full_like(self.params, self.initial_accumulator_value)
 
-    _step_name = "Adagrad.step"
+    _name = "Adagrad"
     _SETTINGS = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps",
                  "eps_placement", "maximize", "clip_value", "max_grad_norm")
 
@@ -382,7 +387,7 @@ class SGD(Optimizer):
         self.maximize = bool(maximize)
         self.momentum_buffer = np.zeros_like(self.params) if self.momentum != 0 else None
 
-    _step_name = "SGD.step"
+    _name = "SGD"
 
     def step(self):
         """Apply one update to the model's parameters from its current gradients."""
@@ -429,7 +434,6 @@ class _Accumulating(Optimizer):
     count: its state_dict and load_state_dict (the accumulator checked as finite, and
     positive where the update divides by it before adding to it)."""
 
-    _name = "Optimizer"
     _positive_state = False
 
     def state_dict(self) -> dict:
@@ -484,7 +488,7 @@ class ProximalAdagrad(_Accumulating):
                                   strict=True, allow_none=True)
         self.state = np.full_like(self.params, self.initial_accumulator_value)
 
-    _name, _step_name, _positive_state = "ProximalAdagrad", "ProximalAdagrad.step", True
+    _name, _positive_state = "ProximalAdagrad", True
 
     def step(self):
         """Apply one update to the model's parameters from its current gradients."""
@@ -534,7 +538,7 @@ class RowwiseAdagrad(_Accumulating):
             rows += p2.shape[0]
         self.state = np.zeros(rows, self.params.dtype)
 
-    _name, _step_name = "RowwiseAdagrad", "RowwiseAdagrad.step"
+    _name = "RowwiseAdagrad"
 
     def step(self):
         """Apply one update to the model's parameters from its current gradients."""
