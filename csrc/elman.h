@@ -264,6 +264,23 @@ int elman_rnn_backward_f64(double *dW_xh, double *dW_hh, double *db_h, double *d
                            const double *W_xh, const double *W_hh,
                            const elman_rnn_shape *shape);
 
+/* The forward pass of the R-operator (Gauss-Newton products): the derivative of every H_t
+ * along a direction V = (V_xh, V_hh, v_b) of the parameters (and R{X}, that of the input, when
+ * the input depends on the parameters: a layer above the first):
+ *   R{A_t} = R{X_t} @ W_xh + X_t @ V_xh + R{H_{t-1}} @ W_hh + H_{t-1} @ V_hh + v_b
+ *   R{H_t} = f'(A_t) * R{A_t}            R{h0} = 0
+ * into Rhs (T+1, B, H), laid out as hs (R{H_t} where hs holds H_t, zero where it holds h0),
+ * from hs of elman_rnn_forward at the same parameters. Rx NULL: R{X} = 0 (and W_xh is not
+ * read). With lengths, a padded step carries R{H} as the forward carries H. */
+int elman_rnn_rforward_f32(float *Rhs, const float *Rx, const float *hs, const float *x,
+                           const elman_int *ids, const float *W_xh, const float *W_hh,
+                           const float *V_xh, const float *V_hh, const float *v_b,
+                           const elman_rnn_shape *shape);
+int elman_rnn_rforward_f64(double *Rhs, const double *Rx, const double *hs, const double *x,
+                           const elman_int *ids, const double *W_xh, const double *W_hh,
+                           const double *V_xh, const double *V_hh, const double *v_b,
+                           const elman_rnn_shape *shape);
+
 /* ---------------------------------------------------------------------------------------
  * Affine projection (linear.c): Y (N, O) = X (N, K) @ W (K, O) + b (O,), one GEMM over
  * all rows. b may be NULL (no bias). Backward overwrites dW = X^T dY, db = sum_rows dY (if db),
@@ -403,6 +420,39 @@ int elman_model_forward_backward_f64(double *loss, double *grads, double *dh0,
                                      const elman_int *y_ids, const double *y_values,
                                      const double *dh_T, const double *params,
                                      const elman_model_shape *shape);
+
+/* Gauss-Newton products for second-order training (Hessian-free optimization):
+ *   Gv = J^T H_L J v + lambda v + lambda mu c J_H^T J_H v
+ * J the Jacobian of the scored outputs (logits, or the MSE predictions) with respect to the
+ * flat parameters; H_L the Hessian of forward_backward's loss with respect to them, scaled as
+ * its reduction scales the loss (per row diag(p) - p p^T for softmax cross-entropy, p the
+ * softmax; 2 I for MSE); lambda = damping; mu = structural_damping; J_H the Jacobian of the
+ * hidden states of every layer and direction at the valid steps (the Gauss-Newton matrix of
+ * 1/2 sum |H_t(theta + v) - H_t(theta)|^2), c = 1 / (valid steps: T*B or sum of lengths) for
+ * "mean" and 1 for "sum". Dropout, if the shape has it, uses its seed's masks throughout.
+ *
+ * The prepare runs the forward at the parameters into hs (h0 in place) and work, and writes
+ * P (N, O): the softmax of each scored row (cross-entropy) or the predictions (MSE); each
+ * product then reuses hs, work and P (not modified by it) and needs its own workspace: Rhs
+ * (as hs), RY (N, O), dA (L*D, T, B, H) and Rwork (elman_model_work_bytes). Gv may not be v.
+ * ELMAN_ERR_NONFINITE from the prepare when an output is NaN or infinite. */
+int elman_model_gauss_newton_prepare_f32(float *P, float *hs, void *work, const float *x,
+                                         const elman_int *ids, const float *params,
+                                         const elman_model_shape *shape);
+int elman_model_gauss_newton_prepare_f64(double *P, double *hs, void *work, const double *x,
+                                         const elman_int *ids, const double *params,
+                                         const elman_model_shape *shape);
+int elman_model_gauss_newton_product_f32(float *Gv, float *Rhs, float *RY, float *dA,
+                                         void *Rwork, float *hs, void *work, const float *P,
+                                         const float *v, const float *x, const elman_int *ids,
+                                         const float *params, const elman_model_shape *shape,
+                                         double damping, double structural_damping);
+int elman_model_gauss_newton_product_f64(double *Gv, double *Rhs, double *RY, double *dA,
+                                         void *Rwork, double *hs, void *work, const double *P,
+                                         const double *v, const double *x,
+                                         const elman_int *ids, const double *params,
+                                         const elman_model_shape *shape, double damping,
+                                         double structural_damping);
 
 /* A whole training step in one call: elman_model_forward_backward, then (optionally) the
  * global gradient norm, then the optimizer's update, with nothing in between. The update

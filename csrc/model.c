@@ -308,7 +308,8 @@ static int TYPED(model_layers_forward_f32, model_layers_forward_f64)(
 /* The rows of the top layer's outputs (T*B, D*H) that carry a loss: all T*B steps, or the
  * last step's B rows; with lengths, the valid steps' rows (or each sequence's last)
  * gathered into the workspace's G, with their targets alongside. Row i of *Hy is then the
- * i-th scored (t, b) in time-major order; *N counts them. */
+ * i-th scored (t, b) in time-major order; *N counts them. Without targets (NULL), the rows
+ * alone. */
 static int TYPED(gather_scored_rows_f32, gather_scored_rows_f64)(
     const REAL **Hy, const elman_int **tg, const REAL **tv, elman_int *N, const REAL *top,
     const TY(work_parts) *w, const elman_int *y_ids, const REAL *y_values,
@@ -338,9 +339,9 @@ static int TYPED(gather_scored_rows_f32, gather_scored_rows_f64)(
                 if (t >= len[b]) continue;
                 const elman_int r = t * B + b;
                 memcpy(w->G + n * DH, top + r * DH, (size_t)DH * sizeof(REAL));
-                if (s->loss == ELMAN_LOSS_XENT)
+                if (s->loss == ELMAN_LOSS_XENT && y_ids != NULL)
                     w->tgt[n] = y_ids[r];
-                else
+                else if (s->loss == ELMAN_LOSS_MSE && y_values != NULL)
                     memcpy(w->tval + n * O, y_values + r * O, (size_t)O * sizeof(REAL));
                 n++;
             }
@@ -373,6 +374,90 @@ static void TYPED(scatter_scored_grads_f32, scatter_scored_grads_f64)(
                 memcpy(dA_top + d * TBH + (t * B + b) * H, dG + row * DH + d * H,
                        (size_t)H * sizeof(REAL));
         }
+}
+
+/* The lengths, checked again here: the gathers and scatters index by them. */
+static int TYPED(check_lengths_f32, check_lengths_f64)(const elman_model_shape *s)
+{
+    if (s->rnn.lengths != NULL)
+        for (elman_int b = 0; b < s->rnn.B; b++)
+            if (s->rnn.lengths[b] < 1 || s->rnn.lengths[b] > s->rnn.T) return ELMAN_ERR_ARG;
+    return ELMAN_OK;
+}
+
+/* From dY (N, O), the gradient on the scored outputs Y = Hy @ W_hy + b_y, down to every
+ * parameter (grads, overwritten) and initial state (dh0, or NULL): the head's gradient, then
+ * BPTT layer by layer from the top, in place over dA. With Rhs (the structural damping of a
+ * Gauss-Newton product), coef * R{H} of each layer joins the gradient arriving on its
+ * outputs. */
+static int TYPED(model_backward_f32, model_backward_f64)(
+    REAL *grads, REAL *dh0, REAL *dA, REAL *hs, const TY(work_parts) *w, const REAL *x,
+    const elman_int *ids, const REAL *dh_T, const REAL *params, const elman_model_shape *s,
+    const REAL *Hy, const REAL *dY, elman_int N, REAL *Rhs, REAL coef)
+{
+    const elman_int T = s->rnn.T, B = s->rnn.B, H = s->rnn.H, O = s->O;
+    const elman_int L = elman_model_layers(s), D = elman_model_dirs(s), DH = D * H;
+    const elman_int BH = B * H, TB = T * B, TBH = TB * H;
+    const elman_int *len = s->rnn.lengths;
+    const int last = s->last_step_only;
+    REAL *W_hy = TY(head_carve)((REAL *)params, s);
+    REAL *gW_hy = TY(head_carve)(grads, s);
+
+    /* dW_hy, db_y, and dHy = dY @ W_hy^T. One direction without lengths: straight into the
+     * top layer's dA rows (the steps without a loss get no gradient from above). Else into
+     * dG, then scattered into each direction's dA. */
+    REAL *dA_top = dA + (L - 1) * D * TBH;
+    if (len == NULL && D == 1) {
+        REAL *dHy = last ? dA_top + (T - 1) * BH : dA_top;
+        if (last) memset(dA_top, 0, (size_t)((T - 1) * BH) * sizeof(REAL));
+        ELMAN_TRY(TY(elman_linear_backward)(gW_hy, gW_hy + DH * O, dHy, dY, Hy, W_hy, N, DH, O));
+    } else {
+        ELMAN_TRY(TY(elman_linear_backward)(gW_hy, gW_hy + DH * O, w->dG, dY, Hy, W_hy, N, DH,
+                                            O));
+        TY(scatter_scored_grads)(dA_top, w->dG, s);
+    }
+
+    /* BPTT, layer by layer from the top, in place over dA; each layer above hands the one
+     * below the gradient of its input, dX = sum_d dA_d @ W_xh_d^T. */
+    for (elman_int l = L - 1; l >= 0; l--) {
+        const REAL *in = l == 0 ? x : TY(layer_input)(hs, w, s, l, 1);
+        if (Rhs != NULL)
+            for (elman_int d = 0; d < D; d++) {
+                REAL *da = dA + (l * D + d) * TBH;
+                const REAL *rh = TY(slab_outputs)(Rhs, s, l, d);
+                for (elman_int i = 0; i < TBH; i++) da[i] += coef * rh[i];
+            }
+        for (elman_int d = 0; d < D; d++) {
+            const elman_int k = l * D + d;
+            TY(layer_views) p = TY(layer_carve)((REAL *)params, s, l, d);
+            TY(layer_views) g = TY(layer_carve)(grads, s, l, d);
+            const elman_rnn_shape r = TY(layer_shape)(s, l, d);
+            ELMAN_TRY(TY(elman_rnn_backward)(g.W_xh, g.W_hh, g.b_h,
+                                              dh0 != NULL ? dh0 + k * BH : NULL, NULL,
+                                              dA + k * TBH, dA + k * TBH,
+                                              dh_T != NULL ? dh_T + k * BH : NULL,
+                                              TY(slab)(hs, s, l, d), in,
+                                              l == 0 ? ids : NULL, p.W_xh, p.W_hh, &r));
+        }
+        if (l == 0) break;
+        REAL *below = dA + (l - 1) * D * TBH;
+        if (!TY(staged)(s, 1)) {
+            TY(layer_views) p = TY(layer_carve)((REAL *)params, s, l, 0);
+            ELMAN_TRY(TY(elman_gemm)(0, 1, TB, H, H, 1, dA + l * TBH, H, p.W_xh, H, 0, below, H));
+        } else {
+            for (elman_int d = 0; d < D; d++) {
+                TY(layer_views) p = TY(layer_carve)((REAL *)params, s, l, d);
+                ELMAN_TRY(TY(elman_gemm)(0, 1, TB, DH, H, 1, dA + (l * D + d) * TBH, H, p.W_xh,
+                                          H, d == 0 ? 0 : 1, w->dX, DH));
+            }
+            if (s->dropout > 0) TY(dropout)(w->dX, l - 1, s);
+            for (elman_int d = 0; d < D; d++)
+                for (elman_int r = 0; r < TB; r++)
+                    memcpy(below + d * TBH + r * H, w->dX + r * DH + d * H,
+                           (size_t)H * sizeof(REAL));
+        }
+    }
+    return ELMAN_OK;
 }
 
 int TYPED(elman_model_forward_f32, elman_model_forward_f64)(
@@ -427,13 +512,8 @@ int TYPED(elman_model_forward_backward_f32, elman_model_forward_backward_f64)(
     if (s->loss == ELMAN_LOSS_XENT ? y_ids == NULL : y_values == NULL) return ELMAN_ERR_ARG;
     TY(work_parts) w;
     ELMAN_TRY(TY(work_carve)(&w, work, s));
-    const elman_int L = elman_model_layers(s), D = elman_model_dirs(s), DH = D * H;
-    const elman_int BH = B * H, TB = T * B, TBH = TB * H;
-    const elman_int *len = s->rnn.lengths;
-    const int last = s->last_step_only;
-    if (len != NULL) /* checked here too: the gathers below index by it */
-        for (elman_int b = 0; b < B; b++)
-            if (len[b] < 1 || len[b] > T) return ELMAN_ERR_ARG;
+    const elman_int DH = elman_model_dirs(s) * H;
+    ELMAN_TRY(TY(check_lengths)(s));
 
     const REAL *top;
     ELMAN_TRY(TY(model_layers_forward)(&top, hs, &w, x, ids, params, s, 1));
@@ -444,8 +524,7 @@ int TYPED(elman_model_forward_backward_f32, elman_model_forward_backward_f64)(
     const REAL *tv;
     elman_int N;
     ELMAN_TRY(TY(gather_scored_rows)(&Hy, &tg, &tv, &N, top, &w, y_ids, y_values, s));
-    REAL *W_hy = TY(head_carve)((REAL *)params, s);
-    REAL *gW_hy = TY(head_carve)(grads, s);
+    const REAL *W_hy = TY(head_carve)((REAL *)params, s);
     ELMAN_TRY(TY(elman_linear_forward)(Y, Hy, W_hy, W_hy + DH * O, N, DH, O));
 
     /* Loss and dY, in place over Y. "mean" averages over every target element, as torch:
@@ -458,54 +537,8 @@ int TYPED(elman_model_forward_backward_f32, elman_model_forward_backward_f64)(
         ELMAN_TRY(TY(elman_mse)(loss, Y, Y, tv, N * O, scale));
     }
 
-    /* dW_hy, db_y, and dHy = dY @ W_hy^T. One direction without lengths: straight into the
-     * top layer's dA rows (the steps without a loss get no gradient from above). Else into
-     * dG, then scattered into each direction's dA. */
-    REAL *dA_top = dA + (L - 1) * D * TBH;
-    if (len == NULL && D == 1) {
-        REAL *dHy = last ? dA_top + (T - 1) * BH : dA_top;
-        if (last) memset(dA_top, 0, (size_t)((T - 1) * BH) * sizeof(REAL));
-        ELMAN_TRY(TY(elman_linear_backward)(gW_hy, gW_hy + DH * O, dHy, Y, Hy, W_hy, N, DH, O));
-    } else {
-        ELMAN_TRY(TY(elman_linear_backward)(gW_hy, gW_hy + DH * O, w.dG, Y, Hy, W_hy, N, DH, O));
-        TY(scatter_scored_grads)(dA_top, w.dG, s);
-    }
-
-    /* BPTT, layer by layer from the top, in place over dA; each layer above hands the one
-     * below the gradient of its input, dX = sum_d dA_d @ W_xh_d^T. */
-    for (elman_int l = L - 1; l >= 0; l--) {
-        const REAL *in = l == 0 ? x : TY(layer_input)(hs, &w, s, l, 1);
-        for (elman_int d = 0; d < D; d++) {
-            const elman_int k = l * D + d;
-            TY(layer_views) p = TY(layer_carve)((REAL *)params, s, l, d);
-            TY(layer_views) g = TY(layer_carve)(grads, s, l, d);
-            const elman_rnn_shape r = TY(layer_shape)(s, l, d);
-            ELMAN_TRY(TY(elman_rnn_backward)(g.W_xh, g.W_hh, g.b_h,
-                                              dh0 != NULL ? dh0 + k * BH : NULL, NULL,
-                                              dA + k * TBH, dA + k * TBH,
-                                              dh_T != NULL ? dh_T + k * BH : NULL,
-                                              TY(slab)(hs, s, l, d), in,
-                                              l == 0 ? ids : NULL, p.W_xh, p.W_hh, &r));
-        }
-        if (l == 0) break;
-        REAL *below = dA + (l - 1) * D * TBH;
-        if (!TY(staged)(s, 1)) {
-            TY(layer_views) p = TY(layer_carve)((REAL *)params, s, l, 0);
-            ELMAN_TRY(TY(elman_gemm)(0, 1, TB, H, H, 1, dA + l * TBH, H, p.W_xh, H, 0, below, H));
-        } else {
-            for (elman_int d = 0; d < D; d++) {
-                TY(layer_views) p = TY(layer_carve)((REAL *)params, s, l, d);
-                ELMAN_TRY(TY(elman_gemm)(0, 1, TB, DH, H, 1, dA + (l * D + d) * TBH, H, p.W_xh,
-                                          H, d == 0 ? 0 : 1, w.dX, DH));
-            }
-            if (s->dropout > 0) TY(dropout)(w.dX, l - 1, s);
-            for (elman_int d = 0; d < D; d++)
-                for (elman_int r = 0; r < TB; r++)
-                    memcpy(below + d * TBH + r * H, w.dX + r * DH + d * H,
-                           (size_t)H * sizeof(REAL));
-        }
-    }
-    return ELMAN_OK;
+    return TY(model_backward)(grads, dh0, dA, hs, &w, x, ids, dh_T, params, s, Hy, Y, N, NULL,
+                              0);
 }
 
 int TYPED(elman_model_train_step_f32, elman_model_train_step_f64)(
@@ -543,6 +576,160 @@ int TYPED(elman_model_train_step_f32, elman_model_train_step_f64)(
     elman_sgd_opts o = opt->sgd;
     o.grad_scale = scale;
     return TY(elman_sgd_update)(params, grads, state, n, &o);
+}
+
+/* ---- Gauss-Newton products ----------------------------------------------------------- */
+
+int TYPED(elman_model_gauss_newton_prepare_f32, elman_model_gauss_newton_prepare_f64)(
+    REAL *P,              /* (N, O) out */
+    REAL *hs,             /* (L*D, T+1, B, H) in: h0; out: H_t */
+    void *work,           /* elman_model_work_bytes; read again by the products */
+    const REAL *x,        /* (T, B, I) or NULL */
+    const elman_int *ids, /* (T, B) or NULL */
+    const REAL *params,   /* flat layout */
+    const elman_model_shape *s)
+{
+    ELMAN_TRY(elman_model_check(s));
+    if (s->rnn.T < 1 || s->rnn.B < 1 || P == NULL || hs == NULL || params == NULL)
+        return ELMAN_ERR_ARG;
+    ELMAN_TRY(TY(check_lengths)(s));
+    TY(work_parts) w;
+    ELMAN_TRY(TY(work_carve)(&w, work, s));
+    const elman_int O = s->O, DH = elman_model_dirs(s) * s->rnn.H;
+    const REAL *top, *Hy, *tv;
+    const elman_int *tg;
+    elman_int N;
+    ELMAN_TRY(TY(model_layers_forward)(&top, hs, &w, x, ids, params, s, 1));
+    ELMAN_TRY(TY(gather_scored_rows)(&Hy, &tg, &tv, &N, top, &w, NULL, NULL, s));
+    const REAL *W_hy = TY(head_carve)((REAL *)params, s);
+    ELMAN_TRY(TY(elman_linear_forward)(P, Hy, W_hy, W_hy + DH * O, N, DH, O));
+    if (!TY(elman_all_finite)(P, N * O)) return ELMAN_ERR_NONFINITE;
+    if (s->loss == ELMAN_LOSS_XENT) /* the softmax of each row, as the loss's gradient has it */
+        for (elman_int r = 0; r < N; r++) {
+            REAL *p = P + r * O;
+            REAL m = p[0];
+            for (elman_int j = 1; j < O; j++) m = p[j] > m ? p[j] : m;
+            double z = 0;
+            for (elman_int j = 0; j < O; j++) {
+                p[j] = (REAL)exp((double)(p[j] - m));
+                z += (double)p[j];
+            }
+            const REAL inv = (REAL)(1.0 / z);
+            for (elman_int j = 0; j < O; j++) p[j] *= inv;
+        }
+    return ELMAN_OK;
+}
+
+int TYPED(elman_model_gauss_newton_product_f32, elman_model_gauss_newton_product_f64)(
+    REAL *Gv,             /* flat layout out */
+    REAL *Rhs,            /* (L*D, T+1, B, H) workspace */
+    REAL *RY,             /* (N, O) workspace */
+    REAL *dA,             /* (L*D, T, B, H) workspace */
+    void *Rwork,          /* elman_model_work_bytes workspace */
+    REAL *hs,             /* from the prepare, read */
+    void *work,           /* from the prepare: its forward parts read, its gradient parts used */
+    const REAL *P,        /* (N, O) from the prepare */
+    const REAL *v,        /* flat layout */
+    const REAL *x,        /* (T, B, I) or NULL: as given to the prepare */
+    const elman_int *ids, /* (T, B) or NULL */
+    const REAL *params,   /* flat layout, as given to the prepare */
+    const elman_model_shape *s, double damping, double structural_damping)
+{
+    ELMAN_TRY(elman_model_check(s));
+    const elman_int T = s->rnn.T, B = s->rnn.B, H = s->rnn.H, O = s->O;
+    if (T < 1 || B < 1 || Gv == NULL || v == NULL || Gv == v || Rhs == NULL || RY == NULL ||
+        dA == NULL || hs == NULL || P == NULL || params == NULL)
+        return ELMAN_ERR_ARG;
+    if (!(damping >= 0 && damping < INFINITY && structural_damping >= 0 &&
+          structural_damping < INFINITY))
+        return ELMAN_ERR_ARG;
+    ELMAN_TRY(TY(check_lengths)(s));
+    TY(work_parts) w, Rw;
+    ELMAN_TRY(TY(work_carve)(&w, work, s));
+    ELMAN_TRY(TY(work_carve)(&Rw, Rwork, s));
+    const elman_int L = elman_model_layers(s), D = elman_model_dirs(s), DH = D * H;
+    const elman_int TBDH = T * B * DH;
+    const int staged = TY(staged)(s, 1);
+
+    /* R{H} of every layer and direction, from the bottom: layer l > 0 reads R{X}, the
+     * derivative of its input, staged (concatenated, through the same dropout masks) as the
+     * forward stages X. */
+    for (elman_int l = 0; l < L; l++) {
+        const REAL *in = l == 0 ? x : TY(layer_input)(hs, &w, s, l, 1);
+        const REAL *Rin = l == 0 ? NULL
+                          : staged ? Rw.X + (l - 1) * TBDH
+                                   : TY(slab_outputs)(Rhs, s, l - 1, 0);
+        for (elman_int d = 0; d < D; d++) {
+            TY(layer_views) p = TY(layer_carve)((REAL *)params, s, l, d);
+            TY(layer_views) q = TY(layer_carve)((REAL *)v, s, l, d);
+            const elman_rnn_shape r = TY(layer_shape)(s, l, d);
+            ELMAN_TRY(TY(elman_rnn_rforward)(TY(slab)(Rhs, s, l, d), Rin, TY(slab)(hs, s, l, d),
+                                              in, l == 0 ? ids : NULL, p.W_xh, p.W_hh, q.W_xh,
+                                              q.W_hh, q.b_h, &r));
+        }
+        if (l + 1 < L && staged) {
+            REAL *RX = Rw.X + l * TBDH;
+            TY(concat)(RX, Rhs, s, l);
+            if (s->dropout > 0) TY(dropout)(RX, l, s);
+        }
+    }
+    const REAL *top = D == 2 ? w.top : TY(slab_outputs)(hs, s, L - 1, 0);
+    const REAL *Rtop = top;
+    if (D == 2) {
+        TY(concat)(Rw.top, Rhs, s, L - 1);
+        Rtop = Rw.top;
+    } else {
+        Rtop = TY(slab_outputs)(Rhs, s, L - 1, 0);
+    }
+
+    /* R{Y} = R{Hy} @ W_hy + Hy @ V_hy + v_y over the scored rows */
+    const REAL *Hy, *RHy, *tv;
+    const elman_int *tg;
+    elman_int N;
+    ELMAN_TRY(TY(gather_scored_rows)(&Hy, &tg, &tv, &N, top, &w, NULL, NULL, s));
+    ELMAN_TRY(TY(gather_scored_rows)(&RHy, &tg, &tv, &N, Rtop, &Rw, NULL, NULL, s));
+    const REAL *W_hy = TY(head_carve)((REAL *)params, s);
+    const REAL *V_hy = TY(head_carve)((REAL *)v, s);
+    ELMAN_TRY(TY(elman_linear_forward)(RY, RHy, W_hy, V_hy + DH * O, N, DH, O));
+    ELMAN_TRY(TY(elman_gemm)(0, 0, N, O, DH, 1, Hy, DH, V_hy, O, 1, RY, O));
+
+    /* H_L R{Y}, the loss's Hessian on the outputs (scaled as the reduction scales the loss):
+     * (diag(p) - p p^T) r = p * (r - p.r) per row for softmax cross-entropy, 2 r for MSE. */
+    const int mean = s->reduction == ELMAN_REDUCE_MEAN;
+    if (s->loss == ELMAN_LOSS_XENT) {
+        const REAL scale = (REAL)(mean ? 1.0 / (double)N : 1.0);
+        for (elman_int i = 0; i < N; i++) {
+            REAL *r = RY + i * O;
+            const REAL *p = P + i * O;
+            double pr = 0;
+            for (elman_int j = 0; j < O; j++) pr += (double)p[j] * (double)r[j];
+            for (elman_int j = 0; j < O; j++) r[j] = scale * p[j] * (r[j] - (REAL)pr);
+        }
+    } else {
+        const REAL scale = (REAL)(mean ? 2.0 / (double)(N * O) : 2.0);
+        for (elman_int i = 0; i < N * O; i++) RY[i] *= scale;
+    }
+
+    /* J^T of that by backprop through time, with the structural damping's term on the way:
+     * lambda * mu * J_H^T J_H v over the hidden states of every layer, divided by the number
+     * of valid steps under "mean". */
+    double coef = damping * structural_damping;
+    if (coef > 0 && mean) {
+        elman_int steps = T * B;
+        if (s->rnn.lengths != NULL) {
+            steps = 0;
+            for (elman_int b = 0; b < B; b++) steps += s->rnn.lengths[b];
+        }
+        coef /= (double)steps;
+    }
+    ELMAN_TRY(TY(model_backward)(Gv, NULL, dA, hs, &w, x, ids, NULL, params, s, Hy, RY, N,
+                                 coef > 0 ? Rhs : NULL, (REAL)coef));
+    if (damping > 0) {
+        const elman_int n = elman_model_num_params(s);
+        const REAL lam = (REAL)damping;
+        for (elman_int i = 0; i < n; i++) Gv[i] += lam * v[i];
+    }
+    return ELMAN_OK;
 }
 
 #endif

@@ -6,9 +6,15 @@
  *     dW_hh = sum_t H_{t-1}^T dA_t,   dW_xh = sum_t X_t^T dA_t,   db_h = sum_t dA_t
  *     dh0   = dA_1 @ W_hh^T,          dx_t  = dA_t @ W_xh^T
  *
- * (in reverse, t+1 and t-1 trade places; elman.h states lengths and the buffers' layout).
- * Reference twins: elman.reference.rnn_forward and elman.reference.rnn_backward, 30 and 43
- * lines of NumPy: the place to learn the algorithm. Every product off the recurrence is one
+ * (in reverse, t+1 and t-1 trade places; elman.h states lengths and the buffers' layout),
+ * and the forward pass of the R-operator (the directional derivative along a direction V of
+ * the parameters, for Gauss-Newton products):
+ *
+ *     R{A_t} = R{X_t} @ W_xh + X_t @ V_xh + R{H_{t-1}} @ W_hh + H_{t-1} @ V_hh + v_b
+ *     R{H_t} = f'(A_t) * R{A_t},   R{h0} = 0
+ *
+ * Reference twins: elman.reference.rnn_forward, rnn_backward and rnn_rforward, 30, 43 and
+ * 30 lines of NumPy: the place to learn the algorithm. Every product off the recurrence is one
  * GEMM over all T*B rows (blas.c); only H_{t-1} @ W_hh and dA_{t+1} @ W_hh^T run step by
  * step, on elman's own kernel with the activation fused (gemm_small.c).
  */
@@ -236,6 +242,88 @@ int TYPED(elman_rnn_backward_f32, elman_rnn_backward_f64)(
     /* dx = dA @ W_xh^T, the gradient a layer below would receive */
     if (dx != NULL)
         ELMAN_TRY(TY(elman_gemm)(0, 1, TB, I, H, 1, dA, H, W_xh, H, 0, dx, I));
+    return ELMAN_OK;
+}
+
+int TYPED(elman_rnn_rforward_f32, elman_rnn_rforward_f64)(
+    REAL *Rhs,            /* (T+1, B, H) out: R{H_t} where hs has H_t, zero where it has h0 */
+    const REAL *Rx,       /* (T, B, I) or NULL (the input does not depend on the parameters) */
+    const REAL *hs,       /* (T+1, B, H) from the forward */
+    const REAL *x,        /* (T, B, I) or NULL */
+    const elman_int *ids, /* (T, B) or NULL */
+    const REAL *W_xh,     /* (I, H); read only with Rx */
+    const REAL *W_hh,     /* (H, H) */
+    const REAL *V_xh,     /* (I, H) the direction's parts */
+    const REAL *V_hh,     /* (H, H) */
+    const REAL *v_b,      /* (H,) */
+    const elman_rnn_shape *s)
+{
+    elman_int TB, TBH;
+    ELMAN_TRY(TY(rnn_check)(s, x, ids, &TB, &TBH));
+    const elman_int T = s->T, B = s->B, I = s->I, H = s->H, BH = B * H;
+    if (Rx != NULL && ids != NULL) return ELMAN_ERR_ARG;
+    if (TBH == 0) {
+        if (BH > 0) {
+            ELMAN_NEED(Rhs, BH);
+            memset(Rhs, 0, (size_t)BH * sizeof(REAL));
+        }
+        return ELMAN_OK;
+    }
+    ELMAN_NEED(Rhs, TBH + BH);
+    ELMAN_NEED(hs, TBH + BH);
+    ELMAN_NEED(W_hh, H * H);
+    ELMAN_NEED(V_xh, I * H);
+    ELMAN_NEED(V_hh, H * H);
+    ELMAN_NEED(v_b, H);
+    if (Rx != NULL) ELMAN_NEED(W_xh, I * H);
+
+    /* Every term off the recurrence for all steps at once, where R{A_t} accumulates (the
+     * output rows): v_b (+ V_xh's rows for ids), then X @ V_xh, R{X} @ W_xh and
+     * H_prev @ V_hh as GEMMs over T*B rows (the previous states are hs[0..T-1] forward,
+     * hs[1..T] in reverse: one contiguous block either way). */
+    const int rev = s->reverse;
+    REAL *RA = rev ? Rhs : Rhs + BH;
+    memset(rev ? Rhs + TBH : Rhs, 0, (size_t)BH * sizeof(REAL)); /* R{h0} = 0 */
+    for (elman_int r = 0; r < TB; r++) {
+        REAL *a = RA + r * H;
+        if (ids != NULL) {
+            const elman_int id = ids[r]; /* read once, checked at use (as the forward) */
+            if (id < 0 || id >= I) return ELMAN_ERR_TARGET;
+            const REAL *w = V_xh + id * H;
+            for (elman_int j = 0; j < H; j++) a[j] = w[j] + v_b[j];
+        } else {
+            for (elman_int j = 0; j < H; j++) a[j] = v_b[j];
+        }
+    }
+    if (ids == NULL)
+        ELMAN_TRY(TY(elman_gemm)(0, 0, TB, H, I, 1, x, I, V_xh, H, 1, RA, H));
+    if (Rx != NULL)
+        ELMAN_TRY(TY(elman_gemm)(0, 0, TB, H, I, 1, Rx, I, W_xh, H, 1, RA, H));
+    ELMAN_TRY(TY(elman_gemm)(0, 0, TB, H, H, 1, rev ? hs + BH : hs, H, V_hh, H, 1, RA, H));
+
+    /* The recurrence: R{A_t} += R{H_prev} @ W_hh, then R{H_t} = R{A_t} * f'(A_t), in place:
+     * the backward's step with W_hh in place of its transpose. */
+    const int isa = elman_isa();
+    const elman_gemm_small_loops *gs = elman_gemm_small_paths[isa];
+    const elman_act_loops *act = elman_act_paths[isa];
+    const int own = elman_own_step_kernel(gs, B, H);
+    const REAL *outs = rev ? hs : hs + BH;
+    const elman_int *len = s->lengths;
+    for (elman_int k = 1; k <= T; k++) {
+        const elman_int t = rev ? T - k + 1 : k;
+        REAL *rh = RA + (t - 1) * BH;
+        const REAL *prev = rev ? rh + BH : rh - BH;
+        const REAL *h = outs + (t - 1) * BH;
+        if (own) {
+            gs->TY(step)(rh, prev, W_hh, h, B, H, s->nonlinearity, 1);
+        } else {
+            ELMAN_TRY(TY(elman_gemm)(0, 0, B, H, H, 1, prev, H, W_hh, H, 1, rh, H));
+            act->TY(act_backward)(rh, rh, h, BH, s->nonlinearity);
+        }
+        if (len != NULL) /* padding carries the state, so its derivative too */
+            for (elman_int b = 0; b < B; b++)
+                if (t > len[b]) memcpy(rh + b * H, prev + b * H, (size_t)H * sizeof(REAL));
+    }
     return ELMAN_OK;
 }
 

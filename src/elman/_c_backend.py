@@ -185,6 +185,21 @@ def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_
     return g
 
 
+def rnn_rforward(hs, x, W_xh, W_hh, V_xh, V_hh, v_b, *, Rx=None, nonlinearity="tanh",
+                 reverse=False, lengths=None):
+    (I, H), dt = W_xh.shape, W_hh.dtype
+    T, B = x.shape[0], x.shape[1]
+    Rhs = np.empty((T + 1, B, H), dt)
+    xf, ids, is_ids = _inputs(x, dt)
+    with _threads.one_blas_thread():
+        _core.rnn_rforward(Rhs.reshape(-1), _empty(dt) if Rx is None else Rx.reshape(-1),
+                           hs.reshape(-1), xf, ids, W_xh.reshape(-1), W_hh.reshape(-1),
+                           V_xh.reshape(-1), V_hh.reshape(-1), v_b, T, B, I, H,
+                           NONLINEARITIES[nonlinearity], is_ids, _lengths(lengths),
+                           bool(reverse))
+    return Rhs
+
+
 # ---- projection and losses ----------------------------------------------------------------
 
 def linear_forward(X, W, b=None):
@@ -310,6 +325,55 @@ def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, 
     except FloatingPointError as err:
         raise NonFiniteError(str(err)) from None
     return value, _states(hs, S)
+
+
+def model_gauss_newton_prepare(params, x, h0, *, input_size, hidden_size, output_size,
+                               nonlinearity="tanh", loss="cross_entropy", last_step_only=False,
+                               num_layers=1, bidirectional=False, dropout=0.0, dropout_seed=0,
+                               lengths=None, dropout_lanes=(0, 0), workspace=None):
+    I, H, O, dt = input_size, hidden_size, output_size, params.dtype
+    arch = _arch(num_layers, bidirectional, dropout, dropout_seed, dropout_lanes)
+    T, B = x.shape[:2]
+    D = 2 if bidirectional else 1
+    S = num_layers * D
+    ws = {} if workspace is None else workspace
+    sizes = _core.model_sizes(T, B, I, H, O, LOSSES[loss], bool(last_step_only), arch,
+                              lengths is not None, dt.itemsize)
+    hs = _workspace.array(ws, "hs", (S, T + 1, B, H), dt)
+    _workspace.set_initial_states(hs, None if h0 is None else h0.reshape(S, B, H), D)
+    P = _workspace.array(ws, "P", (sizes["Y"] // O if O else 0, O), dt)
+    work = _workspace.work_buffer(ws, "work", sizes["work_bytes"])
+    xf, ids, is_ids = _inputs(x, dt)
+    shape = (T, B, I, H, O, NONLINEARITIES[nonlinearity], is_ids, LOSSES[loss],
+             bool(last_step_only))
+    try:
+        with _threads.one_blas_thread():
+            _core.model_gauss_newton_prepare(P.reshape(-1), hs.reshape(-1), work, xf, ids,
+                                             params, *shape, arch, _lengths(lengths))
+    except FloatingPointError as err:
+        raise NonFiniteError(f"{err}; no Gauss-Newton product exists") from None
+    # the product's own buffers, made once per shape
+    Rhs = _workspace.array(ws, "Rhs", hs.shape, dt)
+    RY = _workspace.array(ws, "RY", P.shape, dt)
+    dA = _workspace.array(ws, "dA", (sizes["dA"],), dt)
+    Rwork = _workspace.work_buffer(ws, "Rwork", sizes["work_bytes"])
+    # the n lengths last: the product passes the ones lengths was checked with
+    return dict(hs=hs, P=P, work=work, Rhs=Rhs, RY=RY, dA=dA, Rwork=Rwork, x=xf, ids=ids,
+                shape=shape, arch=arch, lengths=_lengths(lengths))
+
+
+def model_gauss_newton_product(params, v, cache, *, reduction="mean", damping=0.0,
+                               structural_damping=0.0, out=None):
+    c = cache
+    Gv = np.empty_like(params) if out is None else out
+    T, B, I, H, O, nl, is_ids, loss, last = c["shape"]
+    with _threads.one_blas_thread():
+        _core.model_gauss_newton_product(
+            Gv, c["Rhs"].reshape(-1), c["RY"].reshape(-1), c["dA"], c["Rwork"],
+            c["hs"].reshape(-1), c["work"], c["P"].reshape(-1), v, c["x"], c["ids"], params,
+            T, B, I, H, O, nl, is_ids, loss, REDUCTIONS[reduction], last, float(damping),
+            float(structural_damping), c["arch"], c["lengths"])
+    return Gv
 
 
 def model_train_step(params, grads, state, x, y, h0, *, input_size, hidden_size,

@@ -107,6 +107,13 @@ cdef extern from "elman.h" nogil:
                                const double *, const double *, const double *, const double *,
                                const elman_int *, const double *, const double *,
                                const elman_rnn_shape *)
+    int elman_rnn_rforward_f32(float *, const float *, const float *, const float *,
+                               const elman_int *, const float *, const float *, const float *,
+                               const float *, const float *, const elman_rnn_shape *)
+    int elman_rnn_rforward_f64(double *, const double *, const double *, const double *,
+                               const elman_int *, const double *, const double *,
+                               const double *, const double *, const double *,
+                               const elman_rnn_shape *)
 
     int elman_linear_forward_f32(float *, const float *, const float *, const float *,
                                  elman_int, elman_int, elman_int)
@@ -152,6 +159,21 @@ cdef extern from "elman.h" nogil:
                                          double *, void *, const double *, const elman_int *,
                                          const elman_int *, const double *, const double *,
                                          const double *, const elman_model_shape *)
+    int elman_model_gauss_newton_prepare_f32(float *, float *, void *, const float *,
+                                             const elman_int *, const float *,
+                                             const elman_model_shape *)
+    int elman_model_gauss_newton_prepare_f64(double *, double *, void *, const double *,
+                                             const elman_int *, const double *,
+                                             const elman_model_shape *)
+    int elman_model_gauss_newton_product_f32(float *, float *, float *, float *, void *,
+                                             float *, void *, const float *, const float *,
+                                             const float *, const elman_int *, const float *,
+                                             const elman_model_shape *, double, double)
+    int elman_model_gauss_newton_product_f64(double *, double *, double *, double *, void *,
+                                             double *, void *, const double *, const double *,
+                                             const double *, const elman_int *,
+                                             const double *, const elman_model_shape *, double,
+                                             double)
 
     ctypedef struct elman_optimizer:
         int kind

@@ -58,6 +58,9 @@ def rnn_backward(dW_xh: _F, dW_hh: _F, db_h: _F, dh0: _F, dx: _F, dA: _F, dH: _F
                  hs: _F, x: _F, ids: _I, W_xh: _F, W_hh: _F, T: int, B: int, I: int, H: int,
                  nonlinearity: int, use_ids: bool, lengths: _I | None = None,
                  reverse: bool = False) -> None: ...
+def rnn_rforward(Rhs: _F, Rx: _F, hs: _F, x: _F, ids: _I, W_xh: _F, W_hh: _F, V_xh: _F,
+                 V_hh: _F, v_b: _F, T: int, B: int, I: int, H: int, nonlinearity: int,
+                 use_ids: bool, lengths: _I | None = None, reverse: bool = False) -> None: ...
 def linear_forward(Y: _F, X: _F, W: _F, b: _F, N: int, K: int, O: int) -> None: ...
 def linear_backward(dW: _F, db: _F, dX: _F, dY: _F, X: _F, W: _F, N: int, K: int,
                     O: int) -> None: ...
@@ -81,6 +84,18 @@ def model_forward_backward(grads: _F, dh0: _F, hs: _F, Y: _F, dA: _F, work: _B, 
                            loss: int, reduction: int, last_step_only: bool,
                            arch: _Arch = (1, False, 0.0, 0),
                            lengths: _I | None = None) -> float: ...
+def model_gauss_newton_prepare(P: _F, hs: _F, work: _B, x: _F, ids: _I, params: _F, T: int,
+                               B: int, I: int, H: int, O: int, nonlinearity: int,
+                               use_ids: bool, loss: int, last_step_only: bool,
+                               arch: _Arch = (1, False, 0.0, 0),
+                               lengths: _I | None = None) -> None: ...
+def model_gauss_newton_product(Gv: _F, Rhs: _F, RY: _F, dA: _F, Rwork: _B, hs: _F, work: _B,
+                               P: _F, v: _F, x: _F, ids: _I, params: _F, T: int, B: int,
+                               I: int, H: int, O: int, nonlinearity: int, use_ids: bool,
+                               loss: int, reduction: int, last_step_only: bool,
+                               damping: float, structural_damping: float,
+                               arch: _Arch = (1, False, 0.0, 0),
+                               lengths: _I | None = None) -> None: ...
 def model_sample(out: _I, h: _F, work: _F, rng: npt.NDArray[np.uint64], first: int,
                  temperature: float, params: _F, I: int, H: int, O: int,
                  nonlinearity: int, num_layers: int = 1) -> None: ...

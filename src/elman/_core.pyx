@@ -489,6 +489,40 @@ def rnn_backward(floating[::1] dW_xh, floating[::1] dW_hh, floating[::1] db_h,
     _check(s, "rnn_backward")
 
 
+def rnn_rforward(floating[::1] Rhs, const floating[::1] Rx, const floating[::1] hs,
+                 const floating[::1] x, const int64_t[::1] ids, const floating[::1] W_xh,
+                 const floating[::1] W_hh, const floating[::1] V_xh, const floating[::1] V_hh,
+                 const floating[::1] v_b, T, B, I, H, int nonlinearity, bint use_ids,
+                 const int64_t[::1] lengths=None, bint reverse=False):
+    """Rhs (T+1, B, H) out: the R-operator's forward along V = (V_xh, V_hh, v_b), from hs
+    (T+1, B, H) of rnn_forward; Rx (T, B, I; optional, dense only) the input's derivative."""
+    cdef elman_rnn_shape r
+    _rnn_shape(&r, T, B, I, H, nonlinearity, lengths, reverse)
+    _rnn_inputs(x.shape[0], ids.shape[0], use_ids, T, B, I)
+    _need(Rhs.shape[0], (T + 1) * B * H, "Rhs")
+    _need(hs.shape[0], (T + 1) * B * H, "hs")
+    _need(W_xh.shape[0], I * H, "W_xh")
+    _need(W_hh.shape[0], H * H, "W_hh")
+    _need(V_xh.shape[0], I * H, "V_xh")
+    _need(V_hh.shape[0], H * H, "V_hh")
+    _need(v_b.shape[0], H, "v_b")
+    cdef bint has_Rx = _optional(Rx.shape[0], T * B * I, "Rx")
+    if has_Rx and use_ids:
+        raise ValueError("Rx: token-id inputs have no derivative")
+    cdef const elman_int *idp = _ip(ids) if use_ids else NULL
+    cdef const floating *xp = NULL if use_ids else _cp(x)
+    cdef const floating *Rxp = _cp(Rx) if has_Rx else NULL
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_rnn_rforward_f32(_p(Rhs), Rxp, _cp(hs), xp, idp, _cp(W_xh), _cp(W_hh),
+                                       _cp(V_xh), _cp(V_hh), _cp(v_b), &r)
+        else:
+            s = elman_rnn_rforward_f64(_p(Rhs), Rxp, _cp(hs), xp, idp, _cp(W_xh), _cp(W_hh),
+                                       _cp(V_xh), _cp(V_hh), _cp(v_b), &r)
+    _check(s, "rnn_rforward")
+
+
 # ---- projection and losses ----------------------------------------------------------------
 
 def linear_forward(floating[::1] Y, const floating[::1] X, const floating[::1] W,
@@ -769,6 +803,95 @@ def model_forward_backward(floating[::1] grads, floating[::1] dh0, floating[::1]
         raise FloatingPointError(f"the loss is not finite ({out}); gradients were not computed")
     _check(s, "model_forward_backward")
     return out
+
+
+def model_gauss_newton_prepare(floating[::1] P, floating[::1] hs, unsigned char[::1] work,
+                               const floating[::1] x, const int64_t[::1] ids,
+                               const floating[::1] params, T, B, I, H, O, int nonlinearity,
+                               bint use_ids, int loss, bint last_step_only,
+                               tuple arch=(1, False, 0.0, 0),
+                               const int64_t[::1] lengths=None):
+    """The forward of Gauss-Newton products: hs (L*D, T+1, B, H) (h0 in place) and work for
+    the products; P (N, O) the softmax (cross-entropy) or predictions (MSE) of the scored
+    rows."""
+    cdef elman_model_shape m
+    _model_shape(&m, T, B, I, H, O, nonlinearity, loss, 0, last_step_only, arch, lengths)
+    if T < 1 or B < 1:
+        raise ValueError(f"model_gauss_newton_prepare needs T >= 1 and B >= 1, got T={T}, "
+                         f"B={B}")
+    cdef elman_model_sizes z
+    _check(elman_model_buffer_sizes(&z, &m, sizeof(floating)), "model_gauss_newton_prepare")
+    _need(P.shape[0], z.Y, "P")
+    _need(hs.shape[0], z.hs, "hs")
+    _need(params.shape[0], z.params, "params")
+    _rnn_inputs(x.shape[0], ids.shape[0], use_ids, T, B, I)
+    cdef void *wp = _work(work, &m, sizeof(floating), "model_gauss_newton_prepare")
+    cdef const elman_int *idp = _ip(ids) if use_ids else NULL
+    cdef const floating *xp = NULL if use_ids else _cp(x)
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_model_gauss_newton_prepare_f32(_p(P), _p(hs), wp, xp, idp, _cp(params),
+                                                     &m)
+        else:
+            s = elman_model_gauss_newton_prepare_f64(_p(P), _p(hs), wp, xp, idp, _cp(params),
+                                                     &m)
+    if s == ELMAN_ERR_NONFINITE:
+        raise FloatingPointError("model_gauss_newton_prepare: the outputs are not finite")
+    _check(s, "model_gauss_newton_prepare")
+
+
+def model_gauss_newton_product(floating[::1] Gv, floating[::1] Rhs, floating[::1] RY,
+                               floating[::1] dA, unsigned char[::1] Rwork, floating[::1] hs,
+                               unsigned char[::1] work, const floating[::1] P,
+                               const floating[::1] v, const floating[::1] x,
+                               const int64_t[::1] ids, const floating[::1] params, T, B, I, H,
+                               O, int nonlinearity, bint use_ids, int loss, int reduction,
+                               bint last_step_only, double damping, double structural_damping,
+                               tuple arch=(1, False, 0.0, 0),
+                               const int64_t[::1] lengths=None):
+    """Gv = (G + damping I + damping * structural_damping * G_S) v, from the prepare's hs,
+    work and P (read); Rhs (as hs), RY (as P), dA (L*D, T, B, H) and Rwork are this call's
+    workspace."""
+    cdef elman_model_shape m
+    _model_shape(&m, T, B, I, H, O, nonlinearity, loss, reduction, last_step_only, arch,
+                 lengths)
+    if T < 1 or B < 1:
+        raise ValueError(f"model_gauss_newton_product needs T >= 1 and B >= 1, got T={T}, "
+                         f"B={B}")
+    cdef elman_model_sizes z
+    _check(elman_model_buffer_sizes(&z, &m, sizeof(floating)), "model_gauss_newton_product")
+    _need(Gv.shape[0], z.params, "Gv")
+    _need(v.shape[0], z.params, "v")
+    _need(params.shape[0], z.params, "params")
+    _need(Rhs.shape[0], z.hs, "Rhs")
+    _need(hs.shape[0], z.hs, "hs")
+    _need(RY.shape[0], z.Y, "RY")
+    _need(P.shape[0], z.Y, "P")
+    _need(dA.shape[0], z.dA, "dA")
+    _rnn_inputs(x.shape[0], ids.shape[0], use_ids, T, B, I)
+    if not (0 <= damping < float("inf")) or not (0 <= structural_damping < float("inf")):
+        raise ValueError(f"model_gauss_newton_product: damping and structural_damping must "
+                         f"be finite and >= 0, got {damping} and {structural_damping}")
+    if z.params > 0 and &Gv[0] == &v[0]:
+        raise ValueError("model_gauss_newton_product: Gv and v are one buffer")
+    cdef void *wp = _work(work, &m, sizeof(floating), "model_gauss_newton_product")
+    cdef void *Rwp = _work(Rwork, &m, sizeof(floating), "model_gauss_newton_product")
+    cdef const elman_int *idp = _ip(ids) if use_ids else NULL
+    cdef const floating *xp = NULL if use_ids else _cp(x)
+    cdef floating *Gvp = _p(Gv), *Rhsp = _p(Rhs), *RYp = _p(RY), *dAp = _p(dA), *hsp = _p(hs)
+    cdef const floating *Pp = _cp(P), *vp = _cp(v), *pp = _cp(params)
+    cdef int s
+    with nogil:
+        if floating is float:
+            s = elman_model_gauss_newton_product_f32(Gvp, Rhsp, RYp, dAp, Rwp, hsp, wp, Pp, vp,
+                                                     xp, idp, pp, &m, damping,
+                                                     structural_damping)
+        else:
+            s = elman_model_gauss_newton_product_f64(Gvp, Rhsp, RYp, dAp, Rwp, hsp, wp, Pp, vp,
+                                                     xp, idp, pp, &m, damping,
+                                                     structural_damping)
+    _check(s, "model_gauss_newton_product")
 
 
 def model_sample(int64_t[::1] out, floating[::1] h, floating[::1] work, uint64_t[::1] rng,

@@ -32,10 +32,11 @@ __all__ = [
     "adagrad_update", "adagrad_update_many", "adagrad_rows_update", "proximal_adagrad_update",
     "rowwise_adagrad_update", "sgd_update", "sum_squares",
     "activation", "activation_backward",
-    "rnn_forward", "rnn_backward", "RNNGrads",
+    "rnn_forward", "rnn_backward", "rnn_rforward", "RNNGrads",
     "linear_forward", "linear_backward",
     "softmax_cross_entropy", "mse_loss",
     "model_forward", "model_forward_backward", "model_train_step", "model_sample",
+    "model_gauss_newton_prepare", "model_gauss_newton_product",
     "param_layout", "param_views",
     "stream_probe", "splitmix64",
 ]
@@ -268,6 +269,34 @@ def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_
     return RNNGrads(dW_xh, dW_hh, db_h, dh0, dx, dA)
 
 
+def rnn_rforward(hs, x, W_xh, W_hh, V_xh, V_hh, v_b, *, Rx=None, nonlinearity="tanh",
+                 reverse=False, lengths=None):
+    """The forward pass of the R-operator: the derivative of every state along a direction
+    V = (V_xh, V_hh, v_b) of the layer's parameters (Pearlmutter's R{.}):
+
+        R{A_t} = R{X_t} @ W_xh + X_t @ V_xh + R{H_{t-1}} @ W_hh + H_{t-1} @ V_hh + v_b
+        R{H_t} = f'(A_t) * R{A_t},   R{h0} = 0
+
+    hs (T+1, B, H) from rnn_forward at (W_xh, W_hh) with the same x, reverse and lengths
+    (a padded step carries R{H} as it carries H); Rx (T, B, I) or None: the derivative of a
+    dense input (a layer above the first). Returns Rhs (T+1, B, H), laid out as hs (zero
+    where hs holds h0).
+    """
+    T, B = x.shape[0], x.shape[1]
+    Rhs = np.zeros_like(hs)
+    RA = _input_projection(x, V_xh) + v_b
+    if Rx is not None:
+        RA = RA + Rx @ W_xh
+    outs, prevs = (hs[:-1], hs[1:]) if reverse else (hs[1:], hs[:-1])
+    RA = RA + prevs @ V_hh
+    valid = _valid(lengths, T, B)
+    for t in (range(T, 0, -1) if reverse else range(1, T + 1)):
+        i, prev = (t - 1, t) if reverse else (t, t - 1)
+        r = activation_backward(RA[t - 1] + Rhs[prev] @ W_hh, outs[t - 1], nonlinearity)
+        Rhs[i] = np.where(valid[t - 1][:, None], r, Rhs[prev])
+    return Rhs
+
+
 # ---- projection and losses ----------------------------------------------------------------
 
 def linear_forward(X, W, b=None):
@@ -384,6 +413,43 @@ def model_forward(params, x, h0, *, input_size, hidden_size, output_size,
     return Y, (hs[0] if arch.L * arch.D == 1 else hs)
 
 
+def _model_backward(p, g, dY, Hy, rows, hs, inputs, arch, lengths, dropout, seed, lanes,
+                    dh0=None, dh_T=None, Rhs=None, coef=0.0):
+    """From dY, the gradient on the scored outputs Y = Hy @ W_hy + b_y at ``rows`` of the
+    top layer's (T, B, D*H) outputs, down to every parameter (into the views ``g``) and h0
+    (dh0). With Rhs, coef * Rhs[k] joins the gradient arriving on slab k's outputs (the
+    structural damping of Gauss-Newton products)."""
+    I, H, O, L, D, nl = arch
+    T, B = hs.shape[1] - 1, hs.shape[2]
+    dW_hy, db_y, dHy = linear_backward(dY, Hy, p["W_hy"])
+    g["W_hy"][...] = dW_hy
+    g["b_y"][...] = db_y
+    dtop = np.zeros((T, B, D * H), dtype=dY.dtype)
+    dtop[rows] = dHy
+    dh_T = None if dh_T is None else np.asarray(dh_T).reshape(L * D, B, H)
+    for l in range(L - 1, -1, -1):
+        dX = None
+        for d in range(D):
+            k = l * D + d
+            nx, nh, nb = _layer_names(l, d)
+            dH = dtop[..., d * H:(d + 1) * H]
+            if Rhs is not None:
+                dH = dH + dY.dtype.type(coef) * (Rhs[k][:-1] if d else Rhs[k][1:])
+            r = rnn_backward(dH, hs[k], inputs[l], p[nx], p[nh],
+                             nonlinearity=nl, dh_T=None if dh_T is None else dh_T[k],
+                             reverse=bool(d), lengths=lengths)
+            g[nx][...], g[nh][...], g[nb][...] = r.W_xh, r.W_hh, r.b_h
+            if dh0 is not None:
+                dh0.reshape(L * D, B, H)[k] = r.h0
+            if l > 0:
+                part = r.A @ p[nx].T
+                dX = part if dX is None else dX + part
+        if l > 0:
+            if dropout > 0:
+                dX = _dropout(dX, l - 1, seed, dropout, lanes)
+            dtop = dX
+
+
 def _loss_and_grads(params, grads, x, y, h0, *, input_size, hidden_size, output_size,
                     nonlinearity, loss, reduction, last_step_only, num_layers, bidirectional,
                     dropout, dropout_seed, lengths, dropout_lanes, dh0=None, dh_T=None):
@@ -397,14 +463,8 @@ def _loss_and_grads(params, grads, x, y, h0, *, input_size, hidden_size, output_
     T, B = x.shape[:2]
     hs, inputs, top = _layers_forward(p, x, _state(h0, arch, B, params.dtype), arch, lengths,
                                       dropout, dropout_seed, True, dropout_lanes)
-    valid = _valid(lengths, T, B)
-    if last_step_only:
-        t_last = (np.full(B, T) if lengths is None else np.asarray(lengths)) - 1
-        rows = (t_last, np.arange(B))
-        yy = y
-    else:
-        rows = np.nonzero(valid)  # t-major, as the C gathers them
-        yy = y[rows]
+    rows = _scored_rows(lengths, last_step_only, T, B)
+    yy = y if last_step_only else y[rows]
     Hy = top[rows]
     Y = linear_forward(Hy, p["W_hy"], p["b_y"])
     if loss == "cross_entropy":
@@ -413,30 +473,8 @@ def _loss_and_grads(params, grads, x, y, h0, *, input_size, hidden_size, output_
         value, dY = mse_loss(Y, yy.reshape(Y.shape), reduction=reduction)
     if not np.isfinite(value):
         return value, None
-    dW_hy, db_y, dHy = linear_backward(dY, Hy, p["W_hy"])
-    g["W_hy"][...] = dW_hy
-    g["b_y"][...] = db_y
-    dtop = np.zeros((T, B, D * H), dtype=params.dtype)
-    dtop[rows] = dHy
-    dh_T = None if dh_T is None else np.asarray(dh_T).reshape(L * D, B, H)
-    for l in range(L - 1, -1, -1):
-        dX = None
-        for d in range(D):
-            k = l * D + d
-            nx, nh, nb = _layer_names(l, d)
-            r = rnn_backward(dtop[..., d * H:(d + 1) * H], hs[k], inputs[l], p[nx], p[nh],
-                             nonlinearity=nonlinearity, dh_T=None if dh_T is None else dh_T[k],
-                             reverse=bool(d), lengths=lengths)
-            g[nx][...], g[nh][...], g[nb][...] = r.W_xh, r.W_hh, r.b_h
-            if dh0 is not None:
-                dh0.reshape(L * D, B, H)[k] = r.h0
-            if l > 0:
-                part = r.A @ p[nx].T
-                dX = part if dX is None else dX + part
-        if l > 0:
-            if dropout > 0:
-                dX = _dropout(dX, l - 1, dropout_seed, dropout, dropout_lanes)
-            dtop = dX
+    _model_backward(p, g, dY, Hy, rows, hs, inputs, arch, lengths, dropout, dropout_seed,
+                    dropout_lanes, dh0=dh0, dh_T=dh_T)
     return value, (hs[0] if L * D == 1 else hs)
 
 
@@ -463,6 +501,98 @@ def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, 
     if hs is None:
         raise NonFiniteError(f"the loss is not finite ({value}); gradients were not computed")
     return value, hs
+
+
+def _scored_rows(lengths, last_step_only, T, B):
+    """The (t, b) index arrays of the rows that carry a loss, in the C kernels' order."""
+    if last_step_only:
+        t_last = (np.full(B, T) if lengths is None else np.asarray(lengths)) - 1
+        return t_last, np.arange(B)
+    return np.nonzero(_valid(lengths, T, B))  # t-major, as the C gathers them
+
+
+def model_gauss_newton_prepare(params, x, h0, *, input_size, hidden_size, output_size,
+                               nonlinearity="tanh", loss="cross_entropy", last_step_only=False,
+                               num_layers=1, bidirectional=False, dropout=0.0, dropout_seed=0,
+                               lengths=None, dropout_lanes=(0, 0), workspace=None):
+    """The forward at ``params`` that Gauss-Newton products reuse (dropout, if any, with the
+    masks of dropout_seed, as model_forward_backward's). Returns the cache that
+    model_gauss_newton_product reads: the states, each layer's input, the scored rows Hy
+    and P, their softmax (cross-entropy) or the predictions (MSE), (N, O)."""
+    I, H, O = input_size, hidden_size, output_size
+    arch = _Arch(I, H, O, num_layers, 2 if bidirectional else 1, nonlinearity)
+    p = param_views(params, I, H, O, num_layers, bidirectional)
+    T, B = x.shape[:2]
+    hs, inputs, top = _layers_forward(p, x, _state(h0, arch, B, params.dtype), arch, lengths,
+                                      dropout, dropout_seed, True, dropout_lanes)
+    rows = _scored_rows(lengths, last_step_only, T, B)
+    Hy = top[rows]
+    P = linear_forward(Hy, p["W_hy"], p["b_y"])
+    if not np.isfinite(P).all():
+        raise NonFiniteError("the outputs are not finite; no Gauss-Newton product exists")
+    if loss == "cross_entropy":
+        e = np.exp(P - P.max(axis=1, keepdims=True))
+        P = e * (1.0 / e.sum(axis=1, dtype=np.float64, keepdims=True)).astype(P.dtype)
+    return dict(x=x, arch=arch, lengths=lengths, loss=loss, rows=rows, hs=hs, inputs=inputs,
+                Hy=Hy, P=P, dropout=(dropout, dropout_seed, dropout_lanes),
+                bidirectional=bidirectional)
+
+
+def model_gauss_newton_product(params, v, cache, *, reduction="mean", damping=0.0,
+                               structural_damping=0.0, out=None):
+    """(G + damping I + damping * structural_damping * c G_S) v for the prepared forward.
+
+    G = J^T H_L J: J the Jacobian of the scored outputs (logits, or the MSE predictions)
+    with respect to the flat parameters, H_L the Hessian of the loss with respect to them,
+    scaled as ``reduction`` scales the loss: per row diag(p) - p p^T (softmax p) for
+    cross-entropy, 2 I for MSE, times 1/N (1/(N*O) for MSE) under "mean". G_S = J_H^T J_H,
+    J_H the Jacobian of the hidden states of every layer and direction at the valid steps
+    (the Gauss-Newton matrix of 1/2 sum |H(params + v) - H(params)|^2), c = 1/(valid steps)
+    under "mean", 1 under "sum". Computed as R{Y} by the R-operator's forward
+    (rnn_rforward), then H_L R{Y}, then backprop through time. Returns the flat (n,)
+    product (written into ``out`` if given).
+    """
+    arch, lengths, x = cache["arch"], cache["lengths"], cache["x"]
+    I, H, O, L, D, nl = arch
+    bidirectional = cache["bidirectional"]
+    dropout, seed, lanes = cache["dropout"]
+    p = param_views(params, I, H, O, L, bidirectional)
+    q = param_views(v, I, H, O, L, bidirectional)
+    hs, inputs, rows = cache["hs"], cache["inputs"], cache["rows"]
+    T, B = x.shape[:2]
+    Rhs, Rin = [], None
+    for l in range(L):
+        outs = []
+        for d in range(D):
+            k = l * D + d
+            nx, nh, nb = _layer_names(l, d)
+            r = rnn_rforward(hs[k], inputs[l], p[nx], p[nh], q[nx], q[nh], q[nb], Rx=Rin,
+                             nonlinearity=nl, reverse=bool(d), lengths=lengths)
+            Rhs.append(r)
+            outs.append(r[:-1] if d else r[1:])
+        Rin = np.concatenate(outs, axis=2) if D > 1 else outs[0]
+        if dropout > 0 and l + 1 < L:
+            Rin = _dropout(Rin, l, seed, dropout, lanes)
+    Rhs = np.stack(Rhs)
+    Hy, P = cache["Hy"], cache["P"]
+    RY = Rin[rows] @ p["W_hy"] + q["b_y"] + Hy @ q["W_hy"]
+    N = RY.shape[0]
+    mean = reduction == "mean"
+    if cache["loss"] == "cross_entropy":
+        pr = np.sum(P.astype(np.float64) * RY, axis=1, keepdims=True).astype(RY.dtype)
+        dY = RY.dtype.type(1.0 / N if mean else 1.0) * P * (RY - pr)
+    else:
+        dY = RY.dtype.type(2.0 / (N * O) if mean else 2.0) * RY
+    coef = float(damping) * float(structural_damping)
+    if coef > 0 and mean:
+        coef /= float(np.sum(lengths)) if lengths is not None else float(T * B)
+    Gv = np.empty_like(params) if out is None else out
+    g = param_views(Gv, I, H, O, L, bidirectional)
+    _model_backward(p, g, dY, Hy, rows, hs, inputs, arch, lengths, dropout, seed, lanes,
+                    Rhs=Rhs if coef > 0 else None, coef=coef)
+    if damping > 0:
+        Gv += Gv.dtype.type(damping) * v
+    return Gv
 
 
 def model_train_step(params, grads, state, x, y, h0, *, input_size, hidden_size,
