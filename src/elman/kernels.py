@@ -41,7 +41,7 @@ from .layout import RNNGrads, param_layout, param_views
 __all__ = [
     "backend", "adagrad_update", "proximal_adagrad_update", "rowwise_adagrad_update",
     "sgd_update", "sum_squares", "activation",
-    "activation_backward", "rnn_forward", "rnn_backward", "RNNGrads", "linear_forward",
+    "activation_backward", "rnn_forward", "rnn_backward", "rnn_rforward", "RNNGrads", "linear_forward",
     "linear_backward", "softmax_cross_entropy", "mse_loss", "model_forward",
     "model_forward_backward", "model_sample", "param_layout", "param_views", "NonFiniteError",
 ]
@@ -259,6 +259,44 @@ def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_
     choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)
     return current().rnn_backward(dH, hs, x, W_xh, W_hh, nonlinearity=nonlinearity, dh_T=dh_T,
                                   need_dx=bool(need_dx), reverse=bool(reverse),
+                                  lengths=lengths)
+
+
+def rnn_rforward(hs, x, W_xh, W_hh, V_xh, V_hh, v_b, *, Rx=None, nonlinearity="tanh",
+                 reverse=False, lengths=None):
+    """The R-operator's forward pass through one Elman layer: the derivative of every state
+    along a direction V = (V_xh, V_hh, v_b) of the layer's parameters,
+
+        R{A_t} = R{X_t} @ W_xh + X_t @ V_xh + R{H_{t-1}} @ W_hh + H_{t-1} @ V_hh + v_b
+        R{H_t} = f'(A_t) * R{A_t},   R{h0} = 0
+
+    (the Jacobian-vector product J_H v that Gauss-Newton products start from).
+
+    hs (T+1, B, H): rnn_forward's states at (W_xh, W_hh) with this x, reverse and lengths;
+    x: float (T, B, I) or integer token ids (T, B); W_xh, V_xh (I, H); W_hh, V_hh (H, H);
+    v_b (H,); Rx (T, B, I) or None: the derivative of a dense input (a layer above the
+    first); nonlinearity: the forward's. Returns Rhs (T+1, B, H), laid out as hs: zero where
+    hs holds h0, and a padded step (lengths) carries R{H} as it carries H.
+    """
+    where = "rnn_rforward"
+    W_xh, W_hh, _ = check_layer_weights(where, W_xh, W_hh)
+    (I, H), dt = W_xh.shape, W_hh.dtype
+    V_xh = float_array(V_xh, "V_xh", where=where, dtype=dt, shape=(I, H), finite=True)
+    V_hh = float_array(V_hh, "V_hh", where=where, dtype=dt, shape=(H, H), finite=True)
+    v_b = float_array(v_b, "v_b", where=where, dtype=dt, shape=(H,), finite=True)
+    hs = float_array(hs, "hs", where=where, dtype=dt, shape=(None, None, H), finite=True)
+    T, B = hs.shape[0] - 1, hs.shape[1]
+    if T < 0:
+        raise ValueError(f"{where}: hs must have T+1 >= 1 rows of states, got shape {hs.shape}")
+    x, is_ids = check_input(x, "x", where=where, dtype=dt, num_inputs=I, steps=T, batch=B)
+    if Rx is not None:
+        if is_ids:
+            raise ValueError(f"{where}: token-id inputs have no derivative; pass Rx=None")
+        Rx = float_array(Rx, "Rx", where=where, dtype=dt, shape=(T, B, I), finite=True)
+    lengths = check_lengths(lengths, where, T, B)
+    choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)
+    return current().rnn_rforward(hs, x, W_xh, W_hh, V_xh, V_hh, v_b, Rx=Rx,
+                                  nonlinearity=nonlinearity, reverse=bool(reverse),
                                   lengths=lengths)
 
 

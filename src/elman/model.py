@@ -415,6 +415,44 @@ class ElmanRNN:
         self._grad_h0 = dh0
         return value, self._final_state(hs, h_out)
 
+    def gauss_newton(self, x, h0=None, *, loss="cross_entropy", reduction="mean",
+                     last_step_only=False, lengths=None, batch_first=False):
+        """The Gauss-Newton matrix G = Jᵀ H_L J of this model's loss on the batch x, as an
+        operator (:class:`elman.gauss_newton.GaussNewton`): ``G.matvec(v, damping=λ,
+        structural_damping=μ)`` is (G + λ I + λ μ c G_S) v for a flat v (n,) in the layout of
+        ``params``. Products reuse one forward while ``params`` keep their values: the
+        operator to hand conjugate gradient. Arguments as ``forward_backward``'s, without
+        the targets (G does not depend on them)."""
+        from .gauss_newton import GaussNewton
+        return GaussNewton(self, x, h0, loss=loss, reduction=reduction,
+                           last_step_only=last_step_only, lengths=lengths,
+                           batch_first=batch_first)
+
+    def gauss_newton_product(self, v, x, h0=None, *, loss="cross_entropy", reduction="mean",
+                             last_step_only=False, lengths=None, batch_first=False,
+                             damping=0.0, structural_damping=0.0):
+        """One Gauss-Newton product, (G + damping I + damping * structural_damping * c G_S) v.
+
+        v: (n,) floats in the layout of ``params``; x, h0, loss, reduction, last_step_only,
+        lengths, batch_first: as ``forward_backward`` takes them (the loss and scoring are
+        the same). G = Jᵀ H_L J, J the Jacobian of the scored outputs (logits, or MSE
+        predictions) with respect to ``params`` and H_L the loss's Hessian with respect to
+        those outputs (per row diag(p) - p pᵀ for softmax cross-entropy, 2 I for MSE, divided
+        as the reduction divides the loss). G_S = J_Hᵀ J_H, J_H the Jacobian of the hidden
+        states of every layer and direction at the valid steps, and c = 1/(valid steps)
+        under "mean", 1 under "sum": the structural damping of Martens & Sutskever (2011)
+        with squared error on the states (:mod:`elman.gauss_newton` has the details).
+
+        Returns an (n,) array of the model's dtype. Each call runs the forward anew: for
+        repeated products on one batch (conjugate gradient), use ``gauss_newton``.
+        """
+        from .gauss_newton import GaussNewton
+        where = "ElmanRNN.gauss_newton_product"
+        return GaussNewton(self, x, h0, loss=loss, reduction=reduction,
+                           last_step_only=last_step_only, lengths=lengths,
+                           batch_first=batch_first, where=where).matvec(
+            v, damping=damping, structural_damping=structural_damping)
+
     @property
     def last_input_ids(self):
         """The token ids (T, B) of the last forward_backward (None if its input was dense, or
