@@ -6,6 +6,8 @@ C kernels (csrc/) do the work; this package is a thin layer over them:
   them) and an output layer, over one flat parameter buffer;
 - :class:`Adagrad`, :class:`SGD`, :func:`clip_grad_norm_` — fused optimizer updates;
 - :func:`train_step` — forward, BPTT, clipping and the update in one C call;
+- :class:`HessianFree` — second-order training: conjugate gradient on damped Gauss-Newton
+  products (``ElmanRNN.gauss_newton``), as Martens & Sutskever train RNNs;
 - :mod:`elman.kernels` — functional in-place kernels on NumPy arrays;
 - :mod:`elman.reference` — the NumPy twin of every kernel (the specification);
 - :func:`backend` — switch between the ``"c"`` and ``"numpy"`` backends;
@@ -21,10 +23,12 @@ from .kernels import backend
 from .model import ElmanRNN
 from .optim import SGD, Adagrad, ProximalAdagrad, RowwiseAdagrad, clip_grad_norm_
 from .model import train_step
+from .gauss_newton import GaussNewton
+from .hf import HessianFree, HFStep
 
 __version__ = "0.1.0"
 
-__all__ = ["ElmanRNN", "Adagrad", "ProximalAdagrad", "RowwiseAdagrad", "SGD", "clip_grad_norm_", "train_step", "kernels",
+__all__ = ["ElmanRNN", "HessianFree", "HFStep", "GaussNewton", "Adagrad", "ProximalAdagrad", "RowwiseAdagrad", "SGD", "clip_grad_norm_", "train_step", "kernels",
            "reference",
            "backend", "cpu_path", "cpu_paths", "get_num_threads", "set_num_threads",
            "show_config", "config", "NonFiniteError", "__version__"]
