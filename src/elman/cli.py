@@ -53,8 +53,10 @@ def _train_parser():
                + " ".join(RESUME_FLAGS) + "\nThe model, data and optimizer come from the "
                "checkpoint; any other flag must repeat its value.")
     g = p.add_argument_group("data")
-    g.add_argument("--task", choices=("text", "series"),
-                   help="next character (cross-entropy) or next value (mse); default text")
+    g.add_argument("--task", choices=("text", "series") + _long_range_tasks(),
+                   help="next character (cross-entropy), next value (mse), or a long-range "
+                        "problem of elman.tasks (adding, multiplication, xor, temporal_order, "
+                        "...; see 'long-range tasks' below); default text")
     g.add_argument("--data", metavar="PATH", help="a UTF-8 text file (a CSV file for "
                    "--task series); default: built-in data")
     g.add_argument("--bytes", dest="byte_level", action="store_true",
@@ -80,13 +82,34 @@ def _train_parser():
                    "least 0.02 for the embedding and biases; or the --preset's)")
     g.add_argument("--warmup", type=int, metavar="STEPS",
                    help="steps of linear learning-rate warm-up (default 0)")
-    g.add_argument("--optimizer", choices=("adagrad", "sgd"), help="default adagrad")
+    g.add_argument("--optimizer", choices=("adagrad", "sgd", "hf"),
+                   help="default adagrad; hf: Hessian-free (the long-range tasks)")
     g.add_argument("--preset", choices=("torch", "keras", "optax", "minchar"),
                    help="Adagrad preset for eps and accumulator (explicit --lr still wins)")
     g.add_argument("--clip", type=_none_or_float, metavar="NORM",
                    help=f"global gradient-norm clip, or none (default {d.clip})")
     g.add_argument("--seed", type=int, help=f"default {d.seed}")
     g.add_argument("--dtype", choices=("float32", "float64"), help=f"default {d.dtype}")
+    g = p.add_argument_group(
+        "long-range tasks",
+        "--task adding|multiplication|xor|temporal_order|temporal_order_3|permutation|"
+        "memorization_5bit|copy: every step trains on a fresh batch of the task's sequences "
+        "(--batch, default 1000 with hf, 100 otherwise) and every report scores "
+        "--eval-sequences fresh test sequences (default 100 hidden units, reports every 10 "
+        "steps with hf and 1000 otherwise; 500 hf steps, 50,000 otherwise)")
+    g.add_argument("--length", type=int, metavar="T",
+                   help="the task's T (default: the paper's, e.g. 100 for adding)")
+    g.add_argument("--damping", type=float, metavar="LAMBDA",
+                   help=f"hf: initial Tikhonov damping (default {d.damping})")
+    g.add_argument("--structural-damping", type=float, metavar="MU",
+                   help="hf: structural damping weight mu (default 1/30, Martens & Sutskever)")
+    g.add_argument("--cg-iters", type=int, metavar="N",
+                   help=f"hf: CG iterations at most per step (default {d.cg_iters})")
+    g.add_argument("--curvature", type=float, metavar="FRACTION",
+                   help=f"hf: the fraction of the batch the curvature uses "
+                        f"(default {d.curvature})")
+    g.add_argument("--eval-sequences", type=int, metavar="N",
+                   help=f"test sequences scored at each report (default {d.eval_sequences:,})")
     g = p.add_argument_group("run")
     g.add_argument("--threads", type=int, help="elman's threads (default: the cores this "
                    "process may use, shared among the MPI ranks of a node)")
@@ -107,9 +130,20 @@ def _train_parser():
     return p
 
 
+def _long_range_tasks():
+    from .tasks import TASKS
+    return tuple(TASKS)
+
+
+TASK_FLAGS = ("length", "damping", "structural_damping", "cg_iters", "curvature",
+              "eval_sequences")
+HF_FLAGS = ("damping", "structural_damping", "cg_iters", "curvature")
+
+
 def _check_values(given, fail):
     """Ranges, and flags that would do nothing (an error saying why, never ignored)."""
-    for name in ("hidden", "layers", "seq_len", "batch", "steps", "every", "threads"):
+    for name in ("hidden", "layers", "seq_len", "batch", "steps", "every", "threads",
+                 "length", "cg_iters", "eval_sequences"):
         if name in given and given[name] < 1:
             fail(f"{_flag(name)} must be >= 1")
     if "dropout" in given and not 0 <= given["dropout"] < 1:
@@ -122,8 +156,37 @@ def _check_values(given, fail):
         fail("--warmup must be >= 0 steps")
     if given.get("clip") is not None and not 0 < given["clip"] < math.inf:
         fail("--clip must be a positive number, or none")
+    if "damping" in given and not 0 < given["damping"] < math.inf:
+        fail("--damping must be a positive number")
+    if "structural_damping" in given and not 0 <= given["structural_damping"] < math.inf:
+        fail("--structural-damping must be >= 0")
+    if "curvature" in given and not 0 < given["curvature"] <= 1:
+        fail("--curvature is a fraction of the batch, in (0, 1]")
     if "resume" in given:
         return
+    long_range = given.get("task") in _long_range_tasks()
+    if not long_range:
+        for name in TASK_FLAGS:
+            if name in given:
+                fail(f"{_flag(name)} applies to the long-range tasks (--task adding, ...)")
+        if given.get("optimizer") == "hf":
+            fail("--optimizer hf trains the long-range tasks (--task adding, ...); text and "
+                 "series train with adagrad or sgd")
+    else:
+        for name in ("data", "byte_level", "column", "transform", "seq_len", "epochs",
+                     "warmup", "preset"):
+            if name in given:
+                fail(f"{_flag(name)} does not apply to --task {given['task']} (the task "
+                     f"generates its sequences; --length sets T)")
+        if given.get("layers", 1) != 1 or given.get("dropout", 0):
+            fail("the long-range tasks train one layer without dropout")
+        if given.get("optimizer") != "hf":
+            for name in HF_FLAGS:
+                if name in given:
+                    fail(f"{_flag(name)} is a setting of --optimizer hf")
+        elif "lr" in given or "clip" in given:
+            fail("--lr and --clip are settings of the first-order optimizers; hf chooses its "
+                 "steps by CG, damping and a line search")
     series = given.get("task") == "series"
     if given.get("dropout", 0) > 0 and given.get("layers", 1) == 1:
         fail("--dropout acts between stacked layers, and --layers 1 has none: add --layers 2 "
@@ -268,8 +331,10 @@ def _train(argv) -> int:
         if resume is not None:
             trainer = tr.resume(resume, comm=comm, **settings)
         else:
+            if tr.is_long_range(settings.get("task", "text")):
+                _task_defaults(settings)
             cfg = tr.TrainConfig(**settings)
-            trainer = tr.Trainer(cfg, tr.load_data(cfg), comm=comm)
+            trainer = tr.make_trainer(cfg, comm=comm)
     except tr.ResumeError as e:
         if e.clashes:
             fail(f"--resume {resume}: " + "; ".join(
@@ -305,6 +370,14 @@ def _train(argv) -> int:
     return 0
 
 
+def _task_defaults(settings):
+    """The long-range tasks' defaults for what the command line did not give."""
+    hf = settings.get("optimizer") == "hf"
+    settings.setdefault("hidden", 100)     # Martens & Sutskever's, and Pascanu et al.'s 50
+    settings.setdefault("batch", 1000 if hf else 100)
+    settings.setdefault("every", 10 if hf else 1000)
+
+
 def _need_matplotlib(fail):
     try:
         import matplotlib  # noqa: F401
@@ -328,6 +401,9 @@ def _clear_run(out):
 
 def _summarize(trainer, summary, out, given):
     from . import session
+    if hasattr(trainer, "task"):
+        _summarize_task(trainer, summary, out, given)
+        return
     unit = "bits/char" if trainer.text else "RMSE"
     base = "unigram entropy" if trainer.text else "naive last-value predictor"
     if trainer.skipped:
@@ -356,6 +432,38 @@ def _summarize(trainer, summary, out, given):
         print(f"plot: {session.plot(trainer, os.path.join(out, 'loss.png'))}")
 
 
+def _summarize_task(trainer, summary, out, given):
+    from . import session
+    ran = summary["steps"] - summary["start_step"]
+    right = summary["final"]
+    print(f"\ndone: {ran} steps in {summary['seconds']:.1f} s, {trainer.sequences:,} "
+          f"training sequences seen; {100 * right:.2f}% of {trainer.cfg.eval_sequences:,} "
+          f"test sequences right ({'solved' if right > 0.99 else 'not solved'} by the "
+          f"papers' rule, < 1% wrong; input-blind outputs: {100 * summary['baseline']:.2f}%)")
+    print(f"checkpoint: {os.path.join(out, 'checkpoint.npz')}")
+    if given.get("plot"):
+        print(f"plot: {session.plot(trainer, os.path.join(out, 'loss.png'))}")
+
+
+def _describe_task(trainer, out, resumed):
+    cfg, m, t = trainer.cfg, trainer.model, trainer.task
+    print(f"task: {trainer.data.name}: {t.source}; {t.loss}, "
+          f"{'last step' if t.last_step_only else 'every step'} scored")
+    if cfg.optimizer == "hf":
+        hf = trainer.opt
+        how = (f"hf: damping {hf.damping:g}, structural damping {hf.structural_damping:.4g}, "
+               f"CG at most {hf.max_cg_iters} iterations, curvature on "
+               f"{cfg.curvature:g} of the batch")
+    else:
+        how = f"{cfg.optimizer} lr {trainer.lr:g}, clip {cfg.clip}"
+    print(f"model: Elman RNN, I={m.input_size} H={m.hidden_size} O={m.output_size} "
+          f"({m.num_params:,} parameters, {cfg.dtype}, sparse init); {how}; "
+          f"B={cfg.batch} fresh sequences per step")
+    print(f"{'resuming at' if resumed else 'run:'} step {trainer.step} of {trainer.total}; "
+          f"reports and checkpoints in {out}/ every {cfg.every} steps; threads "
+          f"{_omp_threads()} ({_cores()} cores found)")
+
+
 def _rates(trainer):
     scales = getattr(trainer.opt, "lr_scales", None)
     if not scales:
@@ -365,6 +473,9 @@ def _rates(trainer):
 
 
 def _describe(trainer, out, resumed):
+    if hasattr(trainer, "task"):
+        _describe_task(trainer, out, resumed)
+        return
     cfg, data, m = trainer.cfg, trainer.data, trainer.model
     n_train = len(data.train)
     what = (f"{n_train:,} training / {len(data.valid):,} held-out symbols, vocabulary "

@@ -309,9 +309,7 @@ class HessianFree:
                                           else B / len(sub))
             m.params[...] = theta0
             Minv = ((D + lam) ** -self.preconditioner_exponent).astype(m.dtype)
-
-            def precondition(r):
-                return Minv * r
+            precondition = Minv.__mul__   # r -> M^-1 r
 
         # 3. CG on A d = -g from the decayed previous solution
         x0 = None if self._direction is None else self.cg_decay * self._direction

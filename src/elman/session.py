@@ -4,7 +4,6 @@ bar, its periodic evaluation, sample and checkpoint, and the loss plot. ``elman 
 ``run(Trainer(...), out)``; so is a Python caller's run."""
 from __future__ import annotations
 
-import math
 import os
 import signal
 import sys
@@ -44,7 +43,7 @@ def run(trainer: Trainer, out: str, *, log=print, progress=True, threads=None,
     bar = _progress(trainer, progress and trainer.is_root)
     if not trainer.is_root:
         log = _silent
-    tokens = cfg.seq_len * cfg.batch
+    tokens = trainer.tokens_per_step
     start, start_step = time.perf_counter(), trainer.step
     # A signal between two C calls of a step would leave a half-made step (parameters
     # updated, step count not): the handler only records the signal, and the loop stops
@@ -63,10 +62,8 @@ def run(trainer: Trainer, out: str, *, log=print, progress=True, threads=None,
             if bar is not None:
                 elapsed = time.perf_counter() - start
                 bar.update(1)
-                metric = loss / LN2 if trainer.text else math.sqrt(loss) * trainer.data.std
                 bar.set_postfix_str(
-                    f"train {metric:.3f} {'bits/char' if trainer.text else 'RMSE'}, "
-                    f"{tokens * (trainer.step - start_step) / elapsed:,.0f} tokens/s",
+                    trainer.postfix(loss, (trainer.step - start_step) / max(elapsed, 1e-9)),
                     refresh=False)
             if trainer.step % cfg.every == 0 or trainer.step == trainer.total:
                 _checkpoint_and_report(trainer, out, log, bar)
@@ -128,13 +125,7 @@ def _report(trainer, out, log, bar, h):
     metric = trainer.evaluate()
     trainer.evals.append([trainer.step, metric])
     trainer.write(out, h)
-    what = "held-out bits/char" if trainer.text else "held-out RMSE"
-    lines = [f"step {trainer.step}/{trainer.total} (epoch {trainer.epoch}): {what} "
-             f"{metric:.3f}"]
-    if trainer.text:
-        lines.append("  " + trainer.sample(min(trainer.cfg.sample_len, 160)).replace(
-            "\n", "\n  "))
-    text = "\n".join(lines)
+    text = "\n".join(trainer.report(metric))
     if bar is not None:
         bar.write(text)
     else:
@@ -166,6 +157,8 @@ def plot(trainer: Trainer, path: str) -> str:
     import matplotlib.pyplot as plt
     hist = np.array(trainer.history.points, dtype=np.float64).reshape(-1, 2)
     fig, ax = plt.subplots(figsize=(7, 4))
+    if not hasattr(trainer, "data") or not hasattr(trainer.data, "train"):
+        return _plot_task(trainer, path, fig, ax, hist, plt)
     if len(hist):
         y = hist[:, 1] / LN2 if trainer.text else np.sqrt(hist[:, 1]) * trainer.data.std
         k = max(1, len(y) // 200)
@@ -179,6 +172,29 @@ def plot(trainer: Trainer, path: str) -> str:
     ax.set_title(f"elman: {trainer.data.name}, H={trainer.cfg.hidden}")
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _plot_task(trainer, path, fig, ax, hist, plt):
+    """A long-range task's run: the training loss (log scale) and, on the right axis, the
+    percentage of test sequences right."""
+    if len(hist):
+        ax.semilogy(hist[:, 0], np.maximum(hist[:, 1], 1e-12), lw=1, color="C0",
+                    label="training loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"training loss ({trainer.task.loss})", color="C0")
+    ax.grid(alpha=0.3)
+    if trainer.evals:
+        right = ax.twinx()
+        ev = np.array(trainer.evals, dtype=np.float64)
+        right.plot(ev[:, 0], 100 * ev[:, 1], "o-", color="C1", label="test sequences right")
+        right.axhline(99, color="C1", lw=0.8, ls=":")
+        right.set_ylabel("% of test sequences right (dotted: 99%)", color="C1")
+        right.set_ylim(0, 100)
+    ax.set_title(f"elman: {trainer.data.name}, H={trainer.cfg.hidden}, {trainer.cfg.optimizer}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

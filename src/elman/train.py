@@ -85,7 +85,8 @@ def default_lr_scales(model, layers: int) -> dict:
 @dataclasses.dataclass
 class TrainConfig:
     """Everything that defines a run (saved in its checkpoints)."""
-    task: str = "text"            # "text": next character; "series": next value (mse)
+    task: str = "text"            # "text": next character; "series": next value (mse);
+                                  # or a long-range problem of elman.tasks ("adding", ...)
     data: "str | None" = None     # a UTF-8 text file (or CSV for series); None: built-in
     byte_level: bool = False      # text as bytes (vocabulary 256)
     column: "str | None" = None   # the CSV column of a series
@@ -98,7 +99,7 @@ class TrainConfig:
     epochs: "float | None" = None
     lr: "float | None" = None     # None: default_lr(hidden, layers), or the --preset's
     warmup: int = 0               # steps of linear learning-rate warm-up (0: none)
-    optimizer: str = "adagrad"    # "adagrad" or "sgd"
+    optimizer: str = "adagrad"    # "adagrad", "sgd", or "hf" (long-range tasks)
     preset: "str | None" = None   # an Adagrad preset (elman.optim.PRESETS)
     clip: "float | None" = 5.0    # global gradient-norm clip; None: no clipping
     seed: int = 0
@@ -109,10 +110,17 @@ class TrainConfig:
     temperature: float = 0.8
     on_nonfinite: str = "stop"    # a NaN/inf loss or gradient: "stop" the run, or "skip" the step
     transform: str = "auto"       # series: "auto", "none" or "diff" (first differences)
+    # the long-range tasks (elman.task_train)
+    length: "int | None" = None   # the task's T; None: the paper's (task.default_T)
+    damping: float = 1.0          # HF: the initial damping lambda
+    structural_damping: "float | None" = None   # HF: mu; None: 1/30 (Martens & Sutskever)
+    cg_iters: int = 250           # HF: CG iterations at most per step
+    curvature: float = 0.1        # HF: the fraction of the batch the curvature uses
+    eval_sequences: int = 10_000  # test sequences scored at each report
 
     DEFAULT_STEPS = 12_000
     # what may differ when a run is resumed (the rest defines the model, data and trajectory)
-    RESUMABLE = ("steps", "epochs", "every", "on_nonfinite", "lr")
+    RESUMABLE = ("steps", "epochs", "every", "on_nonfinite", "lr", "eval_sequences")
 
     def learning_rate(self) -> "float | None":
         """The learning rate of the run's matrices: --lr, else the preset's (None), else
@@ -128,6 +136,24 @@ class TrainConfig:
         if self.epochs is not None:
             return max(1, int(round(self.epochs * windows_per_epoch)))
         return self.DEFAULT_STEPS
+
+
+def is_long_range(task: str) -> bool:
+    """Whether ``task`` names one of elman.tasks' problems (trained by elman.task_train)."""
+    from .tasks import TASKS
+    return task in TASKS
+
+
+def make_trainer(cfg: TrainConfig, *, state=None, comm=None):
+    """The trainer of a config: a Trainer on text or a series, a TaskTrainer on a long-range
+    problem."""
+    if is_long_range(cfg.task):
+        from .task_train import TaskTrainer
+        return TaskTrainer(cfg, state=state, comm=comm)
+    if cfg.optimizer == "hf":
+        raise ValueError("--optimizer hf trains the long-range tasks (--task adding, ...); "
+                         "text and series train with adagrad or sgd")
+    return Trainer(cfg, load_data(cfg), state=state, comm=comm)
 
 
 def load_data(cfg: TrainConfig) -> "Corpus | Series":
@@ -341,6 +367,25 @@ class Trainer:
             return math.nan
         raise NonFiniteStop(f"{where}: {err}", consistent)
 
+    @property
+    def tokens_per_step(self) -> int:
+        return self.cfg.seq_len * self.cfg.batch
+
+    def postfix(self, loss, steps_per_s) -> str:
+        """The progress bar's text after a step."""
+        metric = loss / LN2 if self.text else math.sqrt(loss) * self.data.std
+        return (f"train {metric:.3f} {'bits/char' if self.text else 'RMSE'}, "
+                f"{self.tokens_per_step * steps_per_s:,.0f} tokens/s")
+
+    def report(self, metric) -> list:
+        """The lines printed at each evaluation: the held-out metric, and a sample of text."""
+        what = "held-out bits/char" if self.text else "held-out RMSE"
+        lines = [f"step {self.step}/{self.total} (epoch {self.epoch}): {what} {metric:.3f}"]
+        if self.text:
+            lines.append("  " + self.sample(min(self.cfg.sample_len, 160)).replace(
+                "\n", "\n  "))
+        return lines
+
     # ---- evaluation ----------------------------------------------------------------------
 
     def evaluate(self) -> float:
@@ -533,7 +578,7 @@ def resume(location: str, *, comm=None, **given) -> Trainer:
     if cfg.data is not None and not os.path.exists(cfg.data):
         raise ResumeError(f"the run's data file {cfg.data} is missing; pass --data with "
                           f"where it is now")
-    return Trainer(cfg, load_data(cfg), state=(arrays, meta), comm=comm)
+    return make_trainer(cfg, state=(arrays, meta), comm=comm)
 
 
 def __getattr__(name):
