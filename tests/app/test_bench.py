@@ -11,7 +11,7 @@ from elman import bench
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RUN_KEYS = {"threads", "openblas", "env", "cpu_model", "versions", "elman_config",
-            "threadpools", *bench.SECTIONS}
+            "threadpools", *bench.DEFAULT_SECTIONS}
 HIDDEN = {"torch", "jax", "optax", "matplotlib"}
 
 
@@ -174,3 +174,32 @@ def test_worker_command_line_round_trips(preset):
     assert args.worker == "out.json" and args.threads == [2] and args.openblas == "unset"
     assert args.only == ["limits", "rnn"]
     assert args.preset == preset
+
+
+def test_curvature_section_times_the_product_against_forward_backward(tiny_run):
+    _, _, result, md = tiny_run
+    (run,) = result["runs"]
+    for row in run["curvature"]:
+        assert row["fb"]["status"] == row["product"]["status"] == "ok"
+        assert positive(row["ratio"])
+        assert row["ratio"] == pytest.approx(row["product"]["seconds"] / row["fb"]["seconds"])
+    ratios = elman_cells(md, "## Gauss-Newton products", "product / forward_backward")
+    assert len(ratios) == len(run["curvature"]) and all(positive(float(r)) for r in ratios)
+
+
+def test_long_range_section_trains_every_method_within_its_budget(tmp_path):
+    out = tmp_path / "lr"
+    assert bench.main(["--tiny", "--threads", "1", "--only", "long-range",
+                       "--long-range-budget", "0.3", "--in-process", "--out", str(out)]) == 0
+    result = json.loads((out / "bench.json").read_text(encoding="utf-8"))
+    (run,) = result["runs"]
+    cells = run["long_range"]["cells"]
+    assert {c["method"] for c in cells} == {"sgd", "adagrad", "hf", "hf_sd"}
+    for c in cells:
+        assert "error" not in c, c
+        assert 0 <= c["right"] <= 1 and c["steps"] >= 1 and c["sequences"] >= c["steps"]
+        assert c["seconds"] >= 0.3 or c["solved"]
+        assert c["evals"][-1][2] == c["right"]
+    md = (out / "bench.md").read_text(encoding="utf-8")
+    assert len(elman_cells(md, "## Long-range problems", "method")) == 4
+    assert "Martens & Sutskever (2011)" in md

@@ -16,6 +16,12 @@ Sections (``--only``, in this order):
 - ``torch``: elman as a PyTorch backend: ``elman.torch.Adagrad`` against torch.optim.Adagrad
   on a list of torch tensors, and ``elman.torch.ElmanRNN`` against torch.nn.RNN inside an
   otherwise identical torch training step.
+- ``curvature``: one Gauss-Newton product (``ElmanRNN.gauss_newton``) against one
+  ``forward_backward`` at the same shape.
+- ``long-range``: the long-range problems (adding, multiplication, temporal order at
+  T = 20 ... 200) trained to the papers' criterion by SGD and Adagrad with clipping and by
+  Hessian-free optimization with and without structural damping, within a time budget per
+  cell (``--long-range-budget``); hours at the full sizes, so only with ``--only``.
 
 Each thread count runs in its own worker process (``python -m elman.bench --worker ...``)
 whose thread variables are set before anything loads a BLAS. The driver writes
@@ -44,6 +50,7 @@ import tempfile
 from .report import markdown, plots
 from .suite import (  # noqa: F401  (the names tests and users reach as elman.bench.*)
     SECTIONS,
+    DEFAULT_SECTIONS,
     PRESET_FLAGS,
     THREAD_VARS,
     OPENBLAS_VARS,
@@ -74,10 +81,19 @@ def _worker_env(threads, openblas):
     return env
 
 
-def worker_args(path, preset, sections, threads, openblas):
+def worker_args(path, preset, sections, threads, openblas, long_range=()):
     """Command-line arguments of a worker that writes its results to ``path``."""
     return ["--worker", path, "--threads", str(threads), "--only", ",".join(sections),
-            "--openblas", openblas, *PRESET_FLAGS[preset]]
+            "--openblas", openblas, *PRESET_FLAGS[preset], *long_range]
+
+
+def _long_range_flags(args):
+    flags = []
+    if args.long_range_budget is not None:
+        flags += ["--long-range-budget", str(args.long_range_budget)]
+    if args.long_range_lengths is not None:
+        flags += ["--long-range-lengths", ",".join(map(str, args.long_range_lengths))]
+    return flags
 
 
 def _run_all(args, preset):
@@ -88,11 +104,13 @@ def _run_all(args, preset):
     with tempfile.TemporaryDirectory() as tmp:
         for openblas, threads in itertools.product(modes, args.threads):
             if args.in_process:
-                runs.append(run_worker(preset, args.only, threads, openblas))
+                runs.append(run_worker(preset, args.only, threads, openblas,
+                                       args.long_range_budget, args.long_range_lengths))
                 continue
             path = os.path.join(tmp, f"{openblas}-{threads}.json")
             cmd = [sys.executable, "-m", "elman.bench",
-                   *worker_args(path, preset, args.only, threads, openblas)]
+                   *worker_args(path, preset, args.only, threads, openblas,
+                                _long_range_flags(args))]
             status = subprocess.run(cmd, env=_worker_env(threads, openblas)).returncode
             if status == 0:
                 with open(path, encoding="utf-8") as f:
@@ -111,7 +129,7 @@ def _int_list(text):
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}")
     if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected thread counts >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
     return values
 
 
@@ -140,8 +158,15 @@ def _parser(prog="python -m elman.bench", preset="full", out=os.path.join("bench
     p.set_defaults(preset=preset)
     p.add_argument("--threads", type=_int_list, default=[1, 2], metavar="N,N",
                    help="thread counts, each in its own worker process (default 1,2)")
-    p.add_argument("--only", type=_sections, default=list(SECTIONS), metavar="SECTIONS",
-                   help=f"comma-separated subset of {','.join(SECTIONS)} (default all)")
+    p.add_argument("--only", type=_sections, default=list(DEFAULT_SECTIONS),
+                   metavar="SECTIONS",
+                   help=f"comma-separated subset of {','.join(SECTIONS)} (default all but "
+                        f"long-range)")
+    p.add_argument("--long-range-budget", type=float, metavar="SECONDS",
+                   help="long-range: seconds of training per cell (default: the preset's, "
+                        "1800 full, 120 quick)")
+    p.add_argument("--long-range-lengths", type=_int_list, metavar="T,T",
+                   help="long-range: the T of each task (default 20,50,100,200 full)")
     p.add_argument("--out", default=out,
                    help=f"directory for bench.md, bench.json and the plots (default {out})")
     p.add_argument("--openblas", choices=("as-is", "unset", "both"), default="as-is",
@@ -164,7 +189,8 @@ def main(argv=None, *, prog="python -m elman.bench", preset="full",
     args = parser.parse_args(argv)
     preset = args.preset
     if args.worker:
-        run = run_worker(preset, args.only, args.threads[0], args.openblas)
+        run = run_worker(preset, args.only, args.threads[0], args.openblas,
+                         args.long_range_budget, args.long_range_lengths)
         with open(args.worker, "w", encoding="utf-8") as f:
             json.dump(run, f)
         return 0

@@ -250,10 +250,15 @@ def markdown(result, pngs=None):
     show_openblas = result["settings"]["openblas"] == "both"
     label = functools.partial(_run_label, show_openblas=show_openblas)
     lines = _header(result, pngs)
+    from . import second_order
     for key, section in (("limits", _limits_md), ("adagrad", _adagrad_md),
                          ("adagrad_sparse", _sparse_md), ("rnn", _rnn_md),
                          ("generate", _generate_md), ("scaling", _scaling_md),
-                         ("torch", _torch_md)):
+                         ("torch", _torch_md),
+                         ("curvature", functools.partial(second_order.curvature_md,
+                                                         table=_table)),
+                         ("long_range", functools.partial(second_order.long_range_md,
+                                                          table=_table))):
         if runs and key in runs[0]:
             lines += section(runs, label)
     return "\n".join(lines)

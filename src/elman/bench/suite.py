@@ -25,7 +25,10 @@ from elman.layout import param_layout
 
 from . import probes
 
-SECTIONS = ("limits", "adagrad", "rnn", "generate", "scaling", "torch")
+SECTIONS = ("limits", "adagrad", "rnn", "generate", "scaling", "torch", "curvature",
+            "long-range")
+# what a run without --only measures: every section but the long-range training (hours)
+DEFAULT_SECTIONS = SECTIONS[:-1]
 PRESET_FLAGS = {"full": [], "quick": ["--quick"], "tiny": ["--tiny"]}
 LR, EPS = 0.01, 1e-10            # torch.optim.Adagrad's defaults, given explicitly to every peer
 ADAGRAD_BYTES = 20               # per float32 element: read p, g, S (12), write p, S (8)
@@ -633,7 +636,8 @@ def _threadpools():
     return [{k: d.get(k) for k in keys} for d in threadpool_info()]
 
 
-def run_worker(preset, sections, threads, openblas):
+def run_worker(preset, sections, threads, openblas, long_range_budget=None,
+               long_range_lengths=None):
     """Every selected section at one thread count, in this process. Returns the raw numbers
     and what they were measured with (threads, environment, elman's CPU path, BLAS)."""
     from threadpoolctl import threadpool_limits
@@ -673,6 +677,13 @@ def run_worker(preset, sections, threads, openblas):
                 run["scaling"] = worker.scaling()
             if "torch" in sections:
                 run["torch"] = worker.torch_backend()
+            if "curvature" in sections:
+                from . import second_order
+                run["curvature"] = second_order.curvature(worker, preset)
+            if "long-range" in sections:
+                from . import second_order
+                run["long_range"] = second_order.long_range(
+                    worker, preset, long_range_budget, long_range_lengths)
             run["threadpools"] = _threadpools()
     finally:
         if torch:
