@@ -164,3 +164,24 @@ def test_hf_bad_arguments():
     with pytest.raises(ValueError, match="direction has shape"):
         hf.load_state_dict({"damping": 1.0, "steps": 0, "direction": np.zeros(3),
                             "rng": hf.state_dict()["rng"]})
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("last", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_the_forward_only_loss_is_forward_backward_s(loss, last, reduction):
+    """HF compares losses from a forward pass alone; they are forward_backward's."""
+    from elman.hf import _scored_loss
+    rng = np.random.default_rng(7)
+    T, B, V = 5, 6, 4
+    x = rng.integers(0, V, (T, B))
+    lengths = rng.integers(1, T + 1, B)
+    if loss == "cross_entropy":
+        y = rng.integers(0, V, B if last else (T, B))
+    else:
+        y = rng.standard_normal((B, V) if last else (T, B, V))
+    m = elman.ElmanRNN(V, 7, V, dtype="float64", seed=4)
+    kw = dict(loss=loss, reduction=reduction, last_step_only=last)
+    want, _ = m.forward_backward(x, y, lengths=lengths, **kw)
+    Y, _ = m.forward(x, lengths=lengths)
+    assert _scored_loss(Y, y, lengths, **kw) == pytest.approx(want, rel=1e-12)

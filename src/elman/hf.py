@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._validate import NonFiniteError, choice, positive_int, real
+from . import kernels
 from .kernels import LOSSES, REDUCTIONS
 
 __all__ = ["HessianFree", "HFStep", "conjugate_gradient"]
@@ -241,12 +242,14 @@ class HessianFree:
         return D * (scale * len(sub) / len(use))
 
     def _loss_at(self, theta, x, y, h0, lengths, kw):
-        """f(theta) on the whole batch (the model's parameters are left at theta); inf when
-        the loss is not finite there."""
+        """f(theta) on the whole batch by a forward pass alone (the model's parameters are
+        left at theta); inf when the loss is not finite there. Every loss a step compares
+        comes from here, so that no comparison mixes two ways of rounding."""
         m = self.model
         m.params[...] = theta
         try:
-            return float(m.forward_backward(x, y, h0, lengths=lengths, **kw)[0])
+            Y, _ = m.forward(x, h0, lengths=lengths)
+            return _scored_loss(Y, y, lengths, **kw)
         except NonFiniteError:
             return math.inf
 
@@ -282,9 +285,9 @@ class HessianFree:
         theta0 = m.params.copy()
 
         # 1. loss and gradient on the whole batch
-        f0, _ = m.forward_backward(x, y, h0, lengths=lengths, **kw)
-        f0 = float(f0)
+        m.forward_backward(x, y, h0, lengths=lengths, **kw)
         g = m.grads.astype(m.dtype, copy=True)
+        f0 = self._loss_at(theta0, x, y, h0, lengths, kw)
         gnorm = float(np.linalg.norm(g.astype(np.float64)))
 
         # 2. the curvature subset and its operator
@@ -396,6 +399,25 @@ class HessianFree:
         return (f"HessianFree(damping={self.damping:g}, "
                 f"structural_damping={self.structural_damping:g}, "
                 f"max_cg_iters={self.max_cg_iters}, preconditioner={self.preconditioner!r})")
+
+
+def _scored_loss(Y, y, lengths, *, loss, reduction, last_step_only):
+    """forward_backward's loss from the outputs Y (T, B, O) of forward: the scored rows
+    (each sequence's last step, or every valid step in time-major order) through the same
+    loss kernel."""
+    T, B = Y.shape[:2]
+    if last_step_only:
+        t = (np.full(B, T) if lengths is None else np.asarray(lengths)) - 1
+        rows, target = Y[t, np.arange(B)], y
+    else:
+        valid = (np.ones((T, B), bool) if lengths is None
+                 else np.arange(T)[:, None] < np.asarray(lengths)[None, :])
+        rows, target = Y[valid], y[valid]
+    rows = np.ascontiguousarray(rows)
+    if loss == "cross_entropy":
+        return kernels.softmax_cross_entropy(rows, target.reshape(-1), reduction=reduction)[0]
+    target = np.ascontiguousarray(target, dtype=rows.dtype).reshape(rows.shape)
+    return kernels.mse_loss(rows, target, reduction=reduction)[0]
 
 
 def _take(y, idx, kw):

@@ -93,6 +93,8 @@ def _long_range_flags(args):
         flags += ["--long-range-budget", str(args.long_range_budget)]
     if args.long_range_lengths is not None:
         flags += ["--long-range-lengths", ",".join(map(str, args.long_range_lengths))]
+    if args.long_range_tasks is not None:
+        flags += ["--long-range-tasks", ",".join(args.long_range_tasks)]
     return flags
 
 
@@ -105,7 +107,8 @@ def _run_all(args, preset):
         for openblas, threads in itertools.product(modes, args.threads):
             if args.in_process:
                 runs.append(run_worker(preset, args.only, threads, openblas,
-                                       args.long_range_budget, args.long_range_lengths))
+                                       args.long_range_budget, args.long_range_lengths,
+                                       args.long_range_tasks))
                 continue
             path = os.path.join(tmp, f"{openblas}-{threads}.json")
             cmd = [sys.executable, "-m", "elman.bench",
@@ -131,6 +134,15 @@ def _int_list(text):
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
     return values
+
+
+def _task_list(text):
+    from ..tasks import TASKS
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = sorted(set(names) - set(TASKS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"tasks are {', '.join(TASKS)}; got {text!r}")
+    return names
 
 
 def _sections(text):
@@ -167,6 +179,9 @@ def _parser(prog="python -m elman.bench", preset="full", out=os.path.join("bench
                         "1800 full, 120 quick)")
     p.add_argument("--long-range-lengths", type=_int_list, metavar="T,T",
                    help="long-range: the T of each task (default 20,50,100,200 full)")
+    p.add_argument("--long-range-tasks", type=_task_list, metavar="TASK,TASK",
+                   help="long-range: the problems (default adding,multiplication,"
+                        "temporal_order full)")
     p.add_argument("--out", default=out,
                    help=f"directory for bench.md, bench.json and the plots (default {out})")
     p.add_argument("--openblas", choices=("as-is", "unset", "both"), default="as-is",
@@ -190,7 +205,8 @@ def main(argv=None, *, prog="python -m elman.bench", preset="full",
     preset = args.preset
     if args.worker:
         run = run_worker(preset, args.only, args.threads[0], args.openblas,
-                         args.long_range_budget, args.long_range_lengths)
+                         args.long_range_budget, args.long_range_lengths,
+                         args.long_range_tasks)
         with open(args.worker, "w", encoding="utf-8") as f:
             json.dump(run, f)
         return 0

@@ -125,8 +125,12 @@ def train_cell(task, T, method, grid, *, log=None, seed=0):
                 sequences=trainer.sequences, evals=evals, budget=grid.budget)
 
 
-def long_range(worker, preset, budget=None, lengths=None):
+def long_range(worker, preset, budget=None, lengths=None, task_names=None):
+    """Every (task, T, method) cell of the preset's grid (budget, lengths and tasks
+    overridden when given)."""
     grid = LONG_RANGE[preset]
+    if task_names is not None:
+        grid = dataclasses.replace(grid, tasks=tuple(task_names))
     if budget is not None:
         grid = dataclasses.replace(grid, budget=float(budget))
     if lengths is not None:

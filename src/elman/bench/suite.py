@@ -637,7 +637,7 @@ def _threadpools():
 
 
 def run_worker(preset, sections, threads, openblas, long_range_budget=None,
-               long_range_lengths=None):
+               long_range_lengths=None, long_range_tasks=None):
     """Every selected section at one thread count, in this process. Returns the raw numbers
     and what they were measured with (threads, environment, elman's CPU path, BLAS)."""
     from threadpoolctl import threadpool_limits
@@ -683,7 +683,7 @@ def run_worker(preset, sections, threads, openblas, long_range_budget=None,
             if "long-range" in sections:
                 from . import second_order
                 run["long_range"] = second_order.long_range(
-                    worker, preset, long_range_budget, long_range_lengths)
+                    worker, preset, long_range_budget, long_range_lengths, long_range_tasks)
             run["threadpools"] = _threadpools()
     finally:
         if torch:
