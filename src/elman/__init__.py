@@ -7,7 +7,9 @@ C kernels (csrc/) do the work; this package is a thin layer over them:
 - :class:`Adagrad`, :class:`SGD`, :func:`clip_grad_norm_` — fused optimizer updates;
 - :func:`train_step` — forward, BPTT, clipping and the update in one C call;
 - :class:`HessianFree` — second-order training: conjugate gradient on damped Gauss-Newton
-  products (``ElmanRNN.gauss_newton``), as Martens & Sutskever train RNNs;
+  products (``ElmanRNN.gauss_newton``), as Martens & Sutskever train RNNs; and
+  :class:`NonlinearCG`, full-batch nonlinear conjugate gradient (torch.optim.LBFGS's
+  ``step(closure)``); :mod:`elman.tasks`, the long-range problems they were tested on;
 - :mod:`elman.kernels` — functional in-place kernels on NumPy arrays;
 - :mod:`elman.reference` — the NumPy twin of every kernel (the specification);
 - :func:`backend` — switch between the ``"c"`` and ``"numpy"`` backends;
@@ -25,10 +27,11 @@ from .optim import SGD, Adagrad, ProximalAdagrad, RowwiseAdagrad, clip_grad_norm
 from .model import train_step
 from .gauss_newton import GaussNewton
 from .hf import HessianFree, HFStep
+from .ncg import NonlinearCG
 
 __version__ = "0.1.0"
 
-__all__ = ["ElmanRNN", "HessianFree", "HFStep", "GaussNewton", "Adagrad", "ProximalAdagrad", "RowwiseAdagrad", "SGD", "clip_grad_norm_", "train_step", "kernels",
+__all__ = ["ElmanRNN", "HessianFree", "HFStep", "GaussNewton", "NonlinearCG", "Adagrad", "ProximalAdagrad", "RowwiseAdagrad", "SGD", "clip_grad_norm_", "train_step", "kernels",
            "reference",
            "backend", "cpu_path", "cpu_paths", "get_num_threads", "set_num_threads",
            "show_config", "config", "NonFiniteError", "__version__"]
