@@ -59,6 +59,10 @@ SPECS = {
     "rnn_backward": (K.rnn_backward, dict(need_dx=True),
                      {"dH": "F", "hs": "S", "x": "PFS", "W_xh": "", "W_hh": "L",
                       "dh_T": "FSN"}),
+    # hs sets T and B (as dH does for rnn_backward), so only its last axis is fixed
+    "rnn_rforward": (K.rnn_rforward, {},
+                     {"hs": "F", "x": "PFS", "W_xh": "", "W_hh": "L", "V_xh": "FS",
+                      "V_hh": "FS", "v_b": "FS", "Rx": "FSN"}),
     "linear_forward": (K.linear_forward, {}, {"X": "F", "W": "L", "b": "SN"}),
     "linear_backward": (K.linear_backward, {}, {"dY": "F", "X": "S", "W": "L"}),
     "softmax_cross_entropy": (K.softmax_cross_entropy, {}, {"logits": "LF", "targets": "XS"}),
@@ -108,6 +112,9 @@ def make(spec: str, dt=np.float64, ids: bool = False) -> dict:
     if spec == "rnn_backward":
         return dict(dH=f(T, B, H), hs=np.tanh(f(T + 1, B, H)), x=x_in(), W_xh=f(I, H),
                     W_hh=f(H, H), dh_T=f(B, H))
+    if spec == "rnn_rforward":  # token ids have no derivative: Rx is None with ids
+        return dict(hs=np.tanh(f(T + 1, B, H)), x=x_in(), W_xh=f(I, H), W_hh=f(H, H),
+                    V_xh=f(I, H), V_hh=f(H, H), v_b=f(H), Rx=None if ids else f(T, B, I))
     if spec == "linear_forward":
         return dict(X=f(N, I), W=f(I, O), b=f(O))
     if spec == "linear_backward":

@@ -36,7 +36,7 @@ import numpy as np
 
 from ._dispatch import current
 from ._model_args import check_lengths
-from ._validate import as_array, choice, float_array, no_overlap, real
+from ._validate import NonFiniteError, as_array, choice, float_array, no_overlap, real
 from .kernels import LOSSES, REDUCTIONS
 
 __all__ = ["GaussNewton"]
@@ -90,11 +90,18 @@ class GaussNewton:
         m = self.model
         backend = current()
         if (self._cache is not None and self._backend is backend
-                and np.array_equal(self._seen, m.params)):
+                and np.array_equal(self._seen, m.params, equal_nan=True)):
             return self._cache
-        self._cache = backend.model_gauss_newton_prepare(
-            m.params, self._x, self._h0, loss=self.loss, last_step_only=self.last_step_only,
-            lengths=self._lengths, workspace=self._ws, **m._shape_kwargs(), **self._dropout)
+        # a prepare that fails may have overwritten the buffers the old cache points to
+        self._cache = self._backend = None
+        try:
+            cache = backend.model_gauss_newton_prepare(
+                m.params, self._x, self._h0, loss=self.loss,
+                last_step_only=self.last_step_only, lengths=self._lengths, workspace=self._ws,
+                **m._shape_kwargs(), **self._dropout)
+        except NonFiniteError as err:
+            raise err.renamed(self._matvec_where) from None
+        self._cache = cache
         if self._seen is None:
             self._seen = m.params.copy()
         else:
@@ -117,6 +124,9 @@ class GaussNewton:
         v = as_array(v, "v", where=where)
         if v.dtype.kind != "f":
             raise TypeError(f"{where}: v must hold floats, got dtype {v.dtype}")
+        if v.shape != (n,):  # before any copy: a broadcast view may be huge
+            raise ValueError(f"{where}: v has shape {v.shape}, expected ({n},) (the flat "
+                             f"layout of the model's params)")
         v = float_array(np.ascontiguousarray(v, dtype=self.dtype), "v", where=where,
                         shape=(n,), finite=True)
         damping = real(damping, "damping", where=where, minimum=0)

@@ -167,6 +167,48 @@ def test_rnn_weight_shapes(any_backend, which):
         call("rnn_forward", args)
 
 
+RFORWARD_CASES = [
+    # (id, mutation of make("rnn_rforward") or of its ids=True variant, exception, argument)
+    ("Rx-with-token-ids", True, lambda a: a.update(Rx=np.zeros((T, B, I))), ValueError, "Rx"),
+    ("hs-without-rows", False, lambda a: a.update(hs=np.zeros((0, B, H))), ValueError, "hs"),
+    ("hs-wrong-H", False, lambda a: a.update(hs=np.zeros((T + 1, B, H + 1))), ValueError, "hs"),
+    ("x-steps-not-hs", False, lambda a: a.update(x=np.zeros((T + 1, B, I))), ValueError, "x"),
+    ("x-batch-not-hs", False, lambda a: a.update(x=np.zeros((T, B + 1, I))), ValueError, "x"),
+    ("ids-batch-not-hs", True, lambda a: a.update(x=np.zeros((T, B + 1), np.int64)), ValueError,
+     "x"),
+    ("ids-steps-not-hs", True, lambda a: a.update(x=np.zeros((T - 1, B), np.int64)), ValueError,
+     "x"),
+    ("Rx-steps", False, lambda a: a.update(Rx=np.zeros((T - 1, B, I))), ValueError, "Rx"),
+    ("V_xh-rows-not-W_xh", False, lambda a: a.update(V_xh=np.zeros((I + 1, H))), ValueError,
+     "V_xh"),
+    ("V_hh-not-square", False, lambda a: a.update(V_hh=np.zeros((H, H + 1))), ValueError,
+     "V_hh"),
+    ("v_b-2d", False, lambda a: a.update(v_b=np.zeros((1, H))), ValueError, "v_b"),
+    ("W_xh-wrong-H", False, lambda a: a.update(W_xh=np.zeros((I, H + 1))), ValueError, "W_xh"),
+    ("Rx-list", False, lambda a: a.update(Rx=np.zeros((T, B, I)).tolist()), TypeError, "Rx"),
+]
+
+
+@pytest.mark.parametrize("name,ids,mutate,exc,arg", RFORWARD_CASES,
+                         ids=[c[0] for c in RFORWARD_CASES])
+def test_rnn_rforward_shapes(any_backend, name, ids, mutate, exc, arg):
+    """The R-operator's forward takes its T and B from hs, I from W_xh, H from W_hh; Rx, the
+    derivative of a dense input, exists for no token ids."""
+    args = make("rnn_rforward", ids=ids)
+    mutate(args)
+    with pytest.raises(exc, match=mentions(arg)):
+        call("rnn_rforward", args)
+
+
+@pytest.mark.parametrize("bad,what", [([0, 2], "at least one step"), ([1, T + 1], "lengths"),
+                                      ([1], "lengths"), ([1.0, 2.0], "integers"),
+                                      ([[1, 2]], "lengths"), ([True, True], "integers"),
+                                      ([-1, 1], "lengths")])
+def test_rnn_rforward_lengths(any_backend, bad, what):
+    with pytest.raises((ValueError, TypeError), match=what):
+        call("rnn_rforward", make("rnn_rforward"), lengths=np.array(bad))
+
+
 def test_linear_inner_dimension_mismatch(any_backend):
     with pytest.raises(ValueError, match=names("X")):
         K.linear_forward(np.zeros((N, I + 1)), np.zeros((I, O)))
@@ -389,6 +431,7 @@ INDEX_ARGS = [
     pytest.param("model_forward_backward", "y", O, False, id="model_fb-y"),
     pytest.param("rnn_forward", "x", I, True, id="rnn_forward-ids"),
     pytest.param("rnn_backward", "x", I, True, id="rnn_backward-ids"),
+    pytest.param("rnn_rforward", "x", I, True, id="rnn_rforward-ids"),
     pytest.param("model_forward", "x", I, True, id="model_forward-ids"),
     pytest.param("model_forward_backward", "x", I, True, id="model_fb-ids"),
 ]
@@ -430,7 +473,7 @@ def test_targets_must_be_integers(any_backend, spec, arg, dtype):
 
 @pytest.mark.parametrize("dtype", [np.bool_, np.complex128, object, "U3", "m8[s]", "M8[s]"],
                          ids=str)
-@pytest.mark.parametrize("spec", ["rnn_forward", "rnn_backward", "model_forward",
+@pytest.mark.parametrize("spec", ["rnn_forward", "rnn_backward", "rnn_rforward", "model_forward",
                                   "model_forward_backward"])
 def test_token_ids_of_a_wrong_dtype(any_backend, spec, dtype):
     args = make(spec, ids=True)
@@ -502,9 +545,9 @@ def test_empty_losses(any_backend):
 
 @pytest.mark.parametrize("t,b", [(0, B), (T, 0), (0, 0)], ids=["T=0", "B=0", "T=B=0"])
 @pytest.mark.parametrize("kind", ["dense", "ids"])
-@pytest.mark.parametrize("fn", ["rnn_forward", "rnn_backward", "model_forward"])
+@pytest.mark.parametrize("fn", ["rnn_forward", "rnn_backward", "rnn_rforward", "model_forward"])
 def test_empty_sequences_where_no_loss_is_taken(any_backend, fn, kind, t, b):
-    """T = 0 or B = 0 passes validation in these three (only the losses demand T, B >= 1).
+    """T = 0 or B = 0 passes validation in these four (only the losses demand T, B >= 1).
     Then the call must either return arrays of the right (empty) shapes, or reject x with a
     ValueError naming it; a bare "invalid argument" or a NumPy reshape error is neither."""
     r = np.random.default_rng(1)
@@ -519,6 +562,11 @@ def test_empty_sequences_where_no_loss_is_taken(any_backend, fn, kind, t, b):
             hs = np.tile(np.tanh(h0), (t + 1, 1, 1))
             g = K.rnn_backward(np.zeros((t, b, H)), hs, x, W_xh, W_hh, need_dx=True)
             assert g.W_xh.shape == (I, H) and not g.W_xh.any() and g.h0.shape == (b, H)
+        elif fn == "rnn_rforward":
+            hs = np.tile(np.tanh(h0), (t + 1, 1, 1))
+            R = K.rnn_rforward(hs, x, W_xh, W_hh, r.standard_normal((I, H)),
+                               r.standard_normal((H, H)), r.standard_normal(H))
+            assert R.shape == (t + 1, b, H) and not R[0].any()
         else:
             Y, hs = K.model_forward(r.standard_normal(NPARAMS), x, h0, input_size=I,
                                     hidden_size=H, output_size=O)
@@ -540,7 +588,8 @@ def test_empty_flat_buffers_are_valid(any_backend):
     assert not dW.any() and not db.any() and dX.shape == (0, I)
 
 
-@pytest.mark.parametrize("case", ["rnn_forward-I=0", "rnn_backward-I=0", "rnn_backward-H=0"])
+@pytest.mark.parametrize("case", ["rnn_forward-I=0", "rnn_backward-I=0", "rnn_backward-H=0",
+                                  "rnn_rforward-I=0", "rnn_rforward-H=0"])
 def test_empty_weight_matrices_agree_across_backends(case):
     """W_xh (0, H) or W_hh (0, 0) pass validation. The numpy backend then computes a result;
     the C backend must give the same result or a ValueError naming an argument."""
@@ -553,6 +602,9 @@ def test_empty_weight_matrices_agree_across_backends(case):
         if case.startswith("rnn_forward"):
             return K.rnn_forward(x, None, W_xh, W_hh, b_h)
         hs = np.full((T + 1, B, h), 0.5)
+        if case.startswith("rnn_rforward"):
+            return K.rnn_rforward(hs, x, W_xh, W_hh, np.full((i, h), 0.2), np.full((h, h), 0.3),
+                                  np.ones(h))
         return K.rnn_backward(np.ones((T, B, h)), hs, x, W_xh, W_hh)
 
     with elman.backend("numpy"):
@@ -600,7 +652,7 @@ def _scalar_cases():
         cases.append(pytest.param("adagrad_update", "eps_placement", v, ValueError,
                                   id=f"eps_placement-{v!r}"))
     for spec in ("activation", "activation_backward", "rnn_forward", "rnn_backward",
-                 "model_forward", "model_forward_backward"):
+                 "rnn_rforward", "model_forward", "model_forward_backward"):
         for v in ["sigmoid", "TANH", None, 0, ("tanh",)]:
             cases.append(pytest.param(spec, "nonlinearity", v, ValueError,
                                       id=f"{spec}-nonlinearity-{v!r}"))
