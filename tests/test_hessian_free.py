@@ -159,6 +159,10 @@ def test_hf_bad_arguments():
         hf.step(x, y, loss="mse", last_step_only=True, curvature=np.array([3, 10]))
     with pytest.raises(ValueError, match="loss"):
         hf.step(x, y, loss="hinge")
+    with pytest.raises(ValueError, match=r"HessianFree.step: ElmanRNN.forward_backward: .*y"):
+        hf.step(x, y[:4], loss="mse", last_step_only=True)
+    with pytest.raises(ValueError, match="HessianFree.step: x must be"):
+        hf.step(np.zeros(5), y, loss="mse")
     with pytest.raises(ValueError, match="the state has no 'rng'"):
         hf.load_state_dict({"damping": 1.0, "steps": 0, "direction": None})
     with pytest.raises(ValueError, match="direction has shape"):

@@ -284,8 +284,11 @@ class HessianFree:
         kw = dict(loss=loss, reduction=reduction, last_step_only=last_step_only)
         theta0 = m.params.copy()
 
-        # 1. loss and gradient on the whole batch
-        m.forward_backward(x, y, h0, lengths=lengths, **kw)
+        # 1. loss and gradient on the whole batch (which checks the batch)
+        try:
+            m.forward_backward(x, y, h0, lengths=lengths, **kw)
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"{where}: {err}") from None
         g = m.grads.astype(m.dtype, copy=True)
         f0 = self._loss_at(theta0, x, y, h0, lengths, kw)
         gnorm = float(np.linalg.norm(g.astype(np.float64)))
