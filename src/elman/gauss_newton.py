@@ -89,8 +89,7 @@ class GaussNewton:
     def _prepared(self):
         m = self.model
         backend = current()
-        if (self._cache is not None and self._backend is backend
-                and np.array_equal(self._seen, m.params, equal_nan=True)):
+        if self._cache is not None and self._backend is backend and self._unchanged():
             return self._cache
         # a prepare that fails may have overwritten the buffers the old cache points to
         self._cache = self._backend = None
@@ -104,11 +103,20 @@ class GaussNewton:
         self._cache = cache
         if self._seen is None:
             self._seen = m.params.copy()
+            self._differs = np.empty(m.params.shape, bool)
         else:
             self._seen[...] = m.params
         self._backend = backend
         self.forwards += 1
         return self._cache
+
+    def _unchanged(self):
+        """Whether the parameters hold the bits they held at the prepare (NaN included),
+        compared without allocating: a product allocates nothing once its shapes are
+        known."""
+        bits = np.uint32 if self.dtype == np.float32 else np.uint64
+        np.not_equal(self._seen.view(bits), self.model.params.view(bits), out=self._differs)
+        return not self._differs.any()
 
     def matvec(self, v, *, damping=0.0, structural_damping=0.0, out=None):
         """(G + λ I + λ μ c G_S) v (see the module docstring), λ = ``damping`` >= 0,

@@ -165,3 +165,30 @@ def test_hundred_fused_train_steps_allocate_no_array(warm_free_lists):
         tracemalloc.stop()
     assert m.workspace_allocations == made
     assert peak - start < SMALL_OBJECTS and end - start < SMALL_OBJECTS, (peak - start)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gauss_newton_products_allocate_no_array(dtype, warm_free_lists):
+    """Conjugate gradient's inner loop: once the operator has run its forward, a product
+    into ``out`` allocates nothing (its workspace is made once)."""
+    rng = np.random.default_rng(1)
+    T, B = 32, 64
+    m = elman.ElmanRNN(2, 64, 1, num_layers=2, dtype=dtype)
+    x = rng.standard_normal((T, B, 2)).astype(dtype)
+    G = m.gauss_newton(x, loss="mse", last_step_only=True, lengths=rng.integers(1, T + 1, B))
+    v = rng.standard_normal(m.num_params).astype(dtype)
+    out = np.empty_like(v)
+    for _ in range(2):
+        G.matvec(v, damping=0.5, structural_damping=0.1, out=out)
+    tracemalloc.start()
+    try:
+        start, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(50):
+            G.matvec(v, damping=0.5, structural_damping=0.1, out=out)
+        end, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert G.forwards == 1
+    assert peak - start < SMALL_OBJECTS, (peak - start)
+    assert end - start < SMALL_OBJECTS, (end - start)
