@@ -102,7 +102,7 @@ def _train_parser():
     g.add_argument("--damping", type=float, metavar="LAMBDA",
                    help=f"hf: initial Tikhonov damping (default {d.damping})")
     g.add_argument("--structural-damping", type=float, metavar="MU",
-                   help="hf: structural damping weight mu (default 1/30, Martens & Sutskever)")
+                   help="hf: structural damping weight mu (default 1/30)")
     g.add_argument("--cg-iters", type=int, metavar="N",
                    help=f"hf: CG iterations at most per step (default {d.cg_iters})")
     g.add_argument("--curvature", type=float, metavar="FRACTION",

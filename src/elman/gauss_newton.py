@@ -32,6 +32,8 @@ alike and keeps G_S independent of the nonlinearity).
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ._dispatch import current
@@ -78,6 +80,7 @@ class GaussNewton:
         self.last_step_only = bool(last_step_only)
         self._dropout = model._dropout_draw()
         self._ws = {}
+        self._busy = threading.Lock()  # one product at a time: the workspace is shared
         self._cache = None
         self._seen = None     # the parameters the cache was made at
         self._backend = None  # and the backend that made it
@@ -144,10 +147,17 @@ class GaussNewton:
             out = float_array(out, "out", where=where, dtype=self.dtype, shape=(n,),
                               writable=True)
             no_overlap(where, {"out": out}, {"v": v, "params": self.model.params})
-        cache = self._prepared()
-        return current().model_gauss_newton_product(
-            self.model.params, v, cache, reduction=self.reduction, damping=damping,
-            structural_damping=structural_damping, out=out)
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(f"{where}: this operator is computing a product in another "
+                               f"thread (its workspace is shared); give each thread its own "
+                               f"operator (model.gauss_newton(...))")
+        try:
+            cache = self._prepared()
+            return current().model_gauss_newton_product(
+                self.model.params, v, cache, reduction=self.reduction, damping=damping,
+                structural_damping=structural_damping, out=out)
+        finally:
+            self._busy.release()
 
     __call__ = matvec
 

@@ -126,11 +126,11 @@ class HessianFree:
         Updated in place; its ``grads`` are overwritten by every step. Dropout must be 0
         (the objective HF compares across its evaluations must be deterministic).
     damping : float
-        The initial Tikhonov damping λ > 0 (adapted by the Levenberg-Marquardt rule).
-        Martens & Sutskever start at λ = 1 (their 2011 RNN runs) or a little below.
+        The initial Tikhonov damping λ > 0, adapted by the Levenberg-Marquardt rule from
+        the first step on (so its start matters little; 1 by default).
     structural_damping : float
         μ >= 0: the weight of the structural damping term λ μ c G_S relative to λ
-        (Martens & Sutskever 2011 use μ = 1/30 for their RNN problems). 0: none.
+        (``elman train --task ...`` uses 1/30). 0: none.
     max_cg_iters, min_cg_iters : int
         Bounds on the CG iterations of one step (250 and 10 by default; Martens &
         Sutskever 2011 allow at most 300).

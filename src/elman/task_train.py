@@ -8,10 +8,10 @@ one HF iteration, or one Adagrad/SGD step. Each report scores the model on the s
 ``eval_sequences`` (10,000 by default) sequences, generated from a seed no training batch
 uses: the fraction right by the task's own rule, the figure the papers report.
 
-The model starts from the sparse initialization of Martens (2010) as Martens & Sutskever
-(2011) use it for RNNs: each unit draws 15 nonzero incoming weights (all of them when it
-has fewer inputs) from N(0, 1), W_hh is then rescaled to spectral radius 1.2, and the
-biases are zero.
+The model starts from the sparse initialization of Martens (2010): each unit draws 15
+nonzero incoming weights (all of them when it has fewer inputs) from N(0, 1); W_hh is then
+rescaled to spectral radius 1.2 (a little above 1, so that the states neither die out nor
+blow up over the first steps of a long sequence), and the biases are zero.
 """
 from __future__ import annotations
 

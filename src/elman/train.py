@@ -113,7 +113,7 @@ class TrainConfig:
     # the long-range tasks (elman.task_train)
     length: "int | None" = None   # the task's T; None: the paper's (task.default_T)
     damping: float = 1.0          # HF: the initial damping lambda
-    structural_damping: "float | None" = None   # HF: mu; None: 1/30 (Martens & Sutskever)
+    structural_damping: "float | None" = None   # HF: mu; None: 1/30
     cg_iters: int = 250           # HF: CG iterations at most per step
     curvature: float = 0.1        # HF: the fraction of the batch the curvature uses
     eval_sequences: int = 10_000  # test sequences scored at each report

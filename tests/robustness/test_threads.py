@@ -81,3 +81,31 @@ def test_models_still_pickle_and_copy():
     for c in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
         np.testing.assert_array_equal(c.params, m.params)
         c.forward(np.zeros((2, 1), np.int64))
+
+
+def test_one_gauss_newton_operator_in_two_threads_is_refused():
+    """Its products share one workspace: a second thread is refused while one computes
+    (held here by taking the operator's lock as a running product does), then served."""
+    m = elman.ElmanRNN(5, 4, 5, seed=0)
+    x = np.zeros((3, 2), np.int64)
+    G = m.gauss_newton(x)
+    v = np.ones(m.num_params, np.float32)
+    first = G.matvec(v)
+    seen = []
+    with G._busy:
+        t = threading.Thread(target=lambda: seen.append(_raised(lambda: G.matvec(v))))
+        t.start()
+        t.join()
+    assert seen == ["RuntimeError"]
+    np.testing.assert_array_equal(G.matvec(v), first)
+    other = m.gauss_newton(x)          # an operator per thread is the way
+    np.testing.assert_array_equal(other.matvec(v), first)
+
+
+def _raised(fn):
+    try:
+        fn()
+    except RuntimeError as err:
+        assert "another thread" in str(err)
+        return "RuntimeError"
+    return "ran"
