@@ -141,6 +141,8 @@ def test_hf_bad_arguments():
         HessianFree(m, damping=0)
     with pytest.raises(ValueError, match="min_cg_iters"):
         HessianFree(m, min_cg_iters=20, max_cg_iters=10)
+    assert HessianFree(m, max_cg_iters=5).min_cg_iters == 5   # the default fits under it
+    assert HessianFree(m).min_cg_iters == 10
     with pytest.raises(ValueError, match="cg_decay"):
         HessianFree(m, cg_decay=1.5)
     with pytest.raises(ValueError, match="preconditioner"):

@@ -805,6 +805,18 @@ def model_forward_backward(floating[::1] grads, floating[::1] dh0, floating[::1]
     return out
 
 
+cdef int _gn_shape(elman_model_shape *m, elman_model_sizes *z, str where, T, B, I, H, O,
+                   int nonlinearity, int loss, int reduction, bint last_step_only, tuple arch,
+                   const int64_t[::1] lengths) except -1:
+    """The shape struct and buffer sizes of a Gauss-Newton call (T, B >= 1). Element counts
+    do not depend on the float's size; _work checks the byte workspace with it."""
+    _model_shape(m, T, B, I, H, O, nonlinearity, loss, reduction, last_step_only, arch, lengths)
+    if T < 1 or B < 1:
+        raise ValueError(f"{where} needs T >= 1 and B >= 1, got T={T}, B={B}")
+    _check(elman_model_buffer_sizes(z, m, 4), where)
+    return 0
+
+
 def model_gauss_newton_prepare(floating[::1] P, floating[::1] hs, unsigned char[::1] work,
                                const floating[::1] x, const int64_t[::1] ids,
                                const floating[::1] params, T, B, I, H, O, int nonlinearity,
@@ -815,12 +827,9 @@ def model_gauss_newton_prepare(floating[::1] P, floating[::1] hs, unsigned char[
     the products; P (N, O) the softmax (cross-entropy) or predictions (MSE) of the scored
     rows."""
     cdef elman_model_shape m
-    _model_shape(&m, T, B, I, H, O, nonlinearity, loss, 0, last_step_only, arch, lengths)
-    if T < 1 or B < 1:
-        raise ValueError(f"model_gauss_newton_prepare needs T >= 1 and B >= 1, got T={T}, "
-                         f"B={B}")
     cdef elman_model_sizes z
-    _check(elman_model_buffer_sizes(&z, &m, sizeof(floating)), "model_gauss_newton_prepare")
+    _gn_shape(&m, &z, "model_gauss_newton_prepare", T, B, I, H, O, nonlinearity, loss, 0,
+              last_step_only, arch, lengths)
     _need(P.shape[0], z.Y, "P")
     _need(hs.shape[0], z.hs, "hs")
     _need(params.shape[0], z.params, "params")
@@ -854,13 +863,9 @@ def model_gauss_newton_product(floating[::1] Gv, floating[::1] Rhs, floating[::1
     work and P (read); Rhs (as hs), RY (as P), dA (L*D, T, B, H) and Rwork are this call's
     workspace."""
     cdef elman_model_shape m
-    _model_shape(&m, T, B, I, H, O, nonlinearity, loss, reduction, last_step_only, arch,
-                 lengths)
-    if T < 1 or B < 1:
-        raise ValueError(f"model_gauss_newton_product needs T >= 1 and B >= 1, got T={T}, "
-                         f"B={B}")
     cdef elman_model_sizes z
-    _check(elman_model_buffer_sizes(&z, &m, sizeof(floating)), "model_gauss_newton_product")
+    _gn_shape(&m, &z, "model_gauss_newton_product", T, B, I, H, O, nonlinearity, loss,
+              reduction, last_step_only, arch, lengths)
     _need(Gv.shape[0], z.params, "Gv")
     _need(v.shape[0], z.params, "v")
     _need(params.shape[0], z.params, "params")

@@ -132,8 +132,8 @@ class HessianFree:
         μ >= 0: the weight of the structural damping term λ μ c G_S relative to λ
         (``elman train --task ...`` uses 1/30). 0: none.
     max_cg_iters, min_cg_iters : int
-        Bounds on the CG iterations of one step (250 and 10 by default; Martens &
-        Sutskever 2011 allow at most 300).
+        Bounds on the CG iterations of one step: at most 250 by default (Martens &
+        Sutskever 2011 allow 300), at least min(10, max_cg_iters) unless given.
     cg_decay : float
         ζ in [0, 1]: CG starts from ζ times the previous step's final CG iterate (0.95).
     cg_tolerance : float
@@ -159,7 +159,7 @@ class HessianFree:
     """
 
     def __init__(self, model, *, damping=1.0, structural_damping=0.0, max_cg_iters=250,
-                 min_cg_iters=10, cg_decay=0.95, cg_tolerance=5e-4, preconditioner="martens",
+                 min_cg_iters=None, cg_decay=0.95, cg_tolerance=5e-4, preconditioner="martens",
                  preconditioner_exponent=0.75, preconditioner_sequences=100,
                  line_search=True, armijo=1e-2, min_damping=1e-6, seed=0):
         where = "HessianFree"
@@ -173,7 +173,8 @@ class HessianFree:
         self.structural_damping = real(structural_damping, "structural_damping", where=where,
                                        minimum=0)
         self.max_cg_iters = positive_int(max_cg_iters, "max_cg_iters", where=where)
-        self.min_cg_iters = positive_int(min_cg_iters, "min_cg_iters", where=where, minimum=0)
+        self.min_cg_iters = (min(10, self.max_cg_iters) if min_cg_iters is None else
+                             positive_int(min_cg_iters, "min_cg_iters", where=where, minimum=0))
         if self.min_cg_iters > self.max_cg_iters:
             raise ValueError(f"{where}: min_cg_iters ({self.min_cg_iters}) exceeds "
                              f"max_cg_iters ({self.max_cg_iters})")

@@ -24,7 +24,7 @@ from .distributed import LocalComm
 from .hf import HessianFree
 from .model import ElmanRNN
 from .optim import SGD, Adagrad
-from .train import LossHistory, ResumeError
+from .train import LossHistory, refuse_finished, restore_first_order
 
 EVAL_SEED = 2**31 - 1        # the test sequences' seed; training batches use (seed, step)
 SPARSE_CONNECTIONS = 15      # incoming weights per unit of the sparse initialization
@@ -211,19 +211,12 @@ class TaskTrainer:
             self.opt.load_state_dict({"damping": hf["damping"], "steps": hf["steps"],
                                       "direction": arrays.get("opt_state"),
                                       "rng": _from_json(hf["rng"])})
-        elif isinstance(self.opt, Adagrad):
-            self.opt.load_state_dict({"state": arrays["opt_state"],
-                                      "steps": meta["opt_steps"]})
         else:
-            self.opt.load_state_dict({"momentum_buffer": arrays.get("opt_state"),
-                                      "steps": meta["opt_steps"]})
+            restore_first_order(self.opt, arrays, meta)
         self.step, self.sequences = meta["step"], meta.get("sequences", 0)
         self.skipped = meta.get("skipped", 0)
         self.history, self.evals = LossHistory.from_meta(meta), meta["evals"]
-        if self.step >= self.total:
-            raise ResumeError(
-                f"the run is already at step {self.step}, and its total is {self.total}: "
-                f"give a larger total (--steps N with N > {self.step}) to train further")
+        refuse_finished(self.step, self.total)
 
 
 class _TaskData:

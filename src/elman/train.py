@@ -493,21 +493,32 @@ class Trainer:
         except (KeyError, ValueError) as e:
             raise checkpoint.CheckpointError(f"the checkpoint does not fit this model: {e}") \
                 from None
-        if isinstance(self.opt, Adagrad):
-            if "opt_state" not in arrays:
-                raise checkpoint.CheckpointError("the checkpoint lacks the Adagrad state")
-            self.opt.load_state_dict({"state": arrays["opt_state"], "steps": meta["opt_steps"]})
-        else:
-            self.opt.load_state_dict({"momentum_buffer": arrays.get("opt_state"),
-                                      "steps": meta["opt_steps"]})
+        restore_first_order(self.opt, arrays, meta)
         self.step, self.epoch, self.window = meta["step"], meta["epoch"], meta["window"]
         self.model.dropout_calls = self.step  # one training call per step: the same masks
         self.skipped = meta.get("skipped", 0)
         self.history, self.evals = LossHistory.from_meta(meta), meta["evals"]
-        if self.step >= self.total:
-            raise ResumeError(
-                f"the run is already at step {self.step}, and its total is {self.total}: "
-                f"give a larger total (--steps N with N > {self.step}) to train further")
+        refuse_finished(self.step, self.total)
+
+
+def restore_first_order(opt, arrays, meta):
+    """An Adagrad's accumulator or an SGD's momentum buffer, and its step count, from a
+    checkpoint's arrays and metadata."""
+    if isinstance(opt, Adagrad):
+        if "opt_state" not in arrays:
+            raise checkpoint.CheckpointError("the checkpoint lacks the Adagrad state")
+        opt.load_state_dict({"state": arrays["opt_state"], "steps": meta["opt_steps"]})
+    else:
+        opt.load_state_dict({"momentum_buffer": arrays.get("opt_state"),
+                             "steps": meta["opt_steps"]})
+
+
+def refuse_finished(step, total):
+    """A resume of a run already at its total is refused, saying how to go on."""
+    if step >= total:
+        raise ResumeError(
+            f"the run is already at step {step}, and its total is {total}: give a larger "
+            f"total (--steps N with N > {step}) to train further")
 
 
 def _check_same_data(cfg, data, meta):
