@@ -3,6 +3,7 @@ silently, --out is checked before any step, SIGTERM and SIGINT checkpoint and ex
 signal's code, --resume refuses what contradicts the checkpoint, flags that would do nothing
 are errors, oversubscription is warned about, series that wander are differenced and
 forecast, and the smaller things a first hour meets."""
+import errno
 import os
 import signal
 import subprocess
@@ -146,16 +147,34 @@ def test_a_signal_checkpoints_and_exits_with_its_code(corpus, tmp_path, signum, 
 
 def test_ctrl_c_during_start_up_is_one_line(tmp_path):
     """Start-up held at a deterministic point: reading --data from a named pipe that no one
-    writes blocks until the signal comes."""
+    writes blocks until the signal comes. (A fixed two-second wait before the signal was
+    not: on a fresh CI machine, whose imports compile every module, the signal once came
+    before start-up reached the pipe.)"""
     fifo = tmp_path / "data.fifo"
     os.mkfifo(fifo)
     proc = subprocess.Popen([*ELMAN, "train", "--data", str(fifo), "--out",
                              str(tmp_path / "r")], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)    # imports done, blocked in open()
-    assert proc.poll() is None
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    # Wait until it has the pipe open for reading (a writer's non-blocking open succeeds
+    # only then), however long the imports take: from then on it blocks reading data that
+    # never comes, while this end stays open.
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as err:
+            if err.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+    try:
+        time.sleep(0.2)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        os.close(writer)
     assert proc.returncode == 130
     assert stderr.strip() == "elman train: interrupted" and "Traceback" not in stderr
 
