@@ -152,9 +152,12 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path):
     before start-up reached the pipe.)"""
     fifo = tmp_path / "data.fifo"
     os.mkfifo(fifo)
+    # SIGINT at its default in the child: a test run started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and Python then keeps ignoring it
     proc = subprocess.Popen([*ELMAN, "train", "--data", str(fifo), "--out",
                              str(tmp_path / "r")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # Wait until it has the pipe open for reading (a writer's non-blocking open succeeds
     # only then), however long the imports take: from then on it blocks reading data that
     # never comes, while this end stays open.
