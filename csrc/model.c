@@ -674,13 +674,8 @@ int TYPED(elman_model_gauss_newton_product_f32, elman_model_gauss_newton_product
         }
     }
     const REAL *top = D == 2 ? w.top : TY(slab_outputs)(hs, s, L - 1, 0);
-    const REAL *Rtop = top;
-    if (D == 2) {
-        TY(concat)(Rw.top, Rhs, s, L - 1);
-        Rtop = Rw.top;
-    } else {
-        Rtop = TY(slab_outputs)(Rhs, s, L - 1, 0);
-    }
+    if (D == 2) TY(concat)(Rw.top, Rhs, s, L - 1);
+    const REAL *Rtop = D == 2 ? Rw.top : TY(slab_outputs)(Rhs, s, L - 1, 0);
 
     /* R{Y} = R{Hy} @ W_hy + Hy @ V_hy + v_y over the scored rows */
     const REAL *Hy, *RHy, *tv;

@@ -66,7 +66,6 @@ class GaussNewton:
                  where="ElmanRNN.gauss_newton"):
         choice(loss, "loss", tuple(LOSSES), where=where)
         choice(reduction, "reduction", tuple(REDUCTIONS), where=where)
-        self._where = where
         self._matvec_where = "GaussNewton.matvec" if where == "ElmanRNN.gauss_newton" else where
         self.model = model
         x, _ = model._input(x, where, batch_first)

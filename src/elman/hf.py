@@ -35,6 +35,7 @@ import numpy as np
 from ._validate import NonFiniteError, choice, positive_int, real
 from . import kernels
 from .kernels import LOSSES, REDUCTIONS
+from .layout import scored_rows
 
 __all__ = ["HessianFree", "HFStep", "conjugate_gradient"]
 
@@ -231,7 +232,8 @@ class HessianFree:
         return np.sort(self._rng.choice(B, size=count, replace=False))
 
     def _preconditioner_diag(self, x, y, h0, lengths, sub, kw, scale):
-        """D: the scaled sum of squared per-sequence gradients over part of the subset."""
+        """D: the mean squared per-sequence gradient over part of the subset, times
+        ``scale`` (1 under "mean", B under "sum": scaled as G is)."""
         m = self.model
         use = sub[:self.preconditioner_sequences]
         D = np.zeros(m.num_params, np.float64)
@@ -240,7 +242,7 @@ class HessianFree:
                                lengths=None if lengths is None else lengths[b:b + 1], **kw)
             g = m.grads.astype(np.float64)
             D += g * g
-        return D * (scale * len(sub) / len(use))
+        return D * (scale / len(use))
 
     def _loss_at(self, theta, x, y, h0, lengths, kw):
         """f(theta) on the whole batch by a forward pass alone (the model's parameters are
@@ -312,9 +314,7 @@ class HessianFree:
         if self.preconditioner == "martens":
             D = self._preconditioner_diag(x, y, None if h0 is None else np.asarray(h0),
                                           None if lengths is None else np.asarray(lengths),
-                                          sub, kw, (1.0 / len(sub)) if reduction == "mean"
-                                          else B / len(sub))
-            m.params[...] = theta0
+                                          sub, kw, 1.0 if reduction == "mean" else B)
             Minv = ((D + lam) ** -self.preconditioner_exponent).astype(m.dtype)
             precondition = Minv.__mul__   # r -> M^-1 r
 
@@ -409,15 +409,9 @@ def _scored_loss(Y, y, lengths, *, loss, reduction, last_step_only):
     """forward_backward's loss from the outputs Y (T, B, O) of forward: the scored rows
     (each sequence's last step, or every valid step in time-major order) through the same
     loss kernel."""
-    T, B = Y.shape[:2]
-    if last_step_only:
-        t = (np.full(B, T) if lengths is None else np.asarray(lengths)) - 1
-        rows, target = Y[t, np.arange(B)], y
-    else:
-        valid = (np.ones((T, B), bool) if lengths is None
-                 else np.arange(T)[:, None] < np.asarray(lengths)[None, :])
-        rows, target = Y[valid], y[valid]
-    rows = np.ascontiguousarray(rows)
+    at = scored_rows(lengths, last_step_only, *Y.shape[:2])
+    rows = np.ascontiguousarray(Y[at])
+    target = y if last_step_only else y[at]
     if loss == "cross_entropy":
         return kernels.softmax_cross_entropy(rows, target.reshape(-1), reduction=reduction)[0]
     target = np.ascontiguousarray(target, dtype=rows.dtype).reshape(rows.shape)

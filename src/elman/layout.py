@@ -14,7 +14,18 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-__all__ = ["param_layout", "param_views", "layer_names", "RNNGrads", "Stack"]
+__all__ = ["param_layout", "param_views", "layer_names", "scored_rows", "RNNGrads", "Stack"]
+
+
+def scored_rows(lengths, last_step_only, T, B):
+    """The (t, b) index arrays of the steps that carry a loss, in the C kernels' order:
+    each sequence's last step (``last_step_only``), or every valid step, time-major."""
+    if last_step_only:
+        t_last = (np.full(B, T) if lengths is None else np.asarray(lengths)) - 1
+        return t_last, np.arange(B)
+    if lengths is None:
+        return np.nonzero(np.ones((T, B), bool))
+    return np.nonzero(np.arange(T)[:, None] < np.asarray(lengths)[None, :])
 
 
 def layer_names(l: int, d: int):

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._validate import NonFiniteError
-from .layout import RNNGrads, param_layout, param_views
+from .layout import RNNGrads, param_layout, param_views, scored_rows
 from .layout import layer_names as _layer_names
 from .rng import dropout_keep, splitmix64
 
@@ -463,7 +463,7 @@ def _loss_and_grads(params, grads, x, y, h0, *, input_size, hidden_size, output_
     T, B = x.shape[:2]
     hs, inputs, top = _layers_forward(p, x, _state(h0, arch, B, params.dtype), arch, lengths,
                                       dropout, dropout_seed, True, dropout_lanes)
-    rows = _scored_rows(lengths, last_step_only, T, B)
+    rows = scored_rows(lengths, last_step_only, T, B)
     yy = y if last_step_only else y[rows]
     Hy = top[rows]
     Y = linear_forward(Hy, p["W_hy"], p["b_y"])
@@ -503,14 +503,6 @@ def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, 
     return value, hs
 
 
-def _scored_rows(lengths, last_step_only, T, B):
-    """The (t, b) index arrays of the rows that carry a loss, in the C kernels' order."""
-    if last_step_only:
-        t_last = (np.full(B, T) if lengths is None else np.asarray(lengths)) - 1
-        return t_last, np.arange(B)
-    return np.nonzero(_valid(lengths, T, B))  # t-major, as the C gathers them
-
-
 def model_gauss_newton_prepare(params, x, h0, *, input_size, hidden_size, output_size,
                                nonlinearity="tanh", loss="cross_entropy", last_step_only=False,
                                num_layers=1, bidirectional=False, dropout=0.0, dropout_seed=0,
@@ -525,7 +517,7 @@ def model_gauss_newton_prepare(params, x, h0, *, input_size, hidden_size, output
     T, B = x.shape[:2]
     hs, inputs, top = _layers_forward(p, x, _state(h0, arch, B, params.dtype), arch, lengths,
                                       dropout, dropout_seed, True, dropout_lanes)
-    rows = _scored_rows(lengths, last_step_only, T, B)
+    rows = scored_rows(lengths, last_step_only, T, B)
     Hy = top[rows]
     P = linear_forward(Hy, p["W_hy"], p["b_y"])
     if not np.isfinite(P).all():

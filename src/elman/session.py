@@ -157,7 +157,7 @@ def plot(trainer: Trainer, path: str) -> str:
     import matplotlib.pyplot as plt
     hist = np.array(trainer.history.points, dtype=np.float64).reshape(-1, 2)
     fig, ax = plt.subplots(figsize=(7, 4))
-    if not hasattr(trainer, "data") or not hasattr(trainer.data, "train"):
+    if hasattr(trainer, "task"):   # a long-range task's run (elman.task_train)
         return _plot_task(trainer, path, fig, ax, hist, plt)
     if len(hist):
         y = hist[:, 1] / LN2 if trainer.text else np.sqrt(hist[:, 1]) * trainer.data.std

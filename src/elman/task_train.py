@@ -92,7 +92,6 @@ class TaskTrainer:
         self.total = cfg.steps if cfg.steps is not None else (
             500 if cfg.optimizer == "hf" else 50_000)
         self.step = 0
-        self.epoch = 0
         self.skipped = 0
         self.sequences = 0     # training sequences seen
         self.last = None       # the last HFStep (hf)
@@ -224,7 +223,6 @@ class _TaskData:
 
     def __init__(self, task, T):
         self.name = f"{task.name} (T = {T})"
-        self.std = 1.0
 
 
 def _jsonable(state):
