@@ -149,7 +149,9 @@ def test_doubling_ratios():
 
 
 @pytest.mark.parametrize("argv", [["--only", "adagrad,bogus"], ["--threads", "0"],
-                                  ["--in-process", "--openblas", "both"]])
+                                  ["--in-process", "--openblas", "both"],
+                                  ["--long-range-methods", "hf,newton"],
+                                  ["--long-range-tasks", "adding,sorting"]])
 def test_bad_arguments_exit_with_usage(argv, tmp_path):
     with pytest.raises(SystemExit):
         bench.main(["--tiny", "--out", str(tmp_path), *argv])
@@ -174,6 +176,43 @@ def test_worker_command_line_round_trips(preset):
     assert args.worker == "out.json" and args.threads == [2] and args.openblas == "unset"
     assert args.only == ["limits", "rnn"]
     assert args.preset == preset
+
+
+def test_long_range_flags_reach_the_worker():
+    argv = ["--long-range-budget", "2.5", "--long-range-lengths", "10,20",
+            "--long-range-tasks", "adding", "--long-range-methods", "sgd,hf_sd"]
+    given = bench._long_range(bench._parser().parse_args(argv))
+    assert given == {"budget": 2.5, "lengths": [10, 20], "tasks": ["adding"],
+                     "methods": ["sgd", "hf_sd"]}
+    worker = bench._parser().parse_args(
+        bench.worker_args("out.json", "tiny", ["long-range"], 1, "as-is",
+                          bench._long_range_flags(bench._parser().parse_args(argv))))
+    assert bench._long_range(worker) == given
+
+
+def test_a_method_that_fails_at_one_length_skips_the_longer_ones(monkeypatch):
+    """hf solves T = 10 and 20 and is trained at 30; sgd fails at 10 and is not trained at
+    20 or 30; lengths are taken shortest first whatever their order."""
+    from elman.bench import second_order
+    trained = []
+
+    def fake_cell(task, T, method, grid, *, log=None, seed=0):
+        trained.append((T, method))
+        return dict(task=task, T=T, method=method, label=method, right=1.0, best=1.0,
+                    solved=(method == "hf" and T < 30), seconds=0.0, steps=1,
+                    sequences=1, evals=[], budget=grid.budget)
+
+    monkeypatch.setattr(second_order, "train_cell", fake_cell)
+    worker = type("Worker", (), {"log": staticmethod(lambda text: None)})()
+    out = second_order.long_range(worker, "tiny", lengths=[30, 10, 20], methods=["sgd", "hf"])
+    assert trained == [(10, "sgd"), (10, "hf"), (20, "hf"), (30, "hf")]
+    skipped = [(c["T"], c["method"], c["skipped"]) for c in out["cells"] if "skipped" in c]
+    assert skipped == [(20, "sgd", 10), (30, "sgd", 10)]
+    assert out["grid"]["methods"] == ["sgd", "hf"]
+    md = "\n".join(second_order.long_range_md(
+        [{"threads": 1, "long_range": out}], lambda run: str(run["threads"]),
+        bench.report._table))
+    assert md.count("not trained (not solved at T = 10)") == 2
 
 
 def test_curvature_section_times_the_product_against_forward_backward(tiny_run):

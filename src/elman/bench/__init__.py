@@ -87,14 +87,20 @@ def worker_args(path, preset, sections, threads, openblas, long_range=()):
             "--openblas", openblas, *PRESET_FLAGS[preset], *long_range]
 
 
+LONG_RANGE_OPTIONS = ("budget", "lengths", "tasks", "methods")
+
+
+def _long_range(args):
+    """The long-range grid's overrides given on the command line."""
+    given = {k: getattr(args, f"long_range_{k}") for k in LONG_RANGE_OPTIONS}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _long_range_flags(args):
     flags = []
-    if args.long_range_budget is not None:
-        flags += ["--long-range-budget", str(args.long_range_budget)]
-    if args.long_range_lengths is not None:
-        flags += ["--long-range-lengths", ",".join(map(str, args.long_range_lengths))]
-    if args.long_range_tasks is not None:
-        flags += ["--long-range-tasks", ",".join(args.long_range_tasks)]
+    for key, value in _long_range(args).items():
+        text = str(value) if key == "budget" else ",".join(map(str, value))
+        flags += [f"--long-range-{key}", text]
     return flags
 
 
@@ -107,8 +113,7 @@ def _run_all(args, preset):
         for openblas, threads in itertools.product(modes, args.threads):
             if args.in_process:
                 runs.append(run_worker(preset, args.only, threads, openblas,
-                                       args.long_range_budget, args.long_range_lengths,
-                                       args.long_range_tasks))
+                                       _long_range(args)))
                 continue
             path = os.path.join(tmp, f"{openblas}-{threads}.json")
             cmd = [sys.executable, "-m", "elman.bench",
@@ -134,6 +139,15 @@ def _int_list(text):
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
     return values
+
+
+def _method_list(text):
+    from .second_order import METHODS
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = sorted(set(names) - set(METHODS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"methods are {', '.join(METHODS)}; got {text!r}")
+    return names
 
 
 def _task_list(text):
@@ -182,6 +196,8 @@ def _parser(prog="python -m elman.bench", preset="full", out=os.path.join("bench
     p.add_argument("--long-range-tasks", type=_task_list, metavar="TASK,TASK",
                    help="long-range: the problems (default adding,multiplication,"
                         "temporal_order full)")
+    p.add_argument("--long-range-methods", type=_method_list, metavar="METHOD,METHOD",
+                   help="long-range: the optimizers (default sgd,adagrad,hf,hf_sd)")
     p.add_argument("--out", default=out,
                    help=f"directory for bench.md, bench.json and the plots (default {out})")
     p.add_argument("--openblas", choices=("as-is", "unset", "both"), default="as-is",
@@ -205,8 +221,7 @@ def main(argv=None, *, prog="python -m elman.bench", preset="full",
     preset = args.preset
     if args.worker:
         run = run_worker(preset, args.only, args.threads[0], args.openblas,
-                         args.long_range_budget, args.long_range_lengths,
-                         args.long_range_tasks)
+                         _long_range(args))
         with open(args.worker, "w", encoding="utf-8") as f:
             json.dump(run, f)
         return 0

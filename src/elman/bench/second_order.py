@@ -125,27 +125,38 @@ def train_cell(task, T, method, grid, *, log=None, seed=0):
                 sequences=trainer.sequences, evals=evals, budget=grid.budget)
 
 
-def long_range(worker, preset, budget=None, lengths=None, task_names=None):
-    """Every (task, T, method) cell of the preset's grid (budget, lengths and tasks
-    overridden when given)."""
+def long_range(worker, preset, budget=None, lengths=None, tasks=None, methods=None):
+    """Every (task, T, method) cell of the preset's grid (budget, lengths, tasks and methods
+    overridden when given), the lengths of a task in increasing order. A method that did
+    not solve a task at one T is not trained at the longer ones: its cells there are
+    recorded as skipped, and the longest T it solved is the one to report."""
     grid = LONG_RANGE[preset]
-    if task_names is not None:
-        grid = dataclasses.replace(grid, tasks=tuple(task_names))
+    if tasks is not None:
+        grid = dataclasses.replace(grid, tasks=tuple(tasks))
     if budget is not None:
         grid = dataclasses.replace(grid, budget=float(budget))
     if lengths is not None:
         grid = dataclasses.replace(grid, lengths=tuple(lengths))
+    methods = tuple(METHODS) if methods is None else tuple(methods)
     cells = []
     for task in grid.tasks:
-        for T in grid.lengths:
-            for method in METHODS:
+        unsolved = {}                       # method -> the shortest T it did not solve
+        for T in sorted(grid.lengths):
+            for method in methods:
+                if method in unsolved:
+                    cells.append(dict(task=task, T=T, method=method,
+                                      label=METHODS[method][0], skipped=unsolved[method]))
+                    continue
                 try:
-                    cells.append(train_cell(task, T, method, grid, log=worker.log))
+                    cell = train_cell(task, T, method, grid, log=worker.log)
                 except Exception as err:  # noqa: BLE001 (reported in the table)
                     worker.log(f"long-range {task} T={T} {method}: error {err}")
-                    cells.append(dict(task=task, T=T, method=method,
-                                      label=METHODS[method][0], error=str(err)))
-    return {"grid": dataclasses.asdict(grid), "cells": cells}
+                    cell = dict(task=task, T=T, method=method, label=METHODS[method][0],
+                                error=str(err))
+                cells.append(cell)
+                if not cell.get("solved"):
+                    unsolved[method] = T
+    return {"grid": {**dataclasses.asdict(grid), "methods": list(methods)}, "cells": cells}
 
 
 # ---- markdown -----------------------------------------------------------------------------
@@ -188,11 +199,17 @@ def long_range_md(runs, label, table):
         lines += [f"{label(run)} thread(s); a {g['hidden']}-unit tanh RNN per cell, at most "
                   f"{g['budget']:.0f} s of training (evaluation not counted), scored every "
                   f"tenth of it on the same {g['eval_sequences']:,} fresh test sequences; a "
-                  f"cell stops once fewer than 1% are wrong (solved).", ""]
+                  f"cell stops once fewer than 1% are wrong (solved). A method that did not "
+                  f"solve a task at one T is not trained at the longer ones.", ""]
         rows = []
         for c in lr["cells"]:
             if "error" in c:
                 rows.append([c["task"], c["T"], c["label"], "error", "", "", "", ""])
+                continue
+            if "skipped" in c:
+                rows.append([c["task"], c["T"], c["label"],
+                             f"not trained (not solved at T = {c['skipped']})", "no", "",
+                             "", ""])
                 continue
             rows.append([c["task"], c["T"], c["label"], f"{100 * c['right']:.2f}%",
                          "yes" if c["solved"] else "no", f"{c['seconds']:.0f} s",

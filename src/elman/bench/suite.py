@@ -636,10 +636,10 @@ def _threadpools():
     return [{k: d.get(k) for k in keys} for d in threadpool_info()]
 
 
-def run_worker(preset, sections, threads, openblas, long_range_budget=None,
-               long_range_lengths=None, long_range_tasks=None):
+def run_worker(preset, sections, threads, openblas, long_range=None):
     """Every selected section at one thread count, in this process. Returns the raw numbers
-    and what they were measured with (threads, environment, elman's CPU path, BLAS)."""
+    and what they were measured with (threads, environment, elman's CPU path, BLAS).
+    ``long_range``: overrides of the long-range grid (budget, lengths, tasks, methods)."""
     from threadpoolctl import threadpool_limits
     peers = {name: optional_module(name) for name in ("torch", "jax", "optax")}
     torch = peers["torch"]
@@ -682,8 +682,8 @@ def run_worker(preset, sections, threads, openblas, long_range_budget=None,
                 run["curvature"] = second_order.curvature(worker, preset)
             if "long-range" in sections:
                 from . import second_order
-                run["long_range"] = second_order.long_range(
-                    worker, preset, long_range_budget, long_range_lengths, long_range_tasks)
+                run["long_range"] = second_order.long_range(worker, preset,
+                                                            **(long_range or {}))
             run["threadpools"] = _threadpools()
     finally:
         if torch:
