@@ -141,22 +141,25 @@ def _int_list(text):
     return values
 
 
-def _method_list(text):
+def _names(kind, known):
+    """An argparse type: a comma-separated list of names from ``known()``."""
+    def parse(text):
+        names = [v.strip() for v in text.split(",") if v.strip()]
+        choices = known()
+        if not names or set(names) - set(choices):
+            raise argparse.ArgumentTypeError(f"{kind} are {', '.join(choices)}; got {text!r}")
+        return names
+    return parse
+
+
+def _methods():
     from .second_order import METHODS
-    names = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = sorted(set(names) - set(METHODS))
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"methods are {', '.join(METHODS)}; got {text!r}")
-    return names
+    return tuple(METHODS)
 
 
-def _task_list(text):
+def _tasks():
     from ..tasks import TASKS
-    names = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = sorted(set(names) - set(TASKS))
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"tasks are {', '.join(TASKS)}; got {text!r}")
-    return names
+    return tuple(TASKS)
 
 
 def _sections(text):
@@ -193,10 +196,12 @@ def _parser(prog="python -m elman.bench", preset="full", out=os.path.join("bench
                         "1800 full, 120 quick)")
     p.add_argument("--long-range-lengths", type=_int_list, metavar="T,T",
                    help="long-range: the T of each task (default 20,50,100,200 full)")
-    p.add_argument("--long-range-tasks", type=_task_list, metavar="TASK,TASK",
+    p.add_argument("--long-range-tasks", type=_names("tasks", _tasks),
+                   metavar="TASK,TASK",
                    help="long-range: the problems (default adding,multiplication,"
                         "temporal_order full)")
-    p.add_argument("--long-range-methods", type=_method_list, metavar="METHOD,METHOD",
+    p.add_argument("--long-range-methods", type=_names("methods", _methods),
+                   metavar="METHOD,METHOD",
                    help="long-range: the optimizers (default sgd,adagrad,hf,hf_sd)")
     p.add_argument("--out", default=out,
                    help=f"directory for bench.md, bench.json and the plots (default {out})")
