@@ -108,6 +108,12 @@ def _train_parser():
     g.add_argument("--curvature", type=float, metavar="FRACTION",
                    help=f"hf: the fraction of the batch the curvature uses "
                         f"(default {d.curvature})")
+    g.add_argument("--spectral-radius", type=float, metavar="R",
+                   help=f"W_hh's spectral radius after the sparse initialization "
+                        f"(default {d.spectral_radius})")
+    g.add_argument("--input-scale", type=float, metavar="S",
+                   help=f"the sparse initialization's input weights times S "
+                        f"(default {d.input_scale})")
     g.add_argument("--eval-sequences", type=int, metavar="N",
                    help=f"test sequences scored at each report (default {d.eval_sequences:,})")
     g = p.add_argument_group("run")
@@ -136,7 +142,7 @@ def _long_range_tasks():
 
 
 TASK_FLAGS = ("length", "damping", "structural_damping", "cg_iters", "curvature",
-              "eval_sequences")
+              "eval_sequences", "spectral_radius", "input_scale")
 HF_FLAGS = ("damping", "structural_damping", "cg_iters", "curvature")
 
 
@@ -160,6 +166,9 @@ def _check_values(given, fail):
         fail("--damping must be a positive number")
     if "structural_damping" in given and not 0 <= given["structural_damping"] < math.inf:
         fail("--structural-damping must be >= 0")
+    for name in ("spectral_radius", "input_scale"):
+        if name in given and not 0 < given[name] < math.inf:
+            fail(f"{_flag(name)} must be a positive number")
     if "curvature" in given and not 0 < given["curvature"] <= 1:
         fail("--curvature is a fraction of the batch, in (0, 1]")
     if "resume" in given:
@@ -457,7 +466,8 @@ def _describe_task(trainer, out, resumed):
     else:
         how = f"{cfg.optimizer} lr {trainer.lr:g}, clip {cfg.clip}"
     print(f"model: Elman RNN, I={m.input_size} H={m.hidden_size} O={m.output_size} "
-          f"({m.num_params:,} parameters, {cfg.dtype}, sparse init); {how}; "
+          f"({m.num_params:,} parameters, {cfg.dtype}, sparse init: W_hh radius "
+          f"{cfg.spectral_radius:g}, inputs x{cfg.input_scale:g}); {how}; "
           f"B={cfg.batch} fresh sequences per step")
     print(f"{'resuming at' if resumed else 'run:'} step {trainer.step} of {trainer.total}; "
           f"reports and checkpoints in {out}/ every {cfg.every} steps; threads "

@@ -11,7 +11,8 @@ uses: the fraction right by the task's own rule, the figure the papers report.
 The model starts from the sparse initialization of Martens (2010): each unit draws 15
 nonzero incoming weights (all of them when it has fewer inputs) from N(0, 1); W_hh is then
 rescaled to spectral radius 1.2 (a little above 1, so that the states neither die out nor
-blow up over the first steps of a long sequence), and the biases are zero.
+blow up over the first steps of a long sequence), and the biases are zero. Both scales are
+settings (``--spectral-radius``, ``--input-scale``: W_xh times that factor).
 """
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ SPARSE_CONNECTIONS = 15      # incoming weights per unit of the sparse initializ
 SPECTRAL_RADIUS = 1.2        # of W_hh after it
 
 
-def sparse_init(model, seed):
-    """Martens' sparse initialization (module docstring), in place."""
+def sparse_init(model, seed, *, spectral_radius=SPECTRAL_RADIUS, input_scale=1.0):
+    """Martens' sparse initialization (module docstring), in place: W_hh rescaled to
+    ``spectral_radius``, W_xh multiplied by ``input_scale``."""
     rng = np.random.default_rng(seed)
     for name, W in model.named_params().items():
         if name.startswith("b_"):
@@ -47,7 +49,9 @@ def sparse_init(model, seed):
         if name.startswith("W_hh"):
             radius = float(np.max(np.abs(np.linalg.eigvals(W.astype(np.float64)))))
             if radius > 0:
-                W *= SPECTRAL_RADIUS / radius
+                W *= spectral_radius / radius
+        elif name.startswith("W_xh"):
+            W *= input_scale
 
 
 class TaskTrainer:
@@ -70,7 +74,8 @@ class TaskTrainer:
         t = self.task
         self.model = ElmanRNN(t.input_size, cfg.hidden, t.output_size, dtype=cfg.dtype,
                               seed=cfg.seed)
-        sparse_init(self.model, cfg.seed)
+        sparse_init(self.model, cfg.seed, spectral_radius=cfg.spectral_radius,
+                    input_scale=cfg.input_scale)
         if cfg.optimizer == "hf":
             self.opt = HessianFree(
                 self.model, damping=cfg.damping,

@@ -117,6 +117,8 @@ class TrainConfig:
     cg_iters: int = 250           # HF: CG iterations at most per step
     curvature: float = 0.1        # HF: the fraction of the batch the curvature uses
     eval_sequences: int = 10_000  # test sequences scored at each report
+    spectral_radius: float = 1.2  # W_hh's spectral radius after the sparse initialization
+    input_scale: float = 1.0      # W_xh's scale after the sparse initialization
 
     DEFAULT_STEPS = 12_000
     # what may differ when a run is resumed (the rest defines the model, data and trajectory)

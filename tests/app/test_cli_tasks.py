@@ -70,6 +70,9 @@ def test_first_order_run_and_plot(tmp_path, capsys):
     (["--task", "adding", "--optimizer", "hf", "--lr", "0.1"], "--lr and --clip are settings"),
     (["--task", "adding", "--optimizer", "hf", "--curvature", "2"], "--curvature is a fraction"),
     (["--task", "adding", "--layers", "2"], "one layer without dropout"),
+    (["--task", "adding", "--spectral-radius", "0"], "--spectral-radius must be a positive"),
+    (["--task", "adding", "--input-scale", "nan"], "--input-scale must be a positive"),
+    (["--input-scale", "0.5"], "--input-scale applies to the long-range tasks"),
     (["--task", "adding", "--length", "3"], "T must be >= 11"),
 ])
 def test_flags_that_do_not_apply_exit_2(tmp_path, capsys, args, message):
@@ -88,3 +91,14 @@ def test_sparse_init_has_the_papers_structure():
     assert np.all(np.count_nonzero(p["W_xh"], axis=0) == 2)         # all of its 2 inputs
     assert np.max(np.abs(np.linalg.eigvals(p["W_hh"]))) == pytest.approx(1.2)
     assert not p["b_h"].any() and not p["b_y"].any()
+
+
+def test_sparse_init_scales_are_settings():
+    base = TaskTrainer(TrainConfig(task="adding", hidden=40, batch=4, dtype="float64"))
+    t = TaskTrainer(TrainConfig(task="adding", hidden=40, batch=4, dtype="float64",
+                                spectral_radius=0.9, input_scale=0.25))
+    p, q = t.model.named_params(), base.model.named_params()
+    assert np.max(np.abs(np.linalg.eigvals(p["W_hh"]))) == pytest.approx(0.9)
+    np.testing.assert_allclose(p["W_hh"], q["W_hh"] * (0.9 / 1.2))
+    np.testing.assert_allclose(p["W_xh"], q["W_xh"] * 0.25)
+    np.testing.assert_array_equal(p["W_hy"], q["W_hy"])
