@@ -11,13 +11,20 @@ among its own threads, giving each thread its own BLAS call on a slice of the ro
 
 elman.set_num_threads (or OMP_NUM_THREADS, or threadpoolctl) sets elman's threads; the
 BLAS's own setting is restored after each call, so NumPy and SciPy code around elman keeps
-its threads.
+its threads. The setting is one per process, and kernels may run in several Python threads
+at once (each model in its own): the first kernel to start saves it and holds the BLAS to
+one thread, the last to finish restores it. Were each call to save and restore on its own,
+a call that ends would give the BLAS its threads back under a call still running.
 """
 from __future__ import annotations
 
 import ctypes
+import threading
 
 _controls = None
+_lock = threading.Lock()
+_holders = 0        # kernel calls running in this process (any thread)
+_saved = []         # [(set_num_threads, n)] to restore when the last of them ends
 
 
 def _functions(controller):
@@ -57,19 +64,29 @@ def _blas_controls():
 
 
 def hold():
-    """Set the BLAS to one thread; returns what release() needs to undo it."""
-    saved = []
-    for get, put in _blas_controls():
-        n = get()
-        if n > 1:
-            put(1)
-            saved.append((put, n))
-    return saved
+    """Hold the BLAS to one thread until the matching release() (counted across threads)."""
+    global _holders, _saved
+    controls = _blas_controls()
+    with _lock:
+        if _holders == 0:
+            _saved = []
+            for get, put in controls:
+                n = get()
+                if n > 1:
+                    put(1)
+                    _saved.append((put, n))
+        _holders += 1
 
 
-def release(saved):
-    for put, n in saved:
-        put(n)
+def release():
+    """End one hold(); the last one gives the BLAS back its setting."""
+    global _holders, _saved
+    with _lock:
+        _holders -= 1
+        if _holders == 0:
+            for put, n in _saved:
+                put(n)
+            _saved = []
 
 
 class one_blas_thread:
@@ -77,12 +94,12 @@ class one_blas_thread:
     OpenMP threads share the cores out, one BLAS call per thread), its own setting restored
     at the end. A class rather than a generator: it is entered on every kernel call."""
 
-    __slots__ = ("_saved",)
+    __slots__ = ()
 
     def __enter__(self):
-        self._saved = hold()
+        hold()
         return self
 
     def __exit__(self, *exc):
-        release(self._saved)
+        release()
         return False

@@ -109,3 +109,27 @@ def _raised(fn):
         assert "another thread" in str(err)
         return "RuntimeError"
     return "ran"
+
+
+def test_overlapping_kernel_calls_keep_the_blas_on_one_thread_until_the_last_ends():
+    """Two kernel calls in two threads overlap: the first to end must not give the BLAS its
+    threads back while the other still runs (the cause of the two-thread mismatch above on
+    an AVX2 machine); the last to end restores the BLAS's own setting."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from elman import _threads
+    controls = _threads._blas_controls()
+    if not controls:
+        pytest.skip("no OpenBLAS whose threads elman can set (threadpoolctl sees none)")
+    (get, _), *_ = controls
+    with threadpool_limits(limits=2, user_api="blas"):
+        if get() != 2:
+            pytest.skip(f"the BLAS cannot run 2 threads here: {threadpool_info()}")
+        a, b = _threads.one_blas_thread(), _threads.one_blas_thread()
+        a.__enter__()
+        b.__enter__()
+        assert get() == 1
+        a.__exit__(None, None, None)       # the first call ends, the second still runs
+        assert get() == 1
+        b.__exit__(None, None, None)
+        assert get() == 2
