@@ -14,7 +14,15 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-__all__ = ["param_layout", "param_views", "layer_names", "scored_rows", "RNNGrads", "Stack"]
+__all__ = ["param_layout", "param_views", "layer_names", "valid_steps", "scored_rows",
+           "RNNGrads", "Stack"]
+
+
+def valid_steps(lengths, T, B):
+    """(T, B) bool: step t of sequence b is within its length (all True without lengths)."""
+    if lengths is None:
+        return np.ones((T, B), bool)
+    return np.arange(T)[:, None] < np.asarray(lengths)[None, :]
 
 
 def scored_rows(lengths, last_step_only, T, B):
@@ -23,9 +31,7 @@ def scored_rows(lengths, last_step_only, T, B):
     if last_step_only:
         t_last = (np.full(B, T) if lengths is None else np.asarray(lengths)) - 1
         return t_last, np.arange(B)
-    if lengths is None:
-        return np.nonzero(np.ones((T, B), bool))
-    return np.nonzero(np.arange(T)[:, None] < np.asarray(lengths)[None, :])
+    return np.nonzero(valid_steps(lengths, T, B))
 
 
 def layer_names(l: int, d: int):

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._validate import NonFiniteError
-from .layout import RNNGrads, param_layout, param_views, scored_rows
+from .layout import RNNGrads, param_layout, param_views, scored_rows, valid_steps
 from .layout import layer_names as _layer_names
 from .rng import dropout_keep, splitmix64
 
@@ -190,13 +190,6 @@ def _input_projection(x, W_xh):
     return x @ W_xh
 
 
-def _valid(lengths, T, B):
-    """(T, B) bool: step t of sequence b is within its length (all True without lengths)."""
-    if lengths is None:
-        return np.ones((T, B), bool)
-    return np.arange(T)[:, None] < np.asarray(lengths)[None, :]
-
-
 def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", reverse=False, lengths=None,
                 out=None):
     """Elman layer over T steps.
@@ -213,7 +206,7 @@ def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", reverse=False, l
     hs = np.empty((T + 1, B, H), dtype=W_hh.dtype)
     hs[T if reverse else 0] = 0 if h0 is None else h0
     A = _input_projection(x, W_xh) + b_h
-    valid = _valid(lengths, T, B)
+    valid = valid_steps(lengths, T, B)
     for t in (range(T, 0, -1) if reverse else range(1, T + 1)):
         i, prev = (t - 1, t) if reverse else (t, t - 1)
         h = activation(A[t - 1] + hs[prev] @ W_hh, nonlinearity)
@@ -236,7 +229,7 @@ def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_
     T, B = dH.shape[:2]
     H = hs.shape[2]
     dA = np.empty_like(dH)
-    valid = _valid(lengths, T, B)
+    valid = valid_steps(lengths, T, B)
     lens = np.full(B, T) if lengths is None else np.asarray(lengths)
     outs = hs[:-1] if reverse else hs[1:]          # H_t of step t at outs[t-1]
     prevs = hs[1:] if reverse else hs[:-1]
@@ -289,7 +282,7 @@ def rnn_rforward(hs, x, W_xh, W_hh, V_xh, V_hh, v_b, *, Rx=None, nonlinearity="t
         RA = RA + Rx @ W_xh
     outs, prevs = (hs[:-1], hs[1:]) if reverse else (hs[1:], hs[:-1])
     RA = RA + prevs @ V_hh
-    valid = _valid(lengths, T, B)
+    valid = valid_steps(lengths, T, B)
     for t in (range(T, 0, -1) if reverse else range(1, T + 1)):
         i, prev = (t - 1, t) if reverse else (t, t - 1)
         r = activation_backward(RA[t - 1] + Rhs[prev] @ W_hh, outs[t - 1], nonlinearity)
@@ -409,7 +402,7 @@ def model_forward(params, x, h0, *, input_size, hidden_size, output_size,
                                  0, False)
     Y = top @ p["W_hy"] + p["b_y"]
     if lengths is not None:
-        Y = np.where(_valid(lengths, T, B)[..., None], Y, Y.dtype.type(0))
+        Y = np.where(valid_steps(lengths, T, B)[..., None], Y, Y.dtype.type(0))
     return Y, (hs[0] if arch.L * arch.D == 1 else hs)
 
 

@@ -25,14 +25,14 @@ from .distributed import LocalComm
 from .hf import HessianFree
 from .model import ElmanRNN
 from .optim import SGD, Adagrad
-from .train import LossHistory, refuse_finished, restore_first_order
+from .train import LossHistory, TrainConfig, refuse_finished, restore_first_order
 
 EVAL_SEED = 2**31 - 1        # the test sequences' seed; training batches use (seed, step)
 SPARSE_CONNECTIONS = 15      # incoming weights per unit of the sparse initialization
-SPECTRAL_RADIUS = 1.2        # of W_hh after it
 
 
-def sparse_init(model, seed, *, spectral_radius=SPECTRAL_RADIUS, input_scale=1.0):
+def sparse_init(model, seed, *, spectral_radius=TrainConfig.spectral_radius,
+                input_scale=TrainConfig.input_scale):
     """Martens' sparse initialization (module docstring), in place: W_hh rescaled to
     ``spectral_radius``, W_xh multiplied by ``input_scale``."""
     rng = np.random.default_rng(seed)
