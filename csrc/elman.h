@@ -485,19 +485,21 @@ int elman_model_train_step_f64(double *loss, double *grad_norm, double *params, 
                                const elman_optimizer *opt);
 
 /* Generation (sample.c), one token at a time, for a unidirectional model whose outputs
- * are its input ids (O <= I):
+ * are its input ids (O <= I), in B independent streams:
  *   h_0 = f(W_xh[id] + b_h + h_0 @ W_hh);  h_l = f(h_{l-1} @ W_xh_l + b_h_l + h_l @ W_hh_l)
  *   z = h_{L-1} @ W_hy + b_y;  id ~ softmax(z / temperature)
- * starting from id = first; temperature 0 takes the argmax. Writes n ids to out, leaves
- * the final states in h (L, H) and advances *rng (splitmix64; seed it with any value).
- * Reads only I, H, O, nonlinearity, num_layers and bidirectional (which must be 0) from
- * the shape; no dropout. work holds H + O values. */
+ * stream b starting from id = first[b] with generator rng[b]; temperature 0 takes the
+ * argmax. Writes stream b's n ids to row b of out (B, n), leaves the final states in h
+ * (L, B, H) and advances each rng[b] (splitmix64; seed them with any values). Reads only
+ * I, H, O, nonlinearity, num_layers and bidirectional (which must be 0) from the shape; no
+ * dropout. work holds B * (H + O) values. A stream's ids depend only on its own first id,
+ * state and generator. */
 int elman_model_sample_f32(elman_int *out, float *h, float *work, uint64_t *rng, elman_int n,
-                           elman_int first, double temperature, const float *params,
-                           const elman_model_shape *shape);
+                           elman_int B, const elman_int *first, double temperature,
+                           const float *params, const elman_model_shape *shape);
 int elman_model_sample_f64(elman_int *out, double *h, double *work, uint64_t *rng, elman_int n,
-                           elman_int first, double temperature, const double *params,
-                           const elman_model_shape *shape);
+                           elman_int B, const elman_int *first, double temperature,
+                           const double *params, const elman_model_shape *shape);
 
 /* ---------------------------------------------------------------------------------------
  * CPU, kernel paths and threads (dispatch.c); build information (util.c).

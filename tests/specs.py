@@ -83,6 +83,10 @@ SPECS = {
     "model_sample": (K.model_sample, dict(n=4, input_size=O, hidden_size=H, output_size=O,
                                           seed=0),
                      {"params": "LS", "h": "FSN"}),
+    # B streams: h (B, H) and one first id per stream
+    "model_sample_batch": (K.model_sample, dict(n=4, input_size=O, hidden_size=H,
+                                                output_size=O, seed=0, batch=B),
+                           {"params": "LS", "first": "XS", "h": "FSN"}),
 }
 
 
@@ -134,6 +138,8 @@ def make(spec: str, dt=np.float64, ids: bool = False) -> dict:
         return dict(param=f(I, H), grad=f(I, H), state=np.abs(f(I)))
     if spec == "model_sample":
         return dict(params=f(NSAMPLE), h=f(H))
+    if spec == "model_sample_batch":
+        return dict(params=f(NSAMPLE), first=r.integers(0, O, size=B), h=f(B, H))
     if spec == "model_forward_backward_mse":
         return dict(params=f(NPARAMS), grads=np.zeros(NPARAMS, dt), x=x_in(),
                     y=f(T, B, O), h0=f(B, H), dh0=np.zeros((B, H), dt))

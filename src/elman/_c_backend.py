@@ -403,18 +403,26 @@ def model_train_step(params, grads, state, x, y, h0, *, input_size, hidden_size,
 def model_sample(params, n, first, h, rng_state, *, input_size, hidden_size, output_size,
                  nonlinearity="tanh", temperature=1.0, num_layers=1, workspace=None):
     H, O = hidden_size, output_size
-    out = np.empty(n, np.int64)
-    rng = np.array([rng_state], np.uint64)
+    single = np.ndim(first) == 0
+    firsts = np.ascontiguousarray(np.atleast_1d(first), np.int64)
+    B = firsts.shape[0]
+    out = np.empty((B, n), np.int64)
+    rng = (np.array([rng_state], np.uint64) if single
+           else np.ascontiguousarray(rng_state, np.uint64))
     ws = {} if workspace is None else workspace
     work = ws.get("work")
-    if work is None or work.shape != (H + O,) or work.dtype != params.dtype:
-        work = ws["work"] = np.empty(H + O, params.dtype)
+    if work is None or work.shape != (B * (H + O),) or work.dtype != params.dtype:
+        work = ws["work"] = np.empty(B * (H + O), params.dtype)
     try:
-        _core.model_sample(out, h.reshape(-1), work, rng, first, temperature, params,
-                           input_size, H, O, NONLINEARITIES[nonlinearity], num_layers)
+        _core.model_sample(out.reshape(-1), h.reshape(-1), work, rng, firsts, temperature,
+                           params, input_size, H, O, NONLINEARITIES[nonlinearity], num_layers)
     except FloatingPointError as err:
         raise NonFiniteError(str(err)) from None
-    return out, int(rng[0])
+    if single:
+        return out[0], int(rng[0])
+    if rng is not rng_state:
+        rng_state[:] = rng
+    return out, rng_state
 
 
 def stream_probe(p, s, g):

@@ -190,9 +190,11 @@ cdef extern from "elman.h" nogil:
                                    const elman_optimizer *)
 
     int elman_model_sample_f32(elman_int *, float *, float *, uint64_t *, elman_int, elman_int,
-                               double, const float *, const elman_model_shape *)
+                               const elman_int *, double, const float *,
+                               const elman_model_shape *)
     int elman_model_sample_f64(elman_int *, double *, double *, uint64_t *, elman_int,
-                               elman_int, double, const double *, const elman_model_shape *)
+                               elman_int, const elman_int *, double, const double *,
+                               const elman_model_shape *)
 
     unsigned elman_cpu_features()
     const char *elman_kernel_path()

@@ -96,7 +96,7 @@ def model_gauss_newton_product(Gv: _F, Rhs: _F, RY: _F, dA: _F, Rwork: _B, hs: _
                                damping: float, structural_damping: float,
                                arch: _Arch = (1, False, 0.0, 0),
                                lengths: _I | None = None) -> None: ...
-def model_sample(out: _I, h: _F, work: _F, rng: npt.NDArray[np.uint64], first: int,
+def model_sample(out: _I, h: _F, work: _F, rng: npt.NDArray[np.uint64], first: _I,
                  temperature: float, params: _F, I: int, H: int, O: int,
                  nonlinearity: int, num_layers: int = 1) -> None: ...
 def model_train_step(params: _F, grads: _F, state: _F, hs: _F, Y: _F, dA: _F, x: _F,

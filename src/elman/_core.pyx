@@ -900,25 +900,32 @@ def model_gauss_newton_product(floating[::1] Gv, floating[::1] Rhs, floating[::1
 
 
 def model_sample(int64_t[::1] out, floating[::1] h, floating[::1] work, uint64_t[::1] rng,
-                 int64_t first, double temperature, const floating[::1] params, I, H, O,
-                 int nonlinearity, num_layers=1):
-    """Generate out.shape[0] ids from `first`; h (L, H) in/out, work (H + O,), rng (1,)
-    in/out."""
+                 const int64_t[::1] first, double temperature, const floating[::1] params, I,
+                 H, O, int nonlinearity, num_layers=1):
+    """Generate B = first.shape[0] streams of out.shape[0] // B ids from the ids `first`;
+    out (B * n,) written, h (L * B * H,) in/out, work (B * (H + O),), rng (B,) in/out."""
     cdef elman_model_shape m
     _model_shape(&m, 0, 0, I, H, O, nonlinearity, 0, 0, False, (num_layers, False, 0.0, 0))
     _need(params.shape[0], elman_model_num_params(&m), "params")
-    _need(h.shape[0], m.num_layers * H, "h")
-    _need(work.shape[0], H + O, "work")
-    _need(rng.shape[0], 1, "rng")
-    cdef Py_ssize_t n = out.shape[0]
+    cdef Py_ssize_t B = first.shape[0]
+    if B < 1:
+        raise ValueError("model_sample: at least one stream is needed")
+    if out.shape[0] % B:
+        raise ValueError(f"model_sample: out has {out.shape[0]} elements, not a multiple "
+                         f"of the {B} streams")
+    cdef Py_ssize_t n = out.shape[0] // B
+    _need(h.shape[0], m.num_layers * B * H, "h")
+    _need(work.shape[0], B * (H + O), "work")
+    _need(rng.shape[0], B, "rng")
     cdef elman_int *op = <elman_int *>&out[0] if n > 0 else NULL
+    cdef const elman_int *fp = _ip(first)
     cdef int s
     with nogil:
         if floating is float:
-            s = elman_model_sample_f32(op, _p(h), _p(work), &rng[0], n, first, temperature,
+            s = elman_model_sample_f32(op, _p(h), _p(work), &rng[0], n, B, fp, temperature,
                                        _cp(params), &m)
         else:
-            s = elman_model_sample_f64(op, _p(h), _p(work), &rng[0], n, first, temperature,
+            s = elman_model_sample_f64(op, _p(h), _p(work), &rng[0], n, B, fp, temperature,
                                        _cp(params), &m)
     if s == ELMAN_ERR_NONFINITE:
         raise FloatingPointError("model_sample: the output distribution is not finite "

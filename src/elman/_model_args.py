@@ -102,16 +102,24 @@ def check_states(h, name, where, dtype, stack, B, H, *, writable=False, finite=T
                      + " (num_layers * directions, B, H)")
 
 
-def check_sample_args(where, I, O, n, first, first_name, temperature):
-    """(n, first id, temperature) of a sampling call, checked against I inputs, O outputs."""
+def check_sample_args(where, I, O, n, first, first_name, temperature, batch=None):
+    """(n, first, temperature, B) of a sampling call, checked against I inputs, O outputs.
+
+    batch None: one stream, first an id (returned as an int) and B None. batch = B: first
+    is one id for every stream or B ids, returned as a (B,) int64 array."""
     if O > I:
         raise ValueError(f"{where}: sampling feeds each output id back as an input id, so "
                          f"output_size ({O}) must be <= input_size ({I})")
     n = positive_int(n, "n", where=where, minimum=0)
+    temperature = real(temperature, "temperature", where=where, minimum=0)
+    B = None if batch is None else positive_int(batch, "batch", where=where)
+    if B is not None and np.ndim(first) != 0:
+        return n, index_array(first, first_name, where=where, upper=I, shape=(B,)), \
+            temperature, B
     first = positive_int(first, first_name, where=where, minimum=0)
     if first >= I:
         raise ValueError(f"{where}: {first_name}={first} is not a token id in [0, {I})")
-    return n, first, real(temperature, "temperature", where=where, minimum=0)
+    return n, (first if B is None else np.full(B, first, np.int64)), temperature, B
 
 
 def check_seed(seed, where) -> int:
@@ -119,3 +127,23 @@ def check_seed(seed, where) -> int:
     if seed is not None and not isinstance(seed, np.random.SeedSequence):
         seed = positive_int(seed, "seed", where=where, minimum=0)
     return seed_state(seed)
+
+
+def check_seeds(seed, where, B) -> np.ndarray:
+    """(B,) uint64 generator states of B sampling streams: stream b's is the state of
+    :func:`stream_seed` (seed, b), the int seed, SeedSequence or fresh entropy's child b."""
+    if seed is None:
+        seed = np.random.SeedSequence()
+    elif not isinstance(seed, np.random.SeedSequence):
+        seed = np.random.SeedSequence(positive_int(seed, "seed", where=where, minimum=0))
+    return np.array([seed_state(stream_seed(seed, b)) for b in range(B)], np.uint64)
+
+
+def stream_seed(seed, b: int) -> np.random.SeedSequence:
+    """Stream b's SeedSequence under ``seed`` (an int >= 0 or a SeedSequence): its child
+    with spawn key + (b,), made without spawning, so a caller's SeedSequence is unchanged.
+    A one-stream call seeded with it draws what stream b of a batched call draws."""
+    if not isinstance(seed, np.random.SeedSequence):
+        seed = np.random.SeedSequence(seed)
+    return np.random.SeedSequence(seed.entropy, spawn_key=tuple(seed.spawn_key) + (b,),
+                                  pool_size=seed.pool_size)

@@ -527,9 +527,14 @@ def _sample(argv) -> int:
                    help="< 1 sharper, > 1 more random, 0 the likeliest character")
     p.add_argument("--prime", default=None, help="text to start from (default a newline)")
     p.add_argument("--seed", type=int, default=None, help="seed for a reproducible draw")
+    p.add_argument("--samples", type=int, default=1, metavar="N",
+                   help="N independent continuations of the prime, generated together in "
+                        "one call (default 1)")
     a = p.parse_args(argv)
     if a.length < 0 or not a.temperature >= 0:
         p.error("--length and --temperature must be >= 0")
+    if a.samples < 1:
+        p.error("--samples must be >= 1")
     try:
         arrays, meta = load(a.checkpoint)
         cfg = meta["config"]
@@ -553,9 +558,17 @@ def _sample(argv) -> int:
     except DataError as e:
         p.error(f"--prime: {e}")
     h = m.forward(ids[:-1, None])[1] if len(ids) > 1 else None
-    out = m.sample(a.length, start=int(ids[-1]), h0=h, temperature=a.temperature,
-                   seed=a.seed)
-    sys.stdout.write((prime or "") + corpus.decode(out) + "\n")
+    if a.samples == 1:
+        out = m.sample(a.length, start=int(ids[-1]), h0=h, temperature=a.temperature,
+                       seed=a.seed)
+        sys.stdout.write((prime or "") + corpus.decode(out) + "\n")
+        return 0
+    h = None if h is None else np.repeat(h, a.samples, axis=1)  # (L, N, H): the prime's
+    out = m.sample(a.length, start=int(ids[-1]), batch=a.samples, h0=h,
+                   temperature=a.temperature, seed=a.seed)
+    for k, row in enumerate(out):
+        sys.stdout.write(f"--- sample {k + 1} of {a.samples}\n"
+                         + (prime or "") + corpus.decode(row) + "\n")
     return 0
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from . import _c_backend
 from ._dispatch import backend, current
 from ._model_args import (check_input, check_lengths, check_model_params,
-                          check_sample_args, check_seed, check_stack, check_states,
+                          check_sample_args, check_seed, check_seeds, check_stack, check_states,
                           check_targets, check_dropout_seed, check_layer_weights,
                           initial_state)
 from ._validate import (NonFiniteError, choice, float_array, index_array,
@@ -429,23 +429,30 @@ def model_forward_backward(params, grads, x, y, h0=None, *, input_size, hidden_s
 
 
 def model_sample(params, n, first=0, h=None, *, input_size, hidden_size, output_size,
-                 nonlinearity="tanh", temperature=1.0, seed=None, num_layers=1):
+                 nonlinearity="tanh", temperature=1.0, seed=None, num_layers=1, batch=None):
     """Generate n token ids with the model, feeding each back as the next input.
 
     params: flat buffer (:func:`param_layout`) of a model with output_size <= input_size
     (a character or token model, unidirectional, num_layers deep); first: the id fed at the
-    first step; h: (H,) initial state, (L, H) for L layers (zeros if None); temperature: > 0 scales the logits by 1/temperature before the softmax,
-    0 takes the argmax; seed: an int, a numpy SeedSequence, or None for fresh entropy.
-    Returns (ids (n,) int64, h_n (H,) or (L, H)). The C backend runs the whole loop in one
-    call.
+    first step; h: (H,) initial state, (L, H) for L layers (zeros if None); temperature:
+    > 0 scales the logits by 1/temperature before the softmax, 0 takes the argmax; seed: an
+    int, a numpy SeedSequence, or None for fresh entropy. Returns (ids (n,) int64, h_n (H,)
+    or (L, H)).
+
+    batch=B: B independent streams in the one call, first one id or (B,) ids, h (B, H) or
+    (L, B, H), returns (ids (B, n), h_n (B, H) or (L, B, H)); stream b draws from the child
+    ``SeedSequence(seed, spawn_key=(b,))``, as :meth:`ElmanRNN.sample` does. The C backend
+    runs the whole loop in one call.
     """
     where = "model_sample"
     stack = check_stack(where, num_layers)
     params, I, H, O = check_model_params(where, params, (input_size, hidden_size, output_size),
                                          stack)
-    n, first, temperature = check_sample_args(where, I, O, n, first, "first", temperature)
+    n, first, temperature, B = check_sample_args(where, I, O, n, first, "first", temperature,
+                                                 batch)
     L = stack.num_layers
-    shape = (H,) if L == 1 else (L, H)
+    rows = () if B is None else (B,)
+    shape = (*rows, H) if L == 1 else (L, *rows, H)
     if h is None:
         h = np.zeros(shape, params.dtype)
     else:
@@ -453,7 +460,7 @@ def model_sample(params, n, first=0, h=None, *, input_size, hidden_size, output_
         h = float_array(h, "h", where=where, dtype=params.dtype, shape=shape,
                         finite=True).copy()
     choice(nonlinearity, "nonlinearity", tuple(NONLINEARITIES), where=where)
-    state = check_seed(seed, where)
+    state = check_seed(seed, where) if B is None else check_seeds(seed, where, B)
     ids, _ = current().model_sample(params, n, first, h, state, input_size=I, hidden_size=H,
                                     output_size=O, nonlinearity=nonlinearity,
                                     temperature=temperature, num_layers=L)

@@ -10,7 +10,7 @@ import numpy as np
 from . import _interchange, _workspace
 from ._dispatch import current
 from ._model_args import (check_input, check_lengths, check_sample_args, check_seed,
-                          check_stack, check_states)
+                          check_seeds, check_stack, check_states)
 from ._validate import (NonFiniteError, as_array, choice, float_array, index_array,
                         is_integer_array, positive_int)
 from .kernels import LOSSES, NONLINEARITIES, REDUCTIONS
@@ -506,54 +506,85 @@ class ElmanRNN:
             out[k] = h
         return out if h_out is None else h_out
 
-    def sample(self, n, start=0, *, h0=None, temperature=1.0, seed=None,
+    def sample(self, n, start=0, *, batch=None, h0=None, temperature=1.0, seed=None,
                return_hidden=False):
         """Generate n token ids, feeding each back as the next input (a character or token
-        model: output_size <= input_size).
+        model: output_size <= input_size); with ``batch=B``, B independent streams at once.
 
-        start: the id fed at the first step (e.g. the last id of a prompt). h0: the states
-        to start from, (L, 1, H) or (L, H) ((H,) also for one layer), e.g. the h_n of a
-        forward pass over the prompt; zeros if None. Unidirectional models only. temperature: the logits are divided by it before the
-        softmax (< 1 sharper, > 1 flatter); 0 picks the likeliest id at every step. seed: an
-        int or numpy SeedSequence for a reproducible draw, None for fresh entropy.
+        Parameters
+        ----------
+        n : int
+            Ids to generate (per stream).
+        start : int or array of int, shape (B,)
+            The id fed at the first step (e.g. the last id of a prompt); with ``batch``, one
+            id for every stream or one per stream.
+        batch : int, optional
+            B >= 1 streams in one C call: each step's products are (B, H) @ (H, H), so the
+            streams share the weights' trips through the cache. None (default): one stream.
+        h0 : array of float, optional
+            The states to start from, e.g. the h_n of a forward pass over the prompt; zeros
+            if None. One stream: (L, 1, H) or (L, H) ((H,) also for one layer). ``batch=B``:
+            (L, B, H) ((B, H) also for one layer).
+        temperature : float
+            The logits are divided by it before the softmax (< 1 sharper, > 1 flatter); 0
+            picks the likeliest id at every step.
+        seed : int, numpy.random.SeedSequence or None
+            For a reproducible draw; None for fresh entropy. With ``batch``, stream b draws
+            from the child ``SeedSequence(seed, spawn_key=(b,))`` (for a SeedSequence seed,
+            its spawn key extended by b): the ids a one-stream call with that seed, the same
+            start and state would draw.
+        return_hidden : bool
+            Also return the final states.
 
-        Returns ids (n,) int64, or (ids, h_n (L, 1, H)) with return_hidden. The C backend
-        generates the whole sequence in one call.
+        Returns
+        -------
+        ids : ndarray of int64, shape (n,), or (B, n) with ``batch``
+        h_n : ndarray, shape (L, 1, H), or (L, B, H) with ``batch``
+            Only with ``return_hidden``.
+
+        Unidirectional models only. The C backend generates everything in one call.
 
         >>> import elman
         >>> m = elman.ElmanRNN(65, 100, 65)
         >>> m.sample(5, start=3, seed=0).shape
         (5,)
+        >>> m.sample(5, start=3, batch=4, seed=0).shape
+        (4, 5)
         """
         where = "ElmanRNN.sample"
         with self._exclusive(where):
-            return self._sample(where, n, start, h0, temperature, seed, return_hidden)
+            return self._sample(where, n, start, batch, h0, temperature, seed, return_hidden)
 
-    def _sample(self, where, n, start, h0, temperature, seed, return_hidden):
+    def _sample(self, where, n, start, batch, h0, temperature, seed, return_hidden):
         I, H, O, L = self.input_size, self.hidden_size, self.output_size, self.num_layers
         if self.bidirectional:
             raise ValueError(f"{where}: a bidirectional model reads the whole sequence before "
                              f"its first output; it cannot generate one token at a time")
-        n, start, temperature = check_sample_args(where, I, O, n, start, "start", temperature)
+        n, start, temperature, B = check_sample_args(where, I, O, n, start, "start",
+                                                     temperature, batch)
+        rows = 1 if B is None else B
         if h0 is None:
-            h = np.zeros((L, H), self.dtype)
+            h = np.zeros((L, rows, H), self.dtype)
         else:
             arr = as_array(h0, "h0", where=where)
             if arr.dtype.kind != "f":
                 raise TypeError(f"{where}: h0 must hold floats, got dtype {arr.dtype}")
-            shapes = ((L, H), (L, 1, H)) + (((H,), (1, 1, H)) if L == 1 else ())
+            if B is None:
+                shapes = ((L, H), (L, 1, H)) + (((H,), (1, 1, H)) if L == 1 else ())
+            else:
+                shapes = ((L, B, H),) + (((B, H),) if L == 1 else ())
             if arr.shape not in shapes:
                 raise ValueError(f"{where}: h0 has shape {arr.shape}, expected one of "
                                  f"{', '.join(str(sh) for sh in shapes)}")
-            h = float_array(np.array(arr, dtype=self.dtype).reshape(L, H), "h0", where=where,
-                            finite=True)
-        state = check_seed(seed, where)
+            h = float_array(np.array(arr, dtype=self.dtype).reshape(L, rows, H), "h0",
+                            where=where, finite=True)
+        state = check_seed(seed, where) if B is None else check_seeds(seed, where, B)
         ids, _ = current().model_sample(self.params, n, start, h, state, input_size=I,
                                         hidden_size=H, output_size=O,
                                         nonlinearity=self.nonlinearity,
                                         temperature=temperature, num_layers=L,
                                         workspace=self._workspace.setdefault("sample", {}))
-        return (ids, h.reshape(L, 1, H)) if return_hidden else ids
+        return (ids, h) if return_hidden else ids
 
     # ---- PyTorch interchange -------------------------------------------------------------
 

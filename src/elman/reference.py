@@ -626,47 +626,59 @@ def model_train_step(params, grads, state, x, y, h0, *, input_size, hidden_size,
 
 def model_sample(params, n, first, h, rng_state, *, input_size, hidden_size, output_size,
                  nonlinearity="tanh", temperature=1.0, num_layers=1, workspace=None):
-    """Generate n token ids, feeding each back as the next input (O <= I).
+    """Generate n token ids, feeding each back as the next input (O <= I), in one stream or
+    in B independent ones.
 
     Each step: h = f(W_xh[id] + b_h + h @ W_hh); z = h @ W_hy + b_y; the next id is the
     argmax of z when temperature == 0, else the first j whose running sum of
     exp((z - max z) / temperature) exceeds u * (their total), u = (splitmix64 output >> 11)
-    * 2**-53. h (H,) is updated in place. With num_layers = L, h holds (L, H) and layer l
-    reads layer l-1's new state: h_l = f(h_{l-1} @ W_xh_l + b_h_l + h_l @ W_hh_l); z is made
-    from the last. Returns (ids (n,) int64, new rng state).
+    * 2**-53. With num_layers = L, layer l reads layer l-1's new state: h_l = f(h_{l-1} @
+    W_xh_l + b_h_l + h_l @ W_hh_l); z is made from the last.
+
+    One stream: first an int, rng_state an int, h (L, H) (or (H,)) updated in place;
+    returns (ids (n,) int64, new rng state). B streams: first (B,) ints, rng_state (B,)
+    uint64 (advanced in place), h (L, B, H) updated in place, row b of every array stream
+    b's; returns (ids (B, n) int64, rng_state).
     """
     p = param_views(params, input_size, hidden_size, output_size, num_layers)
-    hl = h.reshape(num_layers, hidden_size)
+    single = np.ndim(first) == 0
+    idx = np.atleast_1d(np.asarray(first, np.int64)).copy()
+    B = idx.shape[0]
+    states = [int(rng_state)] if single else [int(r) for r in rng_state]
+    hl = h.reshape(num_layers, B, hidden_size)
     dt = params.dtype
     kd = 1.0 / temperature if temperature > 0 else 0.0
     greedy = not (0 < kd <= np.finfo(dt).max)
     k = dt.type(kd)
     if not greedy and k < np.finfo(dt).tiny:  # 1/t underflowed: nearly uniform, as C
         k = np.finfo(dt).tiny
-    out = np.empty(n, np.int64)
-    idx = int(first)
+    out = np.empty((B, n), np.int64)
     for i in range(n):
         for l in range(num_layers):
             nx, nh, nb = _layer_names(l, 0)
             a = p[nx][idx] + p[nb] if l == 0 else p[nb] + hl[l - 1] @ p[nx]
             hl[l] = activation(a + hl[l] @ p[nh], nonlinearity)
-        z = p["b_y"] + hl[-1] @ p["W_hy"]
-        best = int(np.argmax(z))
-        if not np.isfinite(z).all():
-            raise NonFiniteError("the output distribution is not finite")
-        if greedy:
-            idx = best
-        else:
+        Z = p["b_y"] + hl[-1] @ p["W_hy"]
+        for b, z in enumerate(Z):
+            best = int(np.argmax(z))
+            if not np.isfinite(z).all():
+                raise NonFiniteError("the output distribution is not finite")
+            if greedy:
+                idx[b] = best
+                continue
             e = np.exp((z - z[best]) * k)
             total = float(np.sum(e, dtype=np.float64))
             if not 1 <= total < np.inf:
                 raise NonFiniteError("the output distribution is not finite")
-            bits, rng_state = splitmix64(rng_state)
+            bits, states[b] = splitmix64(states[b])
             u = (bits >> 11) * 2.0**-53 * total
             run = np.cumsum(e, dtype=np.float64)
             hit = np.nonzero(u < run)[0]
-            idx = int(hit[0]) if hit.size else best
-        out[i] = idx
+            idx[b] = int(hit[0]) if hit.size else best
+        out[:, i] = idx
+    if single:
+        return out[0], states[0]
+    rng_state[:] = np.array(states, np.uint64)
     return out, rng_state
 
 

@@ -61,8 +61,10 @@ def test_tiny_run_writes_json_and_markdown(tiny_run):
                     "## 4. Generation", "## 5. Scaling"):
         assert heading in md
     for cell in (elman_cells(md, "## 2.", bench.ADAGRAD_IMPLS["elman"])
-                 + elman_cells(md, "## 3.", bench.RNN_IMPLS["elman"])):
+                 + elman_cells(md, "## 3.", bench.RNN_IMPLS["elman"])
+                 + elman_cells(md, "## 4.", bench.GENERATE_IMPLS["elman"])):
         assert cell[0].isdigit(), cell
+    assert "Gt V=11 H=8 B=5" in md and "GF/s" in md.split("## 4.")[1].split("## 5.")[0]
 
 
 def test_tiny_run_numbers_are_positive_and_finite(tiny_run):
@@ -89,6 +91,10 @@ def test_tiny_run_numbers_are_positive_and_finite(tiny_run):
     for row in run["generate"]:
         if row["impl"] == "numpy" or row["status"] != "not available":
             assert row["status"] == "ok" and positive(row["chars_per_s"]), row
+    batched = [r for r in run["generate"] if r["streams"] > 1]
+    assert {r["impl"] for r in batched} == {"elman", "numpy"}
+    assert all(r["streams"] == 5 and positive(r["gflops"]) for r in batched
+               if r["status"] == "ok")
     for axis in ("T", "B", "H"):
         sweep = run["scaling"][axis]
         assert all(p["status"] == "ok" and positive(p["ms"]) for p in sweep["points"])

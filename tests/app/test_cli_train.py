@@ -187,6 +187,26 @@ def test_sample_command(corpus, tmp_path, capsys):
         cli.main(["sample", "--checkpoint", str(out), "--prime", "ZZZ\u2603"])
 
 
+def test_sample_command_generates_several_continuations(corpus, tmp_path, capsys):
+    """--samples N: N continuations of the prime in one call, each the prime's continuation
+    (greedy: all the same, and the one --samples 1 prints)."""
+    out = tmp_path / "run"
+    assert train("--data", corpus, "--steps", "30", "--every", "30", "--out", str(out)) == 0
+    capsys.readouterr()
+    base = ["sample", "--checkpoint", str(out), "--length", "40", "--prime", "the "]
+    assert cli.main(base + ["--temperature", "0"]) == 0
+    single = capsys.readouterr().out
+    assert cli.main(base + ["--temperature", "0", "--samples", "3"]) == 0
+    text = capsys.readouterr().out
+    assert text == "".join(f"--- sample {k} of 3\n" + single for k in (1, 2, 3))
+    assert cli.main(base + ["--seed", "2", "--samples", "4"]) == 0
+    parts = capsys.readouterr().out.split("--- sample ")[1:]
+    assert len(parts) == 4 and all(p.split("\n", 1)[1].startswith("the ") for p in parts)
+    assert len({p.split("\n", 1)[1] for p in parts}) > 1       # independent draws
+    with pytest.raises(SystemExit):
+        cli.main(base + ["--samples", "0"])
+
+
 def test_series_task_beats_the_naive_baseline(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["train", "--task", "series", "--hidden", "16", "--seq-len", "16",

@@ -146,3 +146,130 @@ def test_a_huge_temperature_samples_near_uniformly():
     assert counts.min() > 800, counts
     with elman.backend("numpy"):
         np.testing.assert_array_equal(m.sample(50, seed=1, temperature=1e50), ids[:50])
+
+
+# ---- B streams in one call (sample(n, batch=B)) -------------------------------------------
+
+def stacked(L=2, V=13, H=9, dtype="float64", seed=4):
+    return elman.ElmanRNN(V, H, V, num_layers=L, dtype=dtype, seed=seed)
+
+
+@pytest.mark.parametrize("L", [1, 2])
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 0.0])
+def test_batched_c_and_reference_draw_the_same_ids(L, temperature):
+    m = stacked(L)
+    starts = np.array([0, 3, 12, 5, 5, 1, 7])
+    h0 = np.random.default_rng(0).standard_normal((L, 7, 9)) * 0.5
+    a, ha = m.sample(60, start=starts, batch=7, h0=h0, temperature=temperature, seed=8,
+                     return_hidden=True)
+    with elman.backend("numpy"):
+        b, hb = m.sample(60, start=starts, batch=7, h0=h0, temperature=temperature, seed=8,
+                         return_hidden=True)
+    assert a.shape == (7, 60) and a.dtype == np.int64 and ha.shape == (L, 7, 9)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(ha, hb, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("L", [1, 2])
+def test_each_stream_is_the_one_stream_call_with_its_child_seed(L):
+    """Stream b of a batched call draws what a one-stream call from the same start and
+    state, seeded with SeedSequence(seed, spawn_key=(b,)), draws: the streams do not mix."""
+    m = stacked(L)
+    B = 6        # a block of four rows and two more: both row kernels of the small GEMM
+    starts = np.array([2, 0, 11, 4, 4, 9])
+    h0 = np.random.default_rng(1).standard_normal((L, B, 9)) * 0.5
+    ids, h = m.sample(40, start=starts, batch=B, h0=h0, seed=21, return_hidden=True)
+    for b in range(B):
+        one, h1 = m.sample(40, start=starts[b], h0=h0[:, b], return_hidden=True,
+                           seed=np.random.SeedSequence(21, spawn_key=(b,)))
+        np.testing.assert_array_equal(ids[b], one)
+        np.testing.assert_allclose(h[:, b], h1[:, 0], rtol=1e-13, atol=1e-14)
+    # a SeedSequence seed: its spawn key extended by b, and the caller's sequence untouched
+    ss = np.random.SeedSequence(5, spawn_key=(3,))
+    ids = m.sample(10, batch=2, seed=ss)
+    assert ss.n_children_spawned == 0
+    np.testing.assert_array_equal(
+        ids[1], m.sample(10, seed=np.random.SeedSequence(5, spawn_key=(3, 1))))
+
+
+def test_batched_greedy_is_each_streams_argmax_chain():
+    m = stacked(2)
+    starts = np.array([1, 6, 10])
+    ids, h = m.sample(15, start=starts, batch=3, temperature=0, return_hidden=True)
+    x = np.concatenate([starts[None], ids[:, :-1].T])     # (T, B) the ids the sampler fed
+    Y, h_T = m.forward(x)
+    np.testing.assert_array_equal(ids, Y.argmax(-1).T)
+    np.testing.assert_allclose(h, h_T, rtol=1e-12, atol=1e-12)
+
+
+def test_batched_draw_is_the_same_on_every_path_and_thread_count():
+    m = stacked(1, V=40, H=128)
+    B = 64   # B * H * H = 2**20 multiply-adds: the small GEMM shares the rows among threads
+    draws = []
+    for path in elman.cpu_paths():
+        for threads in (1, 2):
+            with elman.cpu_path(path):
+                old = elman.get_num_threads()
+                elman.set_num_threads(threads)
+                try:
+                    draws.append(m.sample(50, batch=B, seed=3))
+                finally:
+                    elman.set_num_threads(old)
+    for d in draws[1:]:
+        np.testing.assert_array_equal(d, draws[0])
+
+
+def test_batched_start_and_state_forms():
+    m = model()
+    one = m.sample(12, start=4, batch=3, seed=1)
+    np.testing.assert_array_equal(one, m.sample(12, start=[4, 4, 4], batch=3, seed=1))
+    h0 = np.random.default_rng(2).standard_normal((3, 7))
+    np.testing.assert_array_equal(m.sample(12, batch=3, h0=h0, seed=1),
+                                  m.sample(12, batch=3, h0=h0[None], seed=1))
+    assert m.sample(0, batch=3).shape == (3, 0)
+    ids, h = kernels.model_sample(m.params, 12, [4, 4, 4], h0, input_size=11, hidden_size=7,
+                                  output_size=11, seed=1, batch=3)
+    assert h.shape == (3, 7)
+    np.testing.assert_array_equal(ids, m.sample(12, start=4, batch=3, h0=h0, seed=1))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batched_frequencies_follow_the_softmax(dtype):
+    """Zero weights: every stream draws every step from softmax(b_y), and the streams'
+    generators are distinct (no stream repeats another)."""
+    V = 5
+    m = elman.ElmanRNN(V, 3, V, dtype=dtype)
+    m.params[:] = 0
+    p = np.array([0.5, 0.25, 0.15, 0.07, 0.03])
+    m.named_params()["b_y"][:] = np.log(p)
+    ids = m.sample(4000, batch=50, seed=0)
+    counts = np.bincount(ids.reshape(-1), minlength=V)
+    n = ids.size
+    chi2 = float((((counts - n * p) ** 2) / (n * p)).sum())
+    assert chi2 < 20.5, (counts / n, p)  # 4 degrees of freedom: P(chi2 > 20.5) < 0.0004
+    assert len({row.tobytes() for row in ids}) == 50
+
+
+@pytest.mark.parametrize("kw, err, match", [
+    (dict(batch=0), ValueError, "batch must be"),
+    (dict(batch=2.0), TypeError, "batch must be an int"),
+    (dict(batch=2, start=[1, 2, 3]), ValueError, "start"),
+    (dict(batch=2, start=[1, 11]), ValueError, "start holds 11"),
+    (dict(batch=2, start=[1.0, 2.0]), TypeError, "start must hold integers"),
+    (dict(batch=2, start=12), ValueError, "start=12"),
+    (dict(batch=2, h0=np.zeros((3, 7))), ValueError, "h0 has shape"),
+    (dict(batch=2, h0=np.zeros(7)), ValueError, "h0 has shape"),
+    (dict(batch=2, h0=np.full((2, 7), np.inf)), elman.NonFiniteError, "h0"),
+    (dict(batch=2, seed=-1), ValueError, "seed"),
+])
+def test_batched_bad_arguments(kw, err, match):
+    with pytest.raises(err, match=match):
+        model().sample(3, **kw)
+
+
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_batched_nan_parameters_raise(backend):
+    m = model()
+    m.named_params()["b_y"][0] = np.nan
+    with elman.backend(backend), pytest.raises(elman.NonFiniteError):
+        m.sample(5, batch=3, seed=0)

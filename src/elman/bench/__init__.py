@@ -59,6 +59,7 @@ from .suite import (  # noqa: F401  (the names tests and users reach as elman.be
     _cpu_model,
     run_worker,
     ADAGRAD_IMPLS,
+    GENERATE_IMPLS,
     RNN_IMPLS,
     TORCH_ADAGRAD_IMPLS,
     TORCH_RNN_IMPLS,

@@ -181,15 +181,26 @@ def _rnn_md(runs, label):
 def _generate_md(runs, label):
     lines = ["## 4. Generation", "",
              "Characters per second, sampling at temperature 1 from a character model "
-             "(one id in, one id out per step).", ""]
+             "(one id in, one id out per step), in one stream and in B streams at once "
+             "(`sample(n, batch=B)`: characters of all streams; for those also the GFLOP/s "
+             "of the step's products, 2 B (H H + H O) per step, with the share of the sgemm "
+             "peak).", ""]
+
+    def cell(r):
+        text = f"{_si(r['chars_per_s'])} chars/s"
+        if r.get("streams", 1) > 1:
+            text += f" · {_num(r['gflops'])} GF/s{_pct(r, 'pct_peak')}"
+        return text
+
     rows = []
     for run in runs:
         for shape, by_impl in _grouped(run["generate"], "shape").items():
-            cells = _cells(by_impl, GENERATE_IMPLS, lambda r: f"{_si(r['chars_per_s'])} chars/s")
-            rows.append([label(run), shape, f"{by_impl['elman']['steps']:,}", *cells,
-                         *_best_peer(by_impl, GENERATE_IMPLS)])
-    return lines + _table(["threads", "shape", "steps", *GENERATE_IMPLS.values(), "best peer",
-                           "elman / best peer"], rows)
+            cells = _cells(by_impl, GENERATE_IMPLS, cell)
+            first = by_impl["elman"]
+            rows.append([label(run), shape, f"{first['steps']:,}", str(first.get("streams", 1)),
+                         *cells, *_best_peer(by_impl, GENERATE_IMPLS)])
+    return lines + _table(["threads", "shape", "steps", "streams", *GENERATE_IMPLS.values(),
+                           "best peer", "elman / best peer"], rows)
 
 
 def _scaling_md(runs, label):

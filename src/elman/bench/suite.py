@@ -109,6 +109,7 @@ class Sizes:
     sparse: tuple = ()               # (V, H, T, B) of the sparse-row Adagrad comparison
     torch_adagrad: tuple = ()        # (tensors, n) cases of elman.torch.Adagrad vs torch
     torch_rnn: tuple = ()            # Shapes of elman.torch.ElmanRNN vs torch.nn.RNN
+    generate_batched: tuple = ()     # Shapes (B = streams) of sample(n, batch=B)
 
     def stream_n(self):
         """Buffer lengths of the bandwidth probe: every Adagrad n, so ratios match."""
@@ -131,14 +132,16 @@ PRESETS = {
                "H": (32, 64, 128, 256, 512)},
         min_time=0.2, repeats=5,
         sparse=((10_000, 256, 64, 32), (50_000, 256, 64, 32)),
-        torch_adagrad=((100, 10**5), (1, 10**7)), torch_rnn=(S1, S2, S3)),
+        torch_adagrad=((100, 10**5), (1, 10**7)), torch_rnn=(S1, S2, S3),
+        generate_batched=(Shape("G1", 65, 100, 65, 1, 16), Shape("G2", 65, 256, 65, 1, 64))),
     "quick": Sizes(
         adagrad_n=(10**5, 10**6), adagrad_multi=None, peak_gemm=512,
         rnn=(S1, S2_QUICK, S4), generate_shape=S1, generate_steps=2_000,
         scaling_base=S2_QUICK,
         sweep={"T": (8, 16, 32, 64), "B": (4, 8, 16, 32), "H": (32, 64, 128, 256)},
         min_time=0.05, repeats=3, settle=0.1, sparse=((10_000, 128, 32, 16),),
-        torch_adagrad=((10, 10**5), (1, 10**6)), torch_rnn=(S1, S2_QUICK)),
+        torch_adagrad=((10, 10**5), (1, 10**6)), torch_rnn=(S1, S2_QUICK),
+        generate_batched=(Shape("G2", 65, 256, 65, 1, 64),)),
     "tiny": Sizes(   # for the test suite: every code path in a few seconds
         adagrad_n=(1000,), adagrad_multi=(3, 1000), peak_gemm=64,
         rnn=(Shape("S1t", 11, 8, 11, 4, 1), Shape("S4t", 10, 5, 2, 3, 4, ids=False)),
@@ -146,7 +149,8 @@ PRESETS = {
         scaling_base=Shape("S2t", 11, 8, 11, 4, 2),
         sweep={"T": (2, 4), "B": (1, 2), "H": (4, 8)},
         min_time=0.001, repeats=2, settle=0.0, sparse=((50, 8, 4, 2),),
-        torch_adagrad=((3, 1000), (1, 1000)), torch_rnn=(Shape("S1t", 11, 8, 11, 4, 2),)),
+        torch_adagrad=((3, 1000), (1, 1000)), torch_rnn=(Shape("S1t", 11, 8, 11, 4, 2),),
+        generate_batched=(Shape("Gt", 11, 8, 11, 1, 5),)),
 }
 
 
@@ -388,20 +392,24 @@ def _jax_rnn_step(shape, jax, optax):
     return step
 
 
-def _elman_sampler(m, n):
-    """m.sample(n) after checking once that it returns n ids in range."""
-    ids = m.sample(n, start=0, temperature=1.0, seed=0)
-    if np.shape(ids) != (n,) or ids.min() < 0 or ids.max() >= m.output_size:
+def _elman_sampler(m, n, batch=None):
+    """m.sample(n) (or n steps of ``batch`` streams) after checking once that it returns
+    the ids asked for, in range."""
+    want = (n,) if batch is None else (batch, n)
+    ids = m.sample(n, start=0, batch=batch, temperature=1.0, seed=0)
+    if np.shape(ids) != want or ids.min() < 0 or ids.max() >= m.output_size:
         raise ValueError(f"ElmanRNN.sample returned shape {np.shape(ids)}, values "
-                         f"[{ids.min()}, {ids.max()}]; expected ({n},) in [0, {m.output_size})")
-    return lambda: m.sample(n, start=0, temperature=1.0, seed=0)
+                         f"[{ids.min()}, {ids.max()}]; expected {want} in "
+                         f"[0, {m.output_size})")
+    return lambda: m.sample(n, start=0, batch=batch, temperature=1.0, seed=0)
 
 
-def _numpy_sampler(m, n, start=0, seed=0):
+def _numpy_sampler(m, n, start=0, seed=0, batch=None):
     """Temperature-1 sampling, one step at a time: h = tanh(W_xh[id] + h W_hh + b_h),
     z = h W_hy + b_y, next id drawn from softmax(z) by a search of its cumulative sum.
     Tuned as far as NumPy goes: preallocated buffers, no normalization, uniforms drawn
-    up front, the bias folded into the gathered row."""
+    up front, the bias folded into the gathered row. With ``batch`` = B, the B streams' rows
+    go through each step's products together, and the draw is vectorized over them."""
     p = m.named_params()
     W_hh, W_hy, b_y = p["W_hh"], p["W_hy"], p["b_y"]
     xb = p["W_xh"] + p["b_h"]
@@ -425,7 +433,27 @@ def _numpy_sampler(m, n, start=0, seed=0):
             idx = min(int(c.searchsorted(u[t] * c[-1], side="right")), O - 1)
             out[t] = idx
         return out
-    return sample
+
+    def sample_batch():
+        B = batch
+        u = np.random.default_rng(seed).random((n, B, 1), dtype=np.float32)
+        out = np.empty((B, n), np.int64)
+        h, a = np.zeros((B, H), np.float32), np.empty((B, H), np.float32)
+        z, c = np.empty((B, O), np.float32), np.empty((B, O), np.float32)
+        idx = np.full(B, start)
+        for t in range(n):
+            np.matmul(h, W_hh, out=a)
+            a += xb[idx]
+            np.tanh(a, out=h)
+            np.matmul(h, W_hy, out=z)
+            z += b_y
+            z -= z.max(axis=1, keepdims=True)
+            np.exp(z, out=z)
+            np.cumsum(z, axis=1, out=c)
+            idx = np.minimum((c <= u[t] * c[:, -1:]).sum(axis=1), O - 1)
+            out[:, t] = idx
+        return out
+    return sample if batch is None else sample_batch
 
 
 # ---- the worker: one thread count, every section ------------------------------------------
@@ -600,7 +628,7 @@ class Worker:
                                  distinct=int(len(np.unique(x[:-1]))), **r))
         return rows
 
-    def generate(self):
+    def generate(self, peak_gflops=None):
         shape, n = self.sizes.generate_shape, self.sizes.generate_steps
         m = elman.ElmanRNN(shape.I, shape.H, shape.O, seed=0)
         rows = []
@@ -610,7 +638,24 @@ class Worker:
             if r["status"] == "ok":
                 r["chars_per_s"] = n / r["seconds"]
             rows.append(dict(shape=f"{shape.name} V={shape.I} H={shape.H}", steps=n,
-                             impl=impl, **r))
+                             streams=1, impl=impl, **r))
+        # B streams in one call: a tenth of the steps each
+        n = max(self.sizes.generate_steps // 10, 2)
+        for shape in self.sizes.generate_batched:
+            m = elman.ElmanRNN(shape.I, shape.H, shape.O, seed=0)
+            B = shape.B
+            flops = 2 * B * n * (shape.H * shape.H + shape.H * shape.O)
+            for impl in GENERATE_IMPLS:
+                sampler = _elman_sampler if impl == "elman" else _numpy_sampler
+                r = self.time(f"generate {n} steps x {B} streams {impl}",
+                              functools.partial(sampler, m, n, batch=B))
+                if r["status"] == "ok":
+                    r["chars_per_s"] = B * n / r["seconds"]
+                    r["gflops"] = flops / r["seconds"] / 1e9
+                    if peak_gflops:
+                        r["pct_peak"] = 100 * r["gflops"] / peak_gflops
+                rows.append(dict(shape=f"{shape.name} V={shape.I} H={shape.H} B={B}",
+                                 steps=n, streams=B, impl=impl, **r))
         return rows
 
     def scaling(self):
@@ -672,7 +717,7 @@ def run_worker(preset, sections, threads, openblas, long_range=None):
             if "rnn" in sections:
                 run["rnn"] = worker.rnn(peak)
             if "generate" in sections:
-                run["generate"] = worker.generate()
+                run["generate"] = worker.generate(peak)
             if "scaling" in sections:
                 run["scaling"] = worker.scaling()
             if "torch" in sections:
