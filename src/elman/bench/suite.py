@@ -406,54 +406,36 @@ def _elman_sampler(m, n, batch=None):
 
 def _numpy_sampler(m, n, start=0, seed=0, batch=None):
     """Temperature-1 sampling, one step at a time: h = tanh(W_xh[id] + h W_hh + b_h),
-    z = h W_hy + b_y, next id drawn from softmax(z) by a search of its cumulative sum.
-    Tuned as far as NumPy goes: preallocated buffers, no normalization, uniforms drawn
-    up front, the bias folded into the gathered row. With ``batch`` = B, the B streams' rows
-    go through each step's products together, and the draw is vectorized over them."""
+    z = h W_hy + b_y, next id drawn from softmax(z) by counting the entries of its
+    cumulative sum below the uniform. Tuned as far as NumPy goes: preallocated buffers, no
+    normalization, uniforms drawn up front, the bias folded into the gathered row. With
+    ``batch`` = B, the B streams' rows go through each step's products together (every
+    array gains a leading axis of B) and the draw is vectorized over them."""
     p = m.named_params()
     W_hh, W_hy, b_y = p["W_hh"], p["W_hy"], p["b_y"]
     xb = p["W_xh"] + p["b_h"]
     H, O = m.hidden_size, m.output_size
+    rows = () if batch is None else (batch,)
 
     def sample():
-        u = np.random.default_rng(seed).random(n, dtype=np.float32)
-        out = np.empty(n, np.int64)
-        h, a = np.zeros(H, np.float32), np.empty(H, np.float32)
-        z, c = np.empty(O, np.float32), np.empty(O, np.float32)
-        idx = start
-        for t in range(n):
-            np.dot(h, W_hh, out=a)
-            a += xb[idx]
-            np.tanh(a, out=h)
-            np.dot(h, W_hy, out=z)
-            z += b_y
-            z -= z.max()
-            np.exp(z, out=z)
-            np.cumsum(z, out=c)
-            idx = min(int(c.searchsorted(u[t] * c[-1], side="right")), O - 1)
-            out[t] = idx
-        return out
-
-    def sample_batch():
-        B = batch
-        u = np.random.default_rng(seed).random((n, B, 1), dtype=np.float32)
-        out = np.empty((B, n), np.int64)
-        h, a = np.zeros((B, H), np.float32), np.empty((B, H), np.float32)
-        z, c = np.empty((B, O), np.float32), np.empty((B, O), np.float32)
-        idx = np.full(B, start)
+        u = np.random.default_rng(seed).random((n, *rows, 1), dtype=np.float32)
+        out = np.empty((*rows, n), np.int64)
+        h, a = np.zeros((*rows, H), np.float32), np.empty((*rows, H), np.float32)
+        z, c = np.empty((*rows, O), np.float32), np.empty((*rows, O), np.float32)
+        idx = np.full(rows, start, np.int64)
         for t in range(n):
             np.matmul(h, W_hh, out=a)
             a += xb[idx]
             np.tanh(a, out=h)
             np.matmul(h, W_hy, out=z)
             z += b_y
-            z -= z.max(axis=1, keepdims=True)
+            z -= z.max(axis=-1, keepdims=True)
             np.exp(z, out=z)
-            np.cumsum(z, axis=1, out=c)
-            idx = np.minimum((c <= u[t] * c[:, -1:]).sum(axis=1), O - 1)
-            out[:, t] = idx
+            np.cumsum(z, axis=-1, out=c)
+            idx = np.minimum((c <= u[t] * c[..., -1:]).sum(axis=-1), O - 1)
+            out[..., t] = idx
         return out
-    return sample if batch is None else sample_batch
+    return sample
 
 
 # ---- the worker: one thread count, every section ------------------------------------------
