@@ -493,7 +493,8 @@ int elman_model_train_step_f64(double *loss, double *grad_norm, double *params, 
  * (L, B, H) and advances each rng[b] (splitmix64; seed them with any values). Reads only
  * I, H, O, nonlinearity, num_layers and bidirectional (which must be 0) from the shape; no
  * dropout. work holds B * (H + O) values. A stream's ids depend only on its own first id,
- * state and generator. */
+ * state and generator, and on B and the path through the products' rounding (rows go
+ * through the small GEMM four at a time, whose sums run in another order than one row's). */
 int elman_model_sample_f32(elman_int *out, float *h, float *work, uint64_t *rng, elman_int n,
                            elman_int B, const elman_int *first, double temperature,
                            const float *params, const elman_model_shape *shape);

@@ -111,15 +111,16 @@ def check_sample_args(where, I, O, n, first, first_name, temperature, batch=None
         raise ValueError(f"{where}: sampling feeds each output id back as an input id, so "
                          f"output_size ({O}) must be <= input_size ({I})")
     n = positive_int(n, "n", where=where, minimum=0)
-    temperature = real(temperature, "temperature", where=where, minimum=0)
     B = None if batch is None else positive_int(batch, "batch", where=where)
     if B is not None and np.ndim(first) != 0:
-        return n, index_array(first, first_name, where=where, upper=I, shape=(B,)), \
-            temperature, B
-    first = positive_int(first, first_name, where=where, minimum=0)
-    if first >= I:
-        raise ValueError(f"{where}: {first_name}={first} is not a token id in [0, {I})")
-    return n, (first if B is None else np.full(B, first, np.int64)), temperature, B
+        first = index_array(first, first_name, where=where, upper=I, shape=(B,))
+    else:
+        first = positive_int(first, first_name, where=where, minimum=0)
+        if first >= I:
+            raise ValueError(f"{where}: {first_name}={first} is not a token id in [0, {I})")
+        if B is not None:
+            first = np.full(B, first, np.int64)
+    return n, first, real(temperature, "temperature", where=where, minimum=0), B
 
 
 def check_seed(seed, where) -> int:
@@ -142,7 +143,8 @@ def check_seeds(seed, where, B) -> np.ndarray:
 def stream_seed(seed, b: int) -> np.random.SeedSequence:
     """Stream b's SeedSequence under ``seed`` (an int >= 0 or a SeedSequence): its child
     with spawn key + (b,), made without spawning, so a caller's SeedSequence is unchanged.
-    A one-stream call seeded with it draws what stream b of a batched call draws."""
+    A one-stream call seeded with it draws from the same generator as stream b of a
+    batched call (the same ids, up to the products' rounding: see ElmanRNN.sample)."""
     if not isinstance(seed, np.random.SeedSequence):
         seed = np.random.SeedSequence(seed)
     return np.random.SeedSequence(seed.entropy, spawn_key=tuple(seed.spawn_key) + (b,),

@@ -441,8 +441,8 @@ def model_sample(params, n, first=0, h=None, *, input_size, hidden_size, output_
 
     batch=B: B independent streams in the one call, first one id or (B,) ids, h (B, H) or
     (L, B, H), returns (ids (B, n), h_n (B, H) or (L, B, H)); stream b draws from the child
-    ``SeedSequence(seed, spawn_key=(b,))``, as :meth:`ElmanRNN.sample` does. The C backend
-    runs the whole loop in one call.
+    ``SeedSequence(seed, spawn_key=(b,))``, as :meth:`ElmanRNN.sample` does (which says how
+    far that matches a one-stream call). The C backend runs the whole loop in one call.
     """
     where = "model_sample"
     stack = check_stack(where, num_layers)

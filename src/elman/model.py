@@ -531,8 +531,11 @@ class ElmanRNN:
         seed : int, numpy.random.SeedSequence or None
             For a reproducible draw; None for fresh entropy. With ``batch``, stream b draws
             from the child ``SeedSequence(seed, spawn_key=(b,))`` (for a SeedSequence seed,
-            its spawn key extended by b): the ids a one-stream call with that seed, the same
-            start and state would draw.
+            its spawn key extended by b), the generator of a one-stream call with that seed.
+            From the same start and state that call draws the same ids up to rounding: the
+            batched products sum in another order (rows go four at a time), and a model
+            whose states amplify small differences can take another branch of the draw
+            after some hundreds of steps (as the NumPy backend and the kernel paths can).
         return_hidden : bool
             Also return the final states.
 
