@@ -615,6 +615,23 @@ class ElmanRNN:
                 f"# {self.num_params} parameters")
 
 
+def check_pair(where, model, opt):
+    """That ``opt`` (an Adagrad or SGD) updates ``model`` (an ElmanRNN) in one fused pass
+    with the training step (TypeError or ValueError otherwise)."""
+    if not isinstance(model, ElmanRNN):
+        raise TypeError(f"{where}: model must be an elman.ElmanRNN, got {type(model).__name__}")
+    if not isinstance(opt, (Adagrad, SGD)):
+        raise TypeError(f"{where}: opt must be an elman.Adagrad or elman.SGD, got "
+                        f"{type(opt).__name__}")
+    if opt.params is not model.params and not (
+            np.may_share_memory(opt.params, model.params)
+            and opt.params.shape == model.params.shape):
+        raise ValueError(f"{where}: opt does not update this model's parameters")
+    if getattr(opt, "lr_scales", None):
+        raise ValueError(f"{where}: an Adagrad with lr_scales updates in several passes; "
+                         f"call model.forward_backward(...) and opt.step() instead")
+
+
 def train_step(model, opt, x, y, h0=None, *, loss="cross_entropy", reduction="mean",
                last_step_only=False, batch_first=False, h_out=None, lengths=None):
     """Forward, loss, backprop through time, gradient clipping and the optimizer's update,
@@ -638,19 +655,16 @@ def train_step(model, opt, x, y, h0=None, *, loss="cross_entropy", reduction="me
     >>> opt.steps
     1
     """
-    where = "train_step"
-    if not isinstance(model, ElmanRNN):
-        raise TypeError(f"{where}: model must be an elman.ElmanRNN, got {type(model).__name__}")
-    if not isinstance(opt, (Adagrad, SGD)):
-        raise TypeError(f"{where}: opt must be an elman.Adagrad or elman.SGD, got "
-                        f"{type(opt).__name__}")
-    if opt.params is not model.params and not (
-            np.may_share_memory(opt.params, model.params)
-            and opt.params.shape == model.params.shape):
-        raise ValueError(f"{where}: opt does not update this model's parameters")
-    if getattr(opt, "lr_scales", None):
-        raise ValueError(f"{where}: an Adagrad with lr_scales updates in several passes; "
-                         f"call model.forward_backward(...) and opt.step() instead")
+    return run_train_step("train_step", model, opt, x, y, h0, loss=loss, reduction=reduction,
+                          last_step_only=last_step_only, batch_first=batch_first,
+                          h_out=h_out, lengths=lengths)
+
+
+def run_train_step(where, model, opt, x, y, h0=None, *, loss="cross_entropy",
+                   reduction="mean", last_step_only=False, batch_first=False, h_out=None,
+                   lengths=None):
+    """train_step, its errors naming ``where`` (elman.TrainStep's long way calls it)."""
+    check_pair(where, model, opt)
     with model._exclusive(where):
         x, is_ids, y, h0, h_out, lengths, ws = model._step_inputs(
             where, x, y, h0, loss, reduction, last_step_only, batch_first, h_out, lengths)

@@ -133,13 +133,13 @@ def _flatten(result):
 @settings(max_examples=int(os.environ.get("ELMAN_FUZZ_EXAMPLES", "400")), deadline=None)
 @given(data=st.data(), L=st.integers(1, 3), bi=st.booleans(),
        p=st.sampled_from([0.0, 0.3]), ids=st.booleans(),
-       method=st.sampled_from(["forward", "forward_backward", "train_step", "sample",
-                               *GAUSS_NEWTON]),
+       method=st.sampled_from(["forward", "forward_backward", "train_step", "TrainStep",
+                               "sample", *GAUSS_NEWTON]),
        dt=st.sampled_from(["float32", "float64"]))
 def test_random_model_calls_never_crash_and_agree_with_the_reference(data, L, bi, p, ids,
                                                                      method, dt):
     """ElmanRNN's methods (the Gauss-Newton products too: an operator's matvec with out,
-    and the one-shot product) and elman.train_step on stacked, bidirectional, dropout models
+    and the one-shot product), elman.train_step and elman.TrainStep on stacked, bidirectional, dropout models
     with one to three arguments mutated (as above, plus bad lengths). Each call either raises a
     clear exception or works; when it works on the C backend, the NumPy reference given the
     same arguments gives the same result (to float tolerance)."""
@@ -195,6 +195,9 @@ def test_random_model_calls_never_crash_and_agree_with_the_reference(data, L, bi
             return out + (m.grads, m.grad_h0)
         if method == "train_step":
             out = elman.train_step(m, opt, a["x"], a["y"], a["h0"], lengths=a["lengths"])
+            return out + (m.params,)
+        if method == "TrainStep":  # prepared for the unmutated shapes; no lengths
+            out = elman.TrainStep(m, opt, T, B)(a["x"], a["y"], a["h0"], h_out=a["h_out"])
             return out + (m.params,)
         if method == "gauss_newton":
             G = m.gauss_newton(a["x"], a["h0"], lengths=a["lengths"])

@@ -1,0 +1,186 @@
+"""``elman.TrainStep``: :func:`elman.train_step` prepared for one shape, so that a training
+loop's steady state pays for little more than the C work.
+
+``train_step`` checks and converts every argument on every call (any integer dtype of ids,
+lists, batch-first layouts, strided arrays, lengths), which costs tens of microseconds: a
+quarter of a small model's step. A ``TrainStep`` fixes the model, the optimizer, (T, B) and
+the loss options once, owns its workspace, and on each call only checks that the arrays are
+exactly what it was prepared for (their type, dtype, shape and C order: a handful of
+attribute reads). The values are checked where C reads them (token ids and class targets
+against their ranges, before anything is updated), and every input it does not take as it
+is goes through ``train_step`` itself, so that any call gives the same result, bit for bit,
+and the same errors.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _c_backend, _workspace
+from ._dispatch import current
+from ._validate import NonFiniteError, choice, positive_int
+from .kernels import LOSSES, REDUCTIONS
+from .model import check_pair, run_train_step
+
+__all__ = ["TrainStep"]
+
+_INT64 = np.dtype(np.int64)
+
+
+class TrainStep:
+    """``step(x, y, h0=None, *, h_out=None) -> (loss, h_T)``: ``train_step(model, opt, x, y,
+    h0, loss=..., reduction=..., last_step_only=..., h_out=h_out)`` for batches of T steps and B sequences, with the
+    shapes, buffers and options checked once, here.
+
+    Parameters
+    ----------
+    model : ElmanRNN
+    opt : Adagrad or SGD
+        The optimizer of ``model``; one that updates in one fused pass (not an Adagrad with
+        ``lr_scales`` or ``sparse_rows``). Its settings (``lr`` and the rest) and step count
+        are read at every call, so schedules that set ``opt.lr`` keep working.
+    T, B : int
+        Steps and sequences of every batch.
+    loss, reduction, last_step_only :
+        As in :meth:`ElmanRNN.forward_backward`.
+
+    Calling
+    -------
+    x : (T, B) int64 token ids, or (T, B, I) floats of the model's dtype
+    y : (T, B) int64 class ids ((B,) with ``last_step_only``) for cross-entropy; (T, B, O)
+        floats ((B, O)) for MSE
+    h0 : (L*D, B, H) floats of the model's dtype, or None for zeros
+    h_out : (L*D, B, H) writable floats of the model's dtype, or None
+        Where to write h_T (it may be h0: a stateful loop then allocates nothing).
+
+    These, time-major and C-contiguous, take the prepared path; anything else ``train_step``
+    accepts (other integer dtypes, lists, strided views, (B, H) states) is handed to
+    ``train_step``, with the same result. Returns ``(loss, h_T)``, h_T a new (L*D, B, H)
+    array or ``h_out``. Raises as ``train_step`` does.
+
+    >>> import numpy as np, elman
+    >>> m = elman.ElmanRNN(20, 16, 20)
+    >>> opt = elman.Adagrad(m, lr=0.05)
+    >>> step = elman.TrainStep(m, opt, T=8, B=4)
+    >>> x = np.random.default_rng(0).integers(0, 20, size=(9, 4))
+    >>> loss, h = step(x[:-1], x[1:])
+    >>> loss, h = step(x[:-1], x[1:], h)    # stateful: carry the state on
+    >>> opt.steps, h.shape
+    (2, (1, 4, 16))
+    """
+
+    def __init__(self, model, opt, T, B, *, loss="cross_entropy", reduction="mean",
+                 last_step_only=False):
+        where = "TrainStep"
+        check_pair(where, model, opt)
+        if opt.fused_update() is None:
+            raise ValueError(f"{where}: this optimizer updates in several passes or by rows "
+                             f"(lr_scales or sparse_rows); call model.forward_backward(...) "
+                             f"and opt.step() instead")
+        T = positive_int(T, "T", where=where)
+        B = positive_int(B, "B", where=where)
+        choice(loss, "loss", tuple(LOSSES), where=where)
+        choice(reduction, "reduction", tuple(REDUCTIONS), where=where)
+        self.model, self.opt, self.T, self.B = model, opt, T, B
+        self.loss, self.reduction, self.last_step_only = loss, reduction, bool(last_step_only)
+        I, H, O = model.input_size, model.hidden_size, model.output_size
+        stack = model._stack
+        dt = model.dtype
+        S, D = model.num_states, stack.directions
+        xent = loss == "cross_entropy"
+        last = self.last_step_only
+        self._dt, self._D, self._S = dt, D, S
+        self._ids_shape, self._dense_shape = (T, B), (T, B, I)
+        self._y = (_INT64 if xent else dt,
+                   ((B,) if last else (T, B)) if xent else ((B, O) if last else (T, B, O)))
+        self._xent = xent
+        self._h_shape = (S, B, H)
+        self._prepared = _c_backend.PreparedTrainStep(
+            dt, T, B, input_size=I, hidden_size=H, output_size=O,
+            nonlinearity=model.nonlinearity, num_layers=stack.num_layers,
+            bidirectional=stack.bidirectional, dropout=stack.dropout,
+            dropout_lanes=model.dropout_lanes, loss=loss, reduction=reduction,
+            last_step_only=last)
+        self._hs = self._prepared.hs
+        self._empty, self._no_ids = self._prepared.empty, self._prepared.no_ids
+
+    def _general(self, x, y, h0, h_out):
+        return run_train_step("TrainStep", self.model, self.opt, x, y, h0, loss=self.loss,
+                              reduction=self.reduction, last_step_only=self.last_step_only,
+                              h_out=h_out)
+
+    def _state_ok(self, h, writable=False):
+        """Whether h is None or a (L*D, B, H) array the prepared path can take."""
+        return h is None or (type(h) is np.ndarray and h.dtype == self._dt
+                             and h.shape == self._h_shape and h.flags.c_contiguous
+                             and (not writable or (h.flags.writeable and not (
+                                 np.may_share_memory(h, self.model.params)
+                                 or np.may_share_memory(h, self.model.grads)))))
+
+    def __call__(self, x, y, h0=None, *, h_out=None):
+        model, opt = self.model, self.opt
+        # the prepared path takes exactly what it was made for; the rest goes the long way
+        if type(x) is not np.ndarray or type(y) is not np.ndarray or \
+                not (x.flags.c_contiguous and y.flags.c_contiguous) or \
+                current() is not _c_backend or not self._state_ok(h0) or \
+                not self._state_ok(h_out, writable=True):
+            return self._general(x, y, h0, h_out)
+        grads = model.grads
+        if x.dtype == _INT64 and x.shape == self._ids_shape:
+            xf, ids, is_ids = self._empty, x.reshape(-1), True
+        elif x.dtype == self._dt and x.shape == self._dense_shape and \
+                not np.may_share_memory(x, grads):
+            xf, ids, is_ids = x.reshape(-1), self._no_ids, False
+        else:
+            return self._general(x, y, h0, h_out)
+        ydt, yshape = self._y
+        if y.dtype != ydt or y.shape != yshape or \
+                (not self._xent and np.may_share_memory(y, grads)):
+            return self._general(x, y, h0, h_out)
+        ys = (y.reshape(-1), self._empty) if self._xent else (self._no_ids, y.reshape(-1))
+        fused = opt.fused_update()
+        if fused is None:
+            return self._general(x, y, h0, h_out)
+        state, u = fused
+        if not model._busy.acquire(blocking=False):
+            return self._general(x, y, h0, h_out)   # which raises: the model is in use
+        try:
+            hs = self._hs
+            if self._D == 1:
+                hs[:, 0] = 0 if h0 is None else h0
+            else:
+                _workspace.set_initial_states(hs, h0, self._D)
+            calls = model.dropout_calls
+            seed = model._dropout_draw()["dropout_seed"] if model.dropout > 0 else None
+            model._grad_h0 = None
+            try:
+                value, norm, stage = self._prepared.run(
+                    model.params, grads, state, xf, ids, is_ids, *ys, u["optimizer"],
+                    u["lr"], u["step"], u.get("lr_decay", 0.0), u["weight_decay"], u["eps"],
+                    u.get("eps_placement"), u["maximize"], u["clip_value"],
+                    u.get("momentum", 0.0), u["max_grad_norm"], seed)
+            except ValueError:
+                # an id or target out of range (checked by C before anything is updated)
+                stage = None
+        finally:
+            model._busy.release()
+        if stage is None or stage == 1:
+            # nothing was updated: the long way, from the same dropout draw, raises what
+            # train_step raises (naming the argument: an id out of range, a NaN in h0)
+            model.dropout_calls = calls
+            return self._general(x, y, h0, h_out)
+        where = "TrainStep"
+        opt.record_fused_step(None if u["max_grad_norm"] is None else norm,
+                              applied=stage != 2)
+        if stage == 2:
+            raise NonFiniteError(f"{where}: the gradient norm is {norm}; nothing was updated")
+        if stage == 3:
+            raise NonFiniteError(f"{where}: grad holds NaN or infinity, or the update made a "
+                                 f"parameter non-finite (the update was applied)")
+        hs, T = self._hs, self.T
+        out = np.empty(self._h_shape, self._dt) if h_out is None else h_out
+        if self._D == 1:
+            out[...] = hs[:, T]
+        else:
+            for k, h in enumerate(_workspace.final_states(hs, self._D)):
+                out[k] = h
+        return value, out
