@@ -1,6 +1,6 @@
 """Run elman's benchmark suite (``elman.bench``); results go to bench/results/ by default.
 
-    python bench/run.py [--quick] [--threads 1,2] [--only adagrad,rnn,generate,scaling,limits]
+    python bench/run.py [--quick] [--threads 1,2] [--only limits,adagrad,rnn,generate,...]
                         [--out bench/results] [--openblas {as-is,unset,both}]
 
 bench/README.md says what each section measures and how FLOPs and bytes are counted.

@@ -312,9 +312,9 @@ class PreparedTrainStep:
 
     def run(self, params, grads, state, x, ids, is_ids, y_ids, y_values, optimizer, lr,
             step, lr_decay, weight_decay, eps, eps_placement, maximize, clip_value, momentum,
-            max_grad_norm, dropout_seed=None):
+            max_grad_norm, dropout_seed=None, repeat=1):
         """(loss, grad norm, stage) as model_train_step returns them; dropout_seed: this
-        call's mask seed (models with dropout)."""
+        call's mask seed (models with dropout). repeat: the binding's (benchmarks)."""
         arch = self.arch
         if dropout_seed is not None:
             L, bi, p, lanes = self.stack
@@ -327,7 +327,7 @@ class PreparedTrainStep:
                 optimizer, lr, lr_decay, weight_decay, eps, _clip(clip_value), step,
                 eps_placement == "inside", maximize, momentum,
                 math.inf if max_grad_norm is None else max_grad_norm, arch, _NO_IDS,
-                ws["work"])
+                ws["work"], repeat)
 
 
 def _step_arguments(params, x, y, h0, workspace, I, H, O, loss, last_step_only, arch,

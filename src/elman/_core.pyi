@@ -106,5 +106,5 @@ def model_train_step(params: _F, grads: _F, state: _F, hs: _F, Y: _F, dA: _F, x:
                      weight_decay: float, eps: float, clip_value: float, step: int,
                      eps_inside: bool, maximize: bool, momentum: float,
                      max_grad_norm: float, arch: _Arch = (1, False, 0.0, 0),
-                     lengths: _I | None = None,
-                     work: _B | None = None) -> tuple[float, float, int]: ...
+                     lengths: _I | None = None, work: _B | None = None,
+                     repeat: int = 1) -> tuple[float, float, int]: ...

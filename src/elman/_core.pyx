@@ -941,10 +941,13 @@ def model_train_step(floating[::1] params, floating[::1] grads, floating[::1] st
                      double lr, double lr_decay, double weight_decay, double eps,
                      double clip_value, int64_t step, bint eps_inside, bint maximize,
                      double momentum, double max_grad_norm, tuple arch=(1, False, 0.0, 0),
-                     const int64_t[::1] lengths=None, unsigned char[::1] work=None):
+                     const int64_t[::1] lengths=None, unsigned char[::1] work=None,
+                     int64_t repeat=1):
     """Forward, BPTT, clipping and the update in one call. Returns (loss, grad_norm or nan,
     stage): stage 0 when all was finite, else the first stage that was not: 1 the loss
-    (nothing written), 2 the gradient norm (nothing updated), 3 the update (applied)."""
+    (nothing written), 2 the gradient norm (nothing updated), 3 the update (applied).
+    repeat > 1 (benchmarks: the C work without the call's) runs the step that many times on
+    the same batch, the step count advancing, and stops at the first that is not finite."""
     cdef elman_model_shape m
     _model_shape(&m, T, B, I, H, O, nonlinearity, loss, reduction, last_step_only, arch,
                  lengths)
@@ -979,14 +982,21 @@ def model_train_step(floating[::1] params, floating[::1] grads, floating[::1] st
     _step_pointers(x, ids, y_ids, y_values, use_ids, loss, &xp, &idp, &yidp, &yvp)
     cdef floating *pp = _p(params), *gp = _p(grads), *hsp = _p(hs), *Yp = _p(Y), *dAp = _p(dA)
     cdef double out = 0, norm = 0
-    cdef int s
+    cdef int s = ELMAN_OK
+    cdef int64_t r
+    if repeat < 1:
+        raise ValueError(f"model_train_step: repeat must be >= 1, got {repeat}")
     with nogil:
-        if floating is float:
-            s = elman_model_train_step_f32(&out, &norm, pp, gp, sp, hsp, Yp, dAp, wp, xp, idp,
-                                           yidp, yvp, &m, &o)
-        else:
-            s = elman_model_train_step_f64(&out, &norm, pp, gp, sp, hsp, Yp, dAp, wp, xp, idp,
-                                           yidp, yvp, &m, &o)
+        for r in range(repeat):
+            if floating is float:
+                s = elman_model_train_step_f32(&out, &norm, pp, gp, sp, hsp, Yp, dAp, wp, xp,
+                                               idp, yidp, yvp, &m, &o)
+            else:
+                s = elman_model_train_step_f64(&out, &norm, pp, gp, sp, hsp, Yp, dAp, wp, xp,
+                                               idp, yidp, yvp, &m, &o)
+            if s != ELMAN_OK:
+                break
+            o.adagrad.step += 1
     if s == ELMAN_ERR_NONFINITE:
         # which stage was not finite: the loss (nothing written), the gradient norm (grads
         # written, nothing updated) or the update (applied)

@@ -13,6 +13,8 @@ and the same errors.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from . import _c_backend, _workspace
@@ -116,27 +118,35 @@ class TrainStep:
                                  np.may_share_memory(h, self.model.params)
                                  or np.may_share_memory(h, self.model.grads)))))
 
-    def __call__(self, x, y, h0=None, *, h_out=None):
-        model, opt = self.model, self.opt
-        # the prepared path takes exactly what it was made for; the rest goes the long way
+    def _inputs(self, x, y, h0, h_out):
+        """The binding's (x, ids, is_ids, y_ids, y_values) when the arrays are exactly what
+        this step was prepared for, else None (the long way)."""
         if type(x) is not np.ndarray or type(y) is not np.ndarray or \
                 not (x.flags.c_contiguous and y.flags.c_contiguous) or \
                 current() is not _c_backend or not self._state_ok(h0) or \
                 not self._state_ok(h_out, writable=True):
-            return self._general(x, y, h0, h_out)
-        grads = model.grads
+            return None
+        grads = self.model.grads
         if x.dtype == _INT64 and x.shape == self._ids_shape:
-            xf, ids, is_ids = self._empty, x.reshape(-1), True
+            xs = (self._empty, x.reshape(-1), True)
         elif x.dtype == self._dt and x.shape == self._dense_shape and \
                 not np.may_share_memory(x, grads):
-            xf, ids, is_ids = x.reshape(-1), self._no_ids, False
+            xs = (x.reshape(-1), self._no_ids, False)
         else:
-            return self._general(x, y, h0, h_out)
+            return None
         ydt, yshape = self._y
         if y.dtype != ydt or y.shape != yshape or \
                 (not self._xent and np.may_share_memory(y, grads)):
+            return None
+        return xs + ((y.reshape(-1), self._empty) if self._xent else
+                     (self._no_ids, y.reshape(-1)))
+
+    def __call__(self, x, y, h0=None, *, h_out=None):
+        model, opt = self.model, self.opt
+        # the prepared path takes exactly what it was made for; the rest goes the long way
+        args = self._inputs(x, y, h0, h_out)
+        if args is None:
             return self._general(x, y, h0, h_out)
-        ys = (y.reshape(-1), self._empty) if self._xent else (self._no_ids, y.reshape(-1))
         fused = opt.fused_update()
         if fused is None:
             return self._general(x, y, h0, h_out)
@@ -154,7 +164,7 @@ class TrainStep:
             model._grad_h0 = None
             try:
                 value, norm, stage = self._prepared.run(
-                    model.params, grads, state, xf, ids, is_ids, *ys, u["optimizer"],
+                    model.params, model.grads, state, *args, u["optimizer"],
                     u["lr"], u["step"], u.get("lr_decay", 0.0), u["weight_decay"], u["eps"],
                     u.get("eps_placement"), u["maximize"], u["clip_value"],
                     u.get("momentum", 0.0), u["max_grad_norm"], seed)
@@ -184,3 +194,31 @@ class TrainStep:
             for k, h in enumerate(_workspace.final_states(hs, self._D)):
                 out[k] = h
         return value, out
+
+    def c_seconds(self, x, y, n=1000):
+        """Seconds per step of the C work alone (for benchmarks: what a call costs beyond
+        it is the Python layer's): the step run n times on this batch from zero states in
+        one binding call, the model trained and ``opt.steps`` advanced n steps. x and y
+        must be arrays the prepared path takes."""
+        n = positive_int(n, "n", where="TrainStep.c_seconds")
+        args = self._inputs(x, y, None, None)
+        if args is None:
+            raise ValueError("TrainStep.c_seconds: x and y must be C-contiguous arrays of "
+                             "the prepared shapes and dtypes, on the C backend")
+        model, opt = self.model, self.opt
+        state, u = opt.fused_update()
+        seed = model._dropout_draw()["dropout_seed"] if model.dropout > 0 else None
+        with model._exclusive("TrainStep.c_seconds"):
+            self._hs[...] = 0
+            t0 = time.perf_counter()
+            _, _, stage = self._prepared.run(
+                model.params, model.grads, state, *args, u["optimizer"], u["lr"], u["step"],
+                u.get("lr_decay", 0.0), u["weight_decay"], u["eps"], u.get("eps_placement"),
+                u["maximize"], u["clip_value"], u.get("momentum", 0.0), u["max_grad_norm"],
+                seed, repeat=n)
+            seconds = time.perf_counter() - t0
+        if stage:
+            raise NonFiniteError("TrainStep.c_seconds: a step was not finite")
+        for _ in range(n):
+            opt.record_fused_step(None, applied=True)
+        return seconds / n

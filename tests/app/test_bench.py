@@ -58,7 +58,7 @@ def test_tiny_run_writes_json_and_markdown(tiny_run):
     assert set(bench.OPENBLAS_VARS) <= set(run["env"])
     assert "kernel_path" in run["elman_config"]
     for heading in ("## 1. Machine limits", "## 2. Adagrad step", "## 3. RNN training step",
-                    "## 4. Generation", "## 5. Scaling"):
+                    "## 4. Generation", "## 5. Scaling", "## 9. The Python layer's cost"):
         assert heading in md
     for cell in (elman_cells(md, "## 2.", bench.ADAGRAD_IMPLS["elman"])
                  + elman_cells(md, "## 3.", bench.RNN_IMPLS["elman"])
@@ -95,6 +95,10 @@ def test_tiny_run_numbers_are_positive_and_finite(tiny_run):
     assert {r["impl"] for r in batched} == {"elman", "numpy"}
     assert all(r["streams"] == 5 and positive(r["gflops"]) for r in batched
                if r["status"] == "ok")
+    for row in run["overhead"]:
+        assert positive(row["c_us"]) and row["c_steps"] >= 10
+        for impl in ("TrainStep", "train_step"):
+            assert row[impl]["status"] == "ok" and positive(row[impl]["us"]), row
     for axis in ("T", "B", "H"):
         sweep = run["scaling"][axis]
         assert all(p["status"] == "ok" and positive(p["ms"]) for p in sweep["points"])

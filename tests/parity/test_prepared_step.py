@@ -177,22 +177,19 @@ def test_a_second_thread_is_refused():
     (x, y), = batches(1, 200, 8, 11, 11)
     errors, started = [], threading.Event()
 
-    def other():
-        started.set()
+    def train(signal=None):
+        if signal is not None:
+            signal.set()
         try:
             for _ in range(50):
                 step(x, y)
         except RuntimeError as e:
             errors.append(str(e))
 
-    t = threading.Thread(target=other)
+    t = threading.Thread(target=train, args=(started,))
     t.start()
     started.wait()
-    try:
-        for _ in range(50):
-            step(x, y)
-    except RuntimeError as e:
-        errors.append(str(e))
+    train()
     t.join()
     assert errors and all("in use by another thread" in e for e in errors)
 
@@ -218,3 +215,22 @@ def test_bad_input_is_refused_naming_the_argument_and_trainstep(args, err, arg):
     with pytest.raises(err, match=f"^TrainStep: .*\\b{arg}\\b"):
         step(call["x"], call["y"], call["h0"], **kw)
     np.testing.assert_array_equal(m.params, before)
+
+
+@pytest.mark.parametrize("opt_kind", ["adagrad", "sgd"])
+def test_c_seconds_runs_n_steps_in_one_call(opt_kind):
+    """The benchmark hook: n steps of the C work on one batch, as n train_steps from zero
+    states would run them (bit for bit), the step count advanced."""
+    (m, opt), (m2, opt2) = pair(opt_kind)
+    step = elman.TrainStep(m, opt, 4, 3)
+    (x, y), = batches(1, 4, 3, 11, 11)
+    seconds = step.c_seconds(x, y, n=5)
+    assert 0 < seconds < 1
+    for _ in range(5):
+        elman.train_step(m2, opt2, x, y)
+    np.testing.assert_array_equal(m.params, m2.params)
+    assert opt.steps == opt2.steps == 5
+    with pytest.raises(ValueError, match="c_seconds: x and y"):
+        step.c_seconds(x.astype(np.int32), y)
+    with pytest.raises(ValueError, match="n must be"):
+        step.c_seconds(x, y, n=0)

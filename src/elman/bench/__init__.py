@@ -16,6 +16,8 @@ Sections (``--only``, in this order):
 - ``torch``: elman as a PyTorch backend: ``elman.torch.Adagrad`` against torch.optim.Adagrad
   on a list of torch tensors, and ``elman.torch.ElmanRNN`` against torch.nn.RNN inside an
   otherwise identical torch training step.
+- ``overhead``: what the Python layer costs per training step: the C work alone against a
+  call of ``elman.TrainStep`` and of ``elman.train_step``.
 - ``curvature``: one Gauss-Newton product (``ElmanRNN.gauss_newton``) against one
   ``forward_backward`` at the same shape.
 - ``long-range``: the long-range problems (adding, multiplication, temporal order at

@@ -254,6 +254,24 @@ def _torch_md(runs, label):
                            "elman / best peer"], rows)
 
 
+def _overhead_md(runs, label):
+    lines = ["## 9. The Python layer's cost per training step", "",
+             "One float32 Adagrad step, stateful (h0 and h_out one array): the C work alone "
+             "(`TrainStep.c_seconds`, the step repeated inside one binding call), a call of "
+             "`elman.TrainStep` (prepared once for the shape), and a call of "
+             "`elman.train_step`. Cells: time per step · what it costs beyond the C work.",
+             ""]
+    rows = []
+    for run in runs:
+        for row in run["overhead"]:
+            cells = [f"{row[k]['us']:.2f} µs · +{row[k]['overhead_us']:.2f} µs"
+                     if row[k]["status"] == "ok" else _status(row[k])
+                     for k in ("TrainStep", "train_step")]
+            rows.append([label(run), row["shape"], f"{row['c_us']:.2f} µs", *cells])
+    return lines + _table(["threads", "shape", "C work alone", "elman.TrainStep",
+                           "elman.train_step"], rows)
+
+
 def markdown(result, pngs=None):
     """The report: a header block (machine, settings, each run's environment and BLAS, the
     plot files ``pngs``, None when matplotlib is missing) and one table per section."""
@@ -269,7 +287,8 @@ def markdown(result, pngs=None):
                          ("curvature", functools.partial(second_order.curvature_md,
                                                          table=_table)),
                          ("long_range", functools.partial(second_order.long_range_md,
-                                                          table=_table))):
+                                                          table=_table)),
+                         ("overhead", _overhead_md)):
         if runs and key in runs[0]:
             lines += section(runs, label)
     return "\n".join(lines)

@@ -25,8 +25,8 @@ from elman.layout import param_layout
 
 from . import probes
 
-SECTIONS = ("limits", "adagrad", "rnn", "generate", "scaling", "torch", "curvature",
-            "long-range")
+SECTIONS = ("limits", "adagrad", "rnn", "generate", "scaling", "torch", "overhead",
+            "curvature", "long-range")
 # what a run without --only measures: every section but the long-range training (hours)
 DEFAULT_SECTIONS = SECTIONS[:-1]
 PRESET_FLAGS = {"full": [], "quick": ["--quick"], "tiny": ["--tiny"]}
@@ -110,6 +110,7 @@ class Sizes:
     torch_adagrad: tuple = ()        # (tensors, n) cases of elman.torch.Adagrad vs torch
     torch_rnn: tuple = ()            # Shapes of elman.torch.ElmanRNN vs torch.nn.RNN
     generate_batched: tuple = ()     # Shapes (B = streams) of sample(n, batch=B)
+    overhead: tuple = ()             # Shapes of the Python layer's cost per training step
 
     def stream_n(self):
         """Buffer lengths of the bandwidth probe: every Adagrad n, so ratios match."""
@@ -133,7 +134,8 @@ PRESETS = {
         min_time=0.2, repeats=5,
         sparse=((10_000, 256, 64, 32), (50_000, 256, 64, 32)),
         torch_adagrad=((100, 10**5), (1, 10**7)), torch_rnn=(S1, S2, S3),
-        generate_batched=(Shape("G1", 65, 100, 65, 1, 16), Shape("G2", 65, 256, 65, 1, 64))),
+        generate_batched=(Shape("G1", 65, 100, 65, 1, 16), Shape("G2", 65, 256, 65, 1, 64)),
+        overhead=(Shape("O1", 4, 4, 4, 1, 1), S1)),
     "quick": Sizes(
         adagrad_n=(10**5, 10**6), adagrad_multi=None, peak_gemm=512,
         rnn=(S1, S2_QUICK, S4), generate_shape=S1, generate_steps=2_000,
@@ -141,7 +143,8 @@ PRESETS = {
         sweep={"T": (8, 16, 32, 64), "B": (4, 8, 16, 32), "H": (32, 64, 128, 256)},
         min_time=0.05, repeats=3, settle=0.1, sparse=((10_000, 128, 32, 16),),
         torch_adagrad=((10, 10**5), (1, 10**6)), torch_rnn=(S1, S2_QUICK),
-        generate_batched=(Shape("G2", 65, 256, 65, 1, 64),)),
+        generate_batched=(Shape("G2", 65, 256, 65, 1, 64),),
+        overhead=(Shape("O1", 4, 4, 4, 1, 1), S1)),
     "tiny": Sizes(   # for the test suite: every code path in a few seconds
         adagrad_n=(1000,), adagrad_multi=(3, 1000), peak_gemm=64,
         rnn=(Shape("S1t", 11, 8, 11, 4, 1), Shape("S4t", 10, 5, 2, 3, 4, ids=False)),
@@ -150,7 +153,8 @@ PRESETS = {
         sweep={"T": (2, 4), "B": (1, 2), "H": (4, 8)},
         min_time=0.001, repeats=2, settle=0.0, sparse=((50, 8, 4, 2),),
         torch_adagrad=((3, 1000), (1, 1000)), torch_rnn=(Shape("S1t", 11, 8, 11, 4, 2),),
-        generate_batched=(Shape("Gt", 11, 8, 11, 1, 5),)),
+        generate_batched=(Shape("Gt", 11, 8, 11, 1, 5),),
+        overhead=(Shape("O1", 4, 4, 4, 1, 1),)),
 }
 
 
@@ -640,6 +644,33 @@ class Worker:
                                  steps=n, streams=B, impl=impl, **r))
         return rows
 
+    def overhead(self):
+        """Per training step: the C work alone (TrainStep.c_seconds: the step repeated in
+        one binding call), one TrainStep call and one train_step call, stateful (h0 and
+        h_out the same array), so that the difference is what the Python layer costs."""
+        rows = []
+        for shape in self.sizes.overhead:
+            x, y, _ = _rnn_data(shape)
+            m = elman.ElmanRNN(shape.I, shape.H, shape.O, seed=0)
+            opt = elman.Adagrad(m, lr=LR, eps=EPS)
+            step = elman.TrainStep(m, opt, shape.T, shape.B)
+            h = np.zeros((1, shape.B, shape.H), np.float32)
+            once = step.c_seconds(x, y, 10)
+            n = max(10, int(self.sizes.min_time / max(once, 1e-9)))
+            time.sleep(self.sizes.settle)
+            c = statistics.median(step.c_seconds(x, y, n) for _ in range(self.sizes.repeats))
+            row = dict(shape=shape.label, c_us=c * 1e6, c_steps=n)
+            for impl, fn in (("TrainStep", lambda: step(x, y, h, h_out=h)),
+                             ("train_step", lambda: elman.train_step(m, opt, x, y, h,
+                                                                     h_out=h))):
+                r = self.time(f"overhead {shape.label} {impl}", lambda fn=fn: fn)
+                if r["status"] == "ok":
+                    r["us"] = r["seconds"] * 1e6
+                    r["overhead_us"] = r["us"] - row["c_us"]
+                row[impl] = r
+            rows.append(row)
+        return rows
+
     def scaling(self):
         base = self.sizes.scaling_base
         result = {"base": base.label}
@@ -704,6 +735,8 @@ def run_worker(preset, sections, threads, openblas, long_range=None):
                 run["scaling"] = worker.scaling()
             if "torch" in sections:
                 run["torch"] = worker.torch_backend()
+            if "overhead" in sections:
+                run["overhead"] = worker.overhead()
             if "curvature" in sections:
                 from . import second_order
                 run["curvature"] = second_order.curvature(worker, preset)
