@@ -287,47 +287,37 @@ def _step_buffers(ws, dt, T, B, I, H, O, S, loss, last_step_only, arch, has_leng
 
 
 class PreparedTrainStep:
-    """model_train_step for one shape, its workspace made once and its arguments that do not
-    change kept in the binding's order: the fast path of elman.TrainStep, which has checked
-    the shape and hands over flat arrays (run's x and ids as _inputs makes them, y_ids and
-    y_values as _step_arguments does). hs (S, T+1, B, H) is read for the initial states and
-    the final ones."""
+    """model_train_step for one shape, its workspace made once and checked with the shape
+    by the binding's TrainStepPlan: the fast path of elman.TrainStep, which has checked the
+    batch's dtypes and shapes and hands over the arrays as they are. hs (S, T+1, B, H) holds
+    the states of the last step."""
 
     def __init__(self, dtype, T, B, *, input_size, hidden_size, output_size, nonlinearity,
                  num_layers, bidirectional, dropout, dropout_lanes, loss, reduction,
-                 last_step_only):
+                 last_step_only, params, grads, state, optimizer):
         dt = np.dtype(dtype)
         I, H, O = input_size, hidden_size, output_size
-        self.S = num_layers * (2 if bidirectional else 1)
-        self.stack = (num_layers, bidirectional, dropout, dropout_lanes)
-        self.arch = _arch(num_layers, bidirectional, dropout, 0, dropout_lanes)
-        self.ws = {}
-        self.hs = _step_buffers(self.ws, dt, T, B, I, H, O, self.S, loss, last_step_only,
-                                self.arch, False)
-        self.empty = _empty(dt)
-        self.no_ids = _NO_IDS
-        self._flat = self.hs.reshape(-1)
-        self._shape = (T, B, I, H, O, NONLINEARITIES[nonlinearity])
-        self._options = (LOSSES[loss], REDUCTIONS[reduction], bool(last_step_only))
+        S = num_layers * (2 if bidirectional else 1)
+        arch = _arch(num_layers, bidirectional, dropout, 0, dropout_lanes)
+        ws = {}
+        self.hs = _step_buffers(ws, dt, T, B, I, H, O, S, loss, last_step_only, arch, False)
+        self.plan = _core.TrainStepPlan(
+            params, grads, _empty(dt) if state is None else state, self.hs.reshape(-1),
+            ws["Y"], ws["dA"], ws["work"], T, B, I, H, O, NONLINEARITIES[nonlinearity],
+            LOSSES[loss], REDUCTIONS[reduction], bool(last_step_only), optimizer, arch)
 
-    def run(self, params, grads, state, x, ids, is_ids, y_ids, y_values, optimizer, lr,
-            step, lr_decay, weight_decay, eps, eps_placement, maximize, clip_value, momentum,
-            max_grad_norm, dropout_seed=None, repeat=1):
-        """(loss, grad norm, stage) as model_train_step returns them; dropout_seed: this
-        call's mask seed (models with dropout). repeat: the binding's (benchmarks)."""
-        arch = self.arch
-        if dropout_seed is not None:
-            L, bi, p, lanes = self.stack
-            arch = _arch(L, bi, p, dropout_seed, lanes)
-        ws = self.ws
+    def run(self, x, is_ids, y, h0, h_out, lr, step, lr_decay, weight_decay, eps,
+            eps_placement, maximize, clip_value, momentum, max_grad_norm, dropout_seed=0,
+            repeat=1):
+        """(loss, grad norm, stage) as model_train_step returns them; the final states in
+        h_out (an (S, B, H) array, or None to leave them in hs). repeat > 1 (benchmarks):
+        the step that many times on this batch, from h0 each time."""
         with _threads.one_blas_thread():
-            return _core.model_train_step(
-                params, grads, self.empty if state is None else state, self._flat, ws["Y"],
-                ws["dA"], x, ids, y_ids, y_values, *self._shape, is_ids, *self._options,
-                optimizer, lr, lr_decay, weight_decay, eps, _clip(clip_value), step,
-                eps_placement == "inside", maximize, momentum,
-                math.inf if max_grad_norm is None else max_grad_norm, arch, _NO_IDS,
-                ws["work"], repeat)
+            return self.plan.run(x, is_ids, y, h0, h_out, lr, lr_decay, weight_decay, eps,
+                                 _clip(clip_value), step, eps_placement == "inside",
+                                 maximize, momentum,
+                                 math.inf if max_grad_norm is None else max_grad_norm,
+                                 dropout_seed, repeat)
 
 
 def _step_arguments(params, x, y, h0, workspace, I, H, O, loss, last_step_only, arch,

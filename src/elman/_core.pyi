@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -99,6 +100,15 @@ def model_gauss_newton_product(Gv: _F, Rhs: _F, RY: _F, dA: _F, Rwork: _B, hs: _
 def model_sample(out: _I, h: _F, work: _F, rng: npt.NDArray[np.uint64], first: _I,
                  temperature: float, params: _F, I: int, H: int, O: int,
                  nonlinearity: int, num_layers: int = 1) -> None: ...
+class TrainStepPlan:
+    def __init__(self, params: _F, grads: _F, state: _F, hs: _F, Y: _F, dA: _F, work: _B,
+                 T: int, B: int, I: int, H: int, O: int, nonlinearity: int, loss: int,
+                 reduction: int, last_step_only: bool, kind: str, arch: _Arch) -> None: ...
+    def run(self, x: npt.NDArray[Any], is_ids: bool, y: npt.NDArray[Any],
+            h0: _F | None, h_out: _F | None, lr: float, lr_decay: float,
+            weight_decay: float, eps: float, clip_value: float, step: int, eps_inside: bool,
+            maximize: bool, momentum: float, max_grad_norm: float, dropout_seed: int,
+            repeat: int = 1) -> tuple[float, float, int]: ...
 def model_train_step(params: _F, grads: _F, state: _F, hs: _F, Y: _F, dA: _F, x: _F,
                      ids: _I, y_ids: _I, y_values: _F, T: int, B: int, I: int, H: int,
                      O: int, nonlinearity: int, use_ids: bool, loss: int, reduction: int,
@@ -106,5 +116,5 @@ def model_train_step(params: _F, grads: _F, state: _F, hs: _F, Y: _F, dA: _F, x:
                      weight_decay: float, eps: float, clip_value: float, step: int,
                      eps_inside: bool, maximize: bool, momentum: float,
                      max_grad_norm: float, arch: _Arch = (1, False, 0.0, 0),
-                     lengths: _I | None = None, work: _B | None = None,
-                     repeat: int = 1) -> tuple[float, float, int]: ...
+                     lengths: _I | None = None,
+                     work: _B | None = None) -> tuple[float, float, int]: ...

@@ -12,10 +12,14 @@ import operator
 
 INF = float("inf")
 
+cimport cython
 from cython cimport floating
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t, uint64_t
+from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release,
+                            PyObject_GetBuffer)
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.string cimport memcpy, memset
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -933,6 +937,172 @@ def model_sample(int64_t[::1] out, floating[::1] h, floating[::1] work, uint64_t
     _check(s, "model_sample")
 
 
+cdef void *_f32_at(float[::1] a) noexcept:
+    return <void *>&a[0] if a.shape[0] > 0 else NULL
+
+
+cdef void *_f64_at(double[::1] a) noexcept:
+    return <void *>&a[0] if a.shape[0] > 0 else NULL
+
+
+@cython.auto_pickle(False)   # it holds raw pointers: not for pickling
+cdef class TrainStepPlan:
+    """model_train_step with its model shape, buffers and loss options fixed and checked
+    once (elman.TrainStep's prepared path). run() takes the batch (x, y as C-contiguous
+    arrays of the sizes the shape fixes), the states to start from and to write the final
+    ones to, the optimizer's settings and the dropout seed: a call parses a few numbers and
+    acquires four buffers, where model_train_step's parses thirty-five arguments."""
+    cdef elman_model_shape m
+    cdef int kind
+    cdef bint f64
+    cdef Py_ssize_t real, n_ids, n_dense, n_y_ids, n_y_values, slab, bh, n_h
+    cdef void *pp
+    cdef void *gp
+    cdef void *sp
+    cdef void *hsp
+    cdef void *Yp
+    cdef void *dAp
+    cdef void *wp
+    cdef object keep
+
+    def __init__(self, params, grads, state, hs, Y, dA, unsigned char[::1] work, T, B, I, H,
+                 O, int nonlinearity, int loss, int reduction, bint last_step_only, str kind,
+                 tuple arch):
+        where = "TrainStepPlan"
+        _model_shape(&self.m, T, B, I, H, O, nonlinearity, loss, reduction, last_step_only,
+                     arch, None)
+        self.f64 = params.dtype.itemsize == 8
+        self.real = 8 if self.f64 else 4
+        # each a 1-D contiguous array of the params' dtype, or the memoryview refuses it
+        if self.f64:
+            self.pp, self.gp, self.sp = _f64_at(params), _f64_at(grads), _f64_at(state)
+            self.hsp, self.Yp, self.dAp = _f64_at(hs), _f64_at(Y), _f64_at(dA)
+        else:
+            self.pp, self.gp, self.sp = _f32_at(params), _f32_at(grads), _f32_at(state)
+            self.hsp, self.Yp, self.dAp = _f32_at(hs), _f32_at(Y), _f32_at(dA)
+        n_T, n_B, n_I, n_H, n_O = self.m.rnn.T, self.m.rnn.B, self.m.rnn.I, self.m.rnn.H, self.m.O
+        N = n_B if last_step_only else n_T * n_B
+        _step_buffers(where, &self.m, params.shape[0], grads.shape[0], hs.shape[0],
+                      Y.shape[0], dA.shape[0], 0, n_T * n_B, N, N * n_O, True)
+        self.wp = _work(work, &self.m, self.real, where)
+        n_params = elman_model_num_params(&self.m)
+        if kind == "adagrad":
+            self.kind = ELMAN_OPT_ADAGRAD
+            _need(state.shape[0], n_params, "state")
+        elif kind == "sgd":
+            self.kind = ELMAN_OPT_SGD
+            if state.shape[0] != 0:
+                _need(state.shape[0], n_params, "state")
+        else:
+            raise ValueError(f"{where}: unknown optimizer {kind!r}")
+        self.n_ids, self.n_dense = n_T * n_B, n_T * n_B * n_I
+        self.n_y_ids, self.n_y_values = N, N * n_O
+        self.bh = n_B * n_H
+        self.slab = (n_T + 1) * self.bh
+        self.n_h = _slabs(&self.m) * self.bh
+        self.keep = (params, grads, state, hs, Y, dA, work)
+
+    def run(self, x, bint is_ids, y, h0, h_out, double lr, double lr_decay,
+            double weight_decay, double eps, double clip_value, int64_t step, bint eps_inside,
+            bint maximize, double momentum, double max_grad_norm, uint64_t dropout_seed,
+            int64_t repeat=1):
+        """(loss, grad norm, stage) as model_train_step; h0 (L*D, B, H) or None (zeros),
+        copied into hs; the final states written to h_out (or left in hs when None).
+        repeat > 1 (benchmarks: the C work without the call's) runs the step that many times
+        on this batch from the same h0, the step count advancing, stopping at the first that
+        is not finite."""
+        cdef Py_buffer bx, by, bh0, bho
+        cdef bint xent = self.m.loss == ELMAN_LOSS_XENT
+        cdef Py_ssize_t want_x = self.n_ids * 8 if is_ids else self.n_dense * self.real
+        cdef Py_ssize_t want_y = self.n_y_ids * 8 if xent else self.n_y_values * self.real
+        cdef Py_ssize_t k, S = _slabs(&self.m), T = self.m.rnn.T
+        cdef int D = 2 if self.m.bidirectional else 1
+        cdef char *hs = <char *>self.hsp
+        cdef size_t row = <size_t>(self.bh * self.real)
+        cdef elman_optimizer o
+        cdef double out = 0, norm = 0
+        cdef int s = ELMAN_OK
+        cdef int64_t r
+        if repeat < 1:
+            raise ValueError(f"TrainStepPlan.run: repeat must be >= 1, got {repeat}")
+        PyObject_GetBuffer(x, &bx, PyBUF_C_CONTIGUOUS)
+        try:
+            PyObject_GetBuffer(y, &by, PyBUF_C_CONTIGUOUS)
+            try:
+                if bx.len != want_x or by.len != want_y:
+                    raise ValueError(f"TrainStepPlan.run: x holds {bx.len} bytes and y "
+                                     f"{by.len}; this shape needs {want_x} and {want_y}")
+                if h0 is None:
+                    for k in range(S):
+                        memset(hs + (k * self.slab + (T * self.bh if k % D else 0))
+                               * self.real, 0, row)
+                else:
+                    PyObject_GetBuffer(h0, &bh0, PyBUF_C_CONTIGUOUS)
+                    try:
+                        if bh0.len != self.n_h * self.real:
+                            raise ValueError(f"TrainStepPlan.run: h0 holds {bh0.len} bytes, "
+                                             f"this shape needs {self.n_h * self.real}")
+                        for k in range(S):
+                            memcpy(hs + (k * self.slab + (T * self.bh if k % D else 0))
+                                   * self.real, <char *>bh0.buf + k * row, row)
+                    finally:
+                        PyBuffer_Release(&bh0)
+                o.kind = <elman_optimizer_kind>self.kind
+                o.adagrad.lr = lr; o.adagrad.lr_decay = lr_decay
+                o.adagrad.weight_decay = weight_decay; o.adagrad.eps = eps
+                o.adagrad.clip_value = clip_value; o.adagrad.grad_scale = 1
+                o.adagrad.step = step; o.adagrad.eps_inside = eps_inside
+                o.adagrad.maximize = maximize
+                o.sgd.lr = lr; o.sgd.momentum = momentum; o.sgd.weight_decay = weight_decay
+                o.sgd.clip_value = clip_value; o.sgd.grad_scale = 1; o.sgd.maximize = maximize
+                o.max_grad_norm = max_grad_norm
+                self.m.dropout_seed = dropout_seed
+                with nogil:
+                    for r in range(repeat):
+                        if self.f64:
+                            s = elman_model_train_step_f64(
+                                &out, &norm, <double *>self.pp, <double *>self.gp,
+                                <double *>self.sp, <double *>self.hsp, <double *>self.Yp,
+                                <double *>self.dAp, self.wp,
+                                NULL if is_ids else <const double *>bx.buf,
+                                <const elman_int *>bx.buf if is_ids else NULL,
+                                <const elman_int *>by.buf if xent else NULL,
+                                NULL if xent else <const double *>by.buf, &self.m, &o)
+                        else:
+                            s = elman_model_train_step_f32(
+                                &out, &norm, <float *>self.pp, <float *>self.gp,
+                                <float *>self.sp, <float *>self.hsp, <float *>self.Yp,
+                                <float *>self.dAp, self.wp,
+                                NULL if is_ids else <const float *>bx.buf,
+                                <const elman_int *>bx.buf if is_ids else NULL,
+                                <const elman_int *>by.buf if xent else NULL,
+                                NULL if xent else <const float *>by.buf, &self.m, &o)
+                        if s != ELMAN_OK:
+                            break
+                        o.adagrad.step += 1
+            finally:
+                PyBuffer_Release(&by)
+        finally:
+            PyBuffer_Release(&bx)
+        if s == ELMAN_ERR_NONFINITE:
+            stage = 1 if not isfinite(out) else 2 if max_grad_norm != INF and not isfinite(norm) else 3
+            return out, norm, stage
+        _check(s, "model_train_step")
+        if h_out is not None:
+            PyObject_GetBuffer(h_out, &bho, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+            try:
+                if bho.len != self.n_h * self.real:
+                    raise ValueError(f"TrainStepPlan.run: h_out holds {bho.len} bytes, this "
+                                     f"shape needs {self.n_h * self.real}")
+                for k in range(S):
+                    memcpy(<char *>bho.buf + k * row,
+                           hs + (k * self.slab + (0 if k % D else T * self.bh)) * self.real,
+                           row)
+            finally:
+                PyBuffer_Release(&bho)
+        return out, norm, 0
+
+
 def model_train_step(floating[::1] params, floating[::1] grads, floating[::1] state,
                      floating[::1] hs, floating[::1] Y, floating[::1] dA,
                      const floating[::1] x, const int64_t[::1] ids, const int64_t[::1] y_ids,
@@ -941,13 +1111,10 @@ def model_train_step(floating[::1] params, floating[::1] grads, floating[::1] st
                      double lr, double lr_decay, double weight_decay, double eps,
                      double clip_value, int64_t step, bint eps_inside, bint maximize,
                      double momentum, double max_grad_norm, tuple arch=(1, False, 0.0, 0),
-                     const int64_t[::1] lengths=None, unsigned char[::1] work=None,
-                     int64_t repeat=1):
+                     const int64_t[::1] lengths=None, unsigned char[::1] work=None):
     """Forward, BPTT, clipping and the update in one call. Returns (loss, grad_norm or nan,
     stage): stage 0 when all was finite, else the first stage that was not: 1 the loss
-    (nothing written), 2 the gradient norm (nothing updated), 3 the update (applied).
-    repeat > 1 (benchmarks: the C work without the call's) runs the step that many times on
-    the same batch, the step count advancing, and stops at the first that is not finite."""
+    (nothing written), 2 the gradient norm (nothing updated), 3 the update (applied)."""
     cdef elman_model_shape m
     _model_shape(&m, T, B, I, H, O, nonlinearity, loss, reduction, last_step_only, arch,
                  lengths)
@@ -982,21 +1149,14 @@ def model_train_step(floating[::1] params, floating[::1] grads, floating[::1] st
     _step_pointers(x, ids, y_ids, y_values, use_ids, loss, &xp, &idp, &yidp, &yvp)
     cdef floating *pp = _p(params), *gp = _p(grads), *hsp = _p(hs), *Yp = _p(Y), *dAp = _p(dA)
     cdef double out = 0, norm = 0
-    cdef int s = ELMAN_OK
-    cdef int64_t r
-    if repeat < 1:
-        raise ValueError(f"model_train_step: repeat must be >= 1, got {repeat}")
+    cdef int s
     with nogil:
-        for r in range(repeat):
-            if floating is float:
-                s = elman_model_train_step_f32(&out, &norm, pp, gp, sp, hsp, Yp, dAp, wp, xp,
-                                               idp, yidp, yvp, &m, &o)
-            else:
-                s = elman_model_train_step_f64(&out, &norm, pp, gp, sp, hsp, Yp, dAp, wp, xp,
-                                               idp, yidp, yvp, &m, &o)
-            if s != ELMAN_OK:
-                break
-            o.adagrad.step += 1
+        if floating is float:
+            s = elman_model_train_step_f32(&out, &norm, pp, gp, sp, hsp, Yp, dAp, wp, xp, idp,
+                                           yidp, yvp, &m, &o)
+        else:
+            s = elman_model_train_step_f64(&out, &norm, pp, gp, sp, hsp, Yp, dAp, wp, xp, idp,
+                                           yidp, yvp, &m, &o)
     if s == ELMAN_ERR_NONFINITE:
         # which stage was not finite: the loss (nothing written), the gradient norm (grads
         # written, nothing updated) or the update (applied)

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from . import _c_backend, _workspace
+from . import _c_backend
 from ._dispatch import current
 from ._validate import NonFiniteError, choice, positive_int
 from .kernels import LOSSES, REDUCTIONS
@@ -96,14 +96,15 @@ class TrainStep:
                    ((B,) if last else (T, B)) if xent else ((B, O) if last else (T, B, O)))
         self._xent = xent
         self._h_shape = (S, B, H)
+        state, u = opt.fused_update()
+        self._state = state
         self._prepared = _c_backend.PreparedTrainStep(
             dt, T, B, input_size=I, hidden_size=H, output_size=O,
             nonlinearity=model.nonlinearity, num_layers=stack.num_layers,
             bidirectional=stack.bidirectional, dropout=stack.dropout,
             dropout_lanes=model.dropout_lanes, loss=loss, reduction=reduction,
-            last_step_only=last)
-        self._hs = self._prepared.hs
-        self._empty, self._no_ids = self._prepared.empty, self._prepared.no_ids
+            last_step_only=last, params=model.params, grads=model.grads, state=state,
+            optimizer=u["optimizer"])
 
     def _general(self, x, y, h0, h_out):
         return run_train_step("TrainStep", self.model, self.opt, x, y, h0, loss=self.loss,
@@ -118,56 +119,47 @@ class TrainStep:
                                  np.may_share_memory(h, self.model.params)
                                  or np.may_share_memory(h, self.model.grads)))))
 
-    def _inputs(self, x, y, h0, h_out):
-        """The binding's (x, ids, is_ids, y_ids, y_values) when the arrays are exactly what
-        this step was prepared for, else None (the long way)."""
+    def _is_ids(self, x, y, h0, h_out):
+        """True (token ids) or False (dense input) when the arrays are exactly what this
+        step was prepared for, else None (the long way)."""
         if type(x) is not np.ndarray or type(y) is not np.ndarray or \
                 not (x.flags.c_contiguous and y.flags.c_contiguous) or \
                 current() is not _c_backend or not self._state_ok(h0) or \
                 not self._state_ok(h_out, writable=True):
             return None
-        grads = self.model.grads
         if x.dtype == _INT64 and x.shape == self._ids_shape:
-            xs = (self._empty, x.reshape(-1), True)
+            is_ids = True
         elif x.dtype == self._dt and x.shape == self._dense_shape and \
-                not np.may_share_memory(x, grads):
-            xs = (x.reshape(-1), self._no_ids, False)
+                not np.may_share_memory(x, self.model.grads):
+            is_ids = False
         else:
             return None
         ydt, yshape = self._y
         if y.dtype != ydt or y.shape != yshape or \
-                (not self._xent and np.may_share_memory(y, grads)):
+                (not self._xent and np.may_share_memory(y, self.model.grads)):
             return None
-        return xs + ((y.reshape(-1), self._empty) if self._xent else
-                     (self._no_ids, y.reshape(-1)))
+        return is_ids
 
     def __call__(self, x, y, h0=None, *, h_out=None):
         model, opt = self.model, self.opt
         # the prepared path takes exactly what it was made for; the rest goes the long way
-        args = self._inputs(x, y, h0, h_out)
-        if args is None:
+        is_ids = self._is_ids(x, y, h0, h_out)
+        fused = None if is_ids is None else opt.fused_update()
+        if fused is None or fused[0] is not self._state:
             return self._general(x, y, h0, h_out)
-        fused = opt.fused_update()
-        if fused is None:
-            return self._general(x, y, h0, h_out)
-        state, u = fused
+        u = fused[1]
         if not model._busy.acquire(blocking=False):
             return self._general(x, y, h0, h_out)   # which raises: the model is in use
+        out = np.empty(self._h_shape, self._dt) if h_out is None else h_out
         try:
-            hs = self._hs
-            if self._D == 1:
-                hs[:, 0] = 0 if h0 is None else h0
-            else:
-                _workspace.set_initial_states(hs, h0, self._D)
             calls = model.dropout_calls
-            seed = model._dropout_draw()["dropout_seed"] if model.dropout > 0 else None
+            seed = model._dropout_draw()["dropout_seed"] if model.dropout > 0 else 0
             model._grad_h0 = None
             try:
                 value, norm, stage = self._prepared.run(
-                    model.params, model.grads, state, *args, u["optimizer"],
-                    u["lr"], u["step"], u.get("lr_decay", 0.0), u["weight_decay"], u["eps"],
-                    u.get("eps_placement"), u["maximize"], u["clip_value"],
-                    u.get("momentum", 0.0), u["max_grad_norm"], seed)
+                    x, is_ids, y, h0, out, u["lr"], u["step"], u.get("lr_decay", 0.0),
+                    u["weight_decay"], u["eps"], u.get("eps_placement"), u["maximize"],
+                    u["clip_value"], u.get("momentum", 0.0), u["max_grad_norm"], seed)
             except ValueError:
                 # an id or target out of range (checked by C before anything is updated)
                 stage = None
@@ -186,13 +178,6 @@ class TrainStep:
         if stage == 3:
             raise NonFiniteError(f"{where}: grad holds NaN or infinity, or the update made a "
                                  f"parameter non-finite (the update was applied)")
-        hs, T = self._hs, self.T
-        out = np.empty(self._h_shape, self._dt) if h_out is None else h_out
-        if self._D == 1:
-            out[...] = hs[:, T]
-        else:
-            for k, h in enumerate(_workspace.final_states(hs, self._D)):
-                out[k] = h
         return value, out
 
     def c_seconds(self, x, y, n=1000):
@@ -201,21 +186,20 @@ class TrainStep:
         one binding call, the model trained and ``opt.steps`` advanced n steps. x and y
         must be arrays the prepared path takes."""
         n = positive_int(n, "n", where="TrainStep.c_seconds")
-        args = self._inputs(x, y, None, None)
-        if args is None:
+        is_ids = self._is_ids(x, y, None, None)
+        fused = None if is_ids is None else self.opt.fused_update()
+        if fused is None or fused[0] is not self._state:
             raise ValueError("TrainStep.c_seconds: x and y must be C-contiguous arrays of "
                              "the prepared shapes and dtypes, on the C backend")
         model, opt = self.model, self.opt
-        state, u = opt.fused_update()
-        seed = model._dropout_draw()["dropout_seed"] if model.dropout > 0 else None
+        u = fused[1]
+        seed = model._dropout_draw()["dropout_seed"] if model.dropout > 0 else 0
         with model._exclusive("TrainStep.c_seconds"):
-            self._hs[...] = 0
             t0 = time.perf_counter()
             _, _, stage = self._prepared.run(
-                model.params, model.grads, state, *args, u["optimizer"], u["lr"], u["step"],
-                u.get("lr_decay", 0.0), u["weight_decay"], u["eps"], u.get("eps_placement"),
-                u["maximize"], u["clip_value"], u.get("momentum", 0.0), u["max_grad_norm"],
-                seed, repeat=n)
+                x, is_ids, y, None, None, u["lr"], u["step"], u.get("lr_decay", 0.0),
+                u["weight_decay"], u["eps"], u.get("eps_placement"), u["maximize"],
+                u["clip_value"], u.get("momentum", 0.0), u["max_grad_norm"], seed, repeat=n)
             seconds = time.perf_counter() - t0
         if stage:
             raise NonFiniteError("TrainStep.c_seconds: a step was not finite")
