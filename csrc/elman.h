@@ -185,6 +185,13 @@ int elman_sgd_update_f64(double *param, const double *grad, double *momentum_buf
 int elman_stream_probe_f32(float *p, float *s, const float *g, elman_int n);
 int elman_stream_probe_f64(double *p, double *s, const double *g, elman_int n);
 
+/* The FMA peak probe of the benchmarks: on every thread elman's kernels use, iters rounds
+ * of independent vector multiply-adds on registers (no memory traffic). Writes the FLOPs
+ * done (2 per lane per multiply-add) to *flops and a sum of the results to *sink (keep it:
+ * it is what makes the work observable). The caller times the call. */
+int elman_fma_probe_f32(elman_int iters, double *flops, double *sink);
+int elman_fma_probe_f64(elman_int iters, double *flops, double *sink);
+
 /* Input checks, for bindings that validate before calling the kernels: 1 when every
  * element of x (n) is finite (NaN and +-inf are not); the smallest and largest id. */
 int elman_all_finite_f32(const float *x, elman_int n);

@@ -122,6 +122,9 @@ typedef struct {
                        elman_int n);
     void (*stream_f64)(double *restrict p, double *restrict s, const double *restrict g,
                        elman_int n);
+    /* the FMA peak probe's loop on this thread: adds its FLOPs to *flops, returns a sink */
+    double (*fma_f32)(elman_int iters, double *flops);
+    double (*fma_f64)(elman_int iters, double *flops);
 } elman_probe_loops;
 
 /* Each operation's registered paths (dispatch.c), indexed by elman_isa(). */

@@ -46,6 +46,11 @@
 #define ELMAN_GEMM_PANEL_VECTORS_512 4
 #define ELMAN_GEMM_PANEL_VECTORS 2
 
+/* The FMA peak probe (probe.c) keeps this many independent vector chains in flight per
+ * thread: two FMA units of four cycles' latency need eight, and twelve leave margin (AVX2's
+ * 16 registers hold them and the two constants). */
+#define ELMAN_FMA_CHAINS 12
+
 /* A thread's share of an elementwise loop is a multiple of this many elements: 16 floats
  * fill one 64-byte cache line, so that two threads never write the same line. */
 #define ELMAN_SPLIT_UNIT 16

@@ -78,6 +78,8 @@ cdef extern from "elman.h" nogil:
     int elman_sgd_update_f64(double *, const double *, double *, elman_int, const elman_sgd_opts *)
     int elman_stream_probe_f32(float *, float *, const float *, elman_int)
     int elman_stream_probe_f64(double *, double *, const double *, elman_int)
+    int elman_fma_probe_f32(elman_int, double *, double *)
+    int elman_fma_probe_f64(elman_int, double *, double *)
     int elman_all_finite_f32(const float *, elman_int)
     int elman_all_finite_f64(const double *, elman_int)
     int elman_index_range(elman_int *, elman_int *, const elman_int *, elman_int)

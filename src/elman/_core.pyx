@@ -343,6 +343,21 @@ def stream_probe(floating[::1] p, floating[::1] s, const floating[::1] g):
     _check(st, "stream_probe")
 
 
+def fma_probe(int64_t iters, bint f64=False):
+    """(FLOPs done, sink) of the FMA peak probe: iters rounds on every thread (elman.h)."""
+    if iters < 0:
+        raise ValueError(f"fma_probe: iters must be >= 0, got {iters}")
+    cdef double flops = 0, sink = 0
+    cdef int st
+    with nogil:
+        if f64:
+            st = elman_fma_probe_f64(iters, &flops, &sink)
+        else:
+            st = elman_fma_probe_f32(iters, &flops, &sink)
+    _check(st, "fma_probe")
+    return flops, sink
+
+
 def all_finite(const floating[::1] x):
     """True when no element of x is NaN or infinite (one vectorized pass)."""
     cdef bint ok

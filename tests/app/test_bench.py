@@ -72,6 +72,7 @@ def test_tiny_run_numbers_are_positive_and_finite(tiny_run):
     (run,) = result["runs"]
     limits = run["limits"]
     assert all(positive(r["gbps"]) for r in limits["stream"])
+    assert limits["fma_peak"]["status"] == "ok" and positive(limits["fma_peak"]["gflops"])
     assert all(positive(r["gflops"]) for r in [limits["sgemm_peak"], *limits["sgemm"]])
     for row in run["adagrad"]:
         if row["impl"] in ("elman", "numpy"):

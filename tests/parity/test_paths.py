@@ -357,3 +357,29 @@ def test_a_forked_child_runs_the_threaded_kernels():
         assert first == pytest.approx(p[0]) and np.isfinite(loss)
     finally:
         elman.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fma_probe_counts_the_flops_it_does_on_every_path_and_thread_count(dtype):
+    """FLOPs = 2 x rounds x 12 chains x lanes x threads: linear in the rounds, doubled by a
+    second thread, the lanes the path's vector width (at least one, at most 16 floats)."""
+    old = elman.get_num_threads()
+    try:
+        for path in elman.cpu_paths():
+            with elman.cpu_path(path):
+                elman.set_num_threads(1)
+                one = probes.fma_probe(10, dtype)
+                lanes = one / (2 * 10 * 12)
+                assert lanes == int(lanes) and 1 <= lanes <= (16 if dtype == "float32" else 8)
+                assert probes.fma_probe(30, dtype) == 3 * one
+                assert probes.fma_probe(0, dtype) == 0
+                elman.set_num_threads(2)
+                assert probes.fma_probe(10, dtype) in (one, 2 * one)   # 2 where OpenMP is
+    finally:
+        elman.set_num_threads(old)
+    with pytest.raises(ValueError, match="iters"):
+        probes.fma_probe(-1)
+    with pytest.raises(ValueError, match="dtype"):
+        probes.fma_probe(10, "float16")
+    with pytest.raises(TypeError, match="iters"):
+        probes.fma_probe(1.5)

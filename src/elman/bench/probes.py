@@ -1,9 +1,11 @@
-"""Kernels that exist for the benchmarks (not for training): the bandwidth probe and the
-per-step GEMM on its own, validated as elman.kernels' functions are."""
+"""Kernels that exist for the benchmarks (not for training): the bandwidth probe, the FMA
+peak probe and the per-step GEMM on its own, validated as elman.kernels' functions are."""
 from __future__ import annotations
 
+import numpy as np
+
 from .._dispatch import current, is_c
-from .._validate import float_array, no_overlap
+from .._validate import choice, float_array, no_overlap, positive_int
 from .. import _core
 
 
@@ -34,3 +36,20 @@ def step_gemm(C, A, W):
         _core.step_gemm(C.reshape(-1), A.reshape(-1), W.reshape(-1), M, K, W.shape[1])
     else:
         C += A @ W
+
+
+def fma_probe(iters, dtype="float32"):
+    """The FMA peak probe (csrc/probe.c): on every thread elman's kernels use, ``iters``
+    rounds of twelve independent vector multiply-adds on this path's registers, no memory
+    traffic. Returns the FLOPs done (2 per lane per multiply-add); time the call for the
+    machine's peak in GFLOP/s, the ceiling of every GEMM (a 512-bit FMA per cycle per core
+    on Zen 5, half that on Zen 4's 256-bit units)."""
+    where = "fma_probe"
+    iters = positive_int(iters, "iters", where=where, minimum=0)
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = dtype
+    dtype = choice(name, "dtype", ("float32", "float64"), where=where)
+    flops, _ = _core.fma_probe(iters, dtype == "float64")
+    return flops

@@ -103,6 +103,20 @@ def _limits_md(runs, label):
         rows.append([label(run)] + [f"{_num(r['gbps'])} GB/s" if r["status"] == "ok"
                                     else _status(r) for r in run["limits"]["stream"]])
     lines += _table(["threads"] + [f"n={_count(n)}" for n in ns], rows)
+    lines += ["FMA peak: GFLOP/s of independent float32 vector multiply-adds on registers on "
+              "every thread (`elman.bench.probes.fma_probe`), the ceiling of every GEMM "
+              "below; sgemm at 2048³ beside it.", ""]
+    rows = []
+    for run in runs:
+        lim = run["limits"]
+        fma, sq = lim.get("fma_peak", {}), lim["sgemm_peak"]
+        rows.append([label(run),
+                     f"{_num(fma['gflops'])} GFLOP/s" if fma.get("status") == "ok"
+                     else _status(fma) if fma else "—",
+                     f"{_num(sq['gflops'])} GFLOP/s" if sq["status"] == "ok" else _status(sq),
+                     f"{_num(100 * sq['gflops'] / fma['gflops'])}%"
+                     if sq["status"] == "ok" and fma.get("status") == "ok" else "—"])
+    lines += _table(["threads", "FMA peak", "sgemm 2048³", "sgemm / FMA peak"], rows)
     lines += ["sgemm through SciPy's BLAS (the library elman's GEMMs call), float32, "
               "Fortran-ordered operands, C written in place; % of the square reference. "
               "For the per-step recurrence product, also elman's own kernel "
@@ -167,7 +181,8 @@ def _rnn_md(runs, label):
              "Forward, softmax cross-entropy on every step (mean), full BPTT, Adagrad; h0 = 0. "
              "Cell: time per step · tokens/s (T*B per step) · GFLOP/s of the step's matrix "
              "products (6TBH² + 6TBHO, + 4TBIH for dense input; the same count for every "
-             "peer) (% of the sgemm peak at this thread count). torch consumes token ids "
+             "peer) (% of the sgemm peak, then of the FMA peak, at this thread count). "
+             "torch consumes token ids "
              "one-hot (nn.RNN has no id input; the one-hot tensor is built once, outside the "
              "step), so it does a (TB,V)x(V,H) GEMM that the others replace by a gather. "
              "optax.adagrad puts eps inside the square root; with eps 1e-10 this changes "
@@ -175,7 +190,13 @@ def _rnn_md(runs, label):
     return lines + _peer_table(runs, label, "rnn", "shape", RNN_IMPLS,
                                lambda r: f"{_duration(r['seconds'])} · "
                                          f"{_si(r['tokens_per_s'])} tok/s · "
-                                         f"{_num(r['gflops'])} GF/s{_pct(r, 'pct_peak')}")
+                                         f"{_num(r['gflops'])} GF/s{_pct2(r)}")
+
+
+def _pct2(r) -> str:
+    """' (x% · y%)': a rate's share of the sgemm peak and of the FMA peak, those known."""
+    shares = [f"{_num(r[k])}%" for k in ("pct_peak", "pct_fma") if k in r]
+    return f" ({' · '.join(shares)})" if shares else ""
 
 
 def _generate_md(runs, label):

@@ -111,6 +111,7 @@ class Sizes:
     torch_rnn: tuple = ()            # Shapes of elman.torch.ElmanRNN vs torch.nn.RNN
     generate_batched: tuple = ()     # Shapes (B = streams) of sample(n, batch=B)
     overhead: tuple = ()             # Shapes of the Python layer's cost per training step
+    fma_iters: int = 200_000         # rounds of the FMA peak probe per call (~0.6 ms)
 
     def stream_n(self):
         """Buffer lengths of the bandwidth probe: every Adagrad n, so ratios match."""
@@ -154,7 +155,7 @@ PRESETS = {
         min_time=0.001, repeats=2, settle=0.0, sparse=((50, 8, 4, 2),),
         torch_adagrad=((3, 1000), (1, 1000)), torch_rnn=(Shape("S1t", 11, 8, 11, 4, 2),),
         generate_batched=(Shape("Gt", 11, 8, 11, 1, 5),),
-        overhead=(Shape("O1", 4, 4, 4, 1, 1),)),
+        overhead=(Shape("O1", 4, 4, 4, 1, 1),), fma_iters=2000),
 }
 
 
@@ -510,13 +511,19 @@ class Worker:
                     r["elman_gflops"] = 2 * m * k * n / e["seconds"] / 1e9
             return dict(problem=what, role=role, m=m, k=k, n=n, **r)
 
+        # the FMA units' peak on these threads: the ceiling the GEMMs' rates are shares of
+        fma = self.time("fma peak", lambda: functools.partial(probes.fma_probe,
+                                                              self.sizes.fma_iters),
+                        returns="flops")
+        if fma["status"] == "ok":
+            fma["gflops"] = fma["flops"] / fma["seconds"] / 1e9
         N = self.sizes.peak_gemm
         peak = gemm("peak", "square", N, N, N)
         rows = [gemm(shape.name, *g) for shape in self.sizes.rnn for g in shape.gemms()]
         for r in rows:
             if r["status"] == peak["status"] == "ok":
                 r["pct_peak"] = 100 * r["gflops"] / peak["gflops"]
-        return {"stream": stream, "sgemm_peak": peak, "sgemm": rows}
+        return {"stream": stream, "fma_peak": fma, "sgemm_peak": peak, "sgemm": rows}
 
     def adagrad(self, probe_gbps):
         torch = self.peers["torch"]
@@ -541,7 +548,7 @@ class Worker:
                 rows.append(dict(case=case, n=total, tensors=tensors, impl=impl, **r))
         return rows
 
-    def rnn(self, peak_gflops):
+    def rnn(self, peak_gflops, fma_gflops=None):
         torch, jax, optax = (self.peers[k] for k in ("torch", "jax", "optax"))
         makers = {"elman": lambda s: _elman_rnn_step(s, "c"),
                   "numpy": lambda s: _elman_rnn_step(s, "numpy"),
@@ -562,6 +569,8 @@ class Worker:
                     r["gflops"] = shape.flops / r["seconds"] / 1e9
                     if peak_gflops:
                         r["pct_peak"] = 100 * r["gflops"] / peak_gflops
+                    if fma_gflops:
+                        r["pct_fma"] = 100 * r["gflops"] / fma_gflops
                 rows.append(dict(shape=shape.label, **dataclasses.asdict(shape),
                                  flops=shape.flops, impl=impl, **r))
         return rows
@@ -724,11 +733,12 @@ def run_worker(preset, sections, threads, openblas, long_range=None):
             limits = run.get("limits", {})
             probe = {r["n"]: r["gbps"] for r in limits.get("stream", []) if r["status"] == "ok"}
             peak = limits.get("sgemm_peak", {}).get("gflops")
+            fma_peak = limits.get("fma_peak", {}).get("gflops")
             if "adagrad" in sections:
                 run["adagrad"] = worker.adagrad(probe)
                 run["adagrad_sparse"] = worker.adagrad_sparse()
             if "rnn" in sections:
-                run["rnn"] = worker.rnn(peak)
+                run["rnn"] = worker.rnn(peak, fma_peak)
             if "generate" in sections:
                 run["generate"] = worker.generate(peak)
             if "scaling" in sections:
