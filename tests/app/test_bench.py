@@ -253,3 +253,36 @@ def test_long_range_section_trains_every_method_within_its_budget(tmp_path):
     md = (out / "bench.md").read_text(encoding="utf-8")
     assert len(elman_cells(md, "## Long-range problems", "method")) == 4
     assert "Martens & Sutskever (2011)" in md
+
+
+def test_sweep_section_covers_the_grid_and_draws_its_heatmaps(tmp_path):
+    """--only sweep: a row per (H, B, T, layers) cell and implementation, elman's timed with
+    its GFLOP/s and shares of both peaks, the table and (with matplotlib) sweep.png."""
+    assert "sweep" not in bench.DEFAULT_SECTIONS and "sweep" in bench.OPT_IN_SECTIONS
+    assert bench.main(["--tiny", "--threads", "1", "--in-process", "--only", "limits,sweep",
+                       "--out", str(tmp_path)]) == 0
+    (run,) = json.loads((tmp_path / "bench.json").read_text(encoding="utf-8"))["runs"]
+    Hs, Bs, Ts, Ls = bench.PRESETS["tiny"].sweep_grid
+    cells = {(r["H"], r["B"], r["T"], r["layers"]) for r in run["sweep"]}
+    assert cells == {(H, B, T, L) for H in Hs for B in Bs for T in Ts for L in Ls}
+    assert {r["impl"] for r in run["sweep"]} == set(bench.SWEEP_IMPLS)
+    for r in run["sweep"]:
+        if r["impl"] == "elman":
+            assert r["status"] == "ok" and positive(r["gflops"]), r
+            assert positive(r["pct_fma"]) and positive(r["pct_peak"])
+    md = (tmp_path / "bench.md").read_text(encoding="utf-8")
+    header, *rows = markdown_table(md, "## 10.")
+    assert len(rows) == len(cells) and header[:5] == ["threads", "H", "B", "T", "layers"]
+    if bench.optional_module("matplotlib") is not None:
+        assert (tmp_path / "sweep.png").stat().st_size > 0
+
+
+def test_sweep_matrix_puts_each_cell_in_its_row_and_column():
+    from elman.bench.report import sweep_matrix
+    rows = [dict(shape=f"s{H}{B}", H=H, B=B, T=4, layers=1, impl=impl, status="ok",
+                 seconds=1.0 if impl == "elman" else 2.0 * H)
+            for H in (8, 16) for B in (1, 2) for impl in ("elman", "torch")]
+    Hs, cols, grid = sweep_matrix(rows, lambda by: by["torch"]["seconds"]
+                                  / by["elman"]["seconds"])
+    assert Hs == [8, 16] and cols == ["B=1 T=4 L=1", "B=2 T=4 L=1"]
+    assert grid.tolist() == [[16.0, 16.0], [32.0, 32.0]]

@@ -16,6 +16,9 @@ Sections (``--only``, in this order):
 - ``torch``: elman as a PyTorch backend: ``elman.torch.Adagrad`` against torch.optim.Adagrad
   on a list of torch tensors, and ``elman.torch.ElmanRNN`` against torch.nn.RNN inside an
   otherwise identical torch training step.
+- ``sweep``: elman's training step over a grid of H, B, T and layer counts against torch and
+  JAX, as a table and heatmaps (ratio to the best peer; share of the FMA peak); about an
+  hour at the full sizes, so only with ``--only``.
 - ``overhead``: what the Python layer costs per training step: the C work alone against a
   call of ``elman.TrainStep`` and of ``elman.train_step``.
 - ``curvature``: one Gauss-Newton product (``ElmanRNN.gauss_newton``) against one
@@ -62,6 +65,8 @@ from .suite import (  # noqa: F401  (the names tests and users reach as elman.be
     run_worker,
     ADAGRAD_IMPLS,
     GENERATE_IMPLS,
+    OPT_IN_SECTIONS,
+    SWEEP_IMPLS,
     RNN_IMPLS,
     TORCH_ADAGRAD_IMPLS,
     TORCH_RNN_IMPLS,
@@ -193,7 +198,7 @@ def _parser(prog="python -m elman.bench", preset="full", out=os.path.join("bench
     p.add_argument("--only", type=_sections, default=list(DEFAULT_SECTIONS),
                    metavar="SECTIONS",
                    help=f"comma-separated subset of {','.join(SECTIONS)} (default all but "
-                        f"long-range)")
+                        f"sweep and long-range)")
     p.add_argument("--long-range-budget", type=float, metavar="SECONDS",
                    help="long-range: seconds of training per cell (default: the preset's, "
                         "1800 full, 120 quick)")

@@ -7,10 +7,12 @@ import os
 import statistics
 import sys
 
+import numpy as np
+
 from . import suite
 from .suite import (ADAGRAD_BYTES, ADAGRAD_IMPLS, EPS, GENERATE_IMPLS, LR, OPENBLAS_VARS,
-                    RNN_IMPLS, TORCH_ADAGRAD_IMPLS, TORCH_RNN_IMPLS, _count, _duration,
-                    _num, _si)
+                    RNN_IMPLS, SWEEP_IMPLS, TORCH_ADAGRAD_IMPLS, TORCH_RNN_IMPLS, _count,
+                    _duration, _num, _si)
 
 # ---- report: markdown ---------------------------------------------------------------------
 
@@ -275,6 +277,49 @@ def _torch_md(runs, label):
                            "elman / best peer"], rows)
 
 
+def _sweep_md(runs, label):
+    lines = ["## 10. The training step over a grid of shapes", "",
+             "One float32 training step (token ids, V = 65, softmax cross-entropy on every "
+             "step, full BPTT, Adagrad): `elman.TrainStep` against torch (nn.RNN with "
+             "num_layers, fused Adagrad) and JAX (jit, one lax.scan per layer, optax). "
+             "elman's cell: time · GFLOP/s (counted as in section 3, each layer above the "
+             "first adding its input product) (% of the sgemm peak · % of the FMA peak). "
+             "Last column: elman's speed over the best peer's.", ""]
+    rows = []
+    for run in runs:
+        for shape, by_impl in _grouped(run["sweep"], "shape").items():
+            r = by_impl["elman"]
+            cells = _cells(by_impl, SWEEP_IMPLS, lambda r: f"{_duration(r['seconds'])} · "
+                           f"{_num(r['gflops'])} GF/s{_pct2(r)}")
+            rows.append([label(run), f"{r['H']}", f"{r['B']}", f"{r['T']}", f"{r['layers']}",
+                         *cells, *_best_peer(by_impl, SWEEP_IMPLS)])
+    return lines + _table(["threads", "H", "B", "T", "layers", *SWEEP_IMPLS.values(),
+                           "best peer", "elman / best peer"], rows)
+
+
+def sweep_matrix(rows, value):
+    """(row labels H, column labels "B=.. T=.. L=..", matrix) of ``value(by_impl)`` over a
+    run's sweep rows, NaN where it is not known: the heatmaps' data."""
+    cells = _grouped(rows, "shape")
+    Hs = sorted({r["H"] for r in rows})
+    cols = sorted({(r["layers"], r["T"], r["B"]) for r in rows})
+    grid = np.full((len(Hs), len(cols)), np.nan)
+    for by_impl in cells.values():
+        e = by_impl["elman"]
+        v = value(by_impl)
+        if v is not None:
+            grid[Hs.index(e["H"]), cols.index((e["layers"], e["T"], e["B"]))] = v
+    return Hs, [f"B={B} T={T} L={L}" for L, T, B in cols], grid
+
+
+def _ratio_to_best_peer(by_impl):
+    peers = [r for i, r in by_impl.items() if i != "elman" and r["status"] == "ok"]
+    mine = by_impl["elman"]
+    if not peers or mine["status"] != "ok":
+        return None
+    return min(r["seconds"] for r in peers) / mine["seconds"]
+
+
 def _overhead_md(runs, label):
     lines = ["## 9. The Python layer's cost per training step", "",
              "One float32 Adagrad step, stateful (h0 and h_out one array): the C work alone "
@@ -309,7 +354,7 @@ def markdown(result, pngs=None):
                                                          table=_table)),
                          ("long_range", functools.partial(second_order.long_range_md,
                                                           table=_table)),
-                         ("overhead", _overhead_md)):
+                         ("overhead", _overhead_md), ("sweep", _sweep_md)):
         if runs and key in runs[0]:
             lines += section(runs, label)
     return "\n".join(lines)
@@ -391,4 +436,23 @@ def plots(result, out):
             ax.legend(fontsize=7)
         fig.suptitle(f"others as in {runs[0]['scaling']['base']}", fontsize=9)
         save(fig, "scaling.png")
+
+    if runs and "sweep" in runs[0]:
+        kinds = (("ratio to the best peer", _ratio_to_best_peer, "RdYlGn", (0, 3)),
+                 ("% of the FMA peak", lambda b: b["elman"].get("pct_fma"), "viridis",
+                  (0, 100)))
+        fig, axes = plt.subplots(len(kinds), len(runs), squeeze=False,
+                                 figsize=(7.5 * len(runs), 4.2 * len(kinds)))
+        for k, (what, value, cmap, (lo, hi)) in enumerate(kinds):
+            for ax, run, name in zip(axes[k], runs, title):
+                Hs, cols, grid = sweep_matrix(run["sweep"], value)
+                im = ax.imshow(grid, cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
+                ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=6)
+                ax.set_yticks(range(len(Hs)), [str(h) for h in Hs], fontsize=7)
+                for (i, j), v in np.ndenumerate(grid):
+                    if not math.isnan(v):
+                        ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=5)
+                ax.set(title=f"elman: {what}, {name}", ylabel="H")
+                fig.colorbar(im, ax=ax, fraction=0.03)
+        save(fig, "sweep.png")
     return written

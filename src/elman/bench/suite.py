@@ -26,9 +26,11 @@ from elman.layout import param_layout
 from . import probes
 
 SECTIONS = ("limits", "adagrad", "rnn", "generate", "scaling", "torch", "overhead",
-            "curvature", "long-range")
-# what a run without --only measures: every section but the long-range training (hours)
-DEFAULT_SECTIONS = SECTIONS[:-1]
+            "curvature", "sweep", "long-range")
+# what a run without --only measures: every section but the grid of shapes (an hour at
+# the full sizes) and the long-range training (hours)
+OPT_IN_SECTIONS = ("sweep", "long-range")
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s not in OPT_IN_SECTIONS)
 PRESET_FLAGS = {"full": [], "quick": ["--quick"], "tiny": ["--tiny"]}
 LR, EPS = 0.01, 1e-10            # torch.optim.Adagrad's defaults, given explicitly to every peer
 ADAGRAD_BYTES = 20               # per float32 element: read p, g, S (12), write p, S (8)
@@ -56,6 +58,8 @@ TORCH_ADAGRAD_IMPLS = {
     "torch_fused": "torch fused=True",
 }
 TORCH_RNN_IMPLS = {"elman": "elman.torch.ElmanRNN", "torch": "torch.nn.RNN"}
+SWEEP_IMPLS = {"elman": "elman (TrainStep)", "torch": "torch (nn.RNN, fused Adagrad)",
+               "jax": "jax (jit, lax.scan, optax)"}
 
 
 # ---- problem sizes ------------------------------------------------------------------------
@@ -71,19 +75,24 @@ class Shape:
     T: int
     B: int
     ids: bool = True
+    layers: int = 1
 
     @property
     def label(self) -> str:
         inputs = f"V={self.I}" if self.ids and self.I == self.O else f"I={self.I} O={self.O}"
-        return f"{self.name} {inputs} H={self.H} T={self.T} B={self.B}"
+        stack = f" L={self.layers}" if self.layers > 1 else ""
+        return f"{self.name} {inputs} H={self.H} T={self.T} B={self.B}{stack}"
 
     @property
     def flops(self) -> int:
-        """Matrix-product FLOPs of one training step: H_{t-1} W_hh, dW_hh and dA W_hh^T
-        (6 T B H H); H W_hy, dW_hy and dY W_hy^T (6 T B H O); X W_xh and dW_xh for dense
-        input (4 T B I H; a token-id input is a gather and a scatter instead)."""
-        T, B, I, H, O = self.T, self.B, self.I, self.H, self.O
-        return 6 * T * B * H * H + 6 * T * B * H * O + (0 if self.ids else 4 * T * B * I * H)
+        """Matrix-product FLOPs of one training step: per layer H_{t-1} W_hh, dW_hh and
+        dA W_hh^T (6 T B H H); H W_hy, dW_hy and dY W_hy^T (6 T B H O); X W_xh and dW_xh
+        for dense input (4 T B I H; a token-id input is a gather and a scatter instead);
+        each layer above the first reads the one below through W_xh (H, H): its product,
+        weight gradient and input gradient (6 T B H H)."""
+        T, B, I, H, O, L = self.T, self.B, self.I, self.H, self.O, self.layers
+        return (6 * T * B * H * H * L + 6 * T * B * H * O + 6 * T * B * H * H * (L - 1)
+                + (0 if self.ids else 4 * T * B * I * H))
 
     def gemms(self):
         """(role, m, k, n) of the step's GEMM shapes, (m, k) @ (k, n)."""
@@ -112,6 +121,7 @@ class Sizes:
     generate_batched: tuple = ()     # Shapes (B = streams) of sample(n, batch=B)
     overhead: tuple = ()             # Shapes of the Python layer's cost per training step
     fma_iters: int = 200_000         # rounds of the FMA peak probe per call (~0.6 ms)
+    sweep_grid: tuple = ()           # (H values, B values, T values, layer counts)
 
     def stream_n(self):
         """Buffer lengths of the bandwidth probe: every Adagrad n, so ratios match."""
@@ -136,7 +146,9 @@ PRESETS = {
         sparse=((10_000, 256, 64, 32), (50_000, 256, 64, 32)),
         torch_adagrad=((100, 10**5), (1, 10**7)), torch_rnn=(S1, S2, S3),
         generate_batched=(Shape("G1", 65, 100, 65, 1, 16), Shape("G2", 65, 256, 65, 1, 64)),
-        overhead=(Shape("O1", 4, 4, 4, 1, 1), S1)),
+        overhead=(Shape("O1", 4, 4, 4, 1, 1), S1),
+        sweep_grid=((32, 64, 128, 256, 384, 512, 768, 1024), (1, 4, 16, 64), (16, 64),
+                    (1, 2))),
     "quick": Sizes(
         adagrad_n=(10**5, 10**6), adagrad_multi=None, peak_gemm=512,
         rnn=(S1, S2_QUICK, S4), generate_shape=S1, generate_steps=2_000,
@@ -145,7 +157,8 @@ PRESETS = {
         min_time=0.05, repeats=3, settle=0.1, sparse=((10_000, 128, 32, 16),),
         torch_adagrad=((10, 10**5), (1, 10**6)), torch_rnn=(S1, S2_QUICK),
         generate_batched=(Shape("G2", 65, 256, 65, 1, 64),),
-        overhead=(Shape("O1", 4, 4, 4, 1, 1), S1)),
+        overhead=(Shape("O1", 4, 4, 4, 1, 1), S1),
+        sweep_grid=((64, 256, 512), (1, 16), (16,), (1, 2))),
     "tiny": Sizes(   # for the test suite: every code path in a few seconds
         adagrad_n=(1000,), adagrad_multi=(3, 1000), peak_gemm=64,
         rnn=(Shape("S1t", 11, 8, 11, 4, 1), Shape("S4t", 10, 5, 2, 3, 4, ids=False)),
@@ -155,7 +168,8 @@ PRESETS = {
         min_time=0.001, repeats=2, settle=0.0, sparse=((50, 8, 4, 2),),
         torch_adagrad=((3, 1000), (1, 1000)), torch_rnn=(Shape("S1t", 11, 8, 11, 4, 2),),
         generate_batched=(Shape("Gt", 11, 8, 11, 1, 5),),
-        overhead=(Shape("O1", 4, 4, 4, 1, 1),), fma_iters=2000),
+        overhead=(Shape("O1", 4, 4, 4, 1, 1),), fma_iters=2000,
+        sweep_grid=((8,), (1, 2), (4,), (1, 2))),
 }
 
 
@@ -327,6 +341,15 @@ def _elman_rnn_step(shape, backend="c"):
     return step
 
 
+def _elman_train_step(shape):
+    """elman's steady-state training step: an elman.TrainStep of a num_layers = shape.layers
+    model with Adagrad (forward, cross-entropy, BPTT, update: one C call)."""
+    x, y, _ = _rnn_data(shape)
+    m = elman.ElmanRNN(shape.I, shape.H, shape.O, num_layers=shape.layers, seed=0)
+    step = elman.TrainStep(m, elman.Adagrad(m, lr=LR, eps=EPS), shape.T, shape.B)
+    return lambda: step(x, y)[0]
+
+
 def _torch_rnn_step(shape, torch, module="torch"):
     """nn.RNN + nn.Linear + F.cross_entropy + backward + Adagrad(fused=True). Token ids go
     in one-hot (nn.RNN has no id input); the one-hot tensor is built once, outside the step.
@@ -335,12 +358,12 @@ def _torch_rnn_step(shape, torch, module="torch"):
     x, y, h0 = (torch.from_numpy(a) for a in _rnn_data(shape))
     if shape.ids:
         x = F.one_hot(x, shape.I).float()
-    y, h0 = y.reshape(-1), h0[None]
+    y, h0 = y.reshape(-1), h0[None].repeat(shape.layers, 1, 1)
     torch.manual_seed(0)
-    rnn = torch.nn.RNN(shape.I, shape.H, nonlinearity="tanh")
+    rnn = torch.nn.RNN(shape.I, shape.H, num_layers=shape.layers, nonlinearity="tanh")
     if module == "elman":
         import elman.torch as et
-        mine = et.ElmanRNN(shape.I, shape.H)
+        mine = et.ElmanRNN(shape.I, shape.H, num_layers=shape.layers)
         mine.load_state_dict(rnn.state_dict())
         rnn = mine
     head = torch.nn.Linear(shape.H, shape.O)
@@ -366,18 +389,22 @@ def _jax_rnn_step(shape, jax, optax):
     x = x.astype(np.int32) if shape.ids else x
     rng = np.random.default_rng(0)
     k = 1 / math.sqrt(shape.H)
-    layout, _ = param_layout(shape.I, shape.H, shape.O)
+    layout, _ = param_layout(shape.I, shape.H, shape.O, shape.layers)
     params = {name: jnp.asarray(rng.uniform(-k, k, size).astype(np.float32))
               for name, size, _ in layout}
     opt = optax.adagrad(LR, initial_accumulator_value=0.0, eps=EPS)
 
     def loss_fn(p, x, y, h0):
-        a = (p["W_xh"][x] if shape.ids else x @ p["W_xh"]) + p["b_h"]
+        hs = x
+        for l in range(shape.layers):
+            sfx = f"_l{l}" if l else ""
+            W_xh, W_hh, b_h = p["W_xh" + sfx], p["W_hh" + sfx], p["b_h" + sfx]
+            a = (W_xh[hs] if l == 0 and shape.ids else hs @ W_xh) + b_h
 
-        def cell(h, a_t):
-            h = jnp.tanh(a_t + h @ p["W_hh"])
-            return h, h
-        _, hs = jax.lax.scan(cell, h0, a)
+            def cell(h, a_t, W_hh=W_hh):
+                h = jnp.tanh(a_t + h @ W_hh)
+                return h, h
+            _, hs = jax.lax.scan(cell, h0, a)
         logits = hs @ p["W_hy"] + p["b_y"]
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
@@ -653,6 +680,35 @@ class Worker:
                                  steps=n, streams=B, impl=impl, **r))
         return rows
 
+    def sweep(self, peak_gflops=None, fma_gflops=None):
+        """The training step over a grid of shapes (V = 65, token ids): elman's TrainStep
+        against torch and JAX, each cell's time, GFLOP/s and shares of the peaks."""
+        torch, jax, optax = (self.peers[k] for k in ("torch", "jax", "optax"))
+        makers = {"elman": _elman_train_step,
+                  "torch": lambda s: _torch_rnn_step(s, torch),
+                  "jax": lambda s: _jax_rnn_step(s, jax, optax)}
+        missing = {"torch": torch is None, "jax": jax is None or optax is None}
+        Hs, Bs, Ts, Ls = self.sizes.sweep_grid
+        rows = []
+        for L, T, B, H in itertools.product(Ls, Ts, Bs, Hs):
+            shape = Shape("sweep", 65, H, 65, T, B, layers=L)
+            for impl, make in makers.items():
+                if missing.get(impl):
+                    r = {"status": "not installed"}
+                else:
+                    r = self.time(f"sweep {shape.label} {impl}", functools.partial(make, shape),
+                                  returns="loss")
+                if r["status"] == "ok":
+                    r["us"] = r["seconds"] * 1e6
+                    r["gflops"] = shape.flops / r["seconds"] / 1e9
+                    if peak_gflops:
+                        r["pct_peak"] = 100 * r["gflops"] / peak_gflops
+                    if fma_gflops:
+                        r["pct_fma"] = 100 * r["gflops"] / fma_gflops
+                rows.append(dict(shape=shape.label, H=H, B=B, T=T, layers=L, V=65,
+                                 flops=shape.flops, impl=impl, **r))
+        return rows
+
     def overhead(self):
         """Per training step: the C work alone (TrainStep.c_seconds: the step repeated in
         one binding call), one TrainStep call and one train_step call, stateful (h0 and
@@ -747,6 +803,8 @@ def run_worker(preset, sections, threads, openblas, long_range=None):
                 run["torch"] = worker.torch_backend()
             if "overhead" in sections:
                 run["overhead"] = worker.overhead()
+            if "sweep" in sections:
+                run["sweep"] = worker.sweep(peak, fma_peak)
             if "curvature" in sections:
                 from . import second_order
                 run["curvature"] = second_order.curvature(worker, preset)
