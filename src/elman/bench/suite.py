@@ -575,29 +575,39 @@ class Worker:
                 rows.append(dict(case=case, n=total, tensors=tensors, impl=impl, **r))
         return rows
 
-    def rnn(self, peak_gflops, fma_gflops=None):
+    def _step_cell(self, what, shape, impl, make, missing, peak_gflops, fma_gflops):
+        """One implementation's training step at one shape: its timing, tokens/s, GFLOP/s
+        and shares of the sgemm and FMA peaks (those known)."""
+        if missing.get(impl):
+            return {"status": "not installed"}
+        r = self.time(f"{what} {shape.label} {impl}", functools.partial(make, shape),
+                      returns="loss")
+        if r["status"] == "ok":
+            r["ms"] = r["seconds"] * 1e3
+            r["tokens_per_s"] = shape.T * shape.B / r["seconds"]
+            r["gflops"] = shape.flops / r["seconds"] / 1e9
+            if peak_gflops:
+                r["pct_peak"] = 100 * r["gflops"] / peak_gflops
+            if fma_gflops:
+                r["pct_fma"] = 100 * r["gflops"] / fma_gflops
+        return r
+
+    def _peers(self):
+        """The peers' training steps, and which of them are not installed."""
         torch, jax, optax = (self.peers[k] for k in ("torch", "jax", "optax"))
-        makers = {"elman": lambda s: _elman_rnn_step(s, "c"),
-                  "numpy": lambda s: _elman_rnn_step(s, "numpy"),
-                  "torch": lambda s: _torch_rnn_step(s, torch),
+        makers = {"torch": lambda s: _torch_rnn_step(s, torch),
                   "jax": lambda s: _jax_rnn_step(s, jax, optax)}
-        missing = {"torch": torch is None, "jax": jax is None or optax is None}
+        return makers, {"torch": torch is None, "jax": jax is None or optax is None}
+
+    def rnn(self, peak_gflops, fma_gflops=None):
+        peers, missing = self._peers()
+        makers = {"elman": lambda s: _elman_rnn_step(s, "c"),
+                  "numpy": lambda s: _elman_rnn_step(s, "numpy"), **peers}
         rows = []
         for shape in self.sizes.rnn:
             for impl, make in makers.items():
-                if missing.get(impl):
-                    r = {"status": "not installed"}
-                else:
-                    r = self.time(f"rnn {shape.label} {impl}", functools.partial(make, shape),
-                                  returns="loss")
-                if r["status"] == "ok":
-                    r["ms"] = r["seconds"] * 1e3
-                    r["tokens_per_s"] = shape.T * shape.B / r["seconds"]
-                    r["gflops"] = shape.flops / r["seconds"] / 1e9
-                    if peak_gflops:
-                        r["pct_peak"] = 100 * r["gflops"] / peak_gflops
-                    if fma_gflops:
-                        r["pct_fma"] = 100 * r["gflops"] / fma_gflops
+                r = self._step_cell("rnn", shape, impl, make, missing, peak_gflops,
+                                    fma_gflops)
                 rows.append(dict(shape=shape.label, **dataclasses.asdict(shape),
                                  flops=shape.flops, impl=impl, **r))
         return rows
@@ -683,28 +693,15 @@ class Worker:
     def sweep(self, peak_gflops=None, fma_gflops=None):
         """The training step over a grid of shapes (V = 65, token ids): elman's TrainStep
         against torch and JAX, each cell's time, GFLOP/s and shares of the peaks."""
-        torch, jax, optax = (self.peers[k] for k in ("torch", "jax", "optax"))
-        makers = {"elman": _elman_train_step,
-                  "torch": lambda s: _torch_rnn_step(s, torch),
-                  "jax": lambda s: _jax_rnn_step(s, jax, optax)}
-        missing = {"torch": torch is None, "jax": jax is None or optax is None}
+        peers, missing = self._peers()
+        makers = {"elman": _elman_train_step, **peers}
         Hs, Bs, Ts, Ls = self.sizes.sweep_grid
         rows = []
         for L, T, B, H in itertools.product(Ls, Ts, Bs, Hs):
             shape = Shape("sweep", 65, H, 65, T, B, layers=L)
             for impl, make in makers.items():
-                if missing.get(impl):
-                    r = {"status": "not installed"}
-                else:
-                    r = self.time(f"sweep {shape.label} {impl}", functools.partial(make, shape),
-                                  returns="loss")
-                if r["status"] == "ok":
-                    r["us"] = r["seconds"] * 1e6
-                    r["gflops"] = shape.flops / r["seconds"] / 1e9
-                    if peak_gflops:
-                        r["pct_peak"] = 100 * r["gflops"] / peak_gflops
-                    if fma_gflops:
-                        r["pct_fma"] = 100 * r["gflops"] / fma_gflops
+                r = self._step_cell("sweep", shape, impl, make, missing, peak_gflops,
+                                    fma_gflops)
                 rows.append(dict(shape=shape.label, H=H, B=B, T=T, layers=L, V=65,
                                  flops=shape.flops, impl=impl, **r))
         return rows
