@@ -29,9 +29,10 @@ _INT64 = np.dtype(np.int64)
 
 
 class TrainStep:
-    """``step(x, y, h0=None, *, h_out=None) -> (loss, h_T)``: ``train_step(model, opt, x, y,
-    h0, loss=..., reduction=..., last_step_only=..., h_out=h_out)`` for batches of T steps and B sequences, with the
-    shapes, buffers and options checked once, here.
+    """``train_step`` for batches of T steps and B sequences, with the shapes, buffers and
+    options checked once, here: ``step(x, y, h0=None, *, h_out=None) -> (loss, h_T)`` is
+    ``train_step(model, opt, x, y, h0, loss=..., reduction=..., last_step_only=...,
+    h_out=h_out)``.
 
     Parameters
     ----------
@@ -45,20 +46,14 @@ class TrainStep:
     loss, reduction, last_step_only :
         As in :meth:`ElmanRNN.forward_backward`.
 
-    Calling
-    -------
-    x : (T, B) int64 token ids, or (T, B, I) floats of the model's dtype
-    y : (T, B) int64 class ids ((B,) with ``last_step_only``) for cross-entropy; (T, B, O)
-        floats ((B, O)) for MSE
-    h0 : (L*D, B, H) floats of the model's dtype, or None for zeros
-    h_out : (L*D, B, H) writable floats of the model's dtype, or None
-        Where to write h_T (it may be h0: a stateful loop then allocates nothing).
+    Raises
+    ------
+    TypeError, ValueError
+        For a model or optimizer ``train_step`` refuses, an optimizer that does not update
+        in one pass, or bad T, B or options.
 
-    These, time-major and C-contiguous, take the prepared path; anything else ``train_step``
-    accepts (other integer dtypes, lists, strided views, (B, H) states) is handed to
-    ``train_step``, with the same result. Returns ``(loss, h_T)``, h_T a new (L*D, B, H)
-    array or ``h_out``. Raises as ``train_step`` does.
-
+    Examples
+    --------
     >>> import numpy as np, elman
     >>> m = elman.ElmanRNN(20, 16, 20)
     >>> opt = elman.Adagrad(m, lr=0.05)
@@ -141,6 +136,31 @@ class TrainStep:
         return is_ids
 
     def __call__(self, x, y, h0=None, *, h_out=None):
+        """One training step.
+
+        Parameters
+        ----------
+        x : ndarray, (T, B) int64 token ids or (T, B, I) floats of the model's dtype
+        y : ndarray, (T, B) int64 class ids ((B,) with ``last_step_only``) for
+            cross-entropy; (T, B, O) floats ((B, O)) for MSE
+        h0 : ndarray (L*D, B, H) of the model's dtype, or None for zeros
+        h_out : writable ndarray (L*D, B, H) of the model's dtype, or None
+            Where to write h_T (it may be h0: a stateful loop then allocates nothing).
+
+        These, time-major and C-contiguous, take the prepared path; anything else
+        ``train_step`` accepts (other dtypes, lists, strided views, (B, H) states, another
+        T) is handed to ``train_step``, with the same result.
+
+        Returns
+        -------
+        loss : float
+        h_T : ndarray (L*D, B, H), a new array or ``h_out``
+
+        Raises
+        ------
+        TypeError, ValueError, NonFiniteError
+            As ``train_step`` raises them, naming ``TrainStep``.
+        """
         model, opt = self.model, self.opt
         # the prepared path takes exactly what it was made for; the rest goes the long way
         is_ids = self._is_ids(x, y, h0, h_out)
