@@ -8,7 +8,7 @@
  * slices, one BLAS call per thread. Reference twin: numpy's matmul.
  */
 #ifndef ELMAN_TYPED
-#include "parallel.h"
+#include "loops.h"
 
 static elman_sgemm_fn elman_sgemm_ptr;
 static elman_dgemm_fn elman_dgemm_ptr;
@@ -106,6 +106,23 @@ int TYPED(elman_gemm_f32, elman_gemm_f64)(
     }
     TY(blas_call)(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return ELMAN_OK;
+}
+
+/* A model's product in its compute dtype: C = beta C + op(A) @ op(B) on the BLAS, or in
+ * bfloat16 (bf16.c) when bf is not NULL (float32 only; beta 0 or 1 there). */
+int TYPED(elman_mm_f32, elman_mm_f64)(
+    const elman_bf16_work *bf, int trans_a, int trans_b, elman_int M, elman_int N,
+    elman_int K, const REAL *A, elman_int lda, const REAL *B, elman_int ldb, REAL beta,
+    REAL *C, elman_int ldc)
+{
+    if (bf == NULL)
+        return TY(elman_gemm)(trans_a, trans_b, M, N, K, 1, A, lda, B, ldb, beta, C, ldc);
+#if ELMAN_LAST_PASS
+    return ELMAN_ERR_ARG;
+#else
+    if (beta != 0 && beta != 1) return ELMAN_ERR_ARG;
+    return elman_bf16_gemm(bf, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta != 0, C, ldc);
+#endif
 }
 
 #endif

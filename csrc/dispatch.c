@@ -35,6 +35,11 @@ unsigned elman_cpu_features(void)
         __cpuid_count(7, 0, a, b, c, d);
         if (ymm && (b & (1u << 5))) f |= ELMAN_CPU_AVX2;
         if (zmm && (b & (1u << 16))) f |= ELMAN_CPU_AVX512F;
+        const unsigned subleaves = a; /* leaf 7's last subleaf */
+        if (subleaves >= 1) {
+            __cpuid_count(7, 1, a, b, c, d); /* subleaf 1, EAX bit 5: AVX512_BF16 */
+            if ((f & ELMAN_CPU_AVX512F) && (a & (1u << 5))) f |= ELMAN_CPU_AVX512BF16;
+        }
     }
 #endif
     return f;
@@ -83,6 +88,7 @@ const elman_softmax_loops *const elman_softmax_paths[ELMAN_NUM_ISAS] = ELMAN_PAT
 const elman_gemm_small_loops *const elman_gemm_small_paths[ELMAN_NUM_ISAS] =
     ELMAN_PATHS_OF(gemm_small);
 const elman_probe_loops *const elman_probe_paths[ELMAN_NUM_ISAS] = ELMAN_PATHS_OF(probe);
+const elman_bf16_loops *const elman_bf16_paths[ELMAN_NUM_ISAS] = ELMAN_PATHS_OF(bf16);
 
 /* The index of a compiled path's name, or -1. */
 static int elman_isa_of(const char *name)

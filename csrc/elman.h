@@ -356,6 +356,13 @@ int elman_mse_f64(double *loss, double *dpred, const double *pred, const double 
  */
 typedef enum elman_loss { ELMAN_LOSS_XENT = 0, ELMAN_LOSS_MSE = 1 } elman_loss;
 typedef enum elman_reduction { ELMAN_REDUCE_MEAN = 0, ELMAN_REDUCE_SUM = 1 } elman_reduction;
+/* The compute dtype (elman_model_forward, _forward_backward and _train_step, float32
+ * only; the other model calls refuse bfloat16 with ELMAN_ERR_ARG). With bfloat16 every
+ * matrix product's operands are rounded to bfloat16 (to nearest, ties to even) and the
+ * products accumulated in float32 (vdpbf16ps where the CPU has AVX512_BF16, an emulation
+ * elsewhere, bf16.c); parameters, states, gradients, the loss and the update stay float32.
+ * The workspace then also holds the products' packed operands (elman_model_work_bytes). */
+typedef enum elman_compute { ELMAN_COMPUTE_FLOAT32 = 0, ELMAN_COMPUTE_BFLOAT16 = 1 } elman_compute;
 
 typedef struct {
     elman_rnn_shape rnn;  /* T, B, I, H, nonlinearity, lengths (reverse is ignored) */
@@ -369,6 +376,7 @@ typedef struct {
     uint64_t dropout_seed;
     elman_int dropout_batch;  /* 0, or the lanes of a batch this call holds part of */
     elman_int dropout_offset; /* the first of them this call holds (data parallelism) */
+    int compute;          /* ELMAN_COMPUTE_*: the dtype the products run in */
 } elman_model_shape;
 
 /* Number of parameters of the layout above, or -1 when it overflows. */
@@ -517,7 +525,8 @@ enum {
     ELMAN_CPU_AVX = 1 << 1,
     ELMAN_CPU_AVX2 = 1 << 2,
     ELMAN_CPU_FMA = 1 << 3,
-    ELMAN_CPU_AVX512F = 1 << 4
+    ELMAN_CPU_AVX512F = 1 << 4,
+    ELMAN_CPU_AVX512BF16 = 1 << 5 /* vdpbf16ps: the bfloat16 products' native kernel */
 };
 /* Features the CPU has and the OS saves the registers of (cpuid + xgetbv). */
 unsigned elman_cpu_features(void);
@@ -530,6 +539,9 @@ int elman_kernel_path_supported(const char *name);      /* built and runnable he
 /* Use the named path ("auto" or NULL: the best). ELMAN_ERR_ARG for a name not built,
  * ELMAN_ERR_CPU for one this CPU cannot run. */
 int elman_set_kernel_path(const char *name);
+/* 1 when the bfloat16 products (ELMAN_COMPUTE_BFLOAT16) run on vdpbf16ps: the path in use
+ * has the kernel and the CPU has AVX512_BF16; 0 when they run on the emulation. */
+int elman_bf16_native(void);
 
 /* OpenMP threads (1 when built without OpenMP) for the elementwise kernels above
  * ELMAN_PAR_MIN_ELEMENTS elements, the per-step products above ELMAN_PAR_MIN_FMAS (both in

@@ -127,6 +127,67 @@ typedef struct {
     double (*fma_f64)(elman_int iters, double *flops);
 } elman_probe_loops;
 
+/* bf16.c: the workspace of the bfloat16 products (carved by elman_bf16_carve), and the
+ * loops. native: this path has the vdpbf16ps kernel (used where the CPU has AVX512_BF16). */
+typedef struct elman_bf16_work {
+    uint32_t *bblock;  /* (KC/2, NC) a packed block of B */
+    uint32_t *ablocks; /* MAX_THREADS x (MC, KC/2) packed blocks of A, one per thread */
+    uint32_t *wpack;   /* (H/2, H) the step's packed weight */
+    uint32_t *stepa;   /* (B, H/2) the step's packed input rows */
+    elman_int B, H;
+    int native;        /* the vdpbf16ps kernel, else the emulated one */
+} elman_bf16_work;
+
+typedef struct {
+    int native;
+    void (*gemm)(const elman_bf16_work *w, int trans_a, int trans_b, elman_int M, elman_int N,
+                 elman_int K, const float *A, elman_int lda, const float *B, elman_int ldb,
+                 int accumulate, float *C, elman_int ldc);
+    void (*pack_b)(uint32_t *restrict dst, const float *restrict B, elman_int ldb, int trans,
+                   elman_int k0, elman_int kc, elman_int n0, elman_int nc);
+    void (*step)(const elman_bf16_work *w, float *C, const float *A, const float *Y,
+                 elman_int B, int nonlinearity, int backward);
+} elman_bf16_loops;
+
+/* bf16.c's checked entry points, for rnn.c and model.c: the workspace's size in 32-bit
+ * words for batch B and hidden size H, and its parts; C (M, N) = [C +] bf16(op(A)) @
+ * bf16(op(B)); the step's weight (H, H), or its transpose, packed; one step of the
+ * recurrence on that weight, C (B, H) = f(C + bf16(A) @ W) or (C + bf16(A) @ W) * f'(Y). */
+elman_int elman_bf16_work_words(elman_int B, elman_int H);
+int elman_bf16_carve(elman_bf16_work *w, void *base, elman_int B, elman_int H);
+int elman_bf16_gemm(const elman_bf16_work *w, int trans_a, int trans_b, elman_int M,
+                    elman_int N, elman_int K, const float *A, elman_int lda, const float *B,
+                    elman_int ldb, int accumulate, float *C, elman_int ldc);
+int elman_bf16_pack_weight(const elman_bf16_work *w, const float *W, int transpose);
+int elman_bf16_step(const elman_bf16_work *w, float *C, const float *A, const float *Y,
+                    elman_int B, int nonlinearity, int backward);
+
+/* A product in a model's compute dtype (blas.c): elman_gemm with alpha = 1 when bf is
+ * NULL, else elman_bf16_gemm (float32 only). The layer and head kernels with their
+ * products so (rnn.c, linear.c): the public entry points are these with bf = NULL. */
+int elman_mm_f32(const elman_bf16_work *bf, int trans_a, int trans_b, elman_int M, elman_int N,
+                 elman_int K, const float *A, elman_int lda, const float *B, elman_int ldb,
+                 float beta, float *C, elman_int ldc);
+int elman_mm_f64(const elman_bf16_work *bf, int trans_a, int trans_b, elman_int M, elman_int N,
+                 elman_int K, const double *A, elman_int lda, const double *B, elman_int ldb,
+                 double beta, double *C, elman_int ldc);
+#define ELMAN_MM_DECLARE(R, sfx)                                                              \
+    int elman_rnn_forward_mm_##sfx(R *hs, const R *x, const elman_int *ids, const R *W_xh,   \
+                                   const R *W_hh, const R *b_h, const elman_rnn_shape *s,    \
+                                   const elman_bf16_work *bf);                               \
+    int elman_rnn_backward_mm_##sfx(R *dW_xh, R *dW_hh, R *db_h, R *dh0, R *dx, R *dA,        \
+                                    const R *dH, const R *dh_T, const R *hs, const R *x,     \
+                                    const elman_int *ids, const R *W_xh, const R *W_hh,      \
+                                    const elman_rnn_shape *s, const elman_bf16_work *bf);    \
+    int elman_linear_forward_mm_##sfx(R *Y, const R *X, const R *W, const R *b, elman_int N, \
+                                      elman_int K, elman_int O, const elman_bf16_work *bf);  \
+    int elman_linear_backward_mm_##sfx(R *dW, R *db, R *dX, const R *dY, const R *X,         \
+                                       const R *W, elman_int N, elman_int K, elman_int O,    \
+                                       const elman_bf16_work *bf)
+ELMAN_MM_DECLARE(float, f32);
+ELMAN_MM_DECLARE(double, f64);
+#undef ELMAN_MM_DECLARE
+
 /* Each operation's registered paths (dispatch.c), indexed by elman_isa(). */
 #define ELMAN_DECLARE_PATHS(op)                                                            \
     extern const elman_##op##_loops elman_##op##_generic, elman_##op##_avx2,                \
@@ -141,6 +202,7 @@ ELMAN_DECLARE_PATHS(act);
 ELMAN_DECLARE_PATHS(softmax);
 ELMAN_DECLARE_PATHS(gemm_small);
 ELMAN_DECLARE_PATHS(probe);
+ELMAN_DECLARE_PATHS(bf16);
 
 /* In a per-instruction-set copy: the name of this path's registration of op, and its
  * definition. */

@@ -13,7 +13,7 @@
  */
 #ifndef ELMAN_TYPED
 #include "layout.h"
-#include "parallel.h"
+#include "loops.h"
 #include "rng.h"
 
 elman_int elman_model_num_params(const elman_model_shape *s)
@@ -41,6 +41,8 @@ static int elman_model_check(const elman_model_shape *s)
     if (!(s->dropout >= 0 && s->dropout < 1)) return ELMAN_ERR_ARG;
     if (s->loss != ELMAN_LOSS_XENT && s->loss != ELMAN_LOSS_MSE) return ELMAN_ERR_ARG;
     if (s->reduction != ELMAN_REDUCE_MEAN && s->reduction != ELMAN_REDUCE_SUM) return ELMAN_ERR_ARG;
+    if (s->compute != ELMAN_COMPUTE_FLOAT32 && s->compute != ELMAN_COMPUTE_BFLOAT16)
+        return ELMAN_ERR_ARG;
     if (elman_model_num_params(s) < 0) return ELMAN_ERR_TOO_LARGE;
     const elman_int TB = elman_mul(s->rnn.T, s->rnn.B);
     const elman_int slabs = elman_mul(elman_model_layers(s), elman_model_dirs(s));
@@ -68,6 +70,7 @@ typedef struct {
     elman_int dG;    /* (N, D*H) their gradient (lengths, or D = 2) */
     elman_int tgt;   /* (T*B,) class ids of the valid steps (lengths, cross-entropy) */
     elman_int tval;  /* (T*B, O) target values of the valid steps (lengths, MSE) */
+    elman_int bf16;  /* the bfloat16 products' packed operands (compute bfloat16, bf16.c) */
     elman_int total;
 } elman_work_plan;
 
@@ -82,7 +85,7 @@ static elman_int elman_plan_part(elman_int *at, elman_int count, elman_int bytes
 
 static elman_work_plan elman_model_plan(const elman_model_shape *s, elman_int rb)
 {
-    elman_work_plan w = {-1, -1, -1, -1, -1, -1, -1, 0};
+    elman_work_plan w = {-1, -1, -1, -1, -1, -1, -1, -1, 0};
     const elman_int L = elman_model_layers(s), D = elman_model_dirs(s);
     const elman_int TB = elman_mul(s->rnn.T, s->rnn.B);
     const elman_int TBDH = elman_mul(TB, elman_mul(D, s->rnn.H));
@@ -102,6 +105,8 @@ static elman_work_plan elman_model_plan(const elman_model_shape *s, elman_int rb
         else
             w.tval = elman_plan_part(&w.total, elman_mul(TB, s->O), rb);
     }
+    if (s->compute == ELMAN_COMPUTE_BFLOAT16)
+        w.bf16 = elman_plan_part(&w.total, elman_bf16_work_words(s->rnn.B, s->rnn.H), 4);
     return w;
 }
 
@@ -109,6 +114,7 @@ elman_int elman_model_work_bytes(const elman_model_shape *s, int real_bytes)
 {
     if (s == NULL || (real_bytes != 4 && real_bytes != 8)) return -1;
     if (elman_model_check(s) != ELMAN_OK) return -1;
+    if (real_bytes == 8 && s->compute != ELMAN_COMPUTE_FLOAT32) return -1;
     return elman_model_plan(s, real_bytes).total;
 }
 
@@ -117,6 +123,7 @@ int elman_model_buffer_sizes(elman_model_sizes *out, const elman_model_shape *s,
 {
     if (out == NULL || s == NULL || (real_bytes != 4 && real_bytes != 8)) return ELMAN_ERR_ARG;
     ELMAN_TRY(elman_model_check(s));
+    if (real_bytes == 8 && s->compute != ELMAN_COMPUTE_FLOAT32) return ELMAN_ERR_ARG;
     const elman_int S = elman_model_layers(s) * elman_model_dirs(s);
     const elman_int T = s->rnn.T, B = s->rnn.B, H = s->rnn.H;
     const elman_int N = s->last_step_only ? B : elman_mul(T, B);
@@ -185,6 +192,8 @@ static REAL *TYPED(head_carve_f32, head_carve_f64)(REAL *flat, const elman_model
 typedef struct {
     REAL *X, *dX, *top, *G, *dG, *tval;
     elman_int *tgt;
+    elman_bf16_work bf16;
+    const elman_bf16_work *bf; /* &bf16 when the products run in bfloat16, else NULL */
 } TY(work_parts);
 
 static int TYPED(work_carve_f32, work_carve_f64)(
@@ -201,6 +210,12 @@ static int TYPED(work_carve_f32, work_carve_f64)(
     p->dG = w.dG < 0 ? NULL : (REAL *)(base + w.dG);
     p->tval = w.tval < 0 ? NULL : (REAL *)(base + w.tval);
     p->tgt = w.tgt < 0 ? NULL : (elman_int *)(base + w.tgt);
+    p->bf = NULL;
+    if (s->compute != ELMAN_COMPUTE_FLOAT32) {
+        if (sizeof(REAL) != 4 || w.bf16 < 0) return ELMAN_ERR_ARG; /* float32 only */
+        ELMAN_TRY(elman_bf16_carve(&p->bf16, base + w.bf16, s->rnn.B, s->rnn.H));
+        p->bf = &p->bf16;
+    }
     return ELMAN_OK;
 }
 
@@ -287,8 +302,9 @@ static int TYPED(model_layers_forward_f32, model_layers_forward_f64)(
         for (elman_int d = 0; d < D; d++) {
             TY(layer_views) p = TY(layer_carve)((REAL *)params, s, l, d);
             const elman_rnn_shape r = TY(layer_shape)(s, l, d);
-            ELMAN_TRY(TY(elman_rnn_forward)(TY(slab)(hs, s, l, d), in, l == 0 ? ids : NULL,
-                                             p.W_xh, p.W_hh, p.b_h, &r));
+            ELMAN_TRY(TY(elman_rnn_forward_mm)(TY(slab)(hs, s, l, d), in,
+                                                l == 0 ? ids : NULL, p.W_xh, p.W_hh, p.b_h,
+                                                &r, w->bf));
         }
         if (l + 1 < L && TY(staged)(s, train)) {
             REAL *X = w->X + l * TBDH;
@@ -410,10 +426,11 @@ static int TYPED(model_backward_f32, model_backward_f64)(
     if (len == NULL && D == 1) {
         REAL *dHy = last ? dA_top + (T - 1) * BH : dA_top;
         if (last) memset(dA_top, 0, (size_t)((T - 1) * BH) * sizeof(REAL));
-        ELMAN_TRY(TY(elman_linear_backward)(gW_hy, gW_hy + DH * O, dHy, dY, Hy, W_hy, N, DH, O));
+        ELMAN_TRY(TY(elman_linear_backward_mm)(gW_hy, gW_hy + DH * O, dHy, dY, Hy, W_hy, N, DH,
+                                               O, w->bf));
     } else {
-        ELMAN_TRY(TY(elman_linear_backward)(gW_hy, gW_hy + DH * O, w->dG, dY, Hy, W_hy, N, DH,
-                                            O));
+        ELMAN_TRY(TY(elman_linear_backward_mm)(gW_hy, gW_hy + DH * O, w->dG, dY, Hy, W_hy, N,
+                                               DH, O, w->bf));
         TY(scatter_scored_grads)(dA_top, w->dG, s);
     }
 
@@ -432,23 +449,25 @@ static int TYPED(model_backward_f32, model_backward_f64)(
             TY(layer_views) p = TY(layer_carve)((REAL *)params, s, l, d);
             TY(layer_views) g = TY(layer_carve)(grads, s, l, d);
             const elman_rnn_shape r = TY(layer_shape)(s, l, d);
-            ELMAN_TRY(TY(elman_rnn_backward)(g.W_xh, g.W_hh, g.b_h,
-                                              dh0 != NULL ? dh0 + k * BH : NULL, NULL,
-                                              dA + k * TBH, dA + k * TBH,
-                                              dh_T != NULL ? dh_T + k * BH : NULL,
-                                              TY(slab)(hs, s, l, d), in,
-                                              l == 0 ? ids : NULL, p.W_xh, p.W_hh, &r));
+            ELMAN_TRY(TY(elman_rnn_backward_mm)(g.W_xh, g.W_hh, g.b_h,
+                                                 dh0 != NULL ? dh0 + k * BH : NULL, NULL,
+                                                 dA + k * TBH, dA + k * TBH,
+                                                 dh_T != NULL ? dh_T + k * BH : NULL,
+                                                 TY(slab)(hs, s, l, d), in,
+                                                 l == 0 ? ids : NULL, p.W_xh, p.W_hh, &r,
+                                                 w->bf));
         }
         if (l == 0) break;
         REAL *below = dA + (l - 1) * D * TBH;
         if (!TY(staged)(s, 1)) {
             TY(layer_views) p = TY(layer_carve)((REAL *)params, s, l, 0);
-            ELMAN_TRY(TY(elman_gemm)(0, 1, TB, H, H, 1, dA + l * TBH, H, p.W_xh, H, 0, below, H));
+            ELMAN_TRY(TY(elman_mm)(w->bf, 0, 1, TB, H, H, dA + l * TBH, H, p.W_xh, H, 0, below,
+                                   H));
         } else {
             for (elman_int d = 0; d < D; d++) {
                 TY(layer_views) p = TY(layer_carve)((REAL *)params, s, l, d);
-                ELMAN_TRY(TY(elman_gemm)(0, 1, TB, DH, H, 1, dA + (l * D + d) * TBH, H, p.W_xh,
-                                          H, d == 0 ? 0 : 1, w->dX, DH));
+                ELMAN_TRY(TY(elman_mm)(w->bf, 0, 1, TB, DH, H, dA + (l * D + d) * TBH, H, p.W_xh,
+                                       H, d == 0 ? 0 : 1, w->dX, DH));
             }
             if (s->dropout > 0) TY(dropout)(w->dX, l - 1, s);
             for (elman_int d = 0; d < D; d++)
@@ -479,7 +498,7 @@ int TYPED(elman_model_forward_f32, elman_model_forward_f64)(
     ELMAN_TRY(TY(model_layers_forward)(&top, hs, &w, x, ids, params, s, 0));
     /* Y = top @ W_hy + b_y, one GEMM over T*B rows */
     const REAL *W_hy = TY(head_carve)((REAL *)params, s);
-    ELMAN_TRY(TY(elman_linear_forward)(Y, top, W_hy, W_hy + DH * O, T * B, DH, O));
+    ELMAN_TRY(TY(elman_linear_forward_mm)(Y, top, W_hy, W_hy + DH * O, T * B, DH, O, w.bf));
     if (s->rnn.lengths != NULL) /* padded steps have no output */
         for (elman_int t = 0; t < T; t++)
             for (elman_int b = 0; b < B; b++)
@@ -525,7 +544,7 @@ int TYPED(elman_model_forward_backward_f32, elman_model_forward_backward_f64)(
     elman_int N;
     ELMAN_TRY(TY(gather_scored_rows)(&Hy, &tg, &tv, &N, top, &w, y_ids, y_values, s));
     const REAL *W_hy = TY(head_carve)((REAL *)params, s);
-    ELMAN_TRY(TY(elman_linear_forward)(Y, Hy, W_hy, W_hy + DH * O, N, DH, O));
+    ELMAN_TRY(TY(elman_linear_forward_mm)(Y, Hy, W_hy, W_hy + DH * O, N, DH, O, w.bf));
 
     /* Loss and dY, in place over Y. "mean" averages over every target element, as torch:
      * N rows for cross-entropy, N*O values for MSE. */
@@ -590,7 +609,8 @@ int TYPED(elman_model_gauss_newton_prepare_f32, elman_model_gauss_newton_prepare
     const elman_model_shape *s)
 {
     ELMAN_TRY(elman_model_check(s));
-    if (s->rnn.T < 1 || s->rnn.B < 1 || P == NULL || hs == NULL || params == NULL)
+    if (s->rnn.T < 1 || s->rnn.B < 1 || P == NULL || hs == NULL || params == NULL ||
+        s->compute != ELMAN_COMPUTE_FLOAT32)
         return ELMAN_ERR_ARG;
     ELMAN_TRY(TY(check_lengths)(s));
     TY(work_parts) w;
@@ -638,7 +658,8 @@ int TYPED(elman_model_gauss_newton_product_f32, elman_model_gauss_newton_product
     ELMAN_TRY(elman_model_check(s));
     const elman_int T = s->rnn.T, B = s->rnn.B, H = s->rnn.H, O = s->O;
     if (T < 1 || B < 1 || Gv == NULL || v == NULL || Gv == v || Rhs == NULL || RY == NULL ||
-        dA == NULL || hs == NULL || P == NULL || params == NULL)
+        dA == NULL || hs == NULL || P == NULL || params == NULL ||
+        s->compute != ELMAN_COMPUTE_FLOAT32)
         return ELMAN_ERR_ARG;
     if (!(damping >= 0 && damping < INFINITY && structural_damping >= 0 &&
           structural_damping < INFINITY))

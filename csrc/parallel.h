@@ -50,6 +50,16 @@ static inline void elman_split_rows(elman_int n, elman_int unit, elman_int *lo,
     *len = n - start < per ? n - start : per;
 }
 
+/* This thread's number in the parallel region (0 outside one). */
+static inline int elman_thread_num(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 /* The same for an elementwise loop: whole cache lines per thread. */
 static inline void elman_split(elman_int n, elman_int *lo, elman_int *len)
 {

@@ -34,6 +34,31 @@ static inline int elman_own_step_kernel(const elman_gemm_small_loops *gs, elman_
 
 #else /* ---- once per REAL ---- */
 
+/* The bfloat16 step and its packed weight (bf16.c), float32 only: the double entry points
+ * have no bf16 workspace (bf == NULL) and never call these. */
+static int TYPED(bf16_pack_f32, bf16_pack_f64)(const elman_bf16_work *bf, const REAL *W,
+                                               int transpose)
+{
+#if ELMAN_LAST_PASS
+    (void)bf, (void)W, (void)transpose;
+    return ELMAN_ERR_ARG;
+#else
+    return elman_bf16_pack_weight(bf, W, transpose);
+#endif
+}
+
+static int TYPED(bf16_step_f32, bf16_step_f64)(const elman_bf16_work *bf, REAL *C,
+                                               const REAL *A, const REAL *Y, elman_int B,
+                                               int nonlinearity, int backward)
+{
+#if ELMAN_LAST_PASS
+    (void)bf, (void)C, (void)A, (void)Y, (void)B, (void)nonlinearity, (void)backward;
+    return ELMAN_ERR_ARG;
+#else
+    return elman_bf16_step(bf, C, A, Y, B, nonlinearity, backward);
+#endif
+}
+
 /* Checks an elman_rnn_shape and returns T*B and T*B*H through the pointers. */
 static int TYPED(rnn_check_f32, rnn_check_f64)(
     const elman_rnn_shape *s, const REAL *x, const elman_int *ids, elman_int *TB,
@@ -60,13 +85,21 @@ static int TYPED(rnn_check_f32, rnn_check_f64)(
 }
 
 int TYPED(elman_rnn_forward_f32, elman_rnn_forward_f64)(
+    REAL *hs, const REAL *x, const elman_int *ids, const REAL *W_xh, const REAL *W_hh,
+    const REAL *b_h, const elman_rnn_shape *s)
+{
+    return TY(elman_rnn_forward_mm)(hs, x, ids, W_xh, W_hh, b_h, s, NULL);
+}
+
+/* The forward with its products in bfloat16 when bf is not NULL (internal.h). */
+int TYPED(elman_rnn_forward_mm_f32, elman_rnn_forward_mm_f64)(
     REAL *hs,             /* (T+1, B, H) in: hs[0] = h0; out: H_t */
     const REAL *x,        /* (T, B, I) or NULL */
     const elman_int *ids, /* (T, B) or NULL */
     const REAL *W_xh,     /* (I, H) */
     const REAL *W_hh,     /* (H, H) */
     const REAL *b_h,      /* (H,) */
-    const elman_rnn_shape *s)
+    const elman_rnn_shape *s, const elman_bf16_work *bf)
 {
     elman_int TB, TBH;
     ELMAN_TRY(TY(rnn_check)(s, x, ids, &TB, &TBH));
@@ -95,7 +128,8 @@ int TYPED(elman_rnn_forward_f32, elman_rnn_forward_f64)(
         }
     }
     if (ids == NULL)
-        ELMAN_TRY(TY(elman_gemm)(0, 0, TB, H, I, 1, x, I, W_xh, H, 1, A, H));
+        ELMAN_TRY(TY(elman_mm)(bf, 0, 0, TB, H, I, x, I, W_xh, H, 1, A, H));
+    if (bf != NULL) ELMAN_TRY(TY(bf16_pack)(bf, W_hh, 0));
 
     /* The recurrence: A_t += H_prev @ W_hh; H_t = f(A_t), in place. Step t (1-based) has
      * its output at A + (t-1)*BH and reads the previous state one block before (forward)
@@ -109,7 +143,9 @@ int TYPED(elman_rnn_forward_f32, elman_rnn_forward_f64)(
         const elman_int t = rev ? T - k + 1 : k;
         REAL *h = A + (t - 1) * BH;
         const REAL *prev = rev ? h + BH : h - BH;
-        if (own) {
+        if (bf != NULL) {
+            ELMAN_TRY(TY(bf16_step)(bf, h, prev, NULL, B, s->nonlinearity, 0));
+        } else if (own) {
             gs->TY(step)(h, prev, W_hh, NULL, B, H, s->nonlinearity, 0);
         } else {
             ELMAN_TRY(TY(elman_gemm)(0, 0, B, H, H, 1, prev, H, W_hh, H, 1, h, H));
@@ -123,6 +159,16 @@ int TYPED(elman_rnn_forward_f32, elman_rnn_forward_f64)(
 }
 
 int TYPED(elman_rnn_backward_f32, elman_rnn_backward_f64)(
+    REAL *dW_xh, REAL *dW_hh, REAL *db_h, REAL *dh0, REAL *dx, REAL *dA, const REAL *dH,
+    const REAL *dh_T, const REAL *hs, const REAL *x, const elman_int *ids, const REAL *W_xh,
+    const REAL *W_hh, const elman_rnn_shape *s)
+{
+    return TY(elman_rnn_backward_mm)(dW_xh, dW_hh, db_h, dh0, dx, dA, dH, dh_T, hs, x, ids,
+                                     W_xh, W_hh, s, NULL);
+}
+
+/* The backward with its products in bfloat16 when bf is not NULL (internal.h). */
+int TYPED(elman_rnn_backward_mm_f32, elman_rnn_backward_mm_f64)(
     REAL *dW_xh,          /* (I, H) out */
     REAL *dW_hh,          /* (H, H) out */
     REAL *db_h,           /* (H,) out */
@@ -136,7 +182,7 @@ int TYPED(elman_rnn_backward_f32, elman_rnn_backward_f64)(
     const elman_int *ids, /* (T, B) or NULL */
     const REAL *W_xh,     /* (I, H) */
     const REAL *W_hh,     /* (H, H) */
-    const elman_rnn_shape *s)
+    const elman_rnn_shape *s, const elman_bf16_work *bf)
 {
     elman_int TB, TBH;
     ELMAN_TRY(TY(rnn_check)(s, x, ids, &TB, &TBH));
@@ -159,7 +205,8 @@ int TYPED(elman_rnn_backward_f32, elman_rnn_backward_f64)(
     const int rev = s->reverse;
     const elman_int *len = s->lengths;
     const REAL *outs = rev ? hs : hs + BH; /* H_t of step t at outs + (t-1)*BH */
-    const int own = elman_own_step_kernel(gs, B, H) && T > 1;
+    const int own = bf == NULL && elman_own_step_kernel(gs, B, H) && T > 1;
+    if (bf != NULL && T > 1) ELMAN_TRY(TY(bf16_pack)(bf, W_hh, 1)); /* W_hh^T */
     if (own) {
         /* dA_next @ W_hh^T as a plain product with W_hh^T, held meanwhile in dW_hh (an
          * output, written only after the loop): the row kernel then runs along rows. */
@@ -185,7 +232,9 @@ int TYPED(elman_rnn_backward_f32, elman_rnn_backward_f64)(
                 }
             }
         }
-        if (k > 1 && own) {
+        if (k > 1 && bf != NULL) {
+            ELMAN_TRY(TY(bf16_step)(bf, da, next, outs + (t - 1) * BH, B, s->nonlinearity, 1));
+        } else if (k > 1 && own) {
             gs->TY(step)(da, next, dW_hh, outs + (t - 1) * BH, B, H, s->nonlinearity, 1);
         } else {
             if (k > 1)
@@ -199,7 +248,7 @@ int TYPED(elman_rnn_backward_f32, elman_rnn_backward_f64)(
 
     /* dW_hh = sum_t H_prev(t)^T @ dA_t: one GEMM with K = T*B (the previous states are
      * hs[0..T-1] forward, hs[1..T] in reverse). */
-    ELMAN_TRY(TY(elman_gemm)(1, 0, H, H, TB, 1, rev ? hs + BH : hs, H, dA, H, 0, dW_hh, H));
+    ELMAN_TRY(TY(elman_mm)(bf, 1, 0, H, H, TB, rev ? hs + BH : hs, H, dA, H, 0, dW_hh, H));
 
     /* dW_xh = X^T @ dA, or a scatter-add of dA's rows into the rows the ids used. */
     if (ids != NULL) {
@@ -212,7 +261,7 @@ int TYPED(elman_rnn_backward_f32, elman_rnn_backward_f64)(
             for (elman_int j = 0; j < H; j++) w[j] += da[j];
         }
     } else {
-        ELMAN_TRY(TY(elman_gemm)(1, 0, I, H, TB, 1, x, I, dA, H, 0, dW_xh, H));
+        ELMAN_TRY(TY(elman_mm)(bf, 1, 0, I, H, TB, x, I, dA, H, 0, dW_xh, H));
     }
 
     /* db_h = sum over all T*B rows of dA */
@@ -231,17 +280,17 @@ int TYPED(elman_rnn_backward_f32, elman_rnn_backward_f64)(
             for (elman_int b = 0; b < B; b++) {
                 const elman_int L_b = len[b]; /* read once, checked where used (as the ids) */
                 if (L_b < 1 || L_b > T) return ELMAN_ERR_ARG;
-                ELMAN_TRY(TY(elman_gemm)(0, 1, 1, H, H, 1, dA + (L_b - 1) * BH + b * H, H,
-                                          W_hh, H, 0, dh0 + b * H, H));
+                ELMAN_TRY(TY(elman_mm)(bf, 0, 1, 1, H, H, dA + (L_b - 1) * BH + b * H, H,
+                                       W_hh, H, 0, dh0 + b * H, H));
             }
         } else {
-            ELMAN_TRY(TY(elman_gemm)(0, 1, B, H, H, 1, rev ? dA + (T - 1) * BH : dA, H, W_hh,
-                                      H, 0, dh0, H));
+            ELMAN_TRY(TY(elman_mm)(bf, 0, 1, B, H, H, rev ? dA + (T - 1) * BH : dA, H, W_hh,
+                                   H, 0, dh0, H));
         }
     }
     /* dx = dA @ W_xh^T, the gradient a layer below would receive */
     if (dx != NULL)
-        ELMAN_TRY(TY(elman_gemm)(0, 1, TB, I, H, 1, dA, H, W_xh, H, 0, dx, I));
+        ELMAN_TRY(TY(elman_mm)(bf, 0, 1, TB, I, H, dA, H, W_xh, H, 0, dx, I));
     return ELMAN_OK;
 }
 

@@ -41,7 +41,8 @@ int TYPED(elman_model_sample_f32, elman_model_sample_f64)(
 {
     if (s == NULL || n < 0 || B < 0) return ELMAN_ERR_ARG;
     if (s->rnn.nonlinearity != ELMAN_TANH && s->rnn.nonlinearity != ELMAN_RELU) return ELMAN_ERR_ARG;
-    if (s->num_layers < 0 || s->bidirectional != 0) return ELMAN_ERR_ARG;
+    if (s->num_layers < 0 || s->bidirectional != 0 || s->compute != ELMAN_COMPUTE_FLOAT32)
+        return ELMAN_ERR_ARG;
     const elman_int I = s->rnn.I, H = s->rnn.H, O = s->O, L = elman_model_layers(s);
     if (I < 1 || H < 1 || O < 1 || O > I) return ELMAN_ERR_ARG;
     if (!(temperature >= 0) || !(temperature <= DBL_MAX)) return ELMAN_ERR_ARG;

@@ -51,6 +51,20 @@
  * 16 registers hold them and the two constants). */
 #define ELMAN_FMA_CHAINS 12
 
+/* The bfloat16 products (bf16.c). The kernel's tile of C is MR rows by NR columns: 12 x 2
+ * zmm vectors of 16 = 24 accumulators of the 32 registers, the rest for the two panel
+ * vectors and the broadcast. A GEMM packs B in blocks of KC rows of K by NC columns
+ * (KC/2 * NC * 4 = 256 KiB, in L2 with room to spare; N up to NC packs A once) and A in blocks of MC rows per
+ * thread (48 KiB); one panel of B (KC/2 * NR * 4 = 16 KiB) stays in L1 while the block's
+ * rows pass over it. At most MAX_THREADS threads share a GEMM (the workspace holds that
+ * many A blocks, whatever the thread count when it was sized). */
+#define ELMAN_BF16_MR 12
+#define ELMAN_BF16_NR 32
+#define ELMAN_BF16_KC 256
+#define ELMAN_BF16_NC 512
+#define ELMAN_BF16_MC 96
+#define ELMAN_BF16_MAX_THREADS 8
+
 /* A thread's share of an elementwise loop is a multiple of this many elements: 16 floats
  * fill one 64-byte cache line, so that two threads never write the same line. */
 #define ELMAN_SPLIT_UNIT 16

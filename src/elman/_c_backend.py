@@ -239,10 +239,14 @@ def mse_loss(pred, target, *, reduction="mean"):
 
 # ---- whole model --------------------------------------------------------------------------
 
-def _arch(num_layers, bidirectional, dropout, dropout_seed, dropout_lanes):
+COMPUTE_DTYPES = {"float32": 0, "bfloat16": 1}  # elman_compute in elman.h
+
+
+def _arch(num_layers, bidirectional, dropout, dropout_seed, dropout_lanes,
+          compute_dtype="float32"):
     """The binding's stack tuple (elman_model_shape's fields)."""
     return (num_layers, bool(bidirectional), dropout, dropout_seed, dropout_lanes[0],
-            dropout_lanes[1])
+            dropout_lanes[1], COMPUTE_DTYPES[compute_dtype])
 
 
 def _states(hs, S):
@@ -252,7 +256,7 @@ def _states(hs, S):
 
 def model_forward(params, x, h0, *, input_size, hidden_size, output_size,
                   nonlinearity="tanh", num_layers=1, bidirectional=False, lengths=None,
-                  workspace=None):
+                  compute_dtype="float32", workspace=None):
     I, H, O, dt = input_size, hidden_size, output_size, params.dtype
     T, B = x.shape[:2]
     D = 2 if bidirectional else 1
@@ -261,7 +265,7 @@ def model_forward(params, x, h0, *, input_size, hidden_size, output_size,
     Y = np.empty((T, B, O), dt)
     hs = _workspace.array(ws, "hs", (S, T + 1, B, H), dt)
     _workspace.set_initial_states(hs, None if h0 is None else h0.reshape(S, B, H), D)
-    arch = _arch(num_layers, bidirectional, 0.0, 0, (0, 0))
+    arch = _arch(num_layers, bidirectional, 0.0, 0, (0, 0), compute_dtype)
     sizes = _core.model_sizes(T, B, I, H, O, 0, False, arch, lengths is not None, dt.itemsize)
     work = _workspace.work_buffer(ws, "work", sizes["work_bytes"])
     xf, ids, is_ids = _inputs(x, dt)
@@ -275,7 +279,7 @@ def _step_buffers(ws, dt, T, B, I, H, O, S, loss, last_step_only, arch, has_leng
     """The training step's buffers in ``ws`` (hs, Y, dA, work), made when the shapes change
     and reused otherwise; the byte workspace sized by C."""
     key = (dt, T, B, I, H, O, last_step_only, arch[0], arch[1], arch[2] > 0, has_lengths,
-           loss)
+           loss, arch[6])
     if ws.get("key") != key:
         sizes = _core.model_sizes(T, B, I, H, O, LOSSES[loss], last_step_only, arch,
                                   has_lengths, dt.itemsize)  # every size from C
@@ -294,11 +298,11 @@ class PreparedTrainStep:
 
     def __init__(self, dtype, T, B, *, input_size, hidden_size, output_size, nonlinearity,
                  num_layers, bidirectional, dropout, dropout_lanes, loss, reduction,
-                 last_step_only, params, grads, state, optimizer):
+                 last_step_only, params, grads, state, optimizer, compute_dtype="float32"):
         dt = np.dtype(dtype)
         I, H, O = input_size, hidden_size, output_size
         S = num_layers * (2 if bidirectional else 1)
-        arch = _arch(num_layers, bidirectional, dropout, 0, dropout_lanes)
+        arch = _arch(num_layers, bidirectional, dropout, 0, dropout_lanes, compute_dtype)
         ws = {}
         self.hs = _step_buffers(ws, dt, T, B, I, H, O, S, loss, last_step_only, arch, False)
         self.plan = _core.TrainStepPlan(
@@ -342,8 +346,9 @@ def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, 
                            nonlinearity="tanh", loss="cross_entropy", reduction="mean",
                            last_step_only=False, dh0=None, dh_T=None, num_layers=1,
                            bidirectional=False, dropout=0.0, dropout_seed=0, lengths=None,
-                           dropout_lanes=(0, 0), workspace=None):
-    arch = _arch(num_layers, bidirectional, dropout, dropout_seed, dropout_lanes)
+                           dropout_lanes=(0, 0), compute_dtype="float32", workspace=None):
+    arch = _arch(num_layers, bidirectional, dropout, dropout_seed, dropout_lanes,
+                 compute_dtype)
     ws, hs, xf, ids, is_ids, ys = _step_arguments(
         params, x, y, h0, workspace, input_size, hidden_size, output_size, loss,
         last_step_only, arch, lengths)
@@ -416,8 +421,9 @@ def model_train_step(params, grads, state, x, y, h0, *, input_size, hidden_size,
                      dropout_seed=0, lengths=None, dropout_lanes=(0, 0), optimizer="adagrad",
                      lr, step, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
                      eps_placement="outside", maximize=False, clip_value=None, momentum=0.0,
-                     max_grad_norm=None, workspace=None):
-    arch = _arch(num_layers, bidirectional, dropout, dropout_seed, dropout_lanes)
+                     max_grad_norm=None, compute_dtype="float32", workspace=None):
+    arch = _arch(num_layers, bidirectional, dropout, dropout_seed, dropout_lanes,
+                 compute_dtype)
     ws, hs, xf, ids, is_ids, ys = _step_arguments(
         params, x, y, h0, workspace, input_size, hidden_size, output_size, loss,
         last_step_only, arch, lengths)

@@ -10,7 +10,7 @@ import warnings
 from . import _core
 from ._validate import Switch
 
-_FEATURES = ("sse2", "avx", "avx2", "fma", "avx512f")  # bit order of ELMAN_CPU_* in elman.h
+_FEATURES = ("sse2", "avx", "avx2", "fma", "avx512f", "avx512bf16")  # bit order of ELMAN_CPU_* in elman.h
 _ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
         "OPENBLAS_L2_SIZE", "ELMAN_BACKEND", "ELMAN_CPU")
 
@@ -103,6 +103,8 @@ def config() -> dict:
         "kernel_paths": list(cpu_paths()),
         "threads": get_num_threads(),
         "cpu_features": [name for i, name in enumerate(_FEATURES) if mask >> i & 1],
+        "bfloat16": ("vdpbf16ps (AVX512_BF16)" if _core.bf16_native()
+                     else "emulated (no AVX512_BF16 on this CPU or path; several times slower)"),
         "backend": kernels.backend(),
         "gemm": "scipy.linalg.cython_blas (sgemm, dgemm)" if _core.has_blas() else "missing",
         "blas": _blas_info(),

@@ -142,6 +142,7 @@ cdef extern from "elman.h" nogil:
         double dropout
         uint64_t dropout_seed
         elman_int dropout_batch, dropout_offset
+        int compute
 
     elman_int elman_model_num_params(const elman_model_shape *)
     elman_int elman_model_work_bytes(const elman_model_shape *, int)
@@ -199,6 +200,7 @@ cdef extern from "elman.h" nogil:
                                const elman_model_shape *)
 
     unsigned elman_cpu_features()
+    int elman_bf16_native()
     const char *elman_kernel_path()
     const char *elman_kernel_paths()
     int elman_kernel_path_supported(const char *name)

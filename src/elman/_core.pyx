@@ -99,6 +99,11 @@ def has_blas():
     return bool(elman_has_blas())
 
 
+def bf16_native():
+    """Whether bfloat16 products run on vdpbf16ps (else on the emulation)."""
+    return bool(elman_bf16_native())
+
+
 def cpu_features():
     """Bit mask of CPU features (see elman.h, ELMAN_CPU_*)."""
     return int(elman_cpu_features())
@@ -632,7 +637,7 @@ cdef int _model_shape(elman_model_shape *m, T, B, I, H, O, int nonlinearity, int
                       int reduction, bint last_step_only, tuple arch=(1, False, 0.0, 0),
                       const int64_t[::1] lengths=None) except -1:
     """The shape struct; arch = (num_layers, bidirectional, dropout, dropout_seed[,
-    dropout_batch, dropout_offset])."""
+    dropout_batch, dropout_offset[, compute]]), compute 0 (float32) or 1 (bfloat16)."""
     _rnn_shape(&m.rnn, T, B, I, H, nonlinearity, lengths)
     m.O = _size(O, "O")
     m.loss = loss
@@ -644,6 +649,7 @@ cdef int _model_shape(elman_model_shape *m, T, B, I, H, O, int nonlinearity, int
     m.dropout_seed = arch[3]
     m.dropout_batch = _size(arch[4], "dropout_batch") if len(arch) > 4 else 0
     m.dropout_offset = _size(arch[5], "dropout_offset") if len(arch) > 5 else 0
+    m.compute = arch[6] if len(arch) > 6 else 0
     if elman_model_num_params(m) < 0:
         raise OverflowError("the model's parameter count overflows 64 bits")
     return 0

@@ -20,6 +20,8 @@ from .rng import GOLDEN_GAMMA, splitmix64
 
 INITS = ("uniform", "normal0.01")
 _NO_DROPOUT = {}  # the backends' defaults: no dropout
+_NO_COMPUTE = {}  # and products in the model's dtype
+_BF16_COMPUTE = {"compute_dtype": "bfloat16"}
 
 
 class ElmanRNN:
@@ -53,6 +55,17 @@ class ElmanRNN:
         ``backend("numpy")``, bit for bit the same): the same seed and calls give the same
         masks.
     dtype : {"float32", "float64"}
+        The dtype of the parameters, gradients, states and every result.
+    compute_dtype : {"float32", "bfloat16"} or None
+        The dtype the matrix products of ``forward``, ``forward_backward``, ``train_step``
+        and ``TrainStep`` run in (default: ``dtype``). "bfloat16" (float32 models only):
+        each product's operands are rounded to bfloat16 and the products accumulated in
+        float32, on ``vdpbf16ps`` where the CPU has AVX512_BF16 (``elman info`` says
+        whether it does) and on an emulation, several times slower, elsewhere; parameters,
+        states, gradients, the loss and the optimizer stay float32. About twice the FLOP
+        rate at FLOP-bound shapes, for about 3 significant digits per product.
+        ``sample`` and the Gauss-Newton products always run in float32. May be set later
+        (``model.compute_dtype = "float32"`` to evaluate in full precision).
     seed : int
         Seed of the initialization (NumPy's default_rng): the same seed gives the same
         parameters, bit for bit.
@@ -90,7 +103,7 @@ class ElmanRNN:
 
     def __init__(self, input_size, hidden_size, output_size, *, nonlinearity="tanh",
                  num_layers=1, bidirectional=False, dropout=0.0, dtype="float32", seed=0,
-                 init="uniform"):
+                 init="uniform", compute_dtype=None):
         where = "ElmanRNN"
         self.input_size = positive_int(input_size, "input_size", where=where)
         self.hidden_size = positive_int(hidden_size, "hidden_size", where=where)
@@ -104,6 +117,7 @@ class ElmanRNN:
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"{where}: dtype must be float32 or float64, got {self.dtype}")
         self.init = choice(init, "init", INITS, where=where)
+        self._compute = self._check_compute(compute_dtype, where)
         self.seed = positive_int(seed, "seed", where=where, minimum=0)
         self._stack = check_stack(where, num_layers, bidirectional, dropout)
         self.dropout_calls = 0
@@ -132,6 +146,37 @@ class ElmanRNN:
                        doc="p: dropout between layers while training.")
     num_states = property(lambda self: self._stack.states,
                           doc="L*D: the leading dimension of hidden states, h0 and h_n.")
+
+    COMPUTE_DTYPES = ("float32", "bfloat16")
+
+    def _check_compute(self, compute_dtype, where):
+        """compute_dtype, checked: None means the model's dtype."""
+        if compute_dtype is None:
+            return "float32" if self.dtype == np.float32 else "float64"
+        if isinstance(compute_dtype, np.dtype) or compute_dtype in (np.float32, np.float64):
+            compute_dtype = np.dtype(compute_dtype).name
+        if compute_dtype == self.dtype.name:
+            return compute_dtype
+        choice(compute_dtype, "compute_dtype", self.COMPUTE_DTYPES, where=where)
+        if self.dtype != np.float32:
+            raise ValueError(f"{where}: compute_dtype={compute_dtype!r} needs a float32 model, "
+                             f"this one is {self.dtype.name}")
+        return compute_dtype
+
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the products run in: "float32", "float64" or "bfloat16" (see the
+        class docstring). Settable."""
+        return self._compute
+
+    @compute_dtype.setter
+    def compute_dtype(self, value):
+        self._compute = self._check_compute(value, "ElmanRNN.compute_dtype")
+
+    def _compute_kwargs(self):
+        """The compute dtype as the backends' model functions take it (nothing for the
+        model's own dtype, so the float calls are unchanged)."""
+        return _BF16_COMPUTE if self._compute == "bfloat16" else _NO_COMPUTE
 
     def _sizes(self):
         a = self._stack
@@ -231,6 +276,7 @@ class ElmanRNN:
         state.setdefault("_stack", Stack())
         state["dropout_calls"] = state.pop("_dropout_calls", state.get("dropout_calls", 0))
         state.setdefault("dropout_lanes", (0, 0))
+        state.setdefault("_compute", np.dtype(state["dtype"]).name)
         state.pop("_nl", None)
         self.__dict__.update(state)
         self._busy = threading.Lock()
@@ -359,7 +405,7 @@ class ElmanRNN:
         lengths = check_lengths(lengths, where, T, B)
         ws = self._workspace.setdefault("forward", {})
         Y, hs = current().model_forward(self.params, x, h0, lengths=lengths, workspace=ws,
-                                        **self._shape_kwargs())
+                                        **self._shape_kwargs(), **self._compute_kwargs())
         return (Y.swapaxes(0, 1) if batch_first else Y), self._final_state(hs, None)
 
     __call__ = forward
@@ -411,7 +457,8 @@ class ElmanRNN:
         value, hs = current().model_forward_backward(
             self.params, self.grads, x, y, h0, loss=loss, reduction=reduction,
             last_step_only=bool(last_step_only), dh0=dh0, dh_T=dh_T, lengths=lengths,
-            workspace=ws, **self._shape_kwargs(), **self._dropout_draw())
+            workspace=ws, **self._shape_kwargs(), **self._compute_kwargs(),
+            **self._dropout_draw())
         self._grad_h0 = dh0
         return value, self._final_state(hs, h_out)
 
@@ -611,7 +658,9 @@ class ElmanRNN:
                 + (f"num_layers={self.num_layers}, " if self.num_layers != 1 else "")
                 + ("bidirectional=True, " if self.bidirectional else "")
                 + (f"dropout={self.dropout}, " if self.dropout else "") +
-                f"dtype={self.dtype.name!r}, seed={self.seed!r}, init={self.init!r}) "
+                f"dtype={self.dtype.name!r}, "
+                + (f"compute_dtype={self._compute!r}, " if self._compute == "bfloat16" else "")
+                + f"seed={self.seed!r}, init={self.init!r}) "
                 f"# {self.num_params} parameters")
 
 
@@ -674,7 +723,7 @@ def run_train_step(where, model, opt, x, y, h0=None, *, loss="cross_entropy",
             value, hs = current().model_forward_backward(
                 model.params, model.grads, x, y, h0, loss=loss, reduction=reduction,
                 last_step_only=bool(last_step_only), lengths=lengths, workspace=ws,
-                **model._shape_kwargs(), **model._dropout_draw())
+                **model._shape_kwargs(), **model._compute_kwargs(), **model._dropout_draw())
             model._last_ids = x if is_ids else None
             opt.step()
             return value, model._final_state(hs, h_out)
@@ -682,7 +731,8 @@ def run_train_step(where, model, opt, x, y, h0=None, *, loss="cross_entropy",
         value, norm, stage, hs = current().model_train_step(
             model.params, model.grads, state, x, y, h0, loss=loss, reduction=reduction,
             last_step_only=bool(last_step_only), lengths=lengths, workspace=ws,
-            **model._shape_kwargs(), **model._dropout_draw(), **update)
+            **model._shape_kwargs(), **model._compute_kwargs(), **model._dropout_draw(),
+            **update)
         if stage == 1:
             raise NonFiniteError(f"{where}: the loss is not finite ({value}); nothing was "
                                  f"updated")

@@ -93,13 +93,14 @@ class TrainStep:
         self._h_shape = (S, B, H)
         state, u = opt.fused_update()
         self._state = state
+        self._compute = model.compute_dtype
         self._prepared = _c_backend.PreparedTrainStep(
             dt, T, B, input_size=I, hidden_size=H, output_size=O,
             nonlinearity=model.nonlinearity, num_layers=stack.num_layers,
             bidirectional=stack.bidirectional, dropout=stack.dropout,
             dropout_lanes=model.dropout_lanes, loss=loss, reduction=reduction,
             last_step_only=last, params=model.params, grads=model.grads, state=state,
-            optimizer=u["optimizer"])
+            optimizer=u["optimizer"], **model._compute_kwargs())
 
     def _general(self, x, y, h0, h_out):
         return run_train_step("TrainStep", self.model, self.opt, x, y, h0, loss=self.loss,
@@ -120,7 +121,8 @@ class TrainStep:
         if type(x) is not np.ndarray or type(y) is not np.ndarray or \
                 not (x.flags.c_contiguous and y.flags.c_contiguous) or \
                 current() is not _c_backend or not self._state_ok(h0) or \
-                not self._state_ok(h_out, writable=True):
+                not self._state_ok(h_out, writable=True) or \
+                self.model.compute_dtype != self._compute:
             return None
         if x.dtype == _INT64 and x.shape == self._ids_shape:
             is_ids = True

@@ -181,13 +181,40 @@ def activation_backward(dH, y, nonlinearity="tanh"):
     return dH * (y > 0).astype(y.dtype)
 
 
+# ---- compute dtype: the bfloat16 rounding model ---------------------------------------------
+
+def bf16_round(a):
+    """float32 values rounded to the nearest bfloat16 (8-bit significand, ties to even),
+    returned as float32; a NaN stays a NaN. The rounding every product operand gets when a
+    model's compute dtype is bfloat16 (csrc/bf16.c)."""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+    r = ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1)))
+         & np.uint32(0xFFFF0000))
+    nan = (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    r = np.where(nan, (u & np.uint32(0xFFFF0000)) | np.uint32(0x00400000), r)
+    return r.astype(np.uint32).view(np.float32).reshape(np.shape(a))
+
+
+def _bf16_matmul(a, b):
+    """a @ b with both operands rounded to bfloat16; the products (exact in float32) summed
+    in float64 and the sum rounded to float32: the C kernel sums in float32, so the two
+    differ by its accumulation's rounding alone."""
+    return (bf16_round(a).astype(np.float64) @ bf16_round(b).astype(np.float64)).astype(
+        np.float32)
+
+
+def _matmul_of(compute_dtype):
+    """The product a model's layers use: numpy's matmul, or the bfloat16 model."""
+    return _bf16_matmul if compute_dtype == "bfloat16" else np.matmul
+
+
 # ---- Elman layer --------------------------------------------------------------------------
 
-def _input_projection(x, W_xh):
+def _input_projection(x, W_xh, mm=np.matmul):
     """X_t @ W_xh for every step: (T, B, H). Token ids (T, B) gather rows of W_xh."""
     if x.dtype.kind in "iu":
         return W_xh[x]
-    return x @ W_xh
+    return mm(x, W_xh)
 
 
 def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", reverse=False, lengths=None,
@@ -202,14 +229,19 @@ def rnn_forward(x, h0, W_xh, W_hh, b_h, *, nonlinearity="tanh", reverse=False, l
     reverse starts each sequence from h0 at its own last step. Written into ``out``
     (T+1, B, H) when given. h0 None: zeros.
     """
+    return _rnn_forward(x, h0, W_xh, W_hh, b_h, nonlinearity, reverse, lengths, out)
+
+
+def _rnn_forward(x, h0, W_xh, W_hh, b_h, nonlinearity, reverse, lengths, out, mm=np.matmul):
+    """rnn_forward with its products made by ``mm`` (the compute dtype's)."""
     T, B, H = x.shape[0], x.shape[1], W_hh.shape[0]
     hs = np.empty((T + 1, B, H), dtype=W_hh.dtype)
     hs[T if reverse else 0] = 0 if h0 is None else h0
-    A = _input_projection(x, W_xh) + b_h
+    A = _input_projection(x, W_xh, mm) + b_h
     valid = valid_steps(lengths, T, B)
     for t in (range(T, 0, -1) if reverse else range(1, T + 1)):
         i, prev = (t - 1, t) if reverse else (t, t - 1)
-        h = activation(A[t - 1] + hs[prev] @ W_hh, nonlinearity)
+        h = activation(A[t - 1] + mm(hs[prev], W_hh), nonlinearity)
         hs[i] = np.where(valid[t - 1][:, None], h, hs[prev])
     if out is not None:
         out[...] = hs
@@ -226,6 +258,12 @@ def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_
     final state. reverse, lengths: as given to rnn_forward; dH at padded steps is ignored.
     Returns RNNGrads; every field is a new array.
     """
+    return _rnn_backward(dH, hs, x, W_xh, W_hh, nonlinearity, dh_T, need_dx, reverse, lengths)
+
+
+def _rnn_backward(dH, hs, x, W_xh, W_hh, nonlinearity, dh_T, need_dx, reverse, lengths,
+                  mm=np.matmul):
+    """rnn_backward with its products made by ``mm`` (the compute dtype's)."""
     T, B = dH.shape[:2]
     H = hs.shape[2]
     dA = np.empty_like(dH)
@@ -243,21 +281,21 @@ def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_
         g = g + carry
         dA[t - 1] = np.where(valid[t - 1][:, None],
                              activation_backward(g, outs[t - 1], nonlinearity), 0)
-        carry = dA[t - 1] @ W_hh.T
+        carry = mm(dA[t - 1], W_hh.T)
         if reverse:  # the step that read h0: t = lengths[b] (T without lengths)
             dh0 = np.where((lens == t)[:, None], carry, dh0)
     if not reverse:
         dh0 = carry
     TB = T * B
     dA2 = dA.reshape(TB, H)
-    dW_hh = prevs.reshape(TB, H).T @ dA2
+    dW_hh = mm(prevs.reshape(TB, H).T, dA2)
     if x.dtype.kind in "iu":
         dW_xh = np.zeros_like(W_xh)
         np.add.at(dW_xh, x.reshape(-1), dA2)
         dx = None
     else:
-        dW_xh = x.reshape(TB, x.shape[-1]).T @ dA2
-        dx = (dA2 @ W_xh.T).reshape(x.shape) if need_dx else None
+        dW_xh = mm(x.reshape(TB, x.shape[-1]).T, dA2)
+        dx = mm(dA2, W_xh.T).reshape(x.shape) if need_dx else None
     db_h = dA2.sum(axis=0)
     return RNNGrads(dW_xh, dW_hh, db_h, dh0, dx, dA)
 
@@ -294,13 +332,21 @@ def rnn_rforward(hs, x, W_xh, W_hh, V_xh, V_hh, v_b, *, Rx=None, nonlinearity="t
 
 def linear_forward(X, W, b=None):
     """Y (N, O) = X (N, K) @ W (K, O) + b (O,)."""
-    Y = X @ W
+    return _linear_forward(X, W, b)
+
+
+def _linear_forward(X, W, b, mm=np.matmul):
+    Y = mm(X, W)
     return Y if b is None else Y + b
 
 
 def linear_backward(dY, X, W, *, need_dX=True):
     """Returns dW (K, O) = X^T dY, db (O,) = sum_rows dY, dX (N, K) = dY W^T (or None)."""
-    return X.T @ dY, dY.sum(axis=0), (dY @ W.T if need_dX else None)
+    return _linear_backward(dY, X, W, need_dX)
+
+
+def _linear_backward(dY, X, W, need_dX, mm=np.matmul):
+    return mm(X.T, dY), dY.sum(axis=0), (mm(dY, W.T) if need_dX else None)
 
 
 def _reduction_scale(reduction, count):
@@ -359,7 +405,8 @@ class _Arch(NamedTuple):
     nl: str
 
 
-def _layers_forward(p, x, h0, arch, lengths, dropout, seed, train, lanes=(0, 0)):
+def _layers_forward(p, x, h0, arch, lengths, dropout, seed, train, lanes=(0, 0),
+                    mm=np.matmul):
     """Every layer; returns (hs (L*D, T+1, B, H), inputs of each layer, top (T, B, D*H))."""
     I, H, O, L, D, nl = arch
     hs, inputs = [], []
@@ -370,8 +417,7 @@ def _layers_forward(p, x, h0, arch, lengths, dropout, seed, train, lanes=(0, 0))
         for d in range(D):
             nx, nh, nb = _layer_names(l, d)
             k = l * D + d
-            s = rnn_forward(inp, h0[k], p[nx], p[nh], p[nb], nonlinearity=nl, reverse=bool(d),
-                            lengths=lengths)
+            s = _rnn_forward(inp, h0[k], p[nx], p[nh], p[nb], nl, bool(d), lengths, None, mm)
             hs.append(s)
             outs.append(s[:-1] if d else s[1:])
         inp = np.concatenate(outs, axis=2) if D > 1 else outs[0]
@@ -390,31 +436,33 @@ def _state(h0, arch, B, dtype):
 
 def model_forward(params, x, h0, *, input_size, hidden_size, output_size,
                   nonlinearity="tanh", num_layers=1, bidirectional=False, lengths=None,
-                  workspace=None):
+                  compute_dtype="float32", workspace=None):
     """Outputs of every step (no dropout: this is inference). h0 (L*D, B, H) or (B, H) for
     one layer. Returns (Y (T, B, O), hs (L*D, T+1, B, H); (T+1, B, H) for one layer, one
-    direction). With lengths, Y is zero at padded steps."""
+    direction). With lengths, Y is zero at padded steps. compute_dtype "bfloat16": every
+    product's operands rounded by :func:`bf16_round` (float32 parameters only)."""
+    mm = _matmul_of(compute_dtype)
     arch = _Arch(input_size, hidden_size, output_size, num_layers, 2 if bidirectional else 1,
                  nonlinearity)
     p = param_views(params, input_size, hidden_size, output_size, num_layers, bidirectional)
     T, B = x.shape[:2]
     hs, _, top = _layers_forward(p, x, _state(h0, arch, B, params.dtype), arch, lengths, 0.0,
-                                 0, False)
-    Y = top @ p["W_hy"] + p["b_y"]
+                                 0, False, mm=mm)
+    Y = mm(top, p["W_hy"]) + p["b_y"]
     if lengths is not None:
         Y = np.where(valid_steps(lengths, T, B)[..., None], Y, Y.dtype.type(0))
     return Y, (hs[0] if arch.L * arch.D == 1 else hs)
 
 
 def _model_backward(p, g, dY, Hy, rows, hs, inputs, arch, lengths, dropout, seed, lanes,
-                    dh0=None, dh_T=None, Rhs=None, coef=0.0):
+                    dh0=None, dh_T=None, Rhs=None, coef=0.0, mm=np.matmul):
     """From dY, the gradient on the scored outputs Y = Hy @ W_hy + b_y at ``rows`` of the
     top layer's (T, B, D*H) outputs, down to every parameter (into the views ``g``) and h0
     (dh0). With Rhs, coef * Rhs[k] joins the gradient arriving on slab k's outputs (the
     structural damping of Gauss-Newton products)."""
     I, H, O, L, D, nl = arch
     T, B = hs.shape[1] - 1, hs.shape[2]
-    dW_hy, db_y, dHy = linear_backward(dY, Hy, p["W_hy"])
+    dW_hy, db_y, dHy = _linear_backward(dY, Hy, p["W_hy"], True, mm)
     g["W_hy"][...] = dW_hy
     g["b_y"][...] = db_y
     dtop = np.zeros((T, B, D * H), dtype=dY.dtype)
@@ -428,14 +476,13 @@ def _model_backward(p, g, dY, Hy, rows, hs, inputs, arch, lengths, dropout, seed
             dH = dtop[..., d * H:(d + 1) * H]
             if Rhs is not None:
                 dH = dH + dY.dtype.type(coef) * (Rhs[k][:-1] if d else Rhs[k][1:])
-            r = rnn_backward(dH, hs[k], inputs[l], p[nx], p[nh],
-                             nonlinearity=nl, dh_T=None if dh_T is None else dh_T[k],
-                             reverse=bool(d), lengths=lengths)
+            r = _rnn_backward(dH, hs[k], inputs[l], p[nx], p[nh], nl,
+                              None if dh_T is None else dh_T[k], False, bool(d), lengths, mm)
             g[nx][...], g[nh][...], g[nb][...] = r.W_xh, r.W_hh, r.b_h
             if dh0 is not None:
                 dh0.reshape(L * D, B, H)[k] = r.h0
             if l > 0:
-                part = r.A @ p[nx].T
+                part = mm(r.A, p[nx].T)
                 dX = part if dX is None else dX + part
         if l > 0:
             if dropout > 0:
@@ -445,21 +492,23 @@ def _model_backward(p, g, dY, Hy, rows, hs, inputs, arch, lengths, dropout, seed
 
 def _loss_and_grads(params, grads, x, y, h0, *, input_size, hidden_size, output_size,
                     nonlinearity, loss, reduction, last_step_only, num_layers, bidirectional,
-                    dropout, dropout_seed, lengths, dropout_lanes, dh0=None, dh_T=None):
+                    dropout, dropout_seed, lengths, dropout_lanes, dh0=None, dh_T=None,
+                    compute_dtype="float32"):
     """model_forward_backward's work; (loss, None) when the loss is not finite (grads
     then untouched)."""
     I, H, O = input_size, hidden_size, output_size
+    mm = _matmul_of(compute_dtype)
     arch = _Arch(I, H, O, num_layers, 2 if bidirectional else 1, nonlinearity)
     L, D = arch.L, arch.D
     p = param_views(params, I, H, O, L, bidirectional)
     g = param_views(grads, I, H, O, L, bidirectional)
     T, B = x.shape[:2]
     hs, inputs, top = _layers_forward(p, x, _state(h0, arch, B, params.dtype), arch, lengths,
-                                      dropout, dropout_seed, True, dropout_lanes)
+                                      dropout, dropout_seed, True, dropout_lanes, mm=mm)
     rows = scored_rows(lengths, last_step_only, T, B)
     yy = y if last_step_only else y[rows]
     Hy = top[rows]
-    Y = linear_forward(Hy, p["W_hy"], p["b_y"])
+    Y = _linear_forward(Hy, p["W_hy"], p["b_y"], mm)
     if loss == "cross_entropy":
         value, dY = softmax_cross_entropy(Y, yy.reshape(-1), reduction=reduction)
     else:
@@ -467,7 +516,7 @@ def _loss_and_grads(params, grads, x, y, h0, *, input_size, hidden_size, output_
     if not np.isfinite(value):
         return value, None
     _model_backward(p, g, dY, Hy, rows, hs, inputs, arch, lengths, dropout, dropout_seed,
-                    dropout_lanes, dh0=dh0, dh_T=dh_T)
+                    dropout_lanes, dh0=dh0, dh_T=dh_T, mm=mm)
     return value, (hs[0] if L * D == 1 else hs)
 
 
@@ -475,7 +524,7 @@ def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, 
                            nonlinearity="tanh", loss="cross_entropy", reduction="mean",
                            last_step_only=False, dh0=None, dh_T=None, num_layers=1,
                            bidirectional=False, dropout=0.0, dropout_seed=0, lengths=None,
-                           dropout_lanes=(0, 0), workspace=None):
+                           dropout_lanes=(0, 0), compute_dtype="float32", workspace=None):
     """Forward, loss, BPTT. Overwrites ``grads`` (flat, the layout of ``params``) and
     ``dh0`` (L*D, B, H) if given; ``dh_T`` (L*D, B, H), if given, is a gradient on the final
     states added to the loss's. Returns (loss, hs) (hs as model_forward's).
@@ -484,13 +533,14 @@ def model_forward_backward(params, grads, x, y, h0, *, input_size, hidden_size, 
     last_step_only, (B,) or (B, O) for the final step alone (each sequence's own last step
     with lengths). With lengths, padded steps give no loss and "mean" averages over the
     valid ones. dropout applies between layers, with masks from dropout_seed.
+    compute_dtype "bfloat16": the products in the bfloat16 rounding model (model_forward).
     """
     value, hs = _loss_and_grads(
         params, grads, x, y, h0, input_size=input_size, hidden_size=hidden_size,
         output_size=output_size, nonlinearity=nonlinearity, loss=loss, reduction=reduction,
         last_step_only=last_step_only, dh0=dh0, dh_T=dh_T, num_layers=num_layers,
         bidirectional=bidirectional, dropout=dropout, dropout_seed=dropout_seed,
-        lengths=lengths, dropout_lanes=dropout_lanes)
+        lengths=lengths, dropout_lanes=dropout_lanes, compute_dtype=compute_dtype)
     if hs is None:
         raise NonFiniteError(f"the loss is not finite ({value}); gradients were not computed")
     return value, hs
@@ -586,7 +636,7 @@ def model_train_step(params, grads, state, x, y, h0, *, input_size, hidden_size,
                      dropout_seed=0, lengths=None, dropout_lanes=(0, 0), optimizer="adagrad",
                      lr, step, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
                      eps_placement="outside", maximize=False, clip_value=None, momentum=0.0,
-                     max_grad_norm=None, workspace=None):
+                     max_grad_norm=None, compute_dtype="float32", workspace=None):
     """A whole training step: model_forward_backward, global-norm clipping (torch's
     clip_grad_norm_: coefficient min(1, max_grad_norm / (norm + 1e-6))) and the update of
     ``optimizer`` ("adagrad", whose accumulator is ``state``, or "sgd", whose momentum
@@ -599,7 +649,7 @@ def model_train_step(params, grads, state, x, y, h0, *, input_size, hidden_size,
         output_size=output_size, nonlinearity=nonlinearity, loss=loss, reduction=reduction,
         last_step_only=last_step_only, num_layers=num_layers, bidirectional=bidirectional,
         dropout=dropout, dropout_seed=dropout_seed, lengths=lengths,
-        dropout_lanes=dropout_lanes)
+        dropout_lanes=dropout_lanes, compute_dtype=compute_dtype)
     if hs is None:
         return value, None, 1, None
     norm, scale = None, 1.0

@@ -1,0 +1,435 @@
+/* bfloat16 products with float32 accumulation: every product of a model whose compute
+ * dtype is bfloat16 (elman_model_shape.compute, elman.h):
+ *
+ *     gemm:  C (M, N) = [C +] bf16(op(A)) @ bf16(op(B))         op = transpose when asked
+ *     step:  C (B, H) = f(C + bf16(A) @ Wp)          (forward)    the recurrence's step,
+ *            C (B, H) = (C + bf16(A) @ Wp) * f'(Y)   (backward)   Wp = bf16(W) packed once
+ *
+ * bf16(x) rounds float32 to the nearest bfloat16 (8-bit significand), ties to even; a NaN
+ * stays a NaN. The product of two bfloat16 numbers is exact in float32, so the only
+ * rounding after the operands' is the float32 accumulation. On a CPU with AVX512_BF16 the
+ * kernel is vdpbf16ps, two products per 32-bit lane (which treats denormal inputs and
+ * outputs as zero); elsewhere the same sums are done in float arithmetic on the rounded
+ * values (the emulated kernel: same results up to the order of the sums, several times
+ * slower). Reference twin: the bf16 rounding model of elman.reference (operands rounded by
+ * _bf16, then a float matmul).
+ *
+ * Layout. An operand is rounded once and packed in pairs along K, one 32-bit word per pair
+ * (low half: the even k), zero-padded to whole blocks so that the kernel always runs on
+ * full tiles and writes only their valid part:
+ *   A: blocks of MR rows; in a block, the MR words of k-pair p are contiguous,
+ *   B: panels of NR columns; in a panel, the NR words of k-pair p are contiguous.
+ * The kernel keeps an MR x NR tile of C in registers (tuning.h: ELMAN_BF16_MR, _NR). A
+ * large GEMM is cut into blocks of ELMAN_BF16_KC rows of K and ELMAN_BF16_NC columns
+ * (the packed B block stays in L2) and its rows shared among threads; the step packs its
+ * weight once per layer call and shares column panels among threads.
+ */
+#include "loops.h"
+
+#ifndef ELMAN_ISA /* ---- the checked entry points, once ---- */
+
+/* The workspace of the bf16 products, in 32-bit words, for a batch of B rows, hidden size
+ * H (the step's packed weight and packed state rows). */
+static elman_int elman_bf16_round_up(elman_int n, elman_int unit)
+{
+    return (n + unit - 1) / unit * unit;
+}
+
+elman_int elman_bf16_work_words(elman_int B, elman_int H)
+{
+    const elman_int Kp = (H + 1) / 2;
+    const elman_int gemm = elman_add(
+        elman_mul(ELMAN_BF16_KC / 2, ELMAN_BF16_NC),
+        elman_mul(ELMAN_BF16_MAX_THREADS, elman_mul(ELMAN_BF16_MC, ELMAN_BF16_KC / 2)));
+    const elman_int w = elman_mul(Kp, elman_bf16_round_up(H, ELMAN_BF16_NR));
+    const elman_int a = elman_mul(elman_bf16_round_up(B, ELMAN_BF16_MR), Kp);
+    return elman_add(elman_add(gemm, w), a);
+}
+
+int elman_bf16_carve(elman_bf16_work *w, void *base, elman_int B, elman_int H)
+{
+    if (w == NULL || base == NULL || ((uintptr_t)base & 3) != 0 || B < 0 || H < 0)
+        return ELMAN_ERR_ARG;
+    const elman_int Kp = (H + 1) / 2;
+    uint32_t *p = base;
+    w->bblock = p;
+    p += (ELMAN_BF16_KC / 2) * ELMAN_BF16_NC;
+    w->ablocks = p;
+    p += ELMAN_BF16_MAX_THREADS * ELMAN_BF16_MC * (ELMAN_BF16_KC / 2);
+    w->wpack = p;
+    p += Kp * elman_bf16_round_up(H, ELMAN_BF16_NR);
+    w->stepa = p;
+    w->B = B;
+    w->H = H;
+    w->native = elman_bf16_native();
+    return ELMAN_OK;
+}
+
+int elman_bf16_native(void)
+{
+    return elman_bf16_paths[elman_isa()]->native &&
+           (elman_cpu_features() & ELMAN_CPU_AVX512BF16) != 0;
+}
+
+int elman_bf16_gemm(const elman_bf16_work *w, int trans_a, int trans_b, elman_int M,
+                    elman_int N, elman_int K, const float *A, elman_int lda, const float *B,
+                    elman_int ldb, int accumulate, float *C, elman_int ldc)
+{
+    if (w == NULL || M < 0 || N < 0 || K < 0 || lda < 0 || ldb < 0 || ldc < 0)
+        return ELMAN_ERR_ARG;
+    if (M == 0 || N == 0) return ELMAN_OK;
+    if (C == NULL || ldc < N) return ELMAN_ERR_ARG;
+    if (K == 0) {
+        if (!accumulate)
+            for (elman_int r = 0; r < M; r++) memset(C + r * ldc, 0, (size_t)N * sizeof(float));
+        return ELMAN_OK;
+    }
+    if (A == NULL || B == NULL || lda < (trans_a ? M : K) || ldb < (trans_b ? K : N))
+        return ELMAN_ERR_ARG;
+    elman_bf16_paths[elman_isa()]->gemm(w, trans_a, trans_b, M, N, K, A, lda, B, ldb,
+                                        accumulate, C, ldc);
+    return ELMAN_OK;
+}
+
+int elman_bf16_pack_weight(const elman_bf16_work *w, const float *W, int transpose)
+{
+    if (w == NULL || (w->H > 0 && W == NULL)) return ELMAN_ERR_ARG;
+    elman_bf16_paths[elman_isa()]->pack_b(w->wpack, W, w->H, transpose, 0, w->H, 0, w->H);
+    return ELMAN_OK;
+}
+
+int elman_bf16_step(const elman_bf16_work *w, float *C, const float *A, const float *Y,
+                    elman_int B, int nonlinearity, int backward)
+{
+    if (w == NULL || B < 0 || B > w->B || C == NULL || A == NULL || (backward && Y == NULL))
+        return ELMAN_ERR_ARG;
+    elman_bf16_paths[elman_isa()]->step(w, C, A, Y, B, nonlinearity, backward);
+    return ELMAN_OK;
+}
+
+#else /* ---- the loops, once per instruction set ---- */
+#include "vecmath.h"
+
+enum { MR = ELMAN_BF16_MR, NR = ELMAN_BF16_NR };
+
+/* float32 -> bfloat16 bits, to nearest, ties to even; NaN -> a quiet NaN of the same sign.
+ * Branch-free, so that the packing loops vectorize. */
+static inline uint32_t bf16_bits(float f)
+{
+    const uint32_t u = elman_float_to_bits(f);
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    const uint32_t quiet = (u >> 16) | 0x40u;
+    return (u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded;
+}
+
+static inline uint32_t bf16_pair(float even, float odd)
+{
+    return bf16_bits(even) | (bf16_bits(odd) << 16);
+}
+
+/* Rows [m0, m0+mc) and columns [k0, k0+kc) of op(A) into blocks of MR rows (see the top).
+ * The rows past mc in the last block are not written: the kernel does not read them. */
+static void pack_a(uint32_t *restrict dst, const float *restrict A, elman_int lda, int trans,
+                   elman_int m0, elman_int mc, elman_int k0, elman_int kc)
+{
+    const elman_int kp = (kc + 1) / 2, full = kc / 2;
+    for (elman_int i0 = 0; i0 < mc; i0 += MR) {
+        const elman_int rows = mc - i0 < MR ? mc - i0 : MR;
+        uint32_t *restrict blk = dst + (i0 / MR) * kp * MR;
+        if (trans) { /* op(A)(m, k) = A[k, m]: rows of A are contiguous runs of m */
+            const float *a = A + k0 * lda + m0 + i0;
+            for (elman_int p = 0; p < full; p++) {
+                const float *e = a + 2 * p * lda, *o = e + lda;
+                for (elman_int r = 0; r < rows; r++) blk[p * MR + r] = bf16_pair(e[r], o[r]);
+            }
+            if (kp > full) {
+                const float *e = a + 2 * full * lda;
+                for (elman_int r = 0; r < rows; r++) blk[full * MR + r] = bf16_pair(e[r], 0.0f);
+            }
+        } else {
+            for (elman_int r = 0; r < rows; r++) {
+                const float *a = A + (m0 + i0 + r) * lda + k0;
+                for (elman_int p = 0; p < full; p++)
+                    blk[p * MR + r] = bf16_pair(a[2 * p], a[2 * p + 1]);
+                if (kp > full) blk[full * MR + r] = bf16_pair(a[kc - 1], 0.0f);
+            }
+        }
+    }
+}
+
+/* Rows [k0, k0+kc) and columns [n0, n0+nc) of op(B) into panels of NR columns (the
+ * columns past nc in the last panel are zero). */
+static void pack_b(uint32_t *restrict dst, const float *restrict B, elman_int ldb, int trans,
+                   elman_int k0, elman_int kc, elman_int n0, elman_int nc)
+{
+    const elman_int kp = (kc + 1) / 2, full = kc / 2;
+    for (elman_int j0 = 0; j0 < nc; j0 += NR) {
+        const elman_int cols = nc - j0 < NR ? nc - j0 : NR;
+        uint32_t *restrict pan = dst + (j0 / NR) * kp * NR;
+        if (!trans) { /* op(B)(k, n) = B[k, n] */
+            for (elman_int p = 0; p < kp; p++) {
+                const float *e = B + (k0 + 2 * p) * ldb + n0 + j0;
+                const float *o = e + ldb;
+                uint32_t *restrict d = pan + p * NR;
+                if (p < full)
+                    for (elman_int j = 0; j < cols; j++) d[j] = bf16_pair(e[j], o[j]);
+                else
+                    for (elman_int j = 0; j < cols; j++) d[j] = bf16_pair(e[j], 0.0f);
+                for (elman_int j = cols; j < NR; j++) d[j] = 0;
+            }
+        } else { /* op(B)(k, n) = B[n, k]: a column of op(B) is a contiguous row of B */
+            for (elman_int j = 0; j < cols; j++) {
+                const float *col = B + (n0 + j0 + j) * ldb + k0;
+                for (elman_int p = 0; p < full; p++)
+                    pan[p * NR + j] = bf16_pair(col[2 * p], col[2 * p + 1]);
+                if (kp > full) pan[full * NR + j] = bf16_pair(col[kc - 1], 0.0f);
+            }
+            for (elman_int p = 0; p < kp; p++)
+                for (elman_int j = cols; j < NR; j++) pan[p * NR + j] = 0;
+        }
+    }
+}
+
+static inline float bf16_lo(uint32_t w) { return elman_bits_to_float(w << 16); }
+static inline float bf16_hi(uint32_t w) { return elman_bits_to_float(w & 0xffff0000u); }
+
+/* The tile C (rows, cols) [+]= Ap (rows of the block) @ Bp (one panel) over kp k-pairs,
+ * in float arithmetic: per lane the odd pair's product, then the even's, as vdpbf16ps
+ * orders them. */
+static ELMAN_ALWAYS_INLINE void tile_emulated_rows(
+    float *restrict C, elman_int ldc, const uint32_t *restrict Ap, const uint32_t *restrict Bp,
+    elman_int kp, const int rows, int cols, int accumulate)
+{
+    float acc[MR][NR];
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < NR; j++) acc[r][j] = 0.0f;
+    for (elman_int p = 0; p < kp; p++) {
+        float bl[NR], bh[NR];
+        for (int j = 0; j < NR; j++) {
+            bl[j] = bf16_lo(Bp[p * NR + j]);
+            bh[j] = bf16_hi(Bp[p * NR + j]);
+        }
+        for (int r = 0; r < rows; r++) {
+            const float al = bf16_lo(Ap[p * MR + r]), ah = bf16_hi(Ap[p * MR + r]);
+            for (int j = 0; j < NR; j++) acc[r][j] = (acc[r][j] + ah * bh[j]) + al * bl[j];
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        float *c = C + r * ldc;
+        if (accumulate)
+            for (int j = 0; j < cols; j++) c[j] += acc[r][j];
+        else
+            for (int j = 0; j < cols; j++) c[j] = acc[r][j];
+    }
+}
+
+static void tile_emulated(float *C, elman_int ldc, const uint32_t *Ap, const uint32_t *Bp,
+                          elman_int kp, int rows, int cols, int accumulate)
+{
+    /* one copy per row count, so that the row loops have constant bounds */
+    switch (rows) {
+#define ELMAN_BF16_ROWS(R) \
+    case R: tile_emulated_rows(C, ldc, Ap, Bp, kp, R, cols, accumulate); break;
+        ELMAN_BF16_ROWS(1) ELMAN_BF16_ROWS(2) ELMAN_BF16_ROWS(3) ELMAN_BF16_ROWS(4)
+        ELMAN_BF16_ROWS(5) ELMAN_BF16_ROWS(6) ELMAN_BF16_ROWS(7) ELMAN_BF16_ROWS(8)
+        ELMAN_BF16_ROWS(9) ELMAN_BF16_ROWS(10) ELMAN_BF16_ROWS(11) ELMAN_BF16_ROWS(12)
+#undef ELMAN_BF16_ROWS
+    default: break;
+    }
+}
+
+/* The vdpbf16ps kernel: compiled on the AVX-512 path by compilers that know the
+ * instruction (function-level target, so that nothing else of the path uses it), run only
+ * where the CPU has it. */
+#if defined(__AVX512F__) && ((defined(__GNUC__) && __GNUC__ >= 10) || defined(__clang__))
+#define ELMAN_BF16_NATIVE 1
+#include <immintrin.h>
+#define ELMAN_BF16_TARGET __attribute__((target("avx512f,avx512bf16")))
+
+static ELMAN_BF16_TARGET ELMAN_ALWAYS_INLINE void tile_native_rows(
+    float *restrict C, elman_int ldc, const uint32_t *restrict Ap, const uint32_t *restrict Bp,
+    elman_int kp, const int rows, int cols, int accumulate)
+{
+    enum { NV = NR / 16 };
+    __m512 acc[MR][NV];
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+    for (elman_int p = 0; p < kp; p++) {
+        __m512bh b[NV];
+        for (int v = 0; v < NV; v++)
+            b[v] = (__m512bh)_mm512_loadu_si512((const void *)(Bp + p * NR + 16 * v));
+        for (int r = 0; r < rows; r++) {
+            const __m512bh a = (__m512bh)_mm512_set1_epi32((int)Ap[p * MR + r]);
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, b[v]);
+        }
+    }
+    for (int v = 0; v < NV; v++) {
+        const int left = cols - 16 * v;
+        if (left <= 0) break;
+        const __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+        for (int r = 0; r < rows; r++) {
+            float *c = C + r * ldc + 16 * v;
+            __m512 x = acc[r][v];
+            if (accumulate) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, c));
+            _mm512_mask_storeu_ps(c, m, x);
+        }
+    }
+}
+
+static ELMAN_BF16_TARGET void tile_native(float *C, elman_int ldc, const uint32_t *Ap,
+                                          const uint32_t *Bp, elman_int kp, int rows, int cols,
+                                          int accumulate)
+{
+    switch (rows) {
+#define ELMAN_BF16_ROWS(R) \
+    case R: tile_native_rows(C, ldc, Ap, Bp, kp, R, cols, accumulate); break;
+        ELMAN_BF16_ROWS(1) ELMAN_BF16_ROWS(2) ELMAN_BF16_ROWS(3) ELMAN_BF16_ROWS(4)
+        ELMAN_BF16_ROWS(5) ELMAN_BF16_ROWS(6) ELMAN_BF16_ROWS(7) ELMAN_BF16_ROWS(8)
+        ELMAN_BF16_ROWS(9) ELMAN_BF16_ROWS(10) ELMAN_BF16_ROWS(11) ELMAN_BF16_ROWS(12)
+#undef ELMAN_BF16_ROWS
+    default: break;
+    }
+}
+#else
+#define ELMAN_BF16_NATIVE 0
+#endif
+
+typedef void (*tile_fn)(float *, elman_int, const uint32_t *, const uint32_t *, elman_int, int,
+                        int, int);
+
+static tile_fn pick_tile(const elman_bf16_work *w)
+{
+#if ELMAN_BF16_NATIVE
+    if (w->native) return tile_native;
+#endif
+    (void)w;
+    return tile_emulated;
+}
+
+/* Rows [m0, m0+mc) of C: every tile of the packed A rows (apack) against every panel of
+ * the packed B block (bpack, nc columns, kp pairs). */
+static void tiles(tile_fn tile, float *C, elman_int ldc, const uint32_t *apack,
+                  const uint32_t *bpack, elman_int mc, elman_int nc, elman_int kp,
+                  int accumulate)
+{
+    for (elman_int j0 = 0; j0 < nc; j0 += NR) {
+        const uint32_t *pan = bpack + (j0 / NR) * kp * NR;
+        const int cols = (int)(nc - j0 < NR ? nc - j0 : NR);
+        for (elman_int i0 = 0; i0 < mc; i0 += MR) {
+            const int rows = (int)(mc - i0 < MR ? mc - i0 : MR);
+            tile(C + i0 * ldc + j0, ldc, apack + (i0 / MR) * kp * MR, pan, kp, rows, cols,
+                 accumulate);
+        }
+    }
+}
+
+static int gemm_threads(elman_int M, elman_int N, elman_int K)
+{
+#ifdef _OPENMP
+    if (!elman_can_thread()) return 1;
+    elman_int t = (elman_int)((double)M * (double)N * (double)K / ELMAN_GEMM_MIN_FMAS_PER_THREAD);
+    if (t > M / MR) t = M / MR;
+    if (t > omp_get_max_threads()) t = omp_get_max_threads();
+    if (t > ELMAN_BF16_MAX_THREADS) t = ELMAN_BF16_MAX_THREADS;
+    return t < 1 ? 1 : (int)t;
+#else
+    (void)M, (void)N, (void)K;
+    return 1;
+#endif
+}
+
+/* Rows [lo, lo+len) of C against the packed B block, their A rows packed MC at a time
+ * into this thread's slot of the workspace. */
+static void gemm_rows(const elman_bf16_work *w, tile_fn tile, int trans_a, elman_int lo,
+                      elman_int len, elman_int kc, elman_int k0, elman_int nc, elman_int n0,
+                      const float *A, elman_int lda, int acc, float *C, elman_int ldc, int slot)
+{
+    uint32_t *apack = w->ablocks + (elman_int)slot * ELMAN_BF16_MC * (ELMAN_BF16_KC / 2);
+    const elman_int kp = (kc + 1) / 2;
+    for (elman_int m0 = lo; m0 < lo + len; m0 += ELMAN_BF16_MC) {
+        const elman_int mc = lo + len - m0 < ELMAN_BF16_MC ? lo + len - m0 : ELMAN_BF16_MC;
+        pack_a(apack, A, lda, trans_a, m0, mc, k0, kc);
+        tiles(tile, C + m0 * ldc + n0, ldc, apack, w->bblock, mc, nc, kp, acc);
+    }
+}
+
+static void gemm(const elman_bf16_work *w, int trans_a, int trans_b, elman_int M, elman_int N,
+                 elman_int K, const float *A, elman_int lda, const float *B, elman_int ldb,
+                 int accumulate, float *C, elman_int ldc)
+{
+    const tile_fn tile = pick_tile(w);
+    const int threads = gemm_threads(M, N, K);
+    for (elman_int n0 = 0; n0 < N; n0 += ELMAN_BF16_NC) {
+        const elman_int nc = N - n0 < ELMAN_BF16_NC ? N - n0 : ELMAN_BF16_NC;
+        for (elman_int k0 = 0; k0 < K; k0 += ELMAN_BF16_KC) {
+            const elman_int kc = K - k0 < ELMAN_BF16_KC ? K - k0 : ELMAN_BF16_KC;
+            const int acc = accumulate || k0 > 0;
+            pack_b(w->bblock, B, ldb, trans_b, k0, kc, n0, nc);
+            if (threads == 1) {
+                gemm_rows(w, tile, trans_a, 0, M, kc, k0, nc, n0, A, lda, acc, C, ldc, 0);
+            } else {
+#pragma omp parallel num_threads(threads)
+                {
+                    elman_int lo, len;
+                    elman_split_rows(M, MR, &lo, &len);
+                    gemm_rows(w, tile, trans_a, lo, len, kc, k0, nc, n0, A, lda, acc, C, ldc,
+                              elman_thread_num());
+                }
+            }
+        }
+    }
+}
+
+/* Column panels [q0, q1) of one step (below): the tiles, each with the activation applied
+ * while it is in cache. */
+static void step_panels(const elman_bf16_work *w, tile_fn tile, float *C, const float *Y,
+                        elman_int B, elman_int q0, elman_int q1, int nonlinearity, int backward)
+{
+    const elman_int H = w->H, kp = (H + 1) / 2;
+    const elman_act_loops *act = &ELMAN_THIS_PATH(act);
+    for (elman_int q = q0; q < q1; q++) {
+        const elman_int j0 = q * NR;
+        const int cols = (int)(H - j0 < NR ? H - j0 : NR);
+        for (elman_int i0 = 0; i0 < B; i0 += MR) {
+            const int rows = (int)(B - i0 < MR ? B - i0 : MR);
+            float *c = C + i0 * H + j0;
+            tile(c, H, w->stepa + (i0 / MR) * kp * MR, w->wpack + q * kp * NR, kp, rows, cols,
+                 1);
+            for (int r = 0; r < rows; r++) {
+                float *row = c + r * H;
+                if (backward)
+                    act->act_backward_f32(row, row, Y + (i0 + r) * H + j0, cols, nonlinearity);
+                else if (nonlinearity == ELMAN_TANH)
+                    act->tanh_f32(row, row, cols);
+                else
+                    for (int j = 0; j < cols; j++) row[j] = row[j] < 0 ? 0.0f : row[j];
+            }
+        }
+    }
+}
+
+/* C (B, H) = f(C + bf16(A) @ Wp) or (C + bf16(A) @ Wp) * f'(Y), Wp the packed weight (H, H):
+ * A packed once, the column panels shared among threads, the activation applied to each
+ * tile while it is in cache. */
+static void step(const elman_bf16_work *w, float *C, const float *A, const float *Y,
+                 elman_int B, int nonlinearity, int backward)
+{
+    const elman_int H = w->H, panels = (H + NR - 1) / NR;
+    const tile_fn tile = pick_tile(w);
+    pack_a(w->stepa, A, H, 0, 0, B, 0, H);
+    if (B * H * H < ELMAN_PAR_MIN_FMAS || panels < 2 || !elman_can_thread()) {
+        step_panels(w, tile, C, Y, B, 0, panels, nonlinearity, backward);
+        return;
+    }
+#pragma omp parallel
+    {
+        elman_int lo, len;
+        elman_split_rows(panels, 1, &lo, &len);
+        step_panels(w, tile, C, Y, B, lo, lo + len, nonlinearity, backward);
+    }
+}
+
+ELMAN_REGISTER(bf16) = {.native = ELMAN_BF16_NATIVE, .gemm = gemm, .pack_b = pack_b,
+                        .step = step};
+
+#endif

@@ -1,0 +1,222 @@
+"""compute_dtype="bfloat16": every product of a model step with its operands rounded to
+bfloat16 and the products summed in float32 (csrc/bf16.c), against the reference's rounding
+model (elman.reference.bf16_round, then a float64 matmul). Each comparison also checks that
+the C result is far closer to the bfloat16 model than to float32 compute: a kernel that
+ignored the compute dtype would fail."""
+import pickle
+
+import numpy as np
+import pytest
+
+import elman
+from elman import _c_backend, _core
+from elman import reference as R
+
+F32 = np.float32
+
+
+def _bits(a):
+    return np.asarray(a, F32).view(np.uint32)
+
+
+@pytest.mark.parametrize("value, expect", [
+    (1.0, 1.0),
+    (1.0 + 2.0**-8, 1.0),                  # a tie: to the even significand (down)
+    (1.0 + 3 * 2.0**-8, 1.0 + 2.0**-6),    # a tie: to the even significand (up)
+    (1.0 + 2.0**-8 + 2.0**-20, 1.0 + 2.0**-7),  # past the tie: up
+    (-2.5, -2.5),
+    (1.0 + 2.0**-7 + 2.0**-8, 1.0 + 2.0**-6),  # a tie above an odd significand: up
+    (np.inf, np.inf),
+    (0.0, 0.0),
+    (2.0**-130 * (1 + 2.0**-3 + 2.0**-12), 2.0**-130 * (1 + 2.0**-3)),  # a denormal
+])
+def test_bf16_round_to_nearest_even(value, expect):
+    got = R.bf16_round(np.array([value], F32))[0]
+    assert got == F32(expect)
+    assert _bits(got) & 0xFFFF == 0
+
+
+def test_bf16_round_overflow_and_nan():
+    x = np.array([np.finfo(F32).max, -np.finfo(F32).max, np.nan, -np.nan], F32)
+    r = R.bf16_round(x)
+    assert r[0] == np.inf and r[1] == -np.inf
+    assert np.isnan(r[2]) and np.isnan(r[3]) and (_bits(r[2:]) & 0xFFFF == 0).all()
+
+
+def test_bf16_round_agrees_with_torch():
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).standard_normal(100_000).astype(F32) * np.float32(1e3)
+    x[:1000] = (1.0 + np.arange(1000, dtype=F32) * F32(2.0**-9))  # many exact ties
+    want = torch.from_numpy(x).to(torch.bfloat16).to(torch.float32).numpy()
+    np.testing.assert_array_equal(R.bf16_round(x), want)
+
+
+def _problem(T, B, I, H, O, *, ids=True, xent=True, last=False, seed=0, **arch):
+    rng = np.random.default_rng(seed)
+    m = elman.ElmanRNN(I, H, O, seed=seed + 1, **arch)
+    x = rng.integers(0, I, (T, B)) if ids else rng.standard_normal((T, B, I)).astype(F32)
+    if xent:
+        y = rng.integers(0, O, (B,) if last else (T, B))
+    else:
+        y = rng.standard_normal((B, O) if last else (T, B, O)).astype(F32)
+    kw = dict(input_size=I, hidden_size=H, output_size=O, nonlinearity=m.nonlinearity,
+              num_layers=m.num_layers, bidirectional=m.bidirectional,
+              loss="cross_entropy" if xent else "mse", last_step_only=last)
+    return m, x, y, kw
+
+
+def _fb(mod, m, x, y, kw, compute, **extra):
+    g = np.zeros_like(m.params)
+    value, hs = mod.model_forward_backward(m.params, g, x, y, None, compute_dtype=compute,
+                                           **kw, **extra)
+    return value, g, np.asarray(hs)
+
+
+def _close_to_model(c, r, f, what, rtol=2e-3):
+    """c (C, bfloat16) is within rtol of r (the bfloat16 model), and at least ten times
+    nearer to it than the float32 result f is (where no product touched the values, as the
+    states of one step from h0 = 0 and token ids, all three agree to float32 rounding)."""
+    scale = np.abs(r).max() or 1.0
+    err, sep = np.abs(c - r).max() / scale, np.abs(f - r).max() / scale
+    assert err <= rtol, f"{what}: {err:.3g} from the bfloat16 model"
+    assert err <= max(0.1 * sep, 1e-6), f"{what}: {err:.3g} from the bfloat16 model, " \
+                                        f"float32 {sep:.3g}"
+
+
+CASES = [
+    dict(T=5, B=3, I=7, H=33, O=11),
+    dict(T=8, B=13, I=20, H=64, O=17, ids=False),
+    dict(T=1, B=1, I=5, H=40, O=9),
+    dict(T=6, B=25, I=10, H=100, O=65, nonlinearity="relu"),
+    dict(T=23, B=13, I=12, H=45, O=530),            # K = T*B > one K block; N > one N block
+    dict(T=3, B=2, I=6, H=520, O=7, ids=False),     # many column panels, an odd tail
+    dict(T=4, B=5, I=9, H=31, O=9, num_layers=2, bidirectional=True),
+    dict(T=6, B=4, I=5, H=24, O=3, num_layers=3, ids=False, xent=False),
+    dict(T=7, B=6, I=9, H=19, O=9, last=True),
+    dict(T=7, B=6, I=4, H=18, O=2, last=True, ids=False, xent=False, bidirectional=True),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
+def test_forward_backward_follows_the_rounding_model(case):
+    m, x, y, kw = _problem(**case)
+    vc, gc, hc = _fb(_c_backend, m, x, y, kw, "bfloat16")
+    vr, gr, hr = _fb(R, m, x, y, kw, "bfloat16")
+    vf, gf, hf = _fb(R, m, x, y, kw, "float32")
+    assert abs(vc - vr) <= 1e-4 * max(1.0, abs(vr)) and abs(vc - vr) < 0.1 * abs(vf - vr)
+    _close_to_model(gc, gr, gf, "gradient")
+    _close_to_model(hc, hr, hf, "states")
+
+
+def test_lengths_and_dropout():
+    m, x, y, kw = _problem(9, 5, 8, 37, 8, num_layers=2, dropout=0.25, bidirectional=True)
+    extra = dict(lengths=np.array([9, 3, 1, 7, 5]), dropout=0.25, dropout_seed=123)
+    vc, gc, _ = _fb(_c_backend, m, x, y, kw, "bfloat16", **extra)
+    vr, gr, _ = _fb(R, m, x, y, kw, "bfloat16", **extra)
+    vf, gf, _ = _fb(R, m, x, y, kw, "float32", **extra)
+    assert abs(vc - vr) <= 1e-4 * abs(vr)
+    _close_to_model(gc, gr, gf, "gradient")
+
+
+def test_forward_follows_the_rounding_model():
+    m, x, _, kw = _problem(12, 7, 30, 70, 30, num_layers=2)
+    kw = {k: kw[k] for k in ("input_size", "hidden_size", "output_size", "num_layers")}
+    Yc, hc = _c_backend.model_forward(m.params, x, None, compute_dtype="bfloat16", **kw)
+    Yr, hr = R.model_forward(m.params, x, None, compute_dtype="bfloat16", **kw)
+    Yf, _ = R.model_forward(m.params, x, None, **kw)
+    _close_to_model(Yc, Yr, Yf, "logits")
+
+
+@pytest.mark.parametrize("path", [p for p in ("generic", "avx2") if p in elman.cpu_paths()])
+def test_emulated_kernel_matches_the_native_one(path):
+    """The emulation (any path without vdpbf16ps) and the path in use agree to the float32
+    sums' rounding: the same rounded operands, the sums in another order."""
+    m, x, y, kw = _problem(10, 14, 9, 50, 9, ids=False)
+    vn, gn, _ = _fb(_c_backend, m, x, y, kw, "bfloat16")
+    with elman.cpu_path(path):
+        assert not _core.bf16_native()
+        ve, ge, _ = _fb(_c_backend, m, x, y, kw, "bfloat16")
+    assert abs(vn - ve) <= 1e-5 * abs(vn)
+    np.testing.assert_allclose(ge, gn, rtol=0, atol=2e-4 * np.abs(gn).max())
+
+
+def test_train_step_and_model_calls_use_the_compute_dtype():
+    m = elman.ElmanRNN(20, 48, 20, seed=3, compute_dtype="bfloat16")
+    assert m.compute_dtype == "bfloat16" and "compute_dtype='bfloat16'" in repr(m)
+    m32 = pickle.loads(pickle.dumps(m))
+    assert m32.compute_dtype == "bfloat16"
+    m32.compute_dtype = "float32"
+    x = np.random.default_rng(0).integers(0, 20, (9, 4))
+    la, _ = m.forward_backward(x[:-1], x[1:])
+    lb, _ = m32.forward_backward(x[:-1], x[1:])
+    with elman.backend("numpy"):
+        lr, _ = m.forward_backward(x[:-1], x[1:])
+    assert abs(la - lr) < 1e-5 and abs(la - lb) > 10 * abs(la - lr)
+    opt = elman.Adagrad(m, lr=0.1)
+    l1, _ = elman.train_step(m, opt, x[:-1], x[1:])
+    assert abs(l1 - la) < 1e-6  # the same parameters, the same bfloat16 loss
+    y_c, _ = m.forward(x)
+    m.compute_dtype = None
+    assert m.compute_dtype == "float32"
+    y_f, _ = m.forward(x)
+    assert 0 < np.abs(y_c - y_f).max() < 0.05
+    m.compute_dtype = "bfloat16"
+    ids = m.sample(50, seed=1)  # sampling runs in float32 whatever the compute dtype
+    m.compute_dtype = "float32"
+    np.testing.assert_array_equal(m.sample(50, seed=1), ids)
+
+
+def test_train_step_prepared_matches_train_step():
+    (m, opt), (m2, opt2) = [(mm, elman.Adagrad(mm, lr=0.1, max_grad_norm=1.0)) for mm in (
+        elman.ElmanRNN(15, 40, 15, seed=4, compute_dtype="bfloat16") for _ in range(2))]
+    step = elman.TrainStep(m, opt, 8, 3)
+    step._general = lambda *a: pytest.fail("took train_step's way")
+    rng = np.random.default_rng(1)
+    h = h2 = None
+    for _ in range(5):
+        x = rng.integers(0, 15, (9, 3))
+        a, h = step(x[:-1], x[1:], h)
+        b, h2 = elman.train_step(m2, opt2, x[:-1], x[1:], h2)
+        assert a == b
+        np.testing.assert_array_equal(m.params, m2.params)
+    m.compute_dtype = "float32"  # changed after preparing: the long way, in float32
+    del step._general
+    x = rng.integers(0, 15, (9, 3))
+    m2.compute_dtype = "float32"
+    assert step(x[:-1], x[1:], h)[0] == elman.train_step(m2, opt2, x[:-1], x[1:], h2)[0]
+
+
+@pytest.mark.parametrize("kw, err", [
+    (dict(compute_dtype="float16"), ValueError),
+    (dict(compute_dtype="bfloat16", dtype="float64"), ValueError),
+    (dict(compute_dtype=3), (TypeError, ValueError)),
+])
+def test_bad_compute_dtype(kw, err):
+    with pytest.raises(err, match="compute_dtype"):
+        elman.ElmanRNN(4, 4, 4, **kw)
+
+
+def test_float64_and_unsupported_calls_refuse_bfloat16_in_c():
+    arch = (1, False, 0.0, 0, 0, 0, 1)
+    with pytest.raises(ValueError):
+        _core.model_sizes(2, 2, 3, 4, 3, 0, False, arch, False, 8)  # float64
+    # the Gauss-Newton products are float32 only: the C entry point refuses the flag
+    m, x, _, kw = _problem(3, 2, 4, 5, 4)
+    cache = {}
+    with pytest.raises(ValueError):
+        _core_gn_prepare_bf16(m, x, cache)
+
+
+def _core_gn_prepare_bf16(m, x, cache):
+    """model_gauss_newton_prepare through the binding with the bfloat16 flag set."""
+    import elman._c_backend as C
+    arch = C._arch(1, False, 0.0, 0, (0, 0), "bfloat16")
+    T, B = x.shape
+    sizes = _core.model_sizes(T, B, m.input_size, m.hidden_size, m.output_size, 0, False,
+                              arch, False, 4)
+    P = np.empty(sizes["Y"], F32)
+    hs = np.zeros(sizes["hs"], F32)
+    work = np.zeros(sizes["work_bytes"], np.uint8)
+    return _core.model_gauss_newton_prepare(
+        P, hs, work, np.empty(0, F32), x.reshape(-1).astype(np.int64), m.params, T, B,
+        m.input_size, m.hidden_size, m.output_size, 0, True, 0, False, arch, None)
