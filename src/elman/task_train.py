@@ -73,7 +73,7 @@ class TaskTrainer:
             raise ValueError("the long-range tasks train one layer without dropout")
         t = self.task
         self.model = ElmanRNN(t.input_size, cfg.hidden, t.output_size, dtype=cfg.dtype,
-                              seed=cfg.seed)
+                              seed=cfg.seed, compute_dtype=cfg.compute_dtype)
         sparse_init(self.model, cfg.seed, spectral_radius=cfg.spectral_radius,
                     input_scale=cfg.input_scale)
         if cfg.optimizer == "hf":

@@ -104,6 +104,7 @@ class TrainConfig:
     clip: "float | None" = 5.0    # global gradient-norm clip; None: no clipping
     seed: int = 0
     dtype: str = "float32"
+    compute_dtype: "str | None" = None  # the products' dtype: None (dtype's) or "bfloat16"
     every: int = 1000             # evaluate, checkpoint and print a sample every this many steps
     valid_chars: int = 100_000    # held-out symbols evaluated (the first of the split)
     sample_len: int = 200
@@ -122,7 +123,8 @@ class TrainConfig:
 
     DEFAULT_STEPS = 12_000
     # what may differ when a run is resumed (the rest defines the model, data and trajectory)
-    RESUMABLE = ("steps", "epochs", "every", "on_nonfinite", "lr", "eval_sequences")
+    RESUMABLE = ("steps", "epochs", "every", "on_nonfinite", "lr", "eval_sequences",
+                 "compute_dtype")
 
     def learning_rate(self) -> "float | None":
         """The learning rate of the run's matrices: --lr, else the preset's (None), else
@@ -248,7 +250,8 @@ class Trainer:
         # of a stack pass almost nothing up at the start, and a 2- or 3-layer model stayed
         # at the unigram entropy for thousands of steps
         self.model = ElmanRNN(V, cfg.hidden, V, num_layers=cfg.layers, dropout=cfg.dropout,
-                              dtype=cfg.dtype, seed=cfg.seed, init="uniform")
+                              dtype=cfg.dtype, seed=cfg.seed, init="uniform",
+                              compute_dtype=cfg.compute_dtype)
         lr = cfg.learning_rate()
         if cfg.optimizer == "adagrad" and cfg.lr is None and cfg.preset is None:
             # the default: per-parameter rates (default_lr)

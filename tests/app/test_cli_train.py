@@ -307,11 +307,37 @@ def test_resume_keeps_the_run_s_every_and_accepts_the_file(corpus, tmp_path):
     (["--clip", "-1"], "--clip"), (["--lr", "inf"], "--lr"), (["--lr", "0"], "--lr"),
     (["--epochs", "inf"], "--epochs"), (["--every", "0"], "--every"),
     (["--task", "series", "--data", "{d}"], "directory"),
+    (["--compute-dtype", "bfloat16", "--dtype", "float64"], "--compute-dtype"),
 ])
 def test_bad_options_exit_2_with_a_message(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as e:
         train(*[a.format(d=tmp_path) for a in args], "--steps", "2")
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_bfloat16_compute_trains_and_resumes_in_float32(corpus, tmp_path, capsys):
+    """--compute-dtype bfloat16 trains on bfloat16 products (another trajectory than
+    float32's, the same model and checkpoint), and a resume may change the compute dtype."""
+    runs = {}
+    for compute in ("float32", "bfloat16"):
+        out = tmp_path / compute
+        assert train("--data", corpus, "--steps", "40", "--every", "20", "--out", str(out),
+                     "--lr", "0.1", "--compute-dtype", compute) == 0
+        text = capsys.readouterr().out
+        assert ("bfloat16 products" in text) == (compute == "bfloat16")
+        runs[compute] = state(out)
+    (a32, m32), (abf, mbf) = runs["float32"], runs["bfloat16"]
+    assert mbf["config"]["compute_dtype"] == "bfloat16"
+    assert abf["params"].dtype == np.float32
+    assert not np.array_equal(a32["params"], abf["params"])
+    assert mbf["evals"][-1][1] < mbf["evals"][0][1] + 0.5
+    assert abs(mbf["evals"][-1][1] - m32["evals"][-1][1]) < 0.2
+    assert train("--resume", str(tmp_path / "bfloat16"), "--steps", "60",
+                 "--compute-dtype", "float32") == 0
+    text = capsys.readouterr().out
+    assert "bfloat16 products" not in text
+    _, meta = state(tmp_path / "bfloat16")
+    assert meta["step"] == 60 and meta["config"]["compute_dtype"] == "float32"
 
 
 def test_checkpoints_of_another_shape_are_clear_errors(corpus, tmp_path, capsys):

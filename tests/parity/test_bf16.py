@@ -220,3 +220,10 @@ def _core_gn_prepare_bf16(m, x, cache):
     return _core.model_gauss_newton_prepare(
         P, hs, work, np.empty(0, F32), x.reshape(-1).astype(np.int64), m.params, T, B,
         m.input_size, m.hidden_size, m.output_size, 0, True, 0, False, arch, None)
+
+
+@pytest.mark.parametrize("code", [2, -1, 7])
+def test_an_unknown_compute_code_is_refused_by_c(code):
+    arch = (1, False, 0.0, 0, 0, 0, code)
+    with pytest.raises(ValueError):
+        _core.model_sizes(2, 2, 3, 4, 3, 0, False, arch, False, 4)

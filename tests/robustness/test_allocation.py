@@ -70,10 +70,13 @@ def test_hundred_prepared_train_steps_allocate_no_array(warm_free_lists):
     assert peak - start < SMALL_OBJECTS and end - start < SMALL_OBJECTS, (peak - start)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
 @pytest.mark.parametrize("case", ["ids", "dense-last-step", "mse", "stack-lengths"])
 def test_hundred_steps_allocate_no_array(case, dtype, warm_free_lists):
     rng = np.random.default_rng(0)
+    # "bfloat16": a float32 model whose products run in bfloat16 (their packed operands
+    # live in the same workspace)
+    dtype, compute = ("float32", "bfloat16") if dtype == "bfloat16" else (dtype, None)
     if case == "ids":
         T, B, H = 64, 32, 128
         m = elman.ElmanRNN(40, H, 40, dtype=dtype)
@@ -94,6 +97,7 @@ def test_hundred_steps_allocate_no_array(case, dtype, warm_free_lists):
                            dtype=dtype)
         x, y = rng.integers(0, 40, (T, B)), rng.integers(0, 40, (T, B))
         kw = dict(lengths=rng.integers(1, T + 1, B))
+    m.compute_dtype = compute
     opt = elman.Adagrad(m, lr=0.01, max_grad_norm=1.0)
     h = m.init_hidden(B)
     h = run_steps(m, opt, x, y, h, 2, **kw)  # shapes become known
