@@ -15,10 +15,12 @@
  * _bf16, then a float matmul).
  *
  * Layout. An operand is rounded once and packed in pairs along K, one 32-bit word per pair
- * (low half: the even k), zero-padded to whole blocks so that the kernel always runs on
- * full tiles and writes only their valid part:
- *   A: blocks of MR rows; in a block, the MR words of k-pair p are contiguous,
+ * (low half: the even k), zero-padded where the kernel reads past the data:
+ *   A (row-major along k): each row's pairs in order, which is the row in bfloat16;
+ *   A (transposed): blocks of MR rows; in a block, the MR words of k-pair p are contiguous;
  *   B: panels of NR columns; in a panel, the NR words of k-pair p are contiguous.
+ * so that each packing loop reads and writes along memory. The kernel runs on whole panels
+ * and writes only the valid rows and columns of its tile.
  * The kernel keeps an MR x NR tile of C in registers (tuning.h: ELMAN_BF16_MR, _NR). A
  * large GEMM is cut into blocks of ELMAN_BF16_KC rows of K and ELMAN_BF16_NC columns
  * (the packed B block stays in L2) and its rows shared among threads; the step packs its
@@ -98,6 +100,19 @@ int elman_bf16_pack_weight(const elman_bf16_work *w, const float *W, int transpo
     return ELMAN_OK;
 }
 
+int elman_bf16_probe(elman_int iters, double *flops, double *sink)
+{
+    if (iters < 0 || flops == NULL || sink == NULL) return ELMAN_ERR_ARG;
+    if (!elman_bf16_native()) return ELMAN_ERR_CPU;
+    double (*peak)(elman_int, double *) = elman_bf16_paths[elman_isa()]->peak;
+    double total = 0, sum = 0;
+#pragma omp parallel reduction(+:total, sum) if (elman_can_thread())
+    sum += peak(iters, &total);
+    *flops = total;
+    *sink = sum;
+    return ELMAN_OK;
+}
+
 int elman_bf16_step(const elman_bf16_work *w, float *C, const float *A, const float *Y,
                     elman_int B, int nonlinearity, int backward)
 {
@@ -127,34 +142,56 @@ static inline uint32_t bf16_pair(float even, float odd)
     return bf16_bits(even) | (bf16_bits(odd) << 16);
 }
 
-/* Rows [m0, m0+mc) and columns [k0, k0+kc) of op(A) into blocks of MR rows (see the top).
- * The rows past mc in the last block are not written: the kernel does not read them. */
+/* Rows [m0, m0+mc) and columns [k0, k0+kc) of op(A), packed for the kernel, which reads
+ * pair p of row r at Ap[r * rs + p * ps] (a_layout gives rs, ps). op(A) = A (row-major along
+ * k): each row rounded in place of its own, kp words a row (rs = kp, ps = 1), a plain
+ * vectorized conversion. op(A) = A^T (k-major): blocks of MR rows whose MR words of pair p
+ * lie together (rs = 1, ps = MR), so that both loads and stores run along memory. The rows
+ * past mc in the last block are not written: the kernel does not read them. */
 static void pack_a(uint32_t *restrict dst, const float *restrict A, elman_int lda, int trans,
                    elman_int m0, elman_int mc, elman_int k0, elman_int kc)
 {
     const elman_int kp = (kc + 1) / 2, full = kc / 2;
+    if (!trans) {
+        /* in little-endian words the pairs of a row are its bfloat16 values in order: a
+         * narrowing conversion, written as bytes (read back by a_word) */
+        for (elman_int r = 0; r < mc; r++) {
+            const float *a = A + (m0 + r) * lda + k0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            uint16_t *restrict d = (uint16_t *)(void *)(dst + r * kp);
+            for (elman_int k = 0; k < kc; k++) d[k] = (uint16_t)bf16_bits(a[k]);
+            if (kp > full) d[kc] = 0;
+#else
+            uint32_t *restrict d = dst + r * kp;
+            for (elman_int p = 0; p < full; p++) d[p] = bf16_pair(a[2 * p], a[2 * p + 1]);
+            if (kp > full) d[full] = bf16_pair(a[kc - 1], 0.0f);
+#endif
+        }
+        return;
+    }
     for (elman_int i0 = 0; i0 < mc; i0 += MR) {
         const elman_int rows = mc - i0 < MR ? mc - i0 : MR;
         uint32_t *restrict blk = dst + (i0 / MR) * kp * MR;
-        if (trans) { /* op(A)(m, k) = A[k, m]: rows of A are contiguous runs of m */
-            const float *a = A + k0 * lda + m0 + i0;
-            for (elman_int p = 0; p < full; p++) {
-                const float *e = a + 2 * p * lda, *o = e + lda;
-                for (elman_int r = 0; r < rows; r++) blk[p * MR + r] = bf16_pair(e[r], o[r]);
-            }
-            if (kp > full) {
-                const float *e = a + 2 * full * lda;
-                for (elman_int r = 0; r < rows; r++) blk[full * MR + r] = bf16_pair(e[r], 0.0f);
-            }
-        } else {
-            for (elman_int r = 0; r < rows; r++) {
-                const float *a = A + (m0 + i0 + r) * lda + k0;
-                for (elman_int p = 0; p < full; p++)
-                    blk[p * MR + r] = bf16_pair(a[2 * p], a[2 * p + 1]);
-                if (kp > full) blk[full * MR + r] = bf16_pair(a[kc - 1], 0.0f);
-            }
+        const float *a = A + k0 * lda + m0 + i0; /* op(A)(m, k) = A[k, m] */
+        for (elman_int p = 0; p < full; p++) {
+            const float *e = a + 2 * p * lda, *o = e + lda;
+            for (elman_int r = 0; r < rows; r++) blk[p * MR + r] = bf16_pair(e[r], o[r]);
+        }
+        if (kp > full) {
+            const float *e = a + 2 * full * lda;
+            for (elman_int r = 0; r < rows; r++) blk[full * MR + r] = bf16_pair(e[r], 0.0f);
         }
     }
+}
+
+/* Where row block i0 (a multiple of MR) of a packed A starts, and its strides: (rs, ps) as
+ * pack_a lays it out. */
+static inline const uint32_t *a_block(const uint32_t *apack, int trans, elman_int i0,
+                                      elman_int kp, elman_int *rs, elman_int *ps)
+{
+    *rs = trans ? 1 : kp;
+    *ps = trans ? MR : 1;
+    return trans ? apack + (i0 / MR) * kp * MR : apack + i0 * kp;
 }
 
 /* Rows [k0, k0+kc) and columns [n0, n0+nc) of op(B) into panels of NR columns (the
@@ -190,6 +227,14 @@ static void pack_b(uint32_t *restrict dst, const float *restrict B, elman_int ld
     }
 }
 
+/* A word of a packed A (written as 16-bit halves by pack_a's row layout) */
+static inline uint32_t a_word(const uint32_t *p)
+{
+    uint32_t w;
+    memcpy(&w, p, sizeof w);
+    return w;
+}
+
 static inline float bf16_lo(uint32_t w) { return elman_bits_to_float(w << 16); }
 static inline float bf16_hi(uint32_t w) { return elman_bits_to_float(w & 0xffff0000u); }
 
@@ -197,8 +242,8 @@ static inline float bf16_hi(uint32_t w) { return elman_bits_to_float(w & 0xffff0
  * in float arithmetic: per lane the odd pair's product, then the even's, as vdpbf16ps
  * orders them. */
 static ELMAN_ALWAYS_INLINE void tile_emulated_rows(
-    float *restrict C, elman_int ldc, const uint32_t *restrict Ap, const uint32_t *restrict Bp,
-    elman_int kp, const int rows, int cols, int accumulate)
+    float *restrict C, elman_int ldc, const uint32_t *restrict Ap, elman_int rs, elman_int ps,
+    const uint32_t *restrict Bp, elman_int kp, const int rows, int cols, int accumulate)
 {
     float acc[MR][NR];
     for (int r = 0; r < rows; r++)
@@ -210,7 +255,8 @@ static ELMAN_ALWAYS_INLINE void tile_emulated_rows(
             bh[j] = bf16_hi(Bp[p * NR + j]);
         }
         for (int r = 0; r < rows; r++) {
-            const float al = bf16_lo(Ap[p * MR + r]), ah = bf16_hi(Ap[p * MR + r]);
+            const uint32_t aw = a_word(Ap + r * rs + p * ps);
+            const float al = bf16_lo(aw), ah = bf16_hi(aw);
             for (int j = 0; j < NR; j++) acc[r][j] = (acc[r][j] + ah * bh[j]) + al * bl[j];
         }
     }
@@ -223,13 +269,14 @@ static ELMAN_ALWAYS_INLINE void tile_emulated_rows(
     }
 }
 
-static void tile_emulated(float *C, elman_int ldc, const uint32_t *Ap, const uint32_t *Bp,
-                          elman_int kp, int rows, int cols, int accumulate)
+static void tile_emulated(float *C, elman_int ldc, const uint32_t *Ap, elman_int rs,
+                          elman_int ps, const uint32_t *Bp, elman_int kp, int rows, int cols,
+                          int accumulate)
 {
     /* one copy per row count, so that the row loops have constant bounds */
     switch (rows) {
 #define ELMAN_BF16_ROWS(R) \
-    case R: tile_emulated_rows(C, ldc, Ap, Bp, kp, R, cols, accumulate); break;
+    case R: tile_emulated_rows(C, ldc, Ap, rs, ps, Bp, kp, R, cols, accumulate); break;
         ELMAN_BF16_ROWS(1) ELMAN_BF16_ROWS(2) ELMAN_BF16_ROWS(3) ELMAN_BF16_ROWS(4)
         ELMAN_BF16_ROWS(5) ELMAN_BF16_ROWS(6) ELMAN_BF16_ROWS(7) ELMAN_BF16_ROWS(8)
         ELMAN_BF16_ROWS(9) ELMAN_BF16_ROWS(10) ELMAN_BF16_ROWS(11) ELMAN_BF16_ROWS(12)
@@ -247,19 +294,19 @@ static void tile_emulated(float *C, elman_int ldc, const uint32_t *Ap, const uin
 #define ELMAN_BF16_TARGET __attribute__((target("avx512f,avx512bf16")))
 
 static ELMAN_BF16_TARGET ELMAN_ALWAYS_INLINE void tile_native_rows(
-    float *restrict C, elman_int ldc, const uint32_t *restrict Ap, const uint32_t *restrict Bp,
-    elman_int kp, const int rows, int cols, int accumulate)
+    float *restrict C, elman_int ldc, const uint32_t *restrict Ap, elman_int rs, elman_int ps,
+    const uint32_t *restrict Bp, elman_int kp, const int rows, const int NV, int cols,
+    int accumulate)
 {
-    enum { NV = NR / 16 };
-    __m512 acc[MR][NV];
+    __m512 acc[MR][NR / 16];
     for (int r = 0; r < rows; r++)
         for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
     for (elman_int p = 0; p < kp; p++) {
-        __m512bh b[NV];
+        __m512bh b[NR / 16];
         for (int v = 0; v < NV; v++)
             b[v] = (__m512bh)_mm512_loadu_si512((const void *)(Bp + p * NR + 16 * v));
         for (int r = 0; r < rows; r++) {
-            const __m512bh a = (__m512bh)_mm512_set1_epi32((int)Ap[p * MR + r]);
+            const __m512bh a = (__m512bh)_mm512_set1_epi32((int)a_word(Ap + r * rs + p * ps));
             for (int v = 0; v < NV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, b[v]);
         }
     }
@@ -276,13 +323,16 @@ static ELMAN_BF16_TARGET ELMAN_ALWAYS_INLINE void tile_native_rows(
     }
 }
 
+/* One copy per row count and panel width: a last panel of at most 16 columns (O = 97
+ * leaves one) runs on one vector of accumulators, not two. */
 static ELMAN_BF16_TARGET void tile_native(float *C, elman_int ldc, const uint32_t *Ap,
-                                          const uint32_t *Bp, elman_int kp, int rows, int cols,
-                                          int accumulate)
+                                          elman_int rs, elman_int ps, const uint32_t *Bp,
+                                          elman_int kp, int rows, int cols, int accumulate)
 {
-    switch (rows) {
+    switch (rows + (cols <= 16 ? 16 : 0)) {
 #define ELMAN_BF16_ROWS(R) \
-    case R: tile_native_rows(C, ldc, Ap, Bp, kp, R, cols, accumulate); break;
+    case R: tile_native_rows(C, ldc, Ap, rs, ps, Bp, kp, R, 2, cols, accumulate); break; \
+    case R + 16: tile_native_rows(C, ldc, Ap, rs, ps, Bp, kp, R, 1, cols, accumulate); break;
         ELMAN_BF16_ROWS(1) ELMAN_BF16_ROWS(2) ELMAN_BF16_ROWS(3) ELMAN_BF16_ROWS(4)
         ELMAN_BF16_ROWS(5) ELMAN_BF16_ROWS(6) ELMAN_BF16_ROWS(7) ELMAN_BF16_ROWS(8)
         ELMAN_BF16_ROWS(9) ELMAN_BF16_ROWS(10) ELMAN_BF16_ROWS(11) ELMAN_BF16_ROWS(12)
@@ -290,12 +340,33 @@ static ELMAN_BF16_TARGET void tile_native(float *C, elman_int ldc, const uint32_
     default: break;
     }
 }
+
+/* The bfloat16 peak probe's loop on this thread: iters rounds of ELMAN_FMA_CHAINS
+ * independent vdpbf16ps (64 FLOPs each: 16 lanes, two products and two sums); adds the
+ * FLOPs to *flops and returns a sink. The ceiling the bfloat16 products are shares of. */
+static ELMAN_BF16_TARGET double peak_native(elman_int iters, double *flops)
+{
+    __m512 a[ELMAN_FMA_CHAINS];
+    for (int j = 0; j < ELMAN_FMA_CHAINS; j++) a[j] = _mm512_set1_ps((float)j);
+    __m512bh x = (__m512bh)_mm512_set1_epi32(0x3f803f80); /* (1, 1) */
+    const __m512bh y = (__m512bh)_mm512_set1_epi32(0x00010001); /* tiny: no overflow */
+    for (elman_int i = 0; i < iters; i++) {
+        for (int j = 0; j < ELMAN_FMA_CHAINS; j++) a[j] = _mm512_dpbf16_ps(a[j], x, y);
+        __asm__ volatile("" : "+v"(x)); /* x unknown to the compiler: no hoisting */
+    }
+    double sum = 0;
+    for (int j = 0; j < ELMAN_FMA_CHAINS; j++) sum += _mm512_reduce_add_ps(a[j]);
+    *flops += 64.0 * ELMAN_FMA_CHAINS * (double)iters;
+    return sum;
+}
+#define ELMAN_BF16_PEAK peak_native
 #else
 #define ELMAN_BF16_NATIVE 0
+#define ELMAN_BF16_PEAK NULL
 #endif
 
-typedef void (*tile_fn)(float *, elman_int, const uint32_t *, const uint32_t *, elman_int, int,
-                        int, int);
+typedef void (*tile_fn)(float *, elman_int, const uint32_t *, elman_int, elman_int,
+                        const uint32_t *, elman_int, int, int, int);
 
 static tile_fn pick_tile(const elman_bf16_work *w)
 {
@@ -308,7 +379,7 @@ static tile_fn pick_tile(const elman_bf16_work *w)
 
 /* Rows [m0, m0+mc) of C: every tile of the packed A rows (apack) against every panel of
  * the packed B block (bpack, nc columns, kp pairs). */
-static void tiles(tile_fn tile, float *C, elman_int ldc, const uint32_t *apack,
+static void tiles(tile_fn tile, float *C, elman_int ldc, const uint32_t *apack, int trans,
                   const uint32_t *bpack, elman_int mc, elman_int nc, elman_int kp,
                   int accumulate)
 {
@@ -317,8 +388,9 @@ static void tiles(tile_fn tile, float *C, elman_int ldc, const uint32_t *apack,
         const int cols = (int)(nc - j0 < NR ? nc - j0 : NR);
         for (elman_int i0 = 0; i0 < mc; i0 += MR) {
             const int rows = (int)(mc - i0 < MR ? mc - i0 : MR);
-            tile(C + i0 * ldc + j0, ldc, apack + (i0 / MR) * kp * MR, pan, kp, rows, cols,
-                 accumulate);
+            elman_int rs, ps;
+            const uint32_t *ap = a_block(apack, trans, i0, kp, &rs, &ps);
+            tile(C + i0 * ldc + j0, ldc, ap, rs, ps, pan, kp, rows, cols, accumulate);
         }
     }
 }
@@ -349,7 +421,7 @@ static void gemm_rows(const elman_bf16_work *w, tile_fn tile, int trans_a, elman
     for (elman_int m0 = lo; m0 < lo + len; m0 += ELMAN_BF16_MC) {
         const elman_int mc = lo + len - m0 < ELMAN_BF16_MC ? lo + len - m0 : ELMAN_BF16_MC;
         pack_a(apack, A, lda, trans_a, m0, mc, k0, kc);
-        tiles(tile, C + m0 * ldc + n0, ldc, apack, w->bblock, mc, nc, kp, acc);
+        tiles(tile, C + m0 * ldc + n0, ldc, apack, trans_a, w->bblock, mc, nc, kp, acc);
     }
 }
 
@@ -393,8 +465,9 @@ static void step_panels(const elman_bf16_work *w, tile_fn tile, float *C, const 
         for (elman_int i0 = 0; i0 < B; i0 += MR) {
             const int rows = (int)(B - i0 < MR ? B - i0 : MR);
             float *c = C + i0 * H + j0;
-            tile(c, H, w->stepa + (i0 / MR) * kp * MR, w->wpack + q * kp * NR, kp, rows, cols,
-                 1);
+            elman_int rs, ps;
+            const uint32_t *ap = a_block(w->stepa, 0, i0, kp, &rs, &ps);
+            tile(c, H, ap, rs, ps, w->wpack + q * kp * NR, kp, rows, cols, 1);
             for (int r = 0; r < rows; r++) {
                 float *row = c + r * H;
                 if (backward)
@@ -430,6 +503,6 @@ static void step(const elman_bf16_work *w, float *C, const float *A, const float
 }
 
 ELMAN_REGISTER(bf16) = {.native = ELMAN_BF16_NATIVE, .gemm = gemm, .pack_b = pack_b,
-                        .step = step};
+                        .step = step, .peak = ELMAN_BF16_PEAK};
 
 #endif

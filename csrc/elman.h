@@ -542,6 +542,10 @@ int elman_set_kernel_path(const char *name);
 /* 1 when the bfloat16 products (ELMAN_COMPUTE_BFLOAT16) run on vdpbf16ps: the path in use
  * has the kernel and the CPU has AVX512_BF16; 0 when they run on the emulation. */
 int elman_bf16_native(void);
+/* The bfloat16 peak probe: on every thread, iters rounds of ELMAN_FMA_CHAINS independent
+ * vdpbf16ps; *flops gets the FLOPs done (64 per instruction), *sink a value to keep.
+ * ELMAN_ERR_CPU where elman_bf16_native() is 0. */
+int elman_bf16_probe(elman_int iters, double *flops, double *sink);
 
 /* OpenMP threads (1 when built without OpenMP) for the elementwise kernels above
  * ELMAN_PAR_MIN_ELEMENTS elements, the per-step products above ELMAN_PAR_MIN_FMAS (both in

@@ -147,6 +147,7 @@ typedef struct {
                    elman_int k0, elman_int kc, elman_int n0, elman_int nc);
     void (*step)(const elman_bf16_work *w, float *C, const float *A, const float *Y,
                  elman_int B, int nonlinearity, int backward);
+    double (*peak)(elman_int iters, double *flops); /* NULL without the native kernel */
 } elman_bf16_loops;
 
 /* bf16.c's checked entry points, for rnn.c and model.c: the workspace's size in 32-bit

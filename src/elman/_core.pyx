@@ -363,6 +363,19 @@ def fma_probe(int64_t iters, bint f64=False):
     return flops, sink
 
 
+def bf16_probe(int64_t iters):
+    """(FLOPs done, sink) of the bfloat16 peak probe (vdpbf16ps); ValueError where the
+    bfloat16 products are emulated."""
+    if iters < 0:
+        raise ValueError(f"bf16_probe: iters must be >= 0, got {iters}")
+    cdef double flops = 0, sink = 0
+    cdef int st
+    with nogil:
+        st = elman_bf16_probe(iters, &flops, &sink)
+    _check(st, "bf16_probe")
+    return flops, sink
+
+
 def all_finite(const floating[::1] x):
     """True when no element of x is NaN or infinite (one vectorized pass)."""
     cdef bint ok

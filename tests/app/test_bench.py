@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+import elman._core
 from elman import bench
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -58,7 +59,8 @@ def test_tiny_run_writes_json_and_markdown(tiny_run):
     assert set(bench.OPENBLAS_VARS) <= set(run["env"])
     assert "kernel_path" in run["elman_config"]
     for heading in ("## 1. Machine limits", "## 2. Adagrad step", "## 3. RNN training step",
-                    "## 4. Generation", "## 5. Scaling", "## 9. The Python layer's cost"):
+                    "## 4. Generation", "## 5. Scaling", "## 9. The Python layer's cost",
+                    "## 11. bfloat16 compute", "bfloat16 peak"):
         assert heading in md
     for cell in (elman_cells(md, "## 2.", bench.ADAGRAD_IMPLS["elman"])
                  + elman_cells(md, "## 3.", bench.RNN_IMPLS["elman"])
@@ -100,6 +102,16 @@ def test_tiny_run_numbers_are_positive_and_finite(tiny_run):
         assert positive(row["c_us"]) and row["c_steps"] >= 10
         for impl in ("TrainStep", "train_step"):
             assert row[impl]["status"] == "ok" and positive(row[impl]["us"]), row
+    bf16_peak = limits["bf16_peak"]
+    assert (bf16_peak["status"] == "ok") == elman._core.bf16_native()
+    if bf16_peak["status"] == "ok":
+        assert positive(bf16_peak["gflops"])
+    for row in run["bf16"]:
+        a, b = row["float32"], row["bfloat16"]
+        assert a["status"] == b["status"] == "ok", row
+        assert positive(row["speedup"]) and positive(b["gflops"]) and positive(a["pct_fma"])
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-2)   # one model, two dtypes
+        assert ("pct_bf16" in b) == (bf16_peak["status"] == "ok")
     for axis in ("T", "B", "H"):
         sweep = run["scaling"][axis]
         assert all(p["status"] == "ok" and positive(p["ms"]) for p in sweep["points"])

@@ -38,6 +38,17 @@ def step_gemm(C, A, W):
         C += A @ W
 
 
+def bf16_probe(iters):
+    """The bfloat16 peak probe (csrc/bf16.c): on every thread, ``iters`` rounds of twelve
+    independent vdpbf16ps (64 FLOPs each), no memory traffic. Returns the FLOPs done, or
+    None where the bfloat16 products are emulated (no AVX512_BF16 on this CPU or path)."""
+    iters = positive_int(iters, "iters", where="bf16_probe", minimum=0)
+    if not _core.bf16_native():
+        return None
+    flops, _ = _core.bf16_probe(iters)
+    return flops
+
+
 def fma_probe(iters, dtype="float32"):
     """The FMA peak probe (csrc/probe.c): on every thread elman's kernels use, ``iters``
     rounds of twelve independent vector multiply-adds on this path's registers, no memory

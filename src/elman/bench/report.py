@@ -119,6 +119,13 @@ def _limits_md(runs, label):
                      f"{_num(100 * sq['gflops'] / fma['gflops'])}%"
                      if sq["status"] == "ok" and fma.get("status") == "ok" else "—"])
     lines += _table(["threads", "FMA peak", "sgemm 2048³", "sgemm / FMA peak"], rows)
+    rows = [[label(run), f"{_num(b['gflops'])} GFLOP/s" if b.get("status") == "ok"
+             else _status(b) if b else "—"]
+            for run in runs for b in [run["limits"].get("bf16_peak", {})]]
+    lines += ["bfloat16 peak: GFLOP/s of independent `vdpbf16ps` (16 lanes, two products "
+              "each) on every thread (`elman.bench.probes.bf16_probe`), the ceiling of the "
+              "bfloat16 products (§11).", ""]
+    lines += _table(["threads", "bfloat16 peak"], rows)
     lines += ["sgemm through SciPy's BLAS (the library elman's GEMMs call), float32, "
               "Fortran-ordered operands, C written in place; % of the square reference. "
               "For the per-step recurrence product, also elman's own kernel "
@@ -338,6 +345,29 @@ def _overhead_md(runs, label):
                            "elman.train_step"], rows)
 
 
+def _bf16_md(runs, label):
+    lines = ["## 11. bfloat16 compute", "",
+             "`elman.TrainStep` with Adagrad, token ids, `compute_dtype=None` (float32) and "
+             "`\"bfloat16\"` (products on bfloat16 operands, float32 sums, csrc/bf16.c), "
+             "one run each: time per step, GFLOP/s (matrix products), share of the float32 "
+             "FMA peak and, for bfloat16, of the bfloat16 peak (§1), and the speed-up.", ""]
+    rows = []
+    for run in runs:
+        for row in run["bf16"]:
+            a, b = row["float32"], row["bfloat16"]
+
+            def cell(r):
+                if r["status"] != "ok":
+                    return _status(r)
+                return f"{r['ms']:.3f} ms · {_num(r['gflops'])} GF/s{_pct(r, 'pct_fma')}"
+            kernel = "vdpbf16ps" if row.get("native") else "emulated"
+            rows.append([label(run), row["shape"], cell(a), cell(b) + f" ({kernel})",
+                         _pct(b, "pct_bf16").strip(" ()") or "—",
+                         f"{row['speedup']:.2f}x" if "speedup" in row else "—"])
+    return lines + _table(["threads", "shape", "float32 (% FMA peak)",
+                           "bfloat16 (% FMA peak)", "% bf16 peak", "speed-up"], rows)
+
+
 def markdown(result, pngs=None):
     """The report: a header block (machine, settings, each run's environment and BLAS, the
     plot files ``pngs``, None when matplotlib is missing) and one table per section."""
@@ -354,7 +384,8 @@ def markdown(result, pngs=None):
                                                          table=_table)),
                          ("long_range", functools.partial(second_order.long_range_md,
                                                           table=_table)),
-                         ("overhead", _overhead_md), ("sweep", _sweep_md)):
+                         ("overhead", _overhead_md), ("sweep", _sweep_md),
+                         ("bf16", _bf16_md)):
         if runs and key in runs[0]:
             lines += section(runs, label)
     return "\n".join(lines)

@@ -26,7 +26,7 @@ from elman.layout import param_layout
 from . import probes
 
 SECTIONS = ("limits", "adagrad", "rnn", "generate", "scaling", "torch", "overhead",
-            "curvature", "sweep", "long-range")
+            "bf16", "curvature", "sweep", "long-range")
 # what a run without --only measures: every section but the grid of shapes (an hour at
 # the full sizes) and the long-range training (hours)
 OPT_IN_SECTIONS = ("sweep", "long-range")
@@ -122,6 +122,7 @@ class Sizes:
     overhead: tuple = ()             # Shapes of the Python layer's cost per training step
     fma_iters: int = 200_000         # rounds of the FMA peak probe per call (~0.6 ms)
     sweep_grid: tuple = ()           # (H values, B values, T values, layer counts)
+    bf16: tuple = ()                 # Shapes of the float32 / bfloat16 compute comparison
 
     def stream_n(self):
         """Buffer lengths of the bandwidth probe: every Adagrad n, so ratios match."""
@@ -148,7 +149,10 @@ PRESETS = {
         generate_batched=(Shape("G1", 65, 100, 65, 1, 16), Shape("G2", 65, 256, 65, 1, 64)),
         overhead=(Shape("O1", 4, 4, 4, 1, 1), S1),
         sweep_grid=((32, 64, 128, 256, 384, 512, 768, 1024), (1, 4, 16, 64), (16, 64),
-                    (1, 2))),
+                    (1, 2)),
+        bf16=(S1, Shape("b1", 65, 512, 65, 64, 1), Shape("b4", 65, 256, 65, 64, 4), S2,
+              Shape("F1", 65, 384, 65, 50, 16), Shape("F2", 65, 512, 65, 64, 64),
+              Shape("F3", 65, 1024, 65, 64, 16))),
     "quick": Sizes(
         adagrad_n=(10**5, 10**6), adagrad_multi=None, peak_gemm=512,
         rnn=(S1, S2_QUICK, S4), generate_shape=S1, generate_steps=2_000,
@@ -158,7 +162,8 @@ PRESETS = {
         torch_adagrad=((10, 10**5), (1, 10**6)), torch_rnn=(S1, S2_QUICK),
         generate_batched=(Shape("G2", 65, 256, 65, 1, 64),),
         overhead=(Shape("O1", 4, 4, 4, 1, 1), S1),
-        sweep_grid=((64, 256, 512), (1, 16), (16,), (1, 2))),
+        sweep_grid=((64, 256, 512), (1, 16), (16,), (1, 2)),
+        bf16=(S1, S2_QUICK, Shape("F1", 65, 384, 65, 50, 16))),
     "tiny": Sizes(   # for the test suite: every code path in a few seconds
         adagrad_n=(1000,), adagrad_multi=(3, 1000), peak_gemm=64,
         rnn=(Shape("S1t", 11, 8, 11, 4, 1), Shape("S4t", 10, 5, 2, 3, 4, ids=False)),
@@ -169,7 +174,8 @@ PRESETS = {
         torch_adagrad=((3, 1000), (1, 1000)), torch_rnn=(Shape("S1t", 11, 8, 11, 4, 2),),
         generate_batched=(Shape("Gt", 11, 8, 11, 1, 5),),
         overhead=(Shape("O1", 4, 4, 4, 1, 1),), fma_iters=2000,
-        sweep_grid=((8,), (1, 2), (4,), (1, 2))),
+        sweep_grid=((8,), (1, 2), (4,), (1, 2)),
+        bf16=(Shape("Bt", 11, 8, 11, 4, 2),)),
 }
 
 
@@ -341,11 +347,13 @@ def _elman_rnn_step(shape, backend="c"):
     return step
 
 
-def _elman_train_step(shape):
+def _elman_train_step(shape, compute_dtype=None):
     """elman's steady-state training step: an elman.TrainStep of a num_layers = shape.layers
-    model with Adagrad (forward, cross-entropy, BPTT, update: one C call)."""
+    model with Adagrad (forward, cross-entropy, BPTT, update: one C call), its products in
+    compute_dtype (None: float32)."""
     x, y, _ = _rnn_data(shape)
-    m = elman.ElmanRNN(shape.I, shape.H, shape.O, num_layers=shape.layers, seed=0)
+    m = elman.ElmanRNN(shape.I, shape.H, shape.O, num_layers=shape.layers, seed=0,
+                       compute_dtype=compute_dtype)
     step = elman.TrainStep(m, elman.Adagrad(m, lr=LR, eps=EPS), shape.T, shape.B)
     return lambda: step(x, y)[0]
 
@@ -544,13 +552,23 @@ class Worker:
                         returns="flops")
         if fma["status"] == "ok":
             fma["gflops"] = fma["flops"] / fma["seconds"] / 1e9
+        # and the bfloat16 dot-product units' (vdpbf16ps), where the CPU has them
+        if _core.bf16_native():
+            bf16 = self.time("bf16 peak", lambda: functools.partial(probes.bf16_probe,
+                                                                    self.sizes.fma_iters),
+                             returns="flops")
+            if bf16["status"] == "ok":
+                bf16["gflops"] = bf16["flops"] / bf16["seconds"] / 1e9
+        else:
+            bf16 = {"status": "emulated (no AVX512_BF16)"}
         N = self.sizes.peak_gemm
         peak = gemm("peak", "square", N, N, N)
         rows = [gemm(shape.name, *g) for shape in self.sizes.rnn for g in shape.gemms()]
         for r in rows:
             if r["status"] == peak["status"] == "ok":
                 r["pct_peak"] = 100 * r["gflops"] / peak["gflops"]
-        return {"stream": stream, "fma_peak": fma, "sgemm_peak": peak, "sgemm": rows}
+        return {"stream": stream, "fma_peak": fma, "bf16_peak": bf16, "sgemm_peak": peak,
+                "sgemm": rows}
 
     def adagrad(self, probe_gbps):
         torch = self.peers["torch"]
@@ -706,6 +724,27 @@ class Worker:
                                  flops=shape.flops, impl=impl, **r))
         return rows
 
+    def bf16(self, fma_gflops=None, bf16_gflops=None):
+        """elman's TrainStep with float32 and with bfloat16 products at the same shapes:
+        each one's GFLOP/s and share of the FMA peak, the bfloat16 step's share of the
+        bfloat16 peak, and the speed-up."""
+        rows = []
+        for shape in self.sizes.bf16:
+            row = dict(shape=shape.label, **dataclasses.asdict(shape), flops=shape.flops,
+                       native=_core.bf16_native())
+            for compute in ("float32", "bfloat16"):
+                r = self._step_cell(f"bf16 section ({compute})", shape, "elman",
+                                    lambda s, c=compute: _elman_train_step(s, c), {}, None,
+                                    fma_gflops)
+                if r["status"] == "ok" and compute == "bfloat16" and bf16_gflops:
+                    r["pct_bf16"] = 100 * r["gflops"] / bf16_gflops
+                row[compute] = r
+            a, b = row["float32"], row["bfloat16"]
+            if a["status"] == b["status"] == "ok":
+                row["speedup"] = a["seconds"] / b["seconds"]
+            rows.append(row)
+        return rows
+
     def overhead(self):
         """Per training step: the C work alone (TrainStep.c_seconds: the step repeated in
         one binding call), one TrainStep call and one train_step call, stateful (h0 and
@@ -787,6 +826,7 @@ def run_worker(preset, sections, threads, openblas, long_range=None):
             probe = {r["n"]: r["gbps"] for r in limits.get("stream", []) if r["status"] == "ok"}
             peak = limits.get("sgemm_peak", {}).get("gflops")
             fma_peak = limits.get("fma_peak", {}).get("gflops")
+            bf16_peak = limits.get("bf16_peak", {}).get("gflops")
             if "adagrad" in sections:
                 run["adagrad"] = worker.adagrad(probe)
                 run["adagrad_sparse"] = worker.adagrad_sparse()
@@ -800,6 +840,8 @@ def run_worker(preset, sections, threads, openblas, long_range=None):
                 run["torch"] = worker.torch_backend()
             if "overhead" in sections:
                 run["overhead"] = worker.overhead()
+            if "bf16" in sections:
+                run["bf16"] = worker.bf16(fma_peak, bf16_peak)
             if "sweep" in sections:
                 run["sweep"] = worker.sweep(peak, fma_peak)
             if "curvature" in sections:
