@@ -12,7 +12,7 @@
  * outputs as zero); elsewhere the same sums are done in float arithmetic on the rounded
  * values (the emulated kernel: same results up to the order of the sums, several times
  * slower). Reference twin: the bf16 rounding model of elman.reference (operands rounded by
- * _bf16, then a float matmul).
+ * bf16_round, then a float matmul).
  *
  * Layout. An operand is rounded once and packed in pairs along K, one 32-bit word per pair
  * (low half: the even k), zero-padded where the kernel reads past the data:
@@ -425,31 +425,51 @@ static void gemm_rows(const elman_bf16_work *w, tile_fn tile, int trans_a, elman
     }
 }
 
+/* Every block of C = [C +] op(A) @ op(B) on this thread's share: the panels of each B
+ * block it packs (then all wait for the block), and its rows of C. Outside a parallel
+ * region, all of it. */
+static void gemm_blocks(const elman_bf16_work *w, tile_fn tile, int trans_a, int trans_b,
+                        elman_int M, elman_int N, elman_int K, const float *A, elman_int lda,
+                        const float *B, elman_int ldb, int accumulate, float *C, elman_int ldc,
+                        int threads)
+{
+    elman_int lo, len;
+    elman_split_rows(M, MR, &lo, &len);
+    for (elman_int n0 = 0; n0 < N; n0 += ELMAN_BF16_NC) {
+        const elman_int nc = N - n0 < ELMAN_BF16_NC ? N - n0 : ELMAN_BF16_NC;
+        for (elman_int k0 = 0; k0 < K; k0 += ELMAN_BF16_KC) {
+            const elman_int kc = K - k0 < ELMAN_BF16_KC ? K - k0 : ELMAN_BF16_KC;
+            const elman_int kp = (kc + 1) / 2;
+            elman_int q0, qn;
+            elman_split_rows((nc + NR - 1) / NR, 1, &q0, &qn);
+            if (qn > 0)
+                pack_b(w->bblock + q0 * kp * NR, B, ldb, trans_b, k0, kc, n0 + q0 * NR,
+                       (q0 + qn) * NR < nc ? qn * NR : nc - q0 * NR);
+            if (threads > 1) {
+#pragma omp barrier
+            }
+            gemm_rows(w, tile, trans_a, lo, len, kc, k0, nc, n0, A, lda,
+                      accumulate || k0 > 0, C, ldc, elman_thread_num());
+            if (threads > 1) { /* the next block overwrites this one */
+#pragma omp barrier
+            }
+        }
+    }
+}
+
 static void gemm(const elman_bf16_work *w, int trans_a, int trans_b, elman_int M, elman_int N,
                  elman_int K, const float *A, elman_int lda, const float *B, elman_int ldb,
                  int accumulate, float *C, elman_int ldc)
 {
     const tile_fn tile = pick_tile(w);
     const int threads = gemm_threads(M, N, K);
-    for (elman_int n0 = 0; n0 < N; n0 += ELMAN_BF16_NC) {
-        const elman_int nc = N - n0 < ELMAN_BF16_NC ? N - n0 : ELMAN_BF16_NC;
-        for (elman_int k0 = 0; k0 < K; k0 += ELMAN_BF16_KC) {
-            const elman_int kc = K - k0 < ELMAN_BF16_KC ? K - k0 : ELMAN_BF16_KC;
-            const int acc = accumulate || k0 > 0;
-            pack_b(w->bblock, B, ldb, trans_b, k0, kc, n0, nc);
-            if (threads == 1) {
-                gemm_rows(w, tile, trans_a, 0, M, kc, k0, nc, n0, A, lda, acc, C, ldc, 0);
-            } else {
-#pragma omp parallel num_threads(threads)
-                {
-                    elman_int lo, len;
-                    elman_split_rows(M, MR, &lo, &len);
-                    gemm_rows(w, tile, trans_a, lo, len, kc, k0, nc, n0, A, lda, acc, C, ldc,
-                              elman_thread_num());
-                }
-            }
-        }
+    if (threads == 1) {
+        gemm_blocks(w, tile, trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc, 1);
+        return;
     }
+#pragma omp parallel num_threads(threads)
+    gemm_blocks(w, tile, trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc,
+                threads);
 }
 
 /* Column panels [q0, q1) of one step (below): the tiles, each with the activation applied

@@ -227,3 +227,20 @@ def test_an_unknown_compute_code_is_refused_by_c(code):
     arch = (1, False, 0.0, 0, 0, 0, code)
     with pytest.raises(ValueError):
         _core.model_sizes(2, 2, 3, 4, 3, 0, False, arch, False, 4)
+
+
+def test_threads_share_rows_and_panels_so_results_are_the_same_bits():
+    """The bfloat16 GEMM splits C's rows among threads and the step its column panels:
+    every element is summed in one order whatever the thread count, so the gradient is the
+    same bit for bit at one and two threads (large enough that both split)."""
+    m, x, y, kw = _problem(16, 64, 20, 256, 20)
+    before = elman.get_num_threads()
+    try:
+        out = []
+        for threads in (1, 2):
+            elman.set_num_threads(threads)
+            out.append(_fb(_c_backend, m, x, y, kw, "bfloat16")[1:])
+    finally:
+        elman.set_num_threads(before)
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_array_equal(out[0][1], out[1][1])
