@@ -298,25 +298,42 @@ static ELMAN_BF16_TARGET ELMAN_ALWAYS_INLINE void tile_native_rows(
     const uint32_t *restrict Bp, elman_int kp, const int rows, const int NV, int cols,
     int accumulate)
 {
-    __m512 acc[MR][NR / 16];
-    for (int r = 0; r < rows; r++)
-        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
-    for (elman_int p = 0; p < kp; p++) {
-        __m512bh b[NR / 16];
-        for (int v = 0; v < NV; v++)
-            b[v] = (__m512bh)_mm512_loadu_si512((const void *)(Bp + p * NR + 16 * v));
-        for (int r = 0; r < rows; r++) {
-            const __m512bh a = (__m512bh)_mm512_set1_epi32((int)a_word(Ap + r * rs + p * ps));
-            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, b[v]);
-        }
-    }
+    /* A tile of few rows has few accumulators, each a chain of dependent vdpbf16ps: then U
+     * sets of them take the k-pairs in turn, so that at least eight chains are in flight
+     * (the instruction's latency times its throughput), summed at the end. */
+    enum { UMAX = 4 };
+    const int U = rows * NV <= 2 ? 4 : rows * NV <= 4 ? 2 : 1;
+    __m512 acc[UMAX][MR][NR / 16];
+    for (int u = 0; u < U; u++)
+        for (int r = 0; r < rows; r++)
+            for (int v = 0; v < NV; v++) acc[u][r][v] = _mm512_setzero_ps();
+    elman_int p = 0;
+#define ELMAN_BF16_PAIR(u, p)                                                                \
+    do {                                                                                     \
+        __m512bh b[NR / 16];                                                                 \
+        for (int v = 0; v < NV; v++)                                                         \
+            b[v] = (__m512bh)_mm512_loadu_si512((const void *)(Bp + (p) * NR + 16 * v));     \
+        for (int r = 0; r < rows; r++) {                                                     \
+            const __m512bh a =                                                               \
+                (__m512bh)_mm512_set1_epi32((int)a_word(Ap + r * rs + (p) * ps));            \
+            for (int v = 0; v < NV; v++)                                                     \
+                acc[u][r][v] = _mm512_dpbf16_ps(acc[u][r][v], a, b[v]);                      \
+        }                                                                                    \
+    } while (0)
+    for (; p + U <= kp; p += U)
+        for (int u = 0; u < U; u++) ELMAN_BF16_PAIR(u, p + u);
+    for (; p < kp; p++) ELMAN_BF16_PAIR(0, p);
+#undef ELMAN_BF16_PAIR
+    for (int u = 1; u < U; u++)
+        for (int r = 0; r < rows; r++)
+            for (int v = 0; v < NV; v++) acc[0][r][v] = _mm512_add_ps(acc[0][r][v], acc[u][r][v]);
     for (int v = 0; v < NV; v++) {
         const int left = cols - 16 * v;
         if (left <= 0) break;
         const __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
         for (int r = 0; r < rows; r++) {
             float *c = C + r * ldc + 16 * v;
-            __m512 x = acc[r][v];
+            __m512 x = acc[0][r][v];
             if (accumulate) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, c));
             _mm512_mask_storeu_ps(c, m, x);
         }

@@ -18,7 +18,26 @@ static unsigned long long elman_xgetbv(void)
 }
 #endif
 
+/* cpuid traps to the hypervisor in a virtual machine (microseconds): asked once. */
+static unsigned elman_cpu_features_uncached(void);
+static int elman_features_known;
+static unsigned elman_features;
+
 unsigned elman_cpu_features(void)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    if (__atomic_load_n(&elman_features_known, __ATOMIC_ACQUIRE))
+        return __atomic_load_n(&elman_features, __ATOMIC_RELAXED);
+    const unsigned f = elman_cpu_features_uncached();
+    __atomic_store_n(&elman_features, f, __ATOMIC_RELAXED);
+    __atomic_store_n(&elman_features_known, 1, __ATOMIC_RELEASE);
+    return f;
+#else
+    return elman_cpu_features_uncached();
+#endif
+}
+
+static unsigned elman_cpu_features_uncached(void)
 {
     unsigned f = 0;
 #ifdef ELMAN_X86
