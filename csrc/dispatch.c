@@ -185,6 +185,35 @@ const char *elman_kernel_paths(void)
 #endif
 }
 
+/* ---- caches ---------------------------------------------------------------------------- */
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
+static elman_int elman_stream_bytes; /* 0: not yet asked */
+
+elman_int elman_stream_weight_bytes(void)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    elman_int v = __atomic_load_n(&elman_stream_bytes, __ATOMIC_RELAXED);
+#else
+    elman_int v = elman_stream_bytes;
+#endif
+    if (v > 0) return v;
+    long l2 = -1;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    v = l2 > 0 ? (elman_int)l2 / 2 : (elman_int)512 * 1024;
+#if defined(__GNUC__) || defined(__clang__)
+    __atomic_store_n(&elman_stream_bytes, v, __ATOMIC_RELAXED);
+#else
+    elman_stream_bytes = v;
+#endif
+    return v;
+}
+
 /* ---- threads ---------------------------------------------------------------------------- */
 
 int elman_max_threads(void)

@@ -243,6 +243,81 @@ static inline void TYPED(rows4_nn_f32, rows4_nn_f64)(
 }
 #endif
 
+#if ELMAN_VECTOR_EXT
+/* c (N,) += a (K,) @ W (K, N), one output row, with W read once from start to end: four
+ * rows of W at a time added into c, which stays in L1. For a W larger than the L2 cache
+ * (elman_stream_weight_bytes): row_nn's panels walk down W's columns a row stride apart,
+ * a stride the hardware prefetchers do not follow across pages, where this loop streams. */
+static void TYPED(row_stream_nn_f32, row_stream_nn_f64)(
+    REAL *restrict c, const REAL *restrict a, const REAL *restrict W, elman_int K, elman_int N)
+{
+    enum { V = TY(V) };
+    elman_int k = 0;
+    for (; k + 4 <= K; k += 4) {
+        const REAL a0 = a[k], a1 = a[k + 1], a2 = a[k + 2], a3 = a[k + 3];
+        const REAL *w0 = W + k * N, *w1 = w0 + N, *w2 = w1 + N, *w3 = w2 + N;
+        elman_int j = 0;
+        for (; j + V <= N; j += V) {
+            TY(vreg) x = TY(vload)(c + j);
+            x += a0 * TY(vload)(w0 + j) + a1 * TY(vload)(w1 + j);
+            x += a2 * TY(vload)(w2 + j) + a3 * TY(vload)(w3 + j);
+            TY(vstore)(c + j, x);
+        }
+        for (; j < N; j++) c[j] += (a0 * w0[j] + a1 * w1[j]) + (a2 * w2[j] + a3 * w3[j]);
+    }
+    for (; k < K; k++) {
+        const REAL ak = a[k];
+        const REAL *w = W + k * N;
+        for (elman_int j = 0; j < N; j++) c[j] += ak * w[j];
+    }
+}
+#endif
+
+/* C (M, N) += A (M, K) @ W^T, W (N, K) row-major: each output a dot product of a row of A
+ * with a row of W, four rows of W at a time, so that W is read once per row of A from start
+ * to end (the backward step of a small batch with a large W_hh, which then needs no
+ * transposed copy: a copy strides a row apart on one side, a page at H = 1024). */
+static void TYPED(gemm_nt_f32, gemm_nt_f64)(
+    REAL *restrict C, const REAL *restrict A, const REAL *restrict W, elman_int M, elman_int K,
+    elman_int N)
+{
+    for (elman_int r = 0; r < M; r++) {
+        const REAL *a = A + r * K;
+        REAL *c = C + r * N;
+        elman_int j = 0;
+#if ELMAN_VECTOR_EXT
+        enum { V = TY(V) };
+        for (; j + 4 <= N; j += 4) {
+            const REAL *w0 = W + j * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+            TY(vreg) x0 = {0}, x1 = {0}, x2 = {0}, x3 = {0};
+            elman_int k = 0;
+            for (; k + V <= K; k += V) {
+                const TY(vreg) av = TY(vload)(a + k);
+                x0 += av * TY(vload)(w0 + k);
+                x1 += av * TY(vload)(w1 + k);
+                x2 += av * TY(vload)(w2 + k);
+                x3 += av * TY(vload)(w3 + k);
+            }
+            REAL s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (int l = 0; l < V; l++) s0 += x0[l], s1 += x1[l], s2 += x2[l], s3 += x3[l];
+            for (; k < K; k++) {
+                s0 += a[k] * w0[k];
+                s1 += a[k] * w1[k];
+                s2 += a[k] * w2[k];
+                s3 += a[k] * w3[k];
+            }
+            c[j] += s0, c[j + 1] += s1, c[j + 2] += s2, c[j + 3] += s3;
+        }
+#endif
+        for (; j < N; j++) {
+            const REAL *w = W + j * K;
+            REAL s = 0;
+            for (elman_int k = 0; k < K; k++) s += a[k] * w[k];
+            c[j] += s;
+        }
+    }
+}
+
 /* Rows [r0, r1) of C (M, N) += A (M, K) @ W (K, N) */
 static void TYPED(gemm_nn_rows_f32, gemm_nn_rows_f64)(
     REAL *restrict C, const REAL *restrict A, const REAL *restrict W, elman_int r0,
@@ -251,6 +326,12 @@ static void TYPED(gemm_nn_rows_f32, gemm_nn_rows_f64)(
     elman_int r = r0;
 #if ELMAN_VECTOR_EXT
     for (; r + 4 <= r1; r += 4) TY(rows4_nn)(C + r * N, A + r * K, W, K, N);
+#endif
+#if ELMAN_VECTOR_EXT
+    if (r < r1 && (double)K * (double)N * sizeof(REAL) > (double)elman_stream_weight_bytes()) {
+        for (; r < r1; r++) TY(row_stream_nn)(C + r * N, A + r * K, W, K, N);
+        return;
+    }
 #endif
     for (; r < r1; r++) TY(row_nn)(C + r * N, A + r * K, W, K, N);
 }
@@ -311,6 +392,7 @@ static void TYPED(step_f32, step_f64)(
 #if ELMAN_LAST_PASS
 ELMAN_REGISTER(gemm_small) = {.fast = ELMAN_VECTOR_EXT && ELMAN_VEC_BYTES >= 32,
                               .gemm_nn_f32 = gemm_nn_f32, .gemm_nn_f64 = gemm_nn_f64,
+                              .gemm_nt_f32 = gemm_nt_f32, .gemm_nt_f64 = gemm_nt_f64,
                               .step_f32 = step_f32, .step_f64 = step_f64};
 #endif
 

@@ -24,6 +24,11 @@
 #include "parallel.h"
 #include "tuning.h"
 
+/* Bytes of a weight matrix above which one row's product streams the matrix instead of
+ * walking its column panels (gemm_small.c): half this CPU's L2 cache, as the OS reports
+ * it (dispatch.c; 512 KiB when it does not). */
+elman_int elman_stream_weight_bytes(void);
+
 /* The kernel paths, in the order elman_isa() numbers them. */
 enum { ELMAN_ISA_GENERIC = 0, ELMAN_ISA_AVX2 = 1, ELMAN_ISA_AVX512 = 2, ELMAN_NUM_ISAS = 3 };
 
@@ -106,6 +111,11 @@ typedef struct {
     void (*gemm_nn_f32)(float *restrict C, const float *restrict A, const float *restrict W,
                         elman_int M, elman_int K, elman_int N);
     void (*gemm_nn_f64)(double *restrict C, const double *restrict A,
+                        const double *restrict W, elman_int M, elman_int K, elman_int N);
+    /* C (M, N) += A (M, K) @ W^T for W (N, K): rows of W as dot products (one thread) */
+    void (*gemm_nt_f32)(float *restrict C, const float *restrict A, const float *restrict W,
+                        elman_int M, elman_int K, elman_int N);
+    void (*gemm_nt_f64)(double *restrict C, const double *restrict A,
                         const double *restrict W, elman_int M, elman_int K, elman_int N);
     void (*step_f32)(float *restrict C, const float *restrict A, const float *restrict W,
                      const float *restrict Y, elman_int B, elman_int H, int nonlinearity,

@@ -34,6 +34,21 @@ static inline int elman_own_step_kernel(const elman_gemm_small_loops *gs, elman_
 
 #else /* ---- once per REAL ---- */
 
+/* T (n, n) = W^T in square tiles, so that both sides' accesses stay within a few pages
+ * (row by row, one of them would stride a row apart: a page apart at n = 1024). */
+static void TYPED(transpose_f32, transpose_f64)(REAL *restrict T, const REAL *restrict W,
+                                               elman_int n)
+{
+    enum { TILE = 32 };
+    for (elman_int k0 = 0; k0 < n; k0 += TILE)
+        for (elman_int j0 = 0; j0 < n; j0 += TILE) {
+            const elman_int k1 = k0 + TILE < n ? k0 + TILE : n;
+            const elman_int j1 = j0 + TILE < n ? j0 + TILE : n;
+            for (elman_int k = k0; k < k1; k++)
+                for (elman_int j = j0; j < j1; j++) T[j * n + k] = W[k * n + j];
+        }
+}
+
 /* The bfloat16 step and its packed weight (bf16.c), float32 only: the double entry points
  * have no bf16 workspace (bf == NULL) and never call these. */
 static int TYPED(bf16_pack_f32, bf16_pack_f64)(const elman_bf16_work *bf, const REAL *W,
@@ -205,13 +220,16 @@ int TYPED(elman_rnn_backward_mm_f32, elman_rnn_backward_mm_f64)(
     const int rev = s->reverse;
     const elman_int *len = s->lengths;
     const REAL *outs = rev ? hs : hs + BH; /* H_t of step t at outs + (t-1)*BH */
-    const int own = bf == NULL && elman_own_step_kernel(gs, B, H) && T > 1;
+    /* A batch of under four rows with a W_hh larger than the streaming size reads W_hh's
+     * rows as dot products (no transposed copy: elman_stream_weight_bytes, gemm_small.c) */
+    const int dots = bf == NULL && gs->fast && B < 4 && T > 1 &&
+                     (double)H * (double)H * sizeof(REAL) > (double)elman_stream_weight_bytes();
+    const int own = bf == NULL && !dots && elman_own_step_kernel(gs, B, H) && T > 1;
     if (bf != NULL && T > 1) ELMAN_TRY(TY(bf16_pack)(bf, W_hh, 1)); /* W_hh^T */
     if (own) {
         /* dA_next @ W_hh^T as a plain product with W_hh^T, held meanwhile in dW_hh (an
          * output, written only after the loop): the row kernel then runs along rows. */
-        for (elman_int k = 0; k < H; k++)
-            for (elman_int j = 0; j < H; j++) dW_hh[j * H + k] = W_hh[k * H + j];
+        TY(transpose)(dW_hh, W_hh, H);
     }
     for (elman_int k = 1; k <= T && BH > 0; k++) {
         const elman_int t = rev ? k : T - k + 1; /* backward order */
@@ -236,6 +254,9 @@ int TYPED(elman_rnn_backward_mm_f32, elman_rnn_backward_mm_f64)(
             ELMAN_TRY(TY(bf16_step)(bf, da, next, outs + (t - 1) * BH, B, s->nonlinearity, 1));
         } else if (k > 1 && own) {
             gs->TY(step)(da, next, dW_hh, outs + (t - 1) * BH, B, H, s->nonlinearity, 1);
+        } else if (k > 1 && dots) {
+            gs->TY(gemm_nt)(da, next, W_hh, B, H, H);
+            act->TY(act_backward)(da, da, outs + (t - 1) * BH, BH, s->nonlinearity);
         } else {
             if (k > 1)
                 ELMAN_TRY(TY(elman_gemm)(0, 1, B, H, H, 1, next, H, W_hh, H, 1, da, H));
