@@ -159,14 +159,16 @@ static inline void TYPED(row_nn_f32, row_nn_f64)(
 #endif
 
 #if ELMAN_VECTOR_EXT
-/* Four rows of C (M = 4) += A @ W: each vector of W loaded once feeds four rows, so the
- * kernel is bound by the FMA units, not by loads. Panels of NV vectors of columns keep
+/* Four rows of C (M = 4) += A @ W, N columns of C and W whose rows lie ld apart: each
+ * vector of W loaded once feeds four rows, so the kernel is bound by the FMA units, not by
+ * loads. Panels of NV vectors of columns keep
  * 4 * NV accumulators in registers (16 on AVX-512, 8 on AVX2 and SSE2). */
 static inline void TYPED(rows4_nn_f32, rows4_nn_f64)(
-    REAL *restrict c, const REAL *restrict a, const REAL *restrict W, elman_int K, elman_int N)
+    REAL *restrict c, const REAL *restrict a, const REAL *restrict W, elman_int K, elman_int N,
+    elman_int ld)
 {
     enum { V = TY(V), P = ELMAN_NV * TY(V) };
-    REAL *c0 = c, *c1 = c + N, *c2 = c + 2 * N, *c3 = c + 3 * N;
+    REAL *c0 = c, *c1 = c + ld, *c2 = c + 2 * ld, *c3 = c + 3 * ld;
     const REAL *a0 = a, *a1 = a + K, *a2 = a + 2 * K, *a3 = a + 3 * K;
     elman_int j = 0;
     for (; j + P <= N; j += P) {
@@ -178,7 +180,7 @@ static inline void TYPED(rows4_nn_f32, rows4_nn_f64)(
             x[3][v] = TY(vload)(c3 + j + v * V);
         }
         for (elman_int k = 0; k < K; k++) {
-            const REAL *w = W + k * N + j;
+            const REAL *w = W + k * ld + j;
             const REAL b0 = a0[k], b1 = a1[k], b2 = a2[k], b3 = a3[k];
             for (int v = 0; v < ELMAN_NV; v++) {
                 const TY(vreg) wv = TY(vload)(w + v * V);
@@ -199,7 +201,7 @@ static inline void TYPED(rows4_nn_f32, rows4_nn_f64)(
         TY(vreg) x0 = TY(vload)(c0 + j), x1 = TY(vload)(c1 + j);
         TY(vreg) x2 = TY(vload)(c2 + j), x3 = TY(vload)(c3 + j);
         for (elman_int k = 0; k < K; k++) {
-            const TY(vreg) wv = TY(vload)(W + k * N + j);
+            const TY(vreg) wv = TY(vload)(W + k * ld + j);
             x0 += a0[k] * wv;
             x1 += a1[k] * wv;
             x2 += a2[k] * wv;
@@ -215,7 +217,7 @@ static inline void TYPED(rows4_nn_f32, rows4_nn_f64)(
         const TY(vreg) zero = {0};
         TY(vreg) x0 = zero, x1 = zero, x2 = zero, x3 = zero;
         for (elman_int k = 0; k < K; k++) {
-            const TY(vreg) wv = TY(vload)(W + k * N + t);
+            const TY(vreg) wv = TY(vload)(W + k * ld + t);
             x0 += a0[k] * wv;
             x1 += a1[k] * wv;
             x2 += a2[k] * wv;
@@ -231,7 +233,7 @@ static inline void TYPED(rows4_nn_f32, rows4_nn_f64)(
         for (; j < N; j++) { /* rows narrower than a vector: the four rows are four chains */
             REAL x0 = c0[j], x1 = c1[j], x2 = c2[j], x3 = c3[j];
             for (elman_int k = 0; k < K; k++) {
-                const REAL wv = W[k * N + j];
+                const REAL wv = W[k * ld + j];
                 x0 += a0[k] * wv;
                 x1 += a1[k] * wv;
                 x2 += a2[k] * wv;
@@ -325,7 +327,22 @@ static void TYPED(gemm_nn_rows_f32, gemm_nn_rows_f64)(
 {
     elman_int r = r0;
 #if ELMAN_VECTOR_EXT
-    for (; r + 4 <= r1; r += 4) TY(rows4_nn)(C + r * N, A + r * K, W, K, N);
+    if (r1 - r >= 8 && (double)K * (double)N * sizeof(REAL) > (double)elman_stream_weight_bytes()) {
+        /* W larger than the streaming size: its columns a slab at a time (K x slab, half
+         * the streaming size, in L2) for every block of four rows, so that each step reads
+         * W once from L3, not once per block of rows */
+        enum { P = ELMAN_NV * TY(V) };
+        elman_int slab = elman_stream_weight_bytes() / 2 / ((elman_int)sizeof(REAL) * K) / P * P;
+        if (slab < P) slab = P;
+        const elman_int r4 = r + (r1 - r) / 4 * 4;
+        for (elman_int j0 = 0; j0 < N; j0 += slab) {
+            const elman_int w = N - j0 < slab ? N - j0 : slab;
+            for (elman_int q = r; q < r4; q += 4)
+                TY(rows4_nn)(C + q * N + j0, A + q * K, W + j0, K, w, N);
+        }
+        r = r4;
+    }
+    for (; r + 4 <= r1; r += 4) TY(rows4_nn)(C + r * N, A + r * K, W, K, N, N);
 #endif
 #if ELMAN_VECTOR_EXT
     if (r < r1 && (double)K * (double)N * sizeof(REAL) > (double)elman_stream_weight_bytes()) {
