@@ -289,6 +289,60 @@ int elman_rnn_rforward_f64(double *Rhs, const double *Rx, const double *hs, cons
                            const elman_rnn_shape *shape);
 
 /* ---------------------------------------------------------------------------------------
+ * A whole torch.nn.RNN stack in one call (stack.c): L layers of D directions (D = 2:
+ * bidirectional, the second direction in reverse), torch's layout and dropout:
+ *
+ *   X_0 = x (T, B, I),   X_l = Y_{l-1} * M_{l-1} (l > 0),   Y_l = [H^(l,0) | H^(l,1)]
+ *   H^(l,d)_t = f(X_l,t @ w_ih^T + b_ih + b_hh + H^(l,d)_{t-1} @ w_hh^T)
+ *
+ * with the weights of layer-direction k = l*D + d given as k-indexed arrays of pointers:
+ * w_ih[k] (H, I_l), I_0 = I and I_l = D*H; w_hh[k] (H, H); b_ih[k], b_hh[k] (H,) (both
+ * NULL: no biases). M_l (T, B, D*H) are dropout scales (0 or 1/(1-p)) drawn by the caller,
+ * or NULL. Lengths as in elman_rnn_shape. elman_stack_sizes gives the element counts of the
+ * buffers the forward fills for the backward (the transposed weights, every state, the
+ * masked layer inputs) and of the backward's scratch. */
+typedef struct {
+    elman_int T, B, I, H;
+    elman_int L;               /* layers, >= 1 */
+    elman_int D;               /* directions, 1 or 2 */
+    int nonlinearity;          /* elman_nonlinearity */
+    const elman_int *lengths;  /* (B,) or NULL, as in elman_rnn_shape */
+} elman_stack_shape;
+
+int elman_stack_sizes(const elman_stack_shape *shape, elman_int *weights, elman_int *states,
+                      elman_int *inputs, elman_int *work);
+
+/* Fills wt (weights), hs (L*D, T+1, B, H: each layer-direction's hs as in elman_rnn_forward),
+ * ys (L-1, T, B, D*H: the masked inputs of layers 1..L-1; NULL when L = 1), out (T, B, D*H:
+ * the top layer's outputs; NULL when D = 1, whose output is hs[L-1, 1:]) and h_n (L*D, B, H:
+ * the final states), from x (T, B, I) and h0 (L*D, B, H). */
+int elman_stack_forward_f32(float *wt, float *hs, float *ys, float *out, float *h_n,
+                            const float *x, const float *h0, const float *const *w_ih,
+                            const float *const *w_hh, const float *const *b_ih,
+                            const float *const *b_hh, const float *masks,
+                            const elman_stack_shape *shape);
+int elman_stack_forward_f64(double *wt, double *hs, double *ys, double *out, double *h_n,
+                            const double *x, const double *h0, const double *const *w_ih,
+                            const double *const *w_hh, const double *const *b_ih,
+                            const double *const *b_hh, const double *masks,
+                            const elman_stack_shape *shape);
+
+/* The gradients of a stack from d_out (T, B, D*H: on the top layer's outputs, or NULL) and
+ * dh_n (L*D, B, H: on the final states, or NULL), given the forward's wt, hs and ys and the
+ * same x and masks: dw_ih[k] (H, I_l), dw_hh[k] (H, H), db (L*D, H: the gradient of b_ih[k],
+ * which is also b_hh[k]'s), dh0 (L*D, B, H) and, when not NULL, dx (T, B, I). work
+ * (elman_stack_sizes) is scratch. All outputs are overwritten. */
+int elman_stack_backward_f32(float *const *dw_ih, float *const *dw_hh, float *db, float *dh0,
+                             float *dx, float *work, const float *d_out, const float *dh_n,
+                             const float *wt, const float *hs, const float *ys, const float *x,
+                             const float *masks, const elman_stack_shape *shape);
+int elman_stack_backward_f64(double *const *dw_ih, double *const *dw_hh, double *db,
+                             double *dh0, double *dx, double *work, const double *d_out,
+                             const double *dh_n, const double *wt, const double *hs,
+                             const double *ys, const double *x, const double *masks,
+                             const elman_stack_shape *shape);
+
+/* ---------------------------------------------------------------------------------------
  * Affine projection (linear.c): Y (N, O) = X (N, K) @ W (K, O) + b (O,), one GEMM over
  * all rows. b may be NULL (no bias). Backward overwrites dW = X^T dY, db = sum_rows dY (if db),
  * dX = dY @ W^T (if dX). */

@@ -23,12 +23,13 @@ are accepted by the reference too: ``out`` (both write into it) and ``workspace`
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from . import _core, _threads, _workspace
 from ._validate import NonFiniteError
-from .layout import RNNGrads
+from .layout import RNNGrads, StackGrads, StackRun
 
 NONLINEARITIES = {"tanh": int(_core.elman_nonlinearity.ELMAN_TANH),
                   "relu": int(_core.elman_nonlinearity.ELMAN_RELU)}
@@ -183,6 +184,65 @@ def rnn_backward(dH, hs, x, W_xh, W_hh, *, nonlinearity="tanh", dh_T=None, need_
                            I, H, NONLINEARITIES[nonlinearity], is_ids, _lengths(lengths),
                            bool(reverse))
     return g
+
+
+class _StackSaved(NamedTuple):
+    """What the C stack's backward reads: the forward's buffers and arguments."""
+    wt: np.ndarray
+    hs: np.ndarray
+    ys: np.ndarray
+    x: np.ndarray
+    masks: np.ndarray
+    sizes: tuple        # (T, B, I, H, L, D)
+    work: int
+    nonlinearity: int
+    lengths: object
+
+
+def _flat(arrays):
+    return [a.reshape(-1) for a in arrays]
+
+
+def stack_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, directions=1,
+                  nonlinearity="tanh", lengths=None, masks=None):
+    (T, B, I), D, dt = x.shape, directions, w_hh[0].dtype
+    L, H = len(w_ih) // D, w_hh[0].shape[0]
+    nw, nh, ny, nk = _core.stack_sizes(T, B, I, H, L, D)
+    wt, hs = np.empty(nw, dt), np.empty((L * D, T + 1, B, H), dt)
+    ys, h_n = np.empty(ny, dt), np.empty((L * D, B, H), dt)
+    out = np.empty((T, B, D * H), dt) if D == 2 else _empty(dt)
+    x = np.ascontiguousarray(x)
+    m = _empty(dt) if masks is None else np.ascontiguousarray(masks).reshape(-1)
+    code = NONLINEARITIES[nonlinearity]
+    with _threads.one_blas_thread():
+        _core.stack_forward(wt, hs.reshape(-1), ys, out.reshape(-1), h_n.reshape(-1),
+                            x.reshape(-1), np.ascontiguousarray(h0).reshape(-1), _flat(w_ih),
+                            _flat(w_hh), [] if b_ih is None else _flat(b_ih),
+                            [] if b_hh is None else _flat(b_hh), m, T, B, I, H, L, D, code,
+                            _lengths(lengths))
+    if D == 1:
+        out = hs[L - 1, 1:]
+    return StackRun(out, h_n, _StackSaved(wt, hs, ys, x, m, (T, B, I, H, L, D), nk, code,
+                                          lengths))
+
+
+def stack_backward(saved, d_out=None, dh_n=None, *, need_dx=False):
+    T, B, I, H, L, D = saved.sizes
+    dt = saved.hs.dtype
+    dw_ih = [np.empty((H, I if k < D else D * H), dt) for k in range(L * D)]
+    dw_hh = [np.empty((H, H), dt) for _ in range(L * D)]
+    db, dh0 = np.empty((L * D, H), dt), np.empty((L * D, B, H), dt)
+    dx = np.empty((T, B, I), dt) if need_dx else None
+    e = _empty(dt)
+    with _threads.one_blas_thread():
+        _core.stack_backward(_flat(dw_ih), _flat(dw_hh), db.reshape(-1), dh0.reshape(-1),
+                             e if dx is None else dx.reshape(-1), np.empty(saved.work, dt),
+                             e if d_out is None else np.ascontiguousarray(d_out).reshape(-1),
+                             e if dh_n is None else np.ascontiguousarray(dh_n).reshape(-1),
+                             saved.wt, saved.hs.reshape(-1), saved.ys, saved.x.reshape(-1),
+                             saved.masks, T, B, I, H, L, D, saved.nonlinearity,
+                             _lengths(saved.lengths))
+    return StackGrads(dw_ih, dw_hh, db, dh0, dx)
 
 
 def rnn_rforward(hs, x, W_xh, W_hh, V_xh, V_hh, v_b, *, Rx=None, nonlinearity="tanh",

@@ -117,6 +117,30 @@ cdef extern from "elman.h" nogil:
                                const double *, const double *, const double *,
                                const elman_rnn_shape *)
 
+    ctypedef struct elman_stack_shape:
+        elman_int T, B, I, H, L, D
+        int nonlinearity
+        const elman_int *lengths
+
+    int elman_stack_sizes(const elman_stack_shape *, elman_int *, elman_int *, elman_int *,
+                          elman_int *)
+    int elman_stack_forward_f32(float *, float *, float *, float *, float *, const float *,
+                                const float *, const float **, const float **,
+                                const float **, const float **, const float *,
+                                const elman_stack_shape *)
+    int elman_stack_forward_f64(double *, double *, double *, double *, double *,
+                                const double *, const double *, const double **,
+                                const double **, const double **, const double **,
+                                const double *, const elman_stack_shape *)
+    int elman_stack_backward_f32(float **, float **, float *, float *, float *, float *,
+                                 const float *, const float *, const float *, const float *,
+                                 const float *, const float *, const float *,
+                                 const elman_stack_shape *)
+    int elman_stack_backward_f64(double **, double **, double *, double *, double *,
+                                 double *, const double *, const double *, const double *,
+                                 const double *, const double *, const double *,
+                                 const double *, const elman_stack_shape *)
+
     int elman_linear_forward_f32(float *, const float *, const float *, const float *,
                                  elman_int, elman_int, elman_int)
     int elman_linear_forward_f64(double *, const double *, const double *, const double *,

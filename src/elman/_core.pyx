@@ -526,6 +526,165 @@ def rnn_backward(floating[::1] dW_xh, floating[::1] dW_hh, floating[::1] db_h,
     _check(s, "rnn_backward")
 
 
+cdef int _stack_shape(elman_stack_shape *r, T, B, I, H, L, D, int nonlinearity,
+                      const int64_t[::1] lengths) except -1:
+    r.T = _size(T, "T"); r.B = _size(B, "B"); r.I = _size(I, "I"); r.H = _size(H, "H")
+    r.L = _size(L, "L"); r.D = _size(D, "D")
+    r.nonlinearity = nonlinearity
+    r.lengths = NULL
+    if lengths is not None and lengths.shape[0] > 0:
+        _need(lengths.shape[0], B, "lengths")
+        r.lengths = _ip(lengths)
+    _check(elman_stack_sizes(r, NULL, NULL, NULL, NULL), "stack")
+    return 0
+
+
+def stack_sizes(T, B, I, H, L, D):
+    """(weights, states, inputs, work): the element counts of elman_stack_forward's wt, hs and
+    ys buffers and of elman_stack_backward's scratch."""
+    cdef elman_stack_shape r
+    _stack_shape(&r, T, B, I, H, L, D, ELMAN_TANH, None)
+    cdef elman_int w, h, y, k
+    _check(elman_stack_sizes(&r, &w, &h, &y, &k), "stack_sizes")
+    return w, h, y, k
+
+
+cdef int _stack_pointers(list arrays, Py_ssize_t n, elman_stack_shape *r, bint square,
+                         str name, const floating **out) except -1:
+    """out[k] = the data of arrays[k], each checked to hold H*I_k (or H*H) elements."""
+    if len(arrays) != n:
+        raise ValueError(f"{name}: {len(arrays)} arrays, expected {n}")
+    cdef const floating[::1] v
+    cdef Py_ssize_t k
+    for k in range(n):
+        v = arrays[k]
+        want = r.H * r.H if square else r.H * (r.I if k < r.D else r.D * r.H)
+        _need(v.shape[0], want, f"{name}[{k}]")
+        out[k] = _cp(v)
+    return 0
+
+
+cdef int _stack_vectors(list arrays, Py_ssize_t n, elman_int H, str name,
+                        const floating **out) except -1:
+    if len(arrays) != n:
+        raise ValueError(f"{name}: {len(arrays)} arrays, expected {n}")
+    cdef const floating[::1] v
+    cdef Py_ssize_t k
+    for k in range(n):
+        v = arrays[k]
+        _need(v.shape[0], H, f"{name}[{k}]")
+        out[k] = _cp(v)
+    return 0
+
+
+def stack_forward(floating[::1] wt, floating[::1] hs, floating[::1] ys, floating[::1] out,
+                  floating[::1] h_n, const floating[::1] x, const floating[::1] h0,
+                  list w_ih, list w_hh, list b_ih, list b_hh, const floating[::1] masks,
+                  T, B, I, H, L, D, int nonlinearity, const int64_t[::1] lengths=None):
+    """A torch.nn.RNN stack (elman.h, elman_stack_forward): w_ih, w_hh, b_ih and b_hh are
+    lists of L*D flat arrays in torch's layout (biases: two empty lists for none); ys empty
+    when L = 1, out empty when D = 1, masks empty for no dropout."""
+    cdef elman_stack_shape r
+    _stack_shape(&r, T, B, I, H, L, D, nonlinearity, lengths)
+    cdef elman_int nw, nh, ny, nk
+    _check(elman_stack_sizes(&r, &nw, &nh, &ny, &nk), "stack_forward")
+    _need(wt.shape[0], nw, "wt")
+    _need(hs.shape[0], nh, "hs")
+    _need(ys.shape[0], ny, "ys")
+    _need(out.shape[0], r.T * r.B * r.D * r.H if r.D == 2 else 0, "out")
+    _need(h_n.shape[0], r.L * r.D * r.B * r.H, "h_n")
+    _need(x.shape[0], r.T * r.B * r.I, "x")
+    _need(h0.shape[0], r.L * r.D * r.B * r.H, "h0")
+    cdef bint has_masks = _optional(masks.shape[0], (r.L - 1) * r.T * r.B * r.D * r.H, "masks")
+    cdef bint has_bias = len(b_ih) > 0 or len(b_hh) > 0
+    cdef Py_ssize_t n = r.L * r.D
+    cdef const floating **p = <const floating **>PyMem_Malloc(4 * n * sizeof(floating *))
+    if p == NULL:
+        raise MemoryError()
+    cdef int s
+    try:
+        _stack_pointers(w_ih, n, &r, False, "w_ih", p)
+        _stack_pointers(w_hh, n, &r, True, "w_hh", p + n)
+        if has_bias:
+            _stack_vectors(b_ih, n, r.H, "b_ih", p + 2 * n)
+            _stack_vectors(b_hh, n, r.H, "b_hh", p + 3 * n)
+        with nogil:
+            if floating is float:
+                s = elman_stack_forward_f32(_p(wt), _p(hs), _p(ys), _p(out), _p(h_n), _cp(x),
+                                            _cp(h0), p, p + n, p + 2 * n if has_bias else NULL,
+                                            p + 3 * n if has_bias else NULL,
+                                            _cp(masks) if has_masks else NULL, &r)
+            else:
+                s = elman_stack_forward_f64(_p(wt), _p(hs), _p(ys), _p(out), _p(h_n), _cp(x),
+                                            _cp(h0), p, p + n, p + 2 * n if has_bias else NULL,
+                                            p + 3 * n if has_bias else NULL,
+                                            _cp(masks) if has_masks else NULL, &r)
+    finally:
+        PyMem_Free(p)
+    _check(s, "stack_forward")
+
+
+def stack_backward(list dw_ih, list dw_hh, floating[::1] db, floating[::1] dh0,
+                   floating[::1] dx, floating[::1] work, const floating[::1] d_out,
+                   const floating[::1] dh_n, const floating[::1] wt, const floating[::1] hs,
+                   const floating[::1] ys, const floating[::1] x, const floating[::1] masks,
+                   T, B, I, H, L, D, int nonlinearity, const int64_t[::1] lengths=None):
+    """The stack's gradients (elman.h, elman_stack_backward) into the L*D flat arrays of
+    dw_ih and dw_hh (torch's layout), db (L*D, H), dh0 and dx (empty: not wanted); d_out,
+    dh_n and masks empty when absent."""
+    cdef elman_stack_shape r
+    _stack_shape(&r, T, B, I, H, L, D, nonlinearity, lengths)
+    cdef elman_int nw, nh, ny, nk
+    _check(elman_stack_sizes(&r, &nw, &nh, &ny, &nk), "stack_backward")
+    _need(wt.shape[0], nw, "wt")
+    _need(hs.shape[0], nh, "hs")
+    _need(ys.shape[0], ny, "ys")
+    _need(work.shape[0], nk, "work")
+    _need(db.shape[0], r.L * r.D * r.H, "db")
+    _need(dh0.shape[0], r.L * r.D * r.B * r.H, "dh0")
+    _need(x.shape[0], r.T * r.B * r.I, "x")
+    cdef bint has_dx = _optional(dx.shape[0], r.T * r.B * r.I, "dx")
+    cdef bint has_d_out = _optional(d_out.shape[0], r.T * r.B * r.D * r.H, "d_out")
+    cdef bint has_dh_n = _optional(dh_n.shape[0], r.L * r.D * r.B * r.H, "dh_n")
+    cdef bint has_masks = _optional(masks.shape[0], (r.L - 1) * r.T * r.B * r.D * r.H, "masks")
+    cdef Py_ssize_t n = r.L * r.D
+    cdef floating **p = <floating **>PyMem_Malloc(2 * n * sizeof(floating *))
+    if p == NULL:
+        raise MemoryError()
+    cdef int s
+    try:
+        _stack_pointers(dw_ih, n, &r, False, "dw_ih", <const floating **>p)
+        _stack_pointers(dw_hh, n, &r, True, "dw_hh", <const floating **>(p + n))
+        for a in dw_ih + dw_hh:   # written: each must be a writable buffer
+            _writable(a)
+        with nogil:
+            if floating is float:
+                s = elman_stack_backward_f32(p, p + n, _p(db), _p(dh0),
+                                             _p(dx) if has_dx else NULL, _p(work),
+                                             _cp(d_out) if has_d_out else NULL,
+                                             _cp(dh_n) if has_dh_n else NULL, _cp(wt),
+                                             _cp(hs), _cp(ys), _cp(x),
+                                             _cp(masks) if has_masks else NULL, &r)
+            else:
+                s = elman_stack_backward_f64(p, p + n, _p(db), _p(dh0),
+                                             _p(dx) if has_dx else NULL, _p(work),
+                                             _cp(d_out) if has_d_out else NULL,
+                                             _cp(dh_n) if has_dh_n else NULL, _cp(wt),
+                                             _cp(hs), _cp(ys), _cp(x),
+                                             _cp(masks) if has_masks else NULL, &r)
+    finally:
+        PyMem_Free(p)
+    _check(s, "stack_backward")
+
+
+cdef int _writable(a) except -1:
+    cdef Py_buffer view
+    if PyObject_GetBuffer(a, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0:
+        return -1
+    PyBuffer_Release(&view)
+    return 0
+
+
 def rnn_rforward(floating[::1] Rhs, const floating[::1] Rx, const floating[::1] hs,
                  const floating[::1] x, const int64_t[::1] ids, const floating[::1] W_xh,
                  const floating[::1] W_hh, const floating[::1] V_xh, const floating[::1] V_hh,

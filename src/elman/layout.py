@@ -15,7 +15,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 __all__ = ["param_layout", "param_views", "layer_names", "valid_steps", "scored_rows",
-           "RNNGrads", "Stack"]
+           "RNNGrads", "Stack", "StackRun", "StackGrads"]
 
 
 def valid_steps(lengths, T, B):
@@ -88,6 +88,25 @@ class RNNGrads(NamedTuple):
     h0: np.ndarray
     x: Optional[np.ndarray]
     A: np.ndarray
+
+
+class StackRun(NamedTuple):
+    """What ``stack_forward`` returns: out (T, B, D*H), the top layer's outputs; h_n
+    (L*D, B, H), the final states; saved, what ``stack_backward`` needs (the backend's own)."""
+    out: np.ndarray
+    h_n: np.ndarray
+    saved: object
+
+
+class StackGrads(NamedTuple):
+    """Gradients of a torch-layout stack (what ``stack_backward`` returns), k = l*D + d:
+    w_ih (list of L*D arrays (H, I_l)), w_hh (list of (H, H)), b (L*D, H) (the gradient of
+    b_ih[k] and of b_hh[k]), h0 (L*D, B, H), x (T, B, I) or None (not requested)."""
+    w_ih: list
+    w_hh: list
+    b: np.ndarray
+    h0: np.ndarray
+    x: Optional[np.ndarray]
 
 
 class Stack(NamedTuple):

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._validate import NonFiniteError
-from .layout import RNNGrads, param_layout, param_views, scored_rows, valid_steps
+from .layout import RNNGrads, StackGrads, StackRun, param_layout, param_views, scored_rows, valid_steps
 from .layout import layer_names as _layer_names
 from .rng import dropout_keep, splitmix64
 
@@ -33,6 +33,7 @@ __all__ = [
     "rowwise_adagrad_update", "sgd_update", "sum_squares",
     "activation", "activation_backward",
     "rnn_forward", "rnn_backward", "rnn_rforward", "RNNGrads",
+    "stack_forward", "stack_backward",
     "linear_forward", "linear_backward",
     "softmax_cross_entropy", "mse_loss",
     "model_forward", "model_forward_backward", "model_train_step", "model_sample",
@@ -298,6 +299,67 @@ def _rnn_backward(dH, hs, x, W_xh, W_hh, nonlinearity, dh_T, need_dx, reverse, l
         dx = mm(dA2, W_xh.T).reshape(x.shape) if need_dx else None
     db_h = dA2.sum(axis=0)
     return RNNGrads(dW_xh, dW_hh, db_h, dh0, dx, dA)
+
+
+def stack_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, directions=1,
+                  nonlinearity="tanh", lengths=None, masks=None):
+    """A torch.nn.RNN stack: L = len(w_ih) / D layers of D directions, in torch's layout.
+
+    x (T, B, I); h0 (L*D, B, H); w_ih, w_hh, b_ih, b_hh: lists of L*D arrays, k = l*D + d,
+    w_ih[k] (H, I_l) (I_0 = I, I_l = D*H), w_hh[k] (H, H), biases (H,) or None; masks
+    (L-1, T, B, D*H) dropout scales applied to each layer's outputs before the next, or None.
+    Direction 1 runs in reverse. Returns StackRun(out (T, B, D*H), h_n (L*D, B, H), saved)."""
+    D = directions
+    L = len(w_ih) // D
+    H = w_hh[0].shape[0]
+    inputs, hss, finals = [], [], []
+    layer_in = x
+    for l in range(L):
+        outs = []
+        for d in range(D):
+            k = l * D + d
+            b = np.zeros(H, w_hh[k].dtype) if b_ih is None else b_ih[k] + b_hh[k]
+            hs = rnn_forward(layer_in, h0[k], w_ih[k].T, w_hh[k].T, b,
+                             nonlinearity=nonlinearity, reverse=bool(d), lengths=lengths)
+            hss.append(hs)
+            outs.append(hs[:-1] if d else hs[1:])
+            finals.append(hs[0] if d else hs[-1])
+        inputs.append(layer_in)
+        layer_in = np.concatenate(outs, axis=2)
+        if masks is not None and l + 1 < L:
+            layer_in = layer_in * masks[l]
+    saved = (inputs, hss, w_ih, w_hh, D, nonlinearity, lengths, masks)
+    return StackRun(layer_in, np.stack(finals), saved)
+
+
+def stack_backward(saved, d_out=None, dh_n=None, *, need_dx=False):
+    """The gradients of stack_forward's outputs: d_out (T, B, D*H) on out, dh_n (L*D, B, H)
+    on h_n (None: zero). Returns StackGrads(w_ih, w_hh, b, h0, x)."""
+    inputs, hss, w_ih, w_hh, D, nonlinearity, lengths, masks = saved
+    L = len(w_ih) // D
+    T, B, H = hss[0].shape[0] - 1, hss[0].shape[1], hss[0].shape[2]
+    dt = hss[0].dtype
+    dY = np.zeros((T, B, D * H), dt) if d_out is None else d_out
+    dw_ih, dw_hh = [None] * (L * D), [None] * (L * D)
+    db, dh0 = np.empty((L * D, H), dt), np.empty((L * D, B, H), dt)
+    dx = None
+    for l in range(L - 1, -1, -1):
+        want = l > 0 or need_dx
+        dX = 0
+        for d in range(D):
+            k = l * D + d
+            g = rnn_backward(np.ascontiguousarray(dY[:, :, d * H:(d + 1) * H]), hss[k],
+                             inputs[l], w_ih[k].T, w_hh[k].T, nonlinearity=nonlinearity,
+                             dh_T=None if dh_n is None else dh_n[k], need_dx=want,
+                             reverse=bool(d), lengths=lengths)
+            dw_ih[k], dw_hh[k], db[k], dh0[k] = g.W_xh.T.copy(), g.W_hh.T.copy(), g.b_h, g.h0
+            if want:
+                dX = dX + g.x
+        if l > 0:
+            dY = dX * masks[l - 1] if masks is not None else dX
+        elif need_dx:
+            dx = dX
+    return StackGrads(dw_ih, dw_hh, db, dh0, dx)
 
 
 def rnn_rforward(hs, x, W_xh, W_hh, V_xh, V_hh, v_b, *, Rx=None, nonlinearity="tanh",

@@ -389,3 +389,89 @@ def test_constructor_checks_the_stack():
     assert names == ["W_xh", "W_hh", "b_h", "W_xh_l0_reverse", "W_hh_l0_reverse",
                      "b_h_l0_reverse", "W_xh_l1", "W_hh_l1", "b_h_l1", "W_xh_l1_reverse",
                      "W_hh_l1_reverse", "b_h_l1_reverse", "W_hy", "b_y"]
+
+
+# ---- the torch-layout stack (elman.torch's one C call): C against the reference ----------
+
+def _stack_case(rng, dtype, T, B, I, H, L, D, bias, masks, lengths):
+    n = L * D
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    h0 = (0.5 * rng.standard_normal((n, B, H))).astype(dtype)
+    w_ih = [(0.4 * rng.standard_normal((H, I if k < D else D * H))).astype(dtype)
+            for k in range(n)]
+    w_hh = [(0.4 * rng.standard_normal((H, H))).astype(dtype) for _ in range(n)]
+    b_ih = [(0.1 * rng.standard_normal(H)).astype(dtype) for _ in range(n)] if bias else None
+    b_hh = [(0.1 * rng.standard_normal(H)).astype(dtype) for _ in range(n)] if bias else None
+    m = ((rng.random((L - 1, T, B, D * H)) > 0.3) / 0.7).astype(dtype) \
+        if masks and L > 1 else None
+    lens = lengths_for(rng, T, B).astype(np.int64) if lengths else None
+    return x, h0, w_ih, w_hh, b_ih, b_hh, m, lens
+
+
+STACKS = [  # T, B, I, H, L, D, bias, masks, lengths
+    (5, 3, 4, 6, 1, 1, True, False, False),
+    (5, 3, 4, 6, 2, 2, True, True, True),
+    (7, 2, 3, 5, 3, 1, False, True, False),
+    (4, 3, 7, 3, 2, 2, True, False, False),
+    (6, 4, 2, 8, 1, 2, False, False, True),
+    (3, 5, 9, 4, 3, 2, True, True, False),   # I wider than D*H
+    (1, 1, 1, 1, 2, 2, True, True, False),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+@pytest.mark.parametrize("case", STACKS, ids=[f"T{c[0]}B{c[1]}I{c[2]}H{c[3]}L{c[4]}D{c[5]}"
+                                               for c in STACKS])
+def test_torch_layout_stack_c_matches_reference(dtype, nonlinearity, case):
+    """elman_stack_forward / elman_stack_backward against the reference's loop over
+    rnn_forward / rnn_backward: outputs, final states and every gradient, with and without
+    the output and final-state gradients and the input gradient."""
+    T, B, I, H, L, D, bias, masks, lengths = case
+    rng = np.random.default_rng(stable_seed("torch-stack", *case, nonlinearity))
+    x, h0, w_ih, w_hh, b_ih, b_hh, m, lens = _stack_case(rng, dtype, *case)
+    kw = dict(directions=D, nonlinearity=nonlinearity, lengths=lens, masks=m)
+    c = BACKENDS["c"].stack_forward(x, h0, w_ih, w_hh, b_ih, b_hh, **kw)
+    r = reference.stack_forward(x, h0, w_ih, w_hh, b_ih, b_hh, **kw)
+    assert c.out.shape == (T, B, D * H) and c.h_n.shape == (L * D, B, H)
+    assert_close(c.out, r.out, dtype, err_msg="out")
+    assert_close(c.h_n, r.h_n, dtype, err_msg="h_n")
+    d_out = rng.standard_normal(c.out.shape).astype(dtype)
+    dh_n = rng.standard_normal(c.h_n.shape).astype(dtype)
+    for grads in ((d_out, dh_n, True), (d_out, None, False), (None, dh_n, True)):
+        gc = BACKENDS["c"].stack_backward(c.saved, grads[0], grads[1], need_dx=grads[2])
+        gr = reference.stack_backward(r.saved, grads[0], grads[1], need_dx=grads[2])
+        for k in range(L * D):
+            assert gc.w_ih[k].shape == w_ih[k].shape and gc.w_hh[k].shape == w_hh[k].shape
+            assert_close(gc.w_ih[k], gr.w_ih[k], dtype, err_msg=f"w_ih[{k}]")
+            assert_close(gc.w_hh[k], gr.w_hh[k], dtype, err_msg=f"w_hh[{k}]")
+        assert_close(gc.b, gr.b, dtype, err_msg="b")
+        assert_close(gc.h0, gr.h0, dtype, err_msg="h0")
+        if grads[2]:
+            assert_close(gc.x, gr.x, dtype, err_msg="x")
+        else:
+            assert gc.x is None and gr.x is None
+
+
+def test_torch_layout_stack_reference_matches_finite_differences():
+    """The reference stack's gradients (the specification) against central differences of
+    a scalar of its outputs (at valid steps), for a bidirectional two-layer stack with masks
+    and lengths."""
+    rng = np.random.default_rng(3)
+    x, h0, w_ih, w_hh, b_ih, b_hh, m, lens = _stack_case(rng, np.float64, 4, 3, 2, 3, 2, 2,
+                                                         True, True, True)
+    kw = dict(directions=2, lengths=lens, masks=m)
+    # padded steps are not outputs: their gradient is ignored, by contract (elman.h)
+    d_out = rng.standard_normal((4, 3, 6)) * (np.arange(4)[:, None] < lens)[:, :, None]
+    dh_n = rng.standard_normal((4, 3, 3))
+
+    def loss():
+        run = reference.stack_forward(x, h0, w_ih, w_hh, b_ih, b_hh, **kw)
+        return float((run.out * d_out).sum() + (run.h_n * dh_n).sum())
+
+    g = reference.stack_backward(reference.stack_forward(x, h0, w_ih, w_hh, b_ih, b_hh,
+                                                         **kw).saved, d_out, dh_n,
+                                 need_dx=True)
+    for got, arr in [(g.x, x), (g.h0, h0), (g.w_ih[2], w_ih[2]), (g.w_hh[1], w_hh[1]),
+                     (g.b[3], b_ih[3]), (g.b[0], b_hh[0])]:
+        np.testing.assert_allclose(got, numerical_grad(loss, arr), rtol=1e-6, atol=1e-8)

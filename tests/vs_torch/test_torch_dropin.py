@@ -126,6 +126,58 @@ def test_plain_calls_run_the_c_kernels(monkeypatch):
     assert len(calls) == 2   # each layer's backward recomputed in torch ops
 
 
+def test_a_stack_is_one_c_call_forward_and_one_backward(monkeypatch):
+    """Three bidirectional layers with dropout in training: one elman_stack_forward and one
+    elman_stack_backward, no per-layer call."""
+    from elman import _c_backend
+    calls = []
+    for name in ("stack_forward", "stack_backward", "rnn_forward", "rnn_backward"):
+        real = getattr(_c_backend, name)
+        monkeypatch.setattr(_c_backend, name,
+                            lambda *a, _r=real, _n=name, **k: calls.append(_n) or _r(*a, **k))
+    _, mine = twins(num_layers=3, bidirectional=True, dropout=0.3)
+    x, h0 = inputs(mine)
+    out, h_n = mine(x, h0)
+    (out.sin().sum() + h_n.sum()).backward()
+    assert calls == ["stack_forward", "stack_backward"]
+
+
+@pytest.mark.parametrize("kw", [dict(num_layers=3, dropout=0.4),
+                                dict(num_layers=2, bidirectional=True, dropout=0.5),
+                                dict(num_layers=2, dropout=1.0)], ids=["uni", "bi", "p1"])
+def test_dropout_in_training_matches_torch_under_one_seed(kw):
+    """Training-mode dropout draws torch's masks in torch's order: under the same seed the
+    outputs, final states and every gradient equal torch.nn.RNN's."""
+    ref, mine = twins(**kw)
+    x, h0 = inputs(ref)
+    results = []
+    for m in (ref, mine):
+        m.train()
+        torch.manual_seed(11)
+        out, h_n = m(x, h0)
+        grads = torch.autograd.grad(out.sin().sum() + (h_n ** 2).sum(),
+                                    [x, h0] + list(m.parameters()))
+        results.append([out, h_n, *grads])
+    for a, b in zip(*results):
+        close(a, b)
+
+
+def test_double_backward_keeps_the_forwards_dropout_masks():
+    """The differentiable backward (create_graph=True) recomputes the stack with the masks
+    the forward drew: its gradients equal the C backward's, and torch's."""
+    ref, mine = twins(num_layers=3, bidirectional=True, dropout=0.5)
+    x, h0 = inputs(ref)
+    got = []
+    for m, create in ((mine, False), (mine, True), (ref, True)):
+        torch.manual_seed(5)
+        out, h_n = m(x, h0)
+        got.append(torch.autograd.grad(out.sum() + h_n.sum(), [x] + list(m.parameters()),
+                                       create_graph=create))
+    for a, b, c in zip(*got):
+        close(a, b)
+        close(b, c)
+
+
 # ---- 2. batched gradients, torch.func, forward-mode AD ------------------------------------
 
 @pytest.mark.parametrize("kw", CASES, ids=IDS)

@@ -17,6 +17,9 @@ the state it was given, so that h_T is each sequence's own final state.
   differentiable (``create_graph=True``: double backward, gradient penalties) or is given
   batched gradients (``is_grads_batched=True``, vmap over a backward, gradcheck's batched
   check): the C kernels have no second derivative and no batching rule.
+- ``CStack``: the whole stack (layers, directions, dropout between layers) in one C call
+  forward and one backward (elman_stack_forward / elman_stack_backward): what the module
+  runs eagerly. Its differentiable backward recomputes the stack in ``torch_layer``s.
 - ``torch.ops.elman.rnn_layer``: the C kernels as a torch.library custom op, with a shape
   (fake) implementation and a backward op, so that torch.compile captures the layer in its
   graph instead of breaking around it.
@@ -33,7 +36,8 @@ from torch import Tensor
 from .._dispatch import current
 from ._tensors import _np
 
-__all__ = ["CLayer", "torch_layer", "needs_torch_ops", "compiled_layer"]
+__all__ = ["CLayer", "CStack", "torch_layer", "torch_stack", "dropout_masks",
+           "needs_torch_ops", "compiled_layer"]
 
 _NL = {False: "tanh", True: "relu"}
 
@@ -187,6 +191,101 @@ def _differentiable_backward(ctx, inputs, d_out, d_hT):
         grads = iter(torch.autograd.grad((out, h_T), wrt, (d_out, d_hT), allow_unused=True,
                                          create_graph=torch.is_grad_enabled()))
     return tuple(next(grads) if n else None for n in need) + (None, None, None)
+
+
+# ---- the whole stack in one C call ---------------------------------------------------------
+
+def dropout_masks(shape, p, like):
+    """(L-1, T, B, D*H) scales 0 or 1/(1-p) for the inputs of layers 1..L-1, drawn as
+    torch.nn.functional.dropout draws them (one bernoulli_ per layer, in layer order), so
+    that a seeded run drops what torch.nn.RNN drops."""
+    masks = like.new_empty(shape)
+    if p >= 1:
+        return masks.zero_()
+    for m in masks:
+        m.bernoulli_(1 - p)
+    return masks.div_(1 - p)
+
+
+def torch_stack(x, hx, weights, masks, D, relu, lengths):
+    """The stack in torch ops (differentiable any number of times); weights: the module's
+    flat list, per layer-direction [w_ih, w_hh] or [w_ih, w_hh, b_ih, b_hh]; returns
+    (out, h_n)."""
+    per = len(weights) // hx.shape[0]
+    layer_in, finals = x, []
+    L = hx.shape[0] // D
+    for l in range(L):
+        outs = []
+        for d in range(D):
+            k = l * D + d
+            w = list(weights[k * per:(k + 1) * per]) + [None] * (4 - per)
+            out, h_T = torch_layer(layer_in, hx[k], *w, relu, bool(d), lengths)
+            outs.append(out)
+            finals.append(h_T)
+        layer_in = torch.cat(outs, dim=2) if D == 2 else outs[0]
+        if masks is not None and l + 1 < L:
+            layer_in = layer_in * masks[l]
+    return layer_in, torch.stack(finals)
+
+
+class CStack(torch.autograd.Function):
+    """The stack on elman's C kernels: apply(x (T, B, I), hx (L*D, B, H), masks
+    ((L-1, T, B, D*H) or None), lengths ((B,) or None), D, relu, *weights) -> (out
+    (T, B, D*H), h_n (L*D, B, H)); weights as in torch_stack.
+
+    ``out`` shares the forward's state memory, saved for backward, as CLayer's does, so an
+    in-place change of it makes the backward raise torch's inplace error."""
+
+    @staticmethod
+    def forward(ctx, x, hx, masks, lengths, D, relu, *weights):
+        per = len(weights) // hx.shape[0]
+        ws = [_np(w.contiguous()) for w in weights]
+        run = current().stack_forward(
+            _np(x.contiguous()), _np(hx.contiguous()), ws[0::per], ws[1::per],
+            ws[2::per] if per == 4 else None, ws[3::per] if per == 4 else None,
+            directions=D, nonlinearity=_NL[relu], lengths=_lengths(lengths),
+            masks=None if masks is None else _np(masks.contiguous()))
+        out, h_n = torch.from_numpy(run.out), torch.from_numpy(run.h_n)
+        ctx.save_for_backward(x, hx, masks, out, *weights)
+        ctx.run = run.saved
+        ctx.options = (D, relu, lengths, per)
+        return out, h_n
+
+    @staticmethod
+    def backward(ctx, d_out, d_hn):
+        x, hx, masks, _, *weights = ctx.saved_tensors   # checks out's version
+        D, relu, lengths, per = ctx.options
+        if torch.is_grad_enabled() or _batched(d_out) or _batched(d_hn) or \
+                torch.autograd.forward_ad._current_level >= 0:
+            return _differentiable_stack_backward(ctx, x, hx, masks, weights, d_out, d_hn)
+        g = current().stack_backward(
+            ctx.run, None if d_out is None else _np(d_out.contiguous()),
+            None if d_hn is None else _np(d_hn.contiguous()), need_dx=ctx.needs_input_grad[0])
+        grads = []
+        for k in range(hx.shape[0]):
+            grads += [torch.from_numpy(g.w_ih[k]), torch.from_numpy(g.w_hh[k])]
+            if per == 4:
+                db = torch.from_numpy(g.b[k])
+                grads += [db, db.clone()]
+        dx = None if g.x is None else torch.from_numpy(g.x)
+        return (dx, torch.from_numpy(g.h0), None, None, None, None, *grads)
+
+
+def _differentiable_stack_backward(ctx, x, hx, masks, weights, d_out, d_hn):
+    """CStack's backward in torch ops: the stack recomputed from the saved inputs (with the
+    forward's masks) and differentiated by autograd, with a graph of its own under
+    create_graph=True."""
+    D, relu, lengths, _ = ctx.options
+    need = ctx.needs_input_grad
+    inputs = (x, hx, *weights)
+    flags = (need[0], need[1], *need[6:])
+    wrt = [t for t, n in zip(inputs, flags) if n]
+    with torch.enable_grad():
+        out, h_n = torch_stack(x, hx, weights, masks, D, relu, lengths)
+        got = iter(torch.autograd.grad((out, h_n), wrt, (d_out, d_hn), allow_unused=True,
+                                       create_graph=torch.is_grad_enabled()))
+    grads = [next(got) if n else None for n in flags]
+    return (grads[0], grads[1], None, None, None, None, *grads[2:])
 
 
 # ---- the custom op torch.compile sees -----------------------------------------------------
