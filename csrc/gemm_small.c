@@ -163,13 +163,13 @@ static inline void TYPED(row_nn_f32, row_nn_f64)(
  * vector of W loaded once feeds four rows, so the kernel is bound by the FMA units, not by
  * loads. Panels of NV vectors of columns keep
  * 4 * NV accumulators in registers (16 on AVX-512, 8 on AVX2 and SSE2). */
-static inline void TYPED(rows4_nn_f32, rows4_nn_f64)(
-    REAL *restrict c, const REAL *restrict a, const REAL *restrict W, elman_int K, elman_int N,
-    elman_int ld)
+static ELMAN_ALWAYS_INLINE void TYPED(rows4_f32, rows4_f64)(
+    REAL *restrict c, const REAL *restrict a, elman_int ar, elman_int ak,
+    const REAL *restrict W, elman_int K, elman_int N, elman_int ld)
 {
     enum { V = TY(V), P = ELMAN_NV * TY(V) };
     REAL *c0 = c, *c1 = c + ld, *c2 = c + 2 * ld, *c3 = c + 3 * ld;
-    const REAL *a0 = a, *a1 = a + K, *a2 = a + 2 * K, *a3 = a + 3 * K;
+    const REAL *a0 = a, *a1 = a + ar, *a2 = a + 2 * ar, *a3 = a + 3 * ar;
     elman_int j = 0;
     for (; j + P <= N; j += P) {
         TY(vreg) x[4][ELMAN_NV];
@@ -181,7 +181,7 @@ static inline void TYPED(rows4_nn_f32, rows4_nn_f64)(
         }
         for (elman_int k = 0; k < K; k++) {
             const REAL *w = W + k * ld + j;
-            const REAL b0 = a0[k], b1 = a1[k], b2 = a2[k], b3 = a3[k];
+            const REAL b0 = a0[k * ak], b1 = a1[k * ak], b2 = a2[k * ak], b3 = a3[k * ak];
             for (int v = 0; v < ELMAN_NV; v++) {
                 const TY(vreg) wv = TY(vload)(w + v * V);
                 x[0][v] += b0 * wv;
@@ -202,10 +202,10 @@ static inline void TYPED(rows4_nn_f32, rows4_nn_f64)(
         TY(vreg) x2 = TY(vload)(c2 + j), x3 = TY(vload)(c3 + j);
         for (elman_int k = 0; k < K; k++) {
             const TY(vreg) wv = TY(vload)(W + k * ld + j);
-            x0 += a0[k] * wv;
-            x1 += a1[k] * wv;
-            x2 += a2[k] * wv;
-            x3 += a3[k] * wv;
+            x0 += a0[k * ak] * wv;
+            x1 += a1[k * ak] * wv;
+            x2 += a2[k * ak] * wv;
+            x3 += a3[k * ak] * wv;
         }
         TY(vstore)(c0 + j, x0);
         TY(vstore)(c1 + j, x1);
@@ -218,10 +218,10 @@ static inline void TYPED(rows4_nn_f32, rows4_nn_f64)(
         TY(vreg) x0 = zero, x1 = zero, x2 = zero, x3 = zero;
         for (elman_int k = 0; k < K; k++) {
             const TY(vreg) wv = TY(vload)(W + k * ld + t);
-            x0 += a0[k] * wv;
-            x1 += a1[k] * wv;
-            x2 += a2[k] * wv;
-            x3 += a3[k] * wv;
+            x0 += a0[k * ak] * wv;
+            x1 += a1[k * ak] * wv;
+            x2 += a2[k * ak] * wv;
+            x3 += a3[k * ak] * wv;
         }
         for (elman_int l = j - t; l < V; l++) {
             c0[t + l] += x0[l];
@@ -234,14 +234,31 @@ static inline void TYPED(rows4_nn_f32, rows4_nn_f64)(
             REAL x0 = c0[j], x1 = c1[j], x2 = c2[j], x3 = c3[j];
             for (elman_int k = 0; k < K; k++) {
                 const REAL wv = W[k * ld + j];
-                x0 += a0[k] * wv;
-                x1 += a1[k] * wv;
-                x2 += a2[k] * wv;
-                x3 += a3[k] * wv;
+                x0 += a0[k * ak] * wv;
+                x1 += a1[k * ak] * wv;
+                x2 += a2[k * ak] * wv;
+                x3 += a3[k * ak] * wv;
             }
             c0[j] = x0, c1[j] = x1, c2[j] = x2, c3[j] = x3;
         }
     }
+}
+
+/* rows4 with A row-major (M, K): row r of A at a + r*K */
+static inline void TYPED(rows4_nn_f32, rows4_nn_f64)(
+    REAL *restrict c, const REAL *restrict a, const REAL *restrict W, elman_int K, elman_int N,
+    elman_int ld)
+{
+    TY(rows4)(c, a, K, 1, W, K, N, ld);
+}
+
+/* rows4 with A transposed: A (K, M) row-major, lda apart, so that row r of A^T is column r,
+ * entry k at a + k*lda (a weight gradient's X^T @ dA, which needs no transposed copy) */
+static inline void TYPED(rows4_tn_f32, rows4_tn_f64)(
+    REAL *restrict c, const REAL *restrict a, elman_int lda, const REAL *restrict W,
+    elman_int K, elman_int N, elman_int ld)
+{
+    TY(rows4)(c, a, 1, lda, W, K, N, ld);
 }
 #endif
 
@@ -371,6 +388,62 @@ static void TYPED(gemm_nn_f32, gemm_nn_f64)(
     }
 }
 
+/* Rows [r0, r1) of C (M, N) = A^T @ W, A (K, M) with rows lda apart, W (K, N) row-major,
+ * C overwritten: K (the T*B rows of a weight gradient, long) in chunks, and within a chunk
+ * W's columns in slabs that stay in L2 (half the streaming size) for every block of four
+ * rows of C; the last rows one at a time, their column of the chunk gathered first. */
+static void TYPED(gemm_tn_rows_f32, gemm_tn_rows_f64)(
+    REAL *restrict C, const REAL *restrict A, const REAL *restrict W, elman_int r0,
+    elman_int r1, elman_int K, elman_int N, elman_int lda)
+{
+    enum { KC = ELMAN_TN_K_CHUNK };
+    if (r1 > r0) memset(C + r0 * N, 0, (size_t)((r1 - r0) * N) * sizeof(REAL));
+    const elman_int r4 = r0 + (r1 - r0) / 4 * 4;
+    for (elman_int k0 = 0; k0 < K; k0 += KC) {
+        const elman_int kc = K - k0 < KC ? K - k0 : KC;
+        const REAL *a = A + k0 * lda, *w = W + k0 * N;
+#if ELMAN_VECTOR_EXT
+        enum { P = ELMAN_NV * TY(V) };
+        elman_int slab = elman_stream_weight_bytes() / 2 / ((elman_int)sizeof(REAL) * kc) / P * P;
+        if (slab < P) slab = P;
+        for (elman_int j0 = 0; j0 < N; j0 += slab) {
+            const elman_int width = N - j0 < slab ? N - j0 : slab;
+            for (elman_int q = r0; q < r4; q += 4)
+                TY(rows4_tn)(C + q * N + j0, a + q, lda, w + j0, kc, width, N);
+        }
+#else
+        for (elman_int q = r0; q < r4; q++) {
+            REAL col[KC];
+            for (elman_int k = 0; k < kc; k++) col[k] = a[k * lda + q];
+            TY(row_nn)(C + q * N, col, w, kc, N);
+        }
+#endif
+        for (elman_int q = r4; q < r1; q++) {
+            REAL col[KC];
+            for (elman_int k = 0; k < kc; k++) col[k] = a[k * lda + q];
+            TY(row_nn)(C + q * N, col, w, kc, N);
+        }
+    }
+}
+
+/* C (M, N) = A^T @ W (see gemm_tn_rows); the rows of C shared among threads in blocks of
+ * four when the product pays for waking them. */
+static void TYPED(gemm_tn_f32, gemm_tn_f64)(
+    REAL *restrict C, const REAL *restrict A, const REAL *restrict W, elman_int M, elman_int K,
+    elman_int N, elman_int lda)
+{
+    if (M < ELMAN_PAR_MIN_ROWS || M * K * N < ELMAN_PAR_MIN_FMAS || !elman_can_thread()) {
+        TY(gemm_tn_rows)(C, A, W, 0, M, K, N, lda);
+        return;
+    }
+#pragma omp parallel
+    {
+        elman_int lo, len;
+        elman_split_rows(M, 4, &lo, &len);
+        TY(gemm_tn_rows)(C, A, W, lo, lo + len, K, N, lda);
+    }
+}
+
 /* One step of the recurrence on rows [r0, r1) of the batch, the activation fused in while
  * the rows are in cache: forward C = f(C + A @ W); backward C = (C + A @ W) * f'(Y). */
 static void TYPED(step_rows_f32, step_rows_f64)(
@@ -410,6 +483,7 @@ static void TYPED(step_f32, step_f64)(
 ELMAN_REGISTER(gemm_small) = {.fast = ELMAN_VECTOR_EXT && ELMAN_VEC_BYTES >= 32,
                               .gemm_nn_f32 = gemm_nn_f32, .gemm_nn_f64 = gemm_nn_f64,
                               .gemm_nt_f32 = gemm_nt_f32, .gemm_nt_f64 = gemm_nt_f64,
+                              .gemm_tn_f32 = gemm_tn_f32, .gemm_tn_f64 = gemm_tn_f64,
                               .step_f32 = step_f32, .step_f64 = step_f64};
 #endif
 

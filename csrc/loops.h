@@ -117,6 +117,13 @@ typedef struct {
                         elman_int M, elman_int K, elman_int N);
     void (*gemm_nt_f64)(double *restrict C, const double *restrict A,
                         const double *restrict W, elman_int M, elman_int K, elman_int N);
+    /* C (M, N) = A^T @ W for A (K, M) with rows lda apart, W (K, N): weight gradients over
+     * K = T*B rows (threads over C's rows) */
+    void (*gemm_tn_f32)(float *restrict C, const float *restrict A, const float *restrict W,
+                        elman_int M, elman_int K, elman_int N, elman_int lda);
+    void (*gemm_tn_f64)(double *restrict C, const double *restrict A,
+                        const double *restrict W, elman_int M, elman_int K, elman_int N,
+                        elman_int lda);
     void (*step_f32)(float *restrict C, const float *restrict A, const float *restrict W,
                      const float *restrict Y, elman_int B, elman_int H, int nonlinearity,
                      int backward);

@@ -142,15 +142,17 @@ int TYPED(elman_rnn_forward_mm_f32, elman_rnn_forward_mm_f64)(
             for (elman_int j = 0; j < H; j++) a[j] = b_h[j]; /* rows too short for memcpy */
         }
     }
-    if (ids == NULL)
+    const int isa = elman_isa();
+    const elman_gemm_small_loops *gs = elman_gemm_small_paths[isa];
+    if (ids == NULL && bf == NULL && gs->fast) /* elman's kernel: the BLAS's packing of */
+        gs->TY(gemm_nn)(A, x, W_xh, TB, I, H); /* W_xh costs more than it saves at I << H */
+    else if (ids == NULL)
         ELMAN_TRY(TY(elman_mm)(bf, 0, 0, TB, H, I, x, I, W_xh, H, 1, A, H));
     if (bf != NULL) ELMAN_TRY(TY(bf16_pack)(bf, W_hh, 0));
 
     /* The recurrence: A_t += H_prev @ W_hh; H_t = f(A_t), in place. Step t (1-based) has
      * its output at A + (t-1)*BH and reads the previous state one block before (forward)
      * or after (reverse) it. */
-    const int isa = elman_isa();
-    const elman_gemm_small_loops *gs = elman_gemm_small_paths[isa];
     const elman_act_loops *act = elman_act_paths[isa];
     const int own = elman_own_step_kernel(gs, B, H);
     const elman_int *len = s->lengths;
@@ -269,7 +271,10 @@ int TYPED(elman_rnn_backward_mm_f32, elman_rnn_backward_mm_f64)(
 
     /* dW_hh = sum_t H_prev(t)^T @ dA_t: one GEMM with K = T*B (the previous states are
      * hs[0..T-1] forward, hs[1..T] in reverse). */
-    ELMAN_TRY(TY(elman_mm)(bf, 1, 0, H, H, TB, rev ? hs + BH : hs, H, dA, H, 0, dW_hh, H));
+    if (bf == NULL && gs->fast)
+        gs->TY(gemm_tn)(dW_hh, rev ? hs + BH : hs, dA, H, TB, H, H);
+    else
+        ELMAN_TRY(TY(elman_mm)(bf, 1, 0, H, H, TB, rev ? hs + BH : hs, H, dA, H, 0, dW_hh, H));
 
     /* dW_xh = X^T @ dA, or a scatter-add of dA's rows into the rows the ids used. */
     if (ids != NULL) {
@@ -281,6 +286,8 @@ int TYPED(elman_rnn_backward_mm_f32, elman_rnn_backward_mm_f64)(
             const REAL *da = dA + r * H;
             for (elman_int j = 0; j < H; j++) w[j] += da[j];
         }
+    } else if (bf == NULL && gs->fast) {
+        gs->TY(gemm_tn)(dW_xh, x, dA, I, TB, H, I);
     } else {
         ELMAN_TRY(TY(elman_mm)(bf, 1, 0, I, H, TB, x, I, dA, H, 0, dW_xh, H));
     }

@@ -46,6 +46,12 @@
 #define ELMAN_GEMM_PANEL_VECTORS_512 4
 #define ELMAN_GEMM_PANEL_VECTORS 2
 
+/* The weight gradients' transposed product (gemm_small.c, gemm_tn: X^T @ dA over the T*B
+ * rows) takes K in chunks of this many rows: a chunk's panel of dA columns (K x 64 floats,
+ * 64 KiB) stays in L2 while every block of four rows of C passes over it, and C is read and
+ * written once per chunk (T*B / 256 times in all). */
+#define ELMAN_TN_K_CHUNK 256
+
 /* The FMA peak probe (probe.c) keeps this many independent vector chains in flight per
  * thread: two FMA units of four cycles' latency need eight, and twelve leave margin (AVX2's
  * 16 registers hold them and the two constants). */

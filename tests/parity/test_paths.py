@@ -383,3 +383,33 @@ def test_fma_probe_counts_the_flops_it_does_on_every_path_and_thread_count(dtype
         probes.fma_probe(10, "float16")
     with pytest.raises(TypeError, match="iters"):
         probes.fma_probe(1.5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_weight_gradients_over_many_rows_match_reference(path, dtype, threads):
+    """The weight gradients X^T @ dA and H_prev^T @ dA over T*B rows (gemm_tn on the vector
+    paths): several chunks of rows with a partial last one (T*B = 360), W's columns in more
+    than one slab with a narrow last one (H = 301), and rows of C past the four-row blocks
+    (I = 7, H = 301), on one thread and two."""
+    rng = np.random.default_rng(41)
+    T, B, I, H = 40, 9, 7, 301
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    h0 = rng.standard_normal((B, H)).astype(dtype)
+    W_xh = (rng.standard_normal((I, H)) * 0.3).astype(dtype)
+    W_hh = (rng.standard_normal((H, H)) / np.sqrt(H)).astype(dtype)
+    b = np.zeros(H, dtype)
+    dH = rng.standard_normal((T, B, H)).astype(dtype)
+    before = elman.get_num_threads()
+    elman.set_num_threads(threads)
+    try:
+        hs = kernels.rnn_forward(x, h0, W_xh, W_hh, b)
+        g = kernels.rnn_backward(dH, hs, x, W_xh, W_hh, need_dx=True)
+    finally:
+        elman.set_num_threads(before)
+    with elman.backend("numpy"):
+        want = kernels.rnn_backward(dH, hs, x, W_xh, W_hh, need_dx=True)
+        want_hs = kernels.rnn_forward(x, h0, W_xh, W_hh, b)
+    assert_close(hs, want_hs, dtype)
+    for name in ("W_xh", "W_hh", "b_h", "h0", "x"):
+        assert_close(getattr(g, name), getattr(want, name), dtype, err_msg=name)
