@@ -35,7 +35,7 @@ int TYPED(elman_linear_forward_mm_f32, elman_linear_forward_mm_f64)(
     if (b != NULL)
         for (elman_int r = 0; r < N; r++)
             for (elman_int j = 0; j < O; j++) Y[r * O + j] = b[j];
-    /* Y = [b +] X @ W */
+    /* Y = [b +] X @ W (the BLAS: at a narrow O, elman's 64-column panels waste lanes) */
     return TY(elman_mm)(bf, 0, 0, N, O, K, X, K, W, O, b != NULL ? 1 : 0, Y, O);
 }
 
@@ -59,8 +59,16 @@ int TYPED(elman_linear_backward_mm_f32, elman_linear_backward_mm_f64)(
     if (N < 0 || K < 0 || O < 0) return ELMAN_ERR_ARG;
     if (elman_mul(N, O) < 0 || elman_mul(N, K) < 0 || elman_mul(K, O) < 0)
         return ELMAN_ERR_TOO_LARGE;
-    /* dW = X^T @ dY */
-    ELMAN_TRY(TY(elman_mm)(bf, 1, 0, K, O, N, X, K, dY, O, 0, dW, O));
+    /* dW = X^T @ dY: over the N rows on elman's kernel (gemm_tn), or the BLAS */
+    const elman_gemm_small_loops *gs = elman_gemm_small_paths[elman_isa()];
+    if (bf == NULL && gs->fast) {
+        if (K > 0 && O > 0) {
+            if (dW == NULL || (N > 0 && (X == NULL || dY == NULL))) return ELMAN_ERR_ARG;
+            gs->TY(gemm_tn)(dW, X, dY, K, N, O, K);
+        }
+    } else {
+        ELMAN_TRY(TY(elman_mm)(bf, 1, 0, K, O, N, X, K, dY, O, 0, dW, O));
+    }
     if (db != NULL) { /* db = sum over rows of dY */
         for (elman_int j = 0; j < O; j++) db[j] = 0;
         for (elman_int r = 0; r < N; r++) {

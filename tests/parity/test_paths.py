@@ -413,3 +413,27 @@ def test_weight_gradients_over_many_rows_match_reference(path, dtype, threads):
     assert_close(hs, want_hs, dtype)
     for name in ("W_xh", "W_hh", "b_h", "h0", "x"):
         assert_close(getattr(g, name), getattr(want, name), dtype, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("N, K, O", [(700, 7, 97), (300, 130, 5), (1, 3, 2), (0, 4, 3)])
+def test_projection_weight_gradient_over_many_rows_matches_reference(path, dtype, threads,
+                                                                     N, K, O):
+    """The head's dW = X^T @ dY (gemm_tn on the vector paths): rows in chunks, columns
+    narrower than a panel and than a vector, rows of dW past the four-row blocks, and no
+    rows at all (dW = 0)."""
+    rng = np.random.default_rng(N + K + O)
+    X = rng.standard_normal((N, K)).astype(dtype)
+    W = rng.standard_normal((K, O)).astype(dtype)
+    dY = rng.standard_normal((N, O)).astype(dtype)
+    before = elman.get_num_threads()
+    elman.set_num_threads(threads)
+    try:
+        got = kernels.linear_backward(dY, X, W)
+    finally:
+        elman.set_num_threads(before)
+    with elman.backend("numpy"):
+        want = kernels.linear_backward(dY, X, W)
+    for a, b, name in zip(got, want, ("dW", "db", "dX")):
+        assert_close(a, b, dtype, err_msg=name)
