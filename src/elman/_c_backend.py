@@ -365,23 +365,25 @@ class PreparedTrainStep:
         arch = _arch(num_layers, bidirectional, dropout, 0, dropout_lanes, compute_dtype)
         ws = {}
         self.hs = _step_buffers(ws, dt, T, B, I, H, O, S, loss, last_step_only, arch, False)
+        _threads.ensure_controls()   # before run(), whose plan holds them in C
         self.plan = _core.TrainStepPlan(
             params, grads, _empty(dt) if state is None else state, self.hs.reshape(-1),
             ws["Y"], ws["dA"], ws["work"], T, B, I, H, O, NONLINEARITIES[nonlinearity],
             LOSSES[loss], REDUCTIONS[reduction], bool(last_step_only), optimizer, arch)
 
-    def run(self, x, is_ids, y, h0, h_out, lr, step, lr_decay, weight_decay, eps,
-            eps_placement, maximize, clip_value, momentum, max_grad_norm, dropout_seed=0,
-            repeat=1):
-        """(loss, grad norm, stage) as model_train_step returns them; the final states in
-        h_out (an (S, B, H) array, or None to leave them in hs). repeat > 1 (benchmarks):
-        the step that many times on this batch, from h0 each time."""
-        with _threads.one_blas_thread():
-            return self.plan.run(x, is_ids, y, h0, h_out, lr, lr_decay, weight_decay, eps,
-                                 _clip(clip_value), step, eps_placement == "inside",
-                                 maximize, momentum,
-                                 math.inf if max_grad_norm is None else max_grad_norm,
-                                 dropout_seed, repeat)
+    def run(self, x, is_ids, y, h0, h_out, u, dropout_seed=0, repeat=1):
+        """(loss, grad norm, stage) as model_train_step returns them, for the optimizer
+        settings ``u`` (an optimizer's fused_update()[1]); the final states in h_out (an
+        (S, B, H) array, or None to leave them in hs). repeat > 1 (benchmarks): the step
+        that many times on this batch, from h0 each time."""
+        get = u.get
+        clip, max_norm = u["clip_value"], u["max_grad_norm"]
+        # the plan holds the BLAS to one thread itself (the binding's blas_hold)
+        return self.plan.run(x, is_ids, y, h0, h_out, u["lr"], get("lr_decay", 0.0),
+                             u["weight_decay"], u["eps"], math.inf if clip is None else clip,
+                             u["step"], get("eps_placement") == "inside", u["maximize"],
+                             get("momentum", 0.0), math.inf if max_norm is None else max_norm,
+                             dropout_seed, repeat)
 
 
 def _step_arguments(params, x, y, h0, workspace, I, H, O, loss, last_step_only, arch,

@@ -99,6 +99,76 @@ def has_blas():
     return bool(elman_has_blas())
 
 
+# ---- the BLAS held to one thread while a kernel runs (elman._threads) --------------------
+# The BLAS's get/set-thread-count functions as C pointers, a count of the kernel calls
+# running and the settings to restore when the last ends. Called with the GIL held, and
+# nothing here releases it, so the count needs no lock (ctypes calls would release it).
+
+ctypedef int (*_threads_get_fn)() noexcept nogil
+ctypedef void (*_threads_set_fn)(int) noexcept nogil
+cdef _threads_get_fn _blas_get[8]
+cdef _threads_set_fn _blas_set[8]
+cdef int _blas_saved[8]
+cdef int _blas_n = 0
+cdef Py_ssize_t _blas_holders = 0
+
+
+def set_blas_thread_controls(list pairs):
+    """The (get address, set address) pairs of the BLAS libraries to hold (at most 8)."""
+    global _blas_n
+    if len(pairs) > 8:
+        raise ValueError("set_blas_thread_controls: at most 8 libraries")
+    if _blas_holders:
+        raise RuntimeError("set_blas_thread_controls: a kernel call is running")
+    cdef size_t g, p
+    for k, (g, p) in enumerate(pairs):
+        if g == 0 or p == 0:
+            raise ValueError("set_blas_thread_controls: a NULL function")
+    for k, (g, p) in enumerate(pairs):
+        _blas_get[k] = <_threads_get_fn><void *>g
+        _blas_set[k] = <_threads_set_fn><void *>p
+    _blas_n = len(pairs)
+
+
+cdef inline void _blas_hold() noexcept:
+    global _blas_holders
+    cdef int k, n
+    if _blas_holders == 0:
+        for k in range(_blas_n):
+            n = _blas_get[k]()
+            _blas_saved[k] = n
+            if n > 1:
+                _blas_set[k](1)
+    _blas_holders += 1
+
+
+cdef inline void _blas_release() noexcept:
+    global _blas_holders
+    cdef int k
+    if _blas_holders <= 0:
+        return
+    _blas_holders -= 1
+    if _blas_holders == 0:
+        for k in range(_blas_n):
+            if _blas_saved[k] > 1:
+                _blas_set[k](_blas_saved[k])
+
+
+def blas_hold():
+    """Hold the BLAS to one thread until the matching blas_release()."""
+    _blas_hold()
+
+
+def blas_release():
+    """End one blas_hold(); the last gives the BLAS back its setting."""
+    _blas_release()
+
+
+def blas_holders():
+    """How many holds are open (for tests)."""
+    return _blas_holders
+
+
 def bf16_native():
     """Whether bfloat16 products run on vdpbf16ps (else on the emulation)."""
     return bool(elman_bf16_native())
@@ -1250,6 +1320,7 @@ cdef class TrainStepPlan:
                 o.sgd.clip_value = clip_value; o.sgd.grad_scale = 1; o.sgd.maximize = maximize
                 o.max_grad_norm = max_grad_norm
                 self.m.dropout_seed = dropout_seed
+                _blas_hold()   # (nothing below raises before the release)
                 with nogil:
                     for r in range(repeat):
                         if self.f64:
@@ -1273,6 +1344,7 @@ cdef class TrainStepPlan:
                         if s != ELMAN_OK:
                             break
                         o.adagrad.step += 1
+                _blas_release()
             finally:
                 PyBuffer_Release(&by)
         finally:

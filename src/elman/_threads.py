@@ -14,17 +14,18 @@ BLAS's own setting is restored after each call, so NumPy and SciPy code around e
 its threads. The setting is one per process, and kernels may run in several Python threads
 at once (each model in its own): the first kernel to start saves it and holds the BLAS to
 one thread, the last to finish restores it. Were each call to save and restore on its own,
-a call that ends would give the BLAS its threads back under a call still running.
+a call that ends would give the BLAS its threads back under a call still running. The count
+and the saved settings live in the binding (elman._core.blas_hold / blas_release), which
+calls the BLAS's functions through C pointers under the GIL: a prepared training step holds
+and releases there at the cost of two C calls.
 """
 from __future__ import annotations
 
 import ctypes
-import threading
 
-_controls = None
-_lock = threading.Lock()
-_holders = 0        # kernel calls running in this process (any thread)
-_saved = []         # [(set_num_threads, n)] to restore when the last of them ends
+from . import _core
+
+_controls = None    # [(get, set)] ctypes functions of the BLAS's thread count
 
 
 def _functions(controller):
@@ -48,7 +49,8 @@ def _functions(controller):
 
 
 def _blas_controls():
-    """The thread controls of the BLAS SciPy uses (looked up once)."""
+    """The thread controls of the BLAS SciPy uses, looked up once and handed to the
+    binding (elman._core.set_blas_thread_controls), which holds and restores them."""
     global _controls
     if _controls is None:
         try:
@@ -60,33 +62,28 @@ def _blas_controls():
         scipy_own = [c for c in blas if "scipy" in c.filepath and "numpy" not in c.filepath]
         found = [_functions(c) for c in (scipy_own or blas)]
         _controls = [f for f in found if f is not None]
+        _core.set_blas_thread_controls([(ctypes.cast(get, ctypes.c_void_p).value,
+                                         ctypes.cast(put, ctypes.c_void_p).value)
+                                        for get, put in _controls])
     return _controls
 
 
+def ensure_controls():
+    """Find the BLAS's thread controls now (before a kernel call that holds them in C)."""
+    _blas_controls()
+
+
 def hold():
-    """Hold the BLAS to one thread until the matching release() (counted across threads)."""
-    global _holders, _saved
-    controls = _blas_controls()
-    with _lock:
-        if _holders == 0:
-            _saved = []
-            for get, put in controls:
-                n = get()
-                if n > 1:
-                    put(1)
-                    _saved.append((put, n))
-        _holders += 1
+    """Hold the BLAS to one thread until the matching release() (counted across threads,
+    in the binding: under the GIL, with no ctypes call to release it)."""
+    if _controls is None:
+        _blas_controls()
+    _core.blas_hold()
 
 
 def release():
     """End one hold(); the last one gives the BLAS back its setting."""
-    global _holders, _saved
-    with _lock:
-        _holders -= 1
-        if _holders == 0:
-            for put, n in _saved:
-                put(n)
-            _saved = []
+    _core.blas_release()
 
 
 class one_blas_thread:

@@ -91,6 +91,18 @@ class TrainStep:
                    ((B,) if last else (T, B)) if xent else ((B, O) if last else (T, B, O)))
         self._xent = xent
         self._h_shape = (S, B, H)
+        # C-contiguous strides of the prepared arrays: comparing a tuple is cheaper than
+        # building an array's flags (a stricter test: a view that is contiguous with other
+        # strides on a length-1 axis goes the long way, with the same result)
+        isz = dt.itemsize
+        self._ids_strides = (B * 8, 8)
+        self._dense_strides = (B * I * isz, I * isz, isz)
+        yshape = self._y[1]
+        ysz = self._y[0].itemsize
+        self._y_strides = tuple(int(np.prod(yshape[k + 1:], dtype=np.int64)) * ysz
+                                for k in range(len(yshape)))
+        self._h_strides = (B * H * isz, H * isz, isz)
+        self._checked_out = None   # the last h_out found apart from params and grads
         state, u = opt.fused_update()
         self._state = state
         self._compute = model.compute_dtype
@@ -109,33 +121,38 @@ class TrainStep:
 
     def _state_ok(self, h, writable=False):
         """Whether h is None or a (L*D, B, H) array the prepared path can take."""
-        return h is None or (type(h) is np.ndarray and h.dtype == self._dt
-                             and h.shape == self._h_shape and h.flags.c_contiguous
-                             and (not writable or (h.flags.writeable and not (
-                                 np.may_share_memory(h, self.model.params)
-                                 or np.may_share_memory(h, self.model.grads)))))
+        if h is None:
+            return True
+        if type(h) is not np.ndarray or h.dtype != self._dt or h.shape != self._h_shape or \
+                h.strides != self._h_strides:
+            return False
+        if not writable:
+            return True
+        if h is self._checked_out:   # held here, so its memory is the one checked
+            return h.flags.writeable
+        ok = h.flags.writeable and not (np.may_share_memory(h, self.model.params)
+                                        or np.may_share_memory(h, self.model.grads))
+        if ok:
+            self._checked_out = h
+        return ok
 
     def _is_ids(self, x, y, h0, h_out):
         """True (token ids) or False (dense input) when the arrays are exactly what this
         step was prepared for, else None (the long way)."""
         if type(x) is not np.ndarray or type(y) is not np.ndarray or \
-                not (x.flags.c_contiguous and y.flags.c_contiguous) or \
-                current() is not _c_backend or not self._state_ok(h0) or \
-                not self._state_ok(h_out, writable=True) or \
-                self.model.compute_dtype != self._compute:
-            return None
-        if x.dtype == _INT64 and x.shape == self._ids_shape:
-            is_ids = True
-        elif x.dtype == self._dt and x.shape == self._dense_shape and \
-                not np.may_share_memory(x, self.model.grads):
-            is_ids = False
-        else:
+                current() is not _c_backend or self.model._compute != self._compute or \
+                not self._state_ok(h0) or not self._state_ok(h_out, writable=True):
             return None
         ydt, yshape = self._y
-        if y.dtype != ydt or y.shape != yshape or \
+        if y.dtype != ydt or y.shape != yshape or y.strides != self._y_strides or \
                 (not self._xent and np.may_share_memory(y, self.model.grads)):
             return None
-        return is_ids
+        if x.dtype == _INT64 and x.shape == self._ids_shape and x.strides == self._ids_strides:
+            return True
+        if x.dtype == self._dt and x.shape == self._dense_shape and \
+                x.strides == self._dense_strides and not np.may_share_memory(x, self.model.grads):
+            return False
+        return None
 
     def __call__(self, x, y, h0=None, *, h_out=None):
         """One training step.
@@ -178,10 +195,7 @@ class TrainStep:
             seed = model._dropout_draw()["dropout_seed"] if model.dropout > 0 else 0
             model._grad_h0 = None
             try:
-                value, norm, stage = self._prepared.run(
-                    x, is_ids, y, h0, out, u["lr"], u["step"], u.get("lr_decay", 0.0),
-                    u["weight_decay"], u["eps"], u.get("eps_placement"), u["maximize"],
-                    u["clip_value"], u.get("momentum", 0.0), u["max_grad_norm"], seed)
+                value, norm, stage = self._prepared.run(x, is_ids, y, h0, out, u, seed)
             except ValueError:
                 # an id or target out of range (checked by C before anything is updated)
                 stage = None
@@ -218,10 +232,7 @@ class TrainStep:
         seed = model._dropout_draw()["dropout_seed"] if model.dropout > 0 else 0
         with model._exclusive("TrainStep.c_seconds"):
             t0 = time.perf_counter()
-            _, _, stage = self._prepared.run(
-                x, is_ids, y, None, None, u["lr"], u["step"], u.get("lr_decay", 0.0),
-                u["weight_decay"], u["eps"], u.get("eps_placement"), u["maximize"],
-                u["clip_value"], u.get("momentum", 0.0), u["max_grad_norm"], seed, repeat=n)
+            _, _, stage = self._prepared.run(x, is_ids, y, None, None, u, seed, repeat=n)
             seconds = time.perf_counter() - t0
         if stage:
             raise NonFiniteError("TrainStep.c_seconds: a step was not finite")

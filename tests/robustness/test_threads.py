@@ -133,3 +133,30 @@ def test_overlapping_kernel_calls_keep_the_blas_on_one_thread_until_the_last_end
         assert get() == 1
         b.__exit__(None, None, None)
         assert get() == 2
+
+
+def test_a_prepared_step_shares_the_blas_hold_count_with_other_calls():
+    """TrainStep holds the BLAS in the binding (elman._core.blas_hold), on the count that
+    every other kernel call holds it on: a step that ends inside another call's hold leaves
+    the BLAS on one thread, and the last release gives it back its setting."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from elman import _core, _threads
+    controls = _threads._blas_controls()
+    if not controls:
+        pytest.skip("no OpenBLAS whose threads elman can set (threadpoolctl sees none)")
+    (get, _), *_ = controls
+    m = elman.ElmanRNN(5, 6, 5, seed=0)
+    step = elman.TrainStep(m, elman.Adagrad(m, lr=0.1), 3, 2)
+    x = np.zeros((3, 2), np.int64)
+    with threadpool_limits(limits=2, user_api="blas"):
+        if get() != 2:
+            pytest.skip(f"the BLAS cannot run 2 threads here: {threadpool_info()}")
+        step(x, x)
+        assert get() == 2 and _core.blas_holders() == 0
+        outer = _threads.one_blas_thread()
+        outer.__enter__()
+        step(x, x)
+        assert get() == 1 and _core.blas_holders() == 1   # the outer call still runs
+        outer.__exit__(None, None, None)
+        assert get() == 2 and _core.blas_holders() == 0
