@@ -206,6 +206,13 @@ ELMAN_MM_DECLARE(float, f32);
 ELMAN_MM_DECLARE(double, f64);
 #undef ELMAN_MM_DECLARE
 
+/* dst (rows, cols) = src^T for src (cols, rows), both row-major, in square tiles (rnn.c;
+ * stack.c turns torch's weights and gradients with it) */
+void elman_transpose_f32(float *restrict dst, const float *restrict src, elman_int rows,
+                         elman_int cols);
+void elman_transpose_f64(double *restrict dst, const double *restrict src, elman_int rows,
+                         elman_int cols);
+
 /* Each operation's registered paths (dispatch.c), indexed by elman_isa(). */
 #define ELMAN_DECLARE_PATHS(op)                                                            \
     extern const elman_##op##_loops elman_##op##_generic, elman_##op##_avx2,                \

@@ -34,18 +34,19 @@ static inline int elman_own_step_kernel(const elman_gemm_small_loops *gs, elman_
 
 #else /* ---- once per REAL ---- */
 
-/* T (n, n) = W^T in square tiles, so that both sides' accesses stay within a few pages
- * (row by row, one of them would stride a row apart: a page apart at n = 1024). */
-static void TYPED(transpose_f32, transpose_f64)(REAL *restrict T, const REAL *restrict W,
-                                               elman_int n)
+/* dst (rows, cols) = src^T in square tiles, so that both sides' accesses stay within a
+ * few pages (row by row, one of them would stride a row apart: a page at 1024 floats). */
+void TYPED(elman_transpose_f32, elman_transpose_f64)(REAL *restrict dst,
+                                                     const REAL *restrict src, elman_int rows,
+                                                     elman_int cols)
 {
     enum { TILE = 32 };
-    for (elman_int k0 = 0; k0 < n; k0 += TILE)
-        for (elman_int j0 = 0; j0 < n; j0 += TILE) {
-            const elman_int k1 = k0 + TILE < n ? k0 + TILE : n;
-            const elman_int j1 = j0 + TILE < n ? j0 + TILE : n;
-            for (elman_int k = k0; k < k1; k++)
-                for (elman_int j = j0; j < j1; j++) T[j * n + k] = W[k * n + j];
+    for (elman_int i0 = 0; i0 < rows; i0 += TILE)
+        for (elman_int j0 = 0; j0 < cols; j0 += TILE) {
+            const elman_int i1 = i0 + TILE < rows ? i0 + TILE : rows;
+            const elman_int j1 = j0 + TILE < cols ? j0 + TILE : cols;
+            for (elman_int j = j0; j < j1; j++)
+                for (elman_int i = i0; i < i1; i++) dst[i * cols + j] = src[j * rows + i];
         }
 }
 
@@ -231,7 +232,7 @@ int TYPED(elman_rnn_backward_mm_f32, elman_rnn_backward_mm_f64)(
     if (own) {
         /* dA_next @ W_hh^T as a plain product with W_hh^T, held meanwhile in dW_hh (an
          * output, written only after the loop): the row kernel then runs along rows. */
-        TY(transpose)(dW_hh, W_hh, H);
+        TY(elman_transpose)(dW_hh, W_hh, H, H);
     }
     for (elman_int k = 1; k <= T && BH > 0; k++) {
         const elman_int t = rev ? k : T - k + 1; /* backward order */

@@ -54,20 +54,6 @@ int elman_stack_sizes(const elman_stack_shape *s, elman_int *weights, elman_int 
 
 #else /* ---- once per REAL ---- */
 
-/* dst (rows, cols) = src^T, src (cols, rows) row-major. */
-static void TYPED(stack_transpose_f32, stack_transpose_f64)(
-    REAL *restrict dst, const REAL *restrict src, elman_int rows, elman_int cols)
-{
-    enum { TILE = 32 };
-    for (elman_int i0 = 0; i0 < rows; i0 += TILE)
-        for (elman_int j0 = 0; j0 < cols; j0 += TILE) {
-            const elman_int i1 = i0 + TILE < rows ? i0 + TILE : rows;
-            const elman_int j1 = j0 + TILE < cols ? j0 + TILE : cols;
-            for (elman_int j = j0; j < j1; j++)
-                for (elman_int i = i0; i < i1; i++) dst[i * cols + j] = src[j * rows + i];
-        }
-}
-
 /* Layer-direction k's weights in elman's layout inside wt: W_xh (I_l, H), W_hh (H, H),
  * b_h (H,), one after another in k order. */
 static REAL *TYPED(stack_weights_f32, stack_weights_f64)(REAL *wt, const elman_stack_shape *s,
@@ -119,8 +105,8 @@ int TYPED(elman_stack_forward_f32, elman_stack_forward_f64)(
         if (w_ih[k] == NULL || w_hh[k] == NULL) return ELMAN_ERR_ARG;
         if (b_ih != NULL && (b_ih[k] == NULL || b_hh[k] == NULL)) return ELMAN_ERR_ARG;
         REAL *W_xh = TY(stack_weights)(wt, s, k), *W_hh = W_xh + I * H, *b = W_hh + H * H;
-        TY(stack_transpose)(W_xh, w_ih[k], I, H);
-        TY(stack_transpose)(W_hh, w_hh[k], H, H);
+        TY(elman_transpose)(W_xh, w_ih[k], I, H);
+        TY(elman_transpose)(W_hh, w_hh[k], H, H);
         for (elman_int j = 0; j < H; j++) b[j] = b_ih != NULL ? b_ih[k][j] + b_hh[k][j] : 0;
     }
     if (TB == 0 || H == 0) { /* no steps or no units: the final states are the initial ones */
@@ -219,8 +205,8 @@ int TYPED(elman_stack_backward_f32, elman_stack_backward_f64)(
             ELMAN_TRY(TY(elman_rnn_backward)(dW_xh, dW_hh, db + k * H, dh0 + k * BH, dxk, dA,
                                              dH, dh_n != NULL ? dh_n + k * BH : NULL,
                                              hs + k * slab, in, NULL, W_xh, W_hh, &r));
-            TY(stack_transpose)(dw_ih[k], dW_xh, H, I);
-            TY(stack_transpose)(dw_hh[k], dW_hh, H, H);
+            TY(elman_transpose)(dw_ih[k], dW_xh, H, I);
+            TY(elman_transpose)(dw_hh[k], dW_hh, H, H);
             if (!want_dx || D == 1) continue;
             REAL *acc = l == 0 ? dx : dY_below;
             const elman_int n = TB * I;

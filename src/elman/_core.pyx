@@ -596,8 +596,11 @@ def rnn_backward(floating[::1] dW_xh, floating[::1] dW_hh, floating[::1] db_h,
     _check(s, "rnn_backward")
 
 
-cdef int _stack_shape(elman_stack_shape *r, T, B, I, H, L, D, int nonlinearity,
-                      const int64_t[::1] lengths) except -1:
+cdef elman_int _stack_shape(elman_stack_shape *r, T, B, I, H, L, D, int nonlinearity,
+                            const int64_t[::1] lengths, Py_ssize_t n_wt=-1,
+                            Py_ssize_t n_hs=-1, Py_ssize_t n_ys=-1) except -1:
+    """The shape struct, checked; with the sizes of the forward's wt, hs and ys buffers,
+    those checked too. Returns the backward's scratch size."""
     r.T = _size(T, "T"); r.B = _size(B, "B"); r.I = _size(I, "I"); r.H = _size(H, "H")
     r.L = _size(L, "L"); r.D = _size(D, "D")
     r.nonlinearity = nonlinearity
@@ -605,8 +608,13 @@ cdef int _stack_shape(elman_stack_shape *r, T, B, I, H, L, D, int nonlinearity,
     if lengths is not None and lengths.shape[0] > 0:
         _need(lengths.shape[0], B, "lengths")
         r.lengths = _ip(lengths)
-    _check(elman_stack_sizes(r, NULL, NULL, NULL, NULL), "stack")
-    return 0
+    cdef elman_int nw, nh, ny, nk
+    _check(elman_stack_sizes(r, &nw, &nh, &ny, &nk), "stack")
+    if n_wt >= 0:
+        _need(n_wt, nw, "wt")
+        _need(n_hs, nh, "hs")
+        _need(n_ys, ny, "ys")
+    return nk
 
 
 def stack_sizes(T, B, I, H, L, D):
@@ -615,7 +623,7 @@ def stack_sizes(T, B, I, H, L, D):
     cdef elman_stack_shape r
     _stack_shape(&r, T, B, I, H, L, D, ELMAN_TANH, None)
     cdef elman_int w, h, y, k
-    _check(elman_stack_sizes(&r, &w, &h, &y, &k), "stack_sizes")
+    elman_stack_sizes(&r, &w, &h, &y, &k)   # checked by _stack_shape
     return w, h, y, k
 
 
@@ -655,12 +663,8 @@ def stack_forward(floating[::1] wt, floating[::1] hs, floating[::1] ys, floating
     lists of L*D flat arrays in torch's layout (biases: two empty lists for none); ys empty
     when L = 1, out empty when D = 1, masks empty for no dropout."""
     cdef elman_stack_shape r
-    _stack_shape(&r, T, B, I, H, L, D, nonlinearity, lengths)
-    cdef elman_int nw, nh, ny, nk
-    _check(elman_stack_sizes(&r, &nw, &nh, &ny, &nk), "stack_forward")
-    _need(wt.shape[0], nw, "wt")
-    _need(hs.shape[0], nh, "hs")
-    _need(ys.shape[0], ny, "ys")
+    _stack_shape(&r, T, B, I, H, L, D, nonlinearity, lengths, wt.shape[0], hs.shape[0],
+                 ys.shape[0])
     _need(out.shape[0], r.T * r.B * r.D * r.H if r.D == 2 else 0, "out")
     _need(h_n.shape[0], r.L * r.D * r.B * r.H, "h_n")
     _need(x.shape[0], r.T * r.B * r.I, "x")
@@ -703,12 +707,8 @@ def stack_backward(list dw_ih, list dw_hh, floating[::1] db, floating[::1] dh0,
     dw_ih and dw_hh (torch's layout), db (L*D, H), dh0 and dx (empty: not wanted); d_out,
     dh_n and masks empty when absent."""
     cdef elman_stack_shape r
-    _stack_shape(&r, T, B, I, H, L, D, nonlinearity, lengths)
-    cdef elman_int nw, nh, ny, nk
-    _check(elman_stack_sizes(&r, &nw, &nh, &ny, &nk), "stack_backward")
-    _need(wt.shape[0], nw, "wt")
-    _need(hs.shape[0], nh, "hs")
-    _need(ys.shape[0], ny, "ys")
+    cdef elman_int nk = _stack_shape(&r, T, B, I, H, L, D, nonlinearity, lengths,
+                                     wt.shape[0], hs.shape[0], ys.shape[0])
     _need(work.shape[0], nk, "work")
     _need(db.shape[0], r.L * r.D * r.H, "db")
     _need(dh0.shape[0], r.L * r.D * r.B * r.H, "dh0")
