@@ -432,6 +432,7 @@ static void TYPED(gemm_tn_f32, gemm_tn_f64)(
     REAL *restrict C, const REAL *restrict A, const REAL *restrict W, elman_int M, elman_int K,
     elman_int N, elman_int lda)
 {
+    if (M == 0 || N == 0) return; /* C is empty (and may be NULL) */
     if (M < ELMAN_PAR_MIN_ROWS || M * K * N < ELMAN_PAR_MIN_FMAS || !elman_can_thread()) {
         TY(gemm_tn_rows)(C, A, W, 0, M, K, N, lda);
         return;

@@ -145,10 +145,12 @@ int TYPED(elman_rnn_forward_mm_f32, elman_rnn_forward_mm_f64)(
     }
     const int isa = elman_isa();
     const elman_gemm_small_loops *gs = elman_gemm_small_paths[isa];
-    if (ids == NULL && bf == NULL && gs->fast) /* elman's kernel: the BLAS's packing of */
-        gs->TY(gemm_nn)(A, x, W_xh, TB, I, H); /* W_xh costs more than it saves at I << H */
-    else if (ids == NULL)
+    if (ids == NULL && bf == NULL && gs->fast) {
+        /* elman's kernel: the BLAS's packing of W_xh costs more than it saves at I << H */
+        if (I > 0) gs->TY(gemm_nn)(A, x, W_xh, TB, I, H);
+    } else if (ids == NULL) {
         ELMAN_TRY(TY(elman_mm)(bf, 0, 0, TB, H, I, x, I, W_xh, H, 1, A, H));
+    }
     if (bf != NULL) ELMAN_TRY(TY(bf16_pack)(bf, W_hh, 0));
 
     /* The recurrence: A_t += H_prev @ W_hh; H_t = f(A_t), in place. Step t (1-based) has

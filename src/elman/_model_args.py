@@ -106,13 +106,14 @@ def check_sample_args(where, I, O, n, first, first_name, temperature, batch=None
     """(n, first, temperature, B) of a sampling call, checked against I inputs, O outputs.
 
     batch None: one stream, first an id (returned as an int) and B None. batch = B: first
-    is one id for every stream or B ids, returned as a (B,) int64 array."""
+    is one id (an int) for every stream or an array of B ids, returned as a (B,) int64
+    array (an array of another shape, a 0-d one included, is refused by its shape)."""
     if O > I:
         raise ValueError(f"{where}: sampling feeds each output id back as an input id, so "
                          f"output_size ({O}) must be <= input_size ({I})")
     n = positive_int(n, "n", where=where, minimum=0)
     B = None if batch is None else positive_int(batch, "batch", where=where)
-    if B is not None and np.ndim(first) != 0:
+    if B is not None and (isinstance(first, np.ndarray) or np.ndim(first) != 0):
         first = index_array(first, first_name, where=where, upper=I, shape=(B,))
     else:
         first = positive_int(first, first_name, where=where, minimum=0)

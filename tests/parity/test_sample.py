@@ -260,6 +260,7 @@ def test_batched_frequencies_follow_the_softmax(dtype):
     (dict(batch=2, start=[1, 11]), ValueError, "start holds 11"),
     (dict(batch=2, start=[1.0, 2.0]), TypeError, "start must hold integers"),
     (dict(batch=2, start=12), ValueError, "start=12"),
+    (dict(batch=2, start=np.array(1)), ValueError, "start"),   # an array: B ids, by shape
     (dict(batch=2, h0=np.zeros((3, 7))), ValueError, "h0 has shape"),
     (dict(batch=2, h0=np.zeros(7)), ValueError, "h0 has shape"),
     (dict(batch=2, h0=np.full((2, 7), np.inf)), elman.NonFiniteError, "h0"),
