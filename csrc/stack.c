@@ -40,7 +40,8 @@ int elman_stack_sizes(const elman_stack_shape *s, elman_int *weights, elman_int 
     elman_int wk = elman_mul(L > 1 ? 2 : 1, elman_mul(TB, DH));
     if (D == 2) wk = elman_add(wk, elman_add(tbh, elman_mul(TB, wide)));
     wk = elman_add(wk, elman_add(elman_mul(wide, H), elman_mul(H, H)));
-    if (DH < 0 || TB < 0 || w < 0 || hs < 0 || ys < 0 || wk < 0 || tbh < 0)
+    if (DH < 0 || TB < 0 || w < 0 || hs < 0 || ys < 0 || wk < 0 || tbh < 0 ||
+        elman_mul(TB, s->I) < 0 || elman_mul(elman_mul(L, D), elman_mul(B, H)) < 0)
         return ELMAN_ERR_TOO_LARGE;
     if (weights != NULL) *weights = w;
     if (states != NULL) *states = hs;
@@ -93,17 +94,25 @@ int TYPED(elman_stack_forward_f32, elman_stack_forward_f64)(
     ELMAN_TRY(TY(stack_check)(s));
     const elman_int T = s->T, B = s->B, H = s->H, L = s->L, D = s->D;
     const elman_int BH = B * H, TB = T * B, DH = D * H, slab = (T + 1) * BH;
+    elman_int nw, nh, ny;
+    ELMAN_TRY(elman_stack_sizes(s, &nw, &nh, &ny, NULL));
     if ((b_ih == NULL) != (b_hh == NULL)) return ELMAN_ERR_ARG;
-    if (w_ih == NULL || w_hh == NULL || wt == NULL || hs == NULL || h_n == NULL)
-        return ELMAN_ERR_ARG;
-    if (D == 2 && out == NULL) return ELMAN_ERR_ARG;
-    if (L > 1 && ys == NULL) return ELMAN_ERR_ARG;
+    if (w_ih == NULL || w_hh == NULL) return ELMAN_ERR_ARG;
+    ELMAN_NEED(wt, nw);
+    ELMAN_NEED(hs, nh);
+    ELMAN_NEED(ys, ny);
+    ELMAN_NEED(h_n, L * D * BH);
+    if (D == 2) ELMAN_NEED(out, TB * DH);
     ELMAN_NEED(x, TB * s->I);
     ELMAN_NEED(h0, L * D * BH);
     for (elman_int k = 0; k < L * D; k++) {
         const elman_int I = elman_stack_in(s, k / D);
-        if (w_ih[k] == NULL || w_hh[k] == NULL) return ELMAN_ERR_ARG;
-        if (b_ih != NULL && (b_ih[k] == NULL || b_hh[k] == NULL)) return ELMAN_ERR_ARG;
+        ELMAN_NEED(w_ih[k], H * I);
+        ELMAN_NEED(w_hh[k], H * H);
+        if (b_ih != NULL) {
+            ELMAN_NEED(b_ih[k], H);
+            ELMAN_NEED(b_hh[k], H);
+        }
         REAL *W_xh = TY(stack_weights)(wt, s, k), *W_hh = W_xh + I * H, *b = W_hh + H * H;
         TY(elman_transpose)(W_xh, w_ih[k], I, H);
         TY(elman_transpose)(W_hh, w_hh[k], H, H);
@@ -160,14 +169,38 @@ int TYPED(elman_stack_backward_f32, elman_stack_backward_f64)(
     const elman_int T = s->T, B = s->B, H = s->H, L = s->L, D = s->D;
     const elman_int BH = B * H, TB = T * B, DH = D * H, slab = (T + 1) * BH;
     const elman_int wide = L > 1 && DH > s->I ? DH : s->I;
-    if (dw_ih == NULL || dw_hh == NULL || work == NULL || wt == NULL || hs == NULL)
-        return ELMAN_ERR_ARG;
-    if (L > 1 && ys == NULL) return ELMAN_ERR_ARG;
+    elman_int nw, nh, ny, nk;
+    ELMAN_TRY(elman_stack_sizes(s, &nw, &nh, &ny, &nk));
+    if (dw_ih == NULL || dw_hh == NULL) return ELMAN_ERR_ARG;
+    ELMAN_NEED(work, nk);
+    ELMAN_NEED(wt, nw);
+    ELMAN_NEED(hs, nh);
+    ELMAN_NEED(ys, ny);
     ELMAN_NEED(db, L * D * H);
     ELMAN_NEED(dh0, L * D * BH);
     ELMAN_NEED(x, TB * s->I);
-    for (elman_int k = 0; k < L * D; k++)
-        if (dw_ih[k] == NULL || dw_hh[k] == NULL) return ELMAN_ERR_ARG;
+    for (elman_int k = 0; k < L * D; k++) {
+        ELMAN_NEED(dw_ih[k], H * elman_stack_in(s, k / D));
+        ELMAN_NEED(dw_hh[k], H * H);
+    }
+    if (TB == 0 || H == 0) {
+        /* no steps, no sequences or no units: no weight gradient; with no steps each final
+         * state is its initial state, so dh0 = dh_n */
+        for (elman_int k = 0; k < L * D; k++) {
+            const elman_int nih = H * elman_stack_in(s, k / D);
+            if (nih > 0) memset(dw_ih[k], 0, (size_t)nih * sizeof(REAL));
+            if (H > 0) memset(dw_hh[k], 0, (size_t)(H * H) * sizeof(REAL));
+        }
+        if (L * D * H > 0) memset(db, 0, (size_t)(L * D * H) * sizeof(REAL));
+        if (L * D * BH > 0) {
+            if (dh_n != NULL)
+                memcpy(dh0, dh_n, (size_t)(L * D * BH) * sizeof(REAL));
+            else
+                memset(dh0, 0, (size_t)(L * D * BH) * sizeof(REAL));
+        }
+        if (dx != NULL && TB * s->I > 0) memset(dx, 0, (size_t)(TB * s->I) * sizeof(REAL));
+        return ELMAN_OK;
+    }
 
     /* work: dY, the gradient on this layer's outputs (T, B, D*H); dY_below, on the layer
      * below's (L > 1); with two directions one direction's dA (T, B, H) and dX (T, B, I_l);

@@ -114,12 +114,14 @@ cdef Py_ssize_t _blas_holders = 0
 
 
 def set_blas_thread_controls(list pairs):
-    """The (get address, set address) pairs of the BLAS libraries to hold (at most 8)."""
+    """The (get address, set address) pairs of the BLAS libraries to hold (at most 8).
+    Returns False, changing nothing, while a hold is open (its saved settings would not
+    match): the caller tries again later."""
     global _blas_n
     if len(pairs) > 8:
         raise ValueError("set_blas_thread_controls: at most 8 libraries")
     if _blas_holders:
-        raise RuntimeError("set_blas_thread_controls: a kernel call is running")
+        return False
     cdef size_t g, p
     for k, (g, p) in enumerate(pairs):
         if g == 0 or p == 0:
@@ -128,6 +130,7 @@ def set_blas_thread_controls(list pairs):
         _blas_get[k] = <_threads_get_fn><void *>g
         _blas_set[k] = <_threads_set_fn><void *>p
     _blas_n = len(pairs)
+    return True
 
 
 cdef inline void _blas_hold() noexcept:

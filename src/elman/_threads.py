@@ -50,7 +50,10 @@ def _functions(controller):
 
 def _blas_controls():
     """The thread controls of the BLAS SciPy uses, looked up once and handed to the
-    binding (elman._core.set_blas_thread_controls), which holds and restores them."""
+    binding (elman._core.set_blas_thread_controls), which holds and restores them. Two
+    threads may both look them up (the imports release the GIL); the binding takes them
+    from whichever comes first while no hold is open, and until it has, this stays unset,
+    so that a later call tries again."""
     global _controls
     if _controls is None:
         try:
@@ -60,11 +63,14 @@ def _blas_controls():
         except Exception:  # no threadpoolctl, or a BLAS it cannot drive: leave it be
             blas = []
         scipy_own = [c for c in blas if "scipy" in c.filepath and "numpy" not in c.filepath]
-        found = [_functions(c) for c in (scipy_own or blas)]
-        _controls = [f for f in found if f is not None]
-        _core.set_blas_thread_controls([(ctypes.cast(get, ctypes.c_void_p).value,
-                                         ctypes.cast(put, ctypes.c_void_p).value)
-                                        for get, put in _controls])
+        found = [f for f in (_functions(c) for c in (scipy_own or blas)) if f is not None]
+        found = found[:8]   # the binding's limit (one or two libraries in practice)
+        if _core.set_blas_thread_controls([(ctypes.cast(get, ctypes.c_void_p).value,
+                                            ctypes.cast(put, ctypes.c_void_p).value)
+                                           for get, put in found]):
+            _controls = found
+        else:
+            return found
     return _controls
 
 

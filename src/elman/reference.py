@@ -287,6 +287,8 @@ def _rnn_backward(dH, hs, x, W_xh, W_hh, nonlinearity, dh_T, need_dx, reverse, l
             dh0 = np.where((lens == t)[:, None], carry, dh0)
     if not reverse:
         dh0 = carry
+    if T == 0:   # no steps: the final state is h0 itself
+        dh0 = np.zeros((B, H), dH.dtype) if dh_T is None else np.array(dh_T, dH.dtype)
     TB = T * B
     dA2 = dA.reshape(TB, H)
     dW_hh = mm(prevs.reshape(TB, H).T, dA2)

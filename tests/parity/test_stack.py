@@ -475,3 +475,43 @@ def test_torch_layout_stack_reference_matches_finite_differences():
     for got, arr in [(g.x, x), (g.h0, h0), (g.w_ih[2], w_ih[2]), (g.w_hh[1], w_hh[1]),
                      (g.b[3], b_ih[3]), (g.b[0], b_hh[0])]:
         np.testing.assert_allclose(got, numerical_grad(loss, arr), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("T, B, I, H, L, D", [(0, 3, 4, 5, 2, 2), (0, 3, 4, 5, 1, 1),
+                                               (4, 0, 4, 5, 2, 2), (4, 3, 0, 5, 2, 2),
+                                               (4, 3, 4, 0, 2, 2), (4, 3, 0, 5, 1, 1)])
+def test_torch_layout_stack_with_an_empty_axis_matches_reference(T, B, I, H, L, D):
+    """No steps, no sequences, no inputs or no units: the C stack runs (empty buffers come
+    as NULL) and agrees with the reference; with no steps each final state is its initial
+    state, so the gradient on h_n passes to h0 unchanged."""
+    rng = np.random.default_rng(T + B + I + H)
+    x, h0, w_ih, w_hh, b_ih, b_hh, _, _ = _stack_case(rng, np.float64, T, B, I, H, L, D,
+                                                      True, False, False)
+    got = []
+    for mod in (BACKENDS["c"], reference):
+        run = mod.stack_forward(x, h0, w_ih, w_hh, b_ih, b_hh, directions=D)
+        g = mod.stack_backward(run.saved, np.ones(run.out.shape), 2 + 0 * run.h_n,
+                               need_dx=True)
+        got.append([run.out, run.h_n, *g.w_ih, *g.w_hh, g.b, g.h0, g.x])
+    for a, b in zip(*got):
+        assert a.shape == b.shape
+        assert_close(a, b, np.float64)
+    if T == 0:
+        np.testing.assert_array_equal(got[0][-2], np.full(h0.shape, 2.0))
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_layer_with_no_steps_passes_dh_T_to_dh0_in_both_backends(reverse):
+    """T = 0: h_T is h0 itself, so dh0 = dh_T (the reference once returned zeros)."""
+    rng = np.random.default_rng(9)
+    B, I, H = 3, 2, 4
+    x, h0 = np.zeros((0, B, I)), rng.standard_normal((B, H))
+    W_xh, W_hh = rng.standard_normal((I, H)), rng.standard_normal((H, H))
+    dh_T = rng.standard_normal((B, H))
+    for name in ("c", "numpy"):
+        with elman.backend(name):
+            hs = kernels.rnn_forward(x, h0, W_xh, W_hh, np.zeros(H), reverse=reverse)
+            g = kernels.rnn_backward(np.zeros((0, B, H)), hs, x, W_xh, W_hh, dh_T=dh_T,
+                                     reverse=reverse)
+        np.testing.assert_array_equal(g.h0, dh_T, err_msg=name)
+        assert not g.W_hh.any() and not g.W_xh.any() and not g.b_h.any()
