@@ -160,3 +160,16 @@ def test_a_prepared_step_shares_the_blas_hold_count_with_other_calls():
         assert get() == 1 and _core.blas_holders() == 1   # the outer call still runs
         outer.__exit__(None, None, None)
         assert get() == 2 and _core.blas_holders() == 0
+
+
+def test_blas_controls_are_not_replaced_while_a_hold_is_open():
+    """Installing the BLAS controls under an open hold would restore settings that were
+    never saved: the binding refuses (False) and keeps the ones it has."""
+    from elman import _core, _threads
+    _threads.ensure_controls()
+    _core.blas_hold()
+    try:
+        assert _core.set_blas_thread_controls([]) is False
+    finally:
+        _core.blas_release()
+    assert _core.blas_holders() == 0
