@@ -391,14 +391,19 @@ static void TYPED(gemm_nn_f32, gemm_nn_f64)(
 /* Rows [r0, r1) of C (M, N) = A^T @ W, A (K, M) with rows lda apart, W (K, N) row-major,
  * C overwritten: K (the T*B rows of a weight gradient, long) in chunks, and within a chunk
  * W's columns in slabs that stay in L2 (half the streaming size) for every block of four
- * rows of C; the last rows one at a time, their column of the chunk gathered first. */
+ * rows of C; the last rows (all of them without vector extensions) one at a time, their
+ * column of the chunk gathered first. */
 static void TYPED(gemm_tn_rows_f32, gemm_tn_rows_f64)(
     REAL *restrict C, const REAL *restrict A, const REAL *restrict W, elman_int r0,
     elman_int r1, elman_int K, elman_int N, elman_int lda)
 {
     enum { KC = ELMAN_TN_K_CHUNK };
     if (r1 > r0) memset(C + r0 * N, 0, (size_t)((r1 - r0) * N) * sizeof(REAL));
-    const elman_int r4 = r0 + (r1 - r0) / 4 * 4;
+#if ELMAN_VECTOR_EXT
+    const elman_int r4 = r0 + (r1 - r0) / 4 * 4; /* blocks of four rows, then one at a time */
+#else
+    const elman_int r4 = r0; /* no four-row kernel: every row one at a time */
+#endif
     for (elman_int k0 = 0; k0 < K; k0 += KC) {
         const elman_int kc = K - k0 < KC ? K - k0 : KC;
         const REAL *a = A + k0 * lda, *w = W + k0 * N;
@@ -410,12 +415,6 @@ static void TYPED(gemm_tn_rows_f32, gemm_tn_rows_f64)(
             const elman_int width = N - j0 < slab ? N - j0 : slab;
             for (elman_int q = r0; q < r4; q += 4)
                 TY(rows4_tn)(C + q * N + j0, a + q, lda, w + j0, kc, width, N);
-        }
-#else
-        for (elman_int q = r0; q < r4; q++) {
-            REAL col[KC];
-            for (elman_int k = 0; k < kc; k++) col[k] = a[k * lda + q];
-            TY(row_nn)(C + q * N, col, w, kc, N);
         }
 #endif
         for (elman_int q = r4; q < r1; q++) {
