@@ -36,7 +36,7 @@ from torch import Tensor
 from .._dispatch import current
 from ._tensors import _np
 
-__all__ = ["CLayer", "CStack", "torch_layer", "torch_stack", "dropout_masks",
+__all__ = ["CLayer", "CStack", "torch_layer", "run_stack", "torch_stack", "dropout_masks",
            "needs_torch_ops", "compiled_layer"]
 
 _NL = {False: "tanh", True: "relu"}
@@ -207,10 +207,11 @@ def dropout_masks(shape, p, like):
     return masks.div_(1 - p)
 
 
-def torch_stack(x, hx, weights, masks, D, relu, lengths):
-    """The stack in torch ops (differentiable any number of times); weights: the module's
-    flat list, per layer-direction [w_ih, w_hh] or [w_ih, w_hh, b_ih, b_hh]; returns
-    (out, h_n)."""
+def run_stack(layer, x, hx, weights, D, relu, lengths, between=None):
+    """The stack, one ``layer`` call (torch_layer, compiled_layer) per layer-direction:
+    weights the module's flat list, per layer-direction [w_ih, w_hh] or [w_ih, w_hh, b_ih,
+    b_hh]; ``between(y, l)`` passes layer l's outputs on to layer l + 1 (dropout), or None.
+    Returns (out, h_n)."""
     per = len(weights) // hx.shape[0]
     layer_in, finals = x, []
     L = hx.shape[0] // D
@@ -219,13 +220,20 @@ def torch_stack(x, hx, weights, masks, D, relu, lengths):
         for d in range(D):
             k = l * D + d
             w = list(weights[k * per:(k + 1) * per]) + [None] * (4 - per)
-            out, h_T = torch_layer(layer_in, hx[k], *w, relu, bool(d), lengths)
+            out, h_T = layer(layer_in, hx[k], *w, relu, bool(d), lengths)
             outs.append(out)
             finals.append(h_T)
         layer_in = torch.cat(outs, dim=2) if D == 2 else outs[0]
-        if masks is not None and l + 1 < L:
-            layer_in = layer_in * masks[l]
+        if between is not None and l + 1 < L:
+            layer_in = between(layer_in, l)
     return layer_in, torch.stack(finals)
+
+
+def torch_stack(x, hx, weights, masks, D, relu, lengths):
+    """The stack in torch ops (differentiable any number of times) with the given dropout
+    masks (or None); returns (out, h_n)."""
+    return run_stack(torch_layer, x, hx, weights, D, relu, lengths,
+                     None if masks is None else (lambda y, l: y * masks[l]))
 
 
 class CStack(torch.autograd.Function):

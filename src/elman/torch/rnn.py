@@ -6,7 +6,8 @@ import numbers
 import torch
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from ._layer import CStack, compiled_layer, dropout_masks, needs_torch_ops, torch_layer
+from ._layer import (CStack, compiled_layer, dropout_masks, needs_torch_ops, run_stack,
+                     torch_layer)
 from ._tensors import _DTYPES
 
 __all__ = ["ElmanRNN"]
@@ -188,35 +189,25 @@ class ElmanRNN(torch.nn.RNNBase):
         else:
             self.check_hidden_size(hx, expected)
         self._check_runnable(x, hx)
-        weights = [[getattr(self, n) for n in names] + [None] * (4 - len(names))
-                   for names in self._all_weights]
+        flat = [getattr(self, n) for names in self._all_weights for n in names]
         relu = self.nonlinearity == "relu"
         if torch.compiler.is_compiling():
             layer = torch_layer if B == 0 else compiled_layer
-        elif B == 0 or needs_torch_ops(x, hx, weights[0][0]):
+        elif B == 0 or needs_torch_ops(x, hx, flat[0]):
             layer = torch_layer
         else:
             layer = None   # the whole stack in one C call
+        dropping = self.dropout > 0 and self.training and self.num_layers > 1
         if layer is None:
             masks = None
-            if self.dropout > 0 and self.training and self.num_layers > 1:
+            if dropping:
                 masks = dropout_masks((self.num_layers - 1, x.shape[0], B,
                                        D * self.hidden_size), self.dropout, x)
-            flat = [w for ws in weights for w in ws if w is not None]
             layer_in, h_n = CStack.apply(x, hx, masks, lengths, D, relu, *flat)
         else:
-            layer_in, finals = x, []
-            for l in range(self.num_layers):
-                outs = []
-                for d in range(D):
-                    out, h_T = layer(layer_in, hx[l * D + d], *weights[l * D + d], relu,
-                                     bool(d), lengths)
-                    outs.append(out)
-                    finals.append(h_T)
-                layer_in = torch.cat(outs, dim=2) if D == 2 else outs[0]
-                if self.dropout > 0 and self.training and l + 1 < self.num_layers:
-                    layer_in = torch.nn.functional.dropout(layer_in, self.dropout, True)
-            h_n = torch.stack(finals)
+            drop = (lambda y, l: torch.nn.functional.dropout(y, self.dropout, True)) \
+                if dropping else None
+            layer_in, h_n = run_stack(layer, x, hx, flat, D, relu, lengths, drop)
         if packed:  # the input's packing: its batch_sizes and order, as torch.nn.RNN returns
             order = (input.sorted_indices if input.sorted_indices is not None
                      else torch.arange(B))
