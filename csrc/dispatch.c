@@ -4,6 +4,9 @@
  * Each operation's loops exist once per instruction set (its file, compiled per path, ends
  * with ELMAN_REGISTER; see loops.h). The best path the CPU runs is picked on first use, or
  * the one named by elman_set_kernel_path (ELMAN_CPU from Python). */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* syscall(), for the AMX permission, under -std=c99 */
+#endif
 #include "loops.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
@@ -16,6 +19,20 @@ static unsigned long long elman_xgetbv(void)
     __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
     return ((unsigned long long)edx << 32) | eax;
 }
+#endif
+
+#if defined(ELMAN_X86) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+/* Linux hands out the AMX tile registers' state (XTILEDATA, 8 KiB a thread) only to a
+ * process that asks for it: 1 once granted. */
+static int elman_amx_permitted(void)
+{
+    enum { REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    return syscall(SYS_arch_prctl, REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+#elif defined(ELMAN_X86)
+static int elman_amx_permitted(void) { return 0; }
 #endif
 
 /* cpuid traps to the hypervisor in a virtual machine (microseconds): asked once. */
@@ -54,6 +71,12 @@ static unsigned elman_cpu_features_uncached(void)
         __cpuid_count(7, 0, a, b, c, d);
         if (ymm && (b & (1u << 5))) f |= ELMAN_CPU_AVX2;
         if (zmm && (b & (1u << 16))) f |= ELMAN_CPU_AVX512F;
+        /* EDX bits 22 (AMX-BF16) and 24 (AMX-TILE); XCR0 bits 17 and 18 (the tile
+         * configuration and data): then the OS's permission */
+        const unsigned amx = (1u << 22) | (1u << 24);
+        if ((f & ELMAN_CPU_AVX512F) && (d & amx) == amx && (xcr0 & 0x60000) == 0x60000 &&
+            elman_amx_permitted())
+            f |= ELMAN_CPU_AMXBF16;
         const unsigned subleaves = a; /* leaf 7's last subleaf */
         if (subleaves >= 1) {
             __cpuid_count(7, 1, a, b, c, d); /* subleaf 1, EAX bit 5: AVX512_BF16 */

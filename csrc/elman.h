@@ -413,8 +413,8 @@ typedef enum elman_reduction { ELMAN_REDUCE_MEAN = 0, ELMAN_REDUCE_SUM = 1 } elm
 /* The compute dtype (elman_model_forward, _forward_backward and _train_step, float32
  * only; the other model calls refuse bfloat16 with ELMAN_ERR_ARG). With bfloat16 every
  * matrix product's operands are rounded to bfloat16 (to nearest, ties to even) and the
- * products accumulated in float32 (vdpbf16ps where the CPU has AVX512_BF16, an emulation
- * elsewhere, bf16.c); parameters, states, gradients, the loss and the update stay float32.
+ * products accumulated in float32 (AMX tiles or vdpbf16ps where the CPU has them, an
+ * emulation elsewhere: elman_bf16_kernel, bf16.c); parameters, states, gradients, the loss and the update stay float32.
  * The workspace then also holds the products' packed operands (elman_model_work_bytes). */
 typedef enum elman_compute { ELMAN_COMPUTE_FLOAT32 = 0, ELMAN_COMPUTE_BFLOAT16 = 1 } elman_compute;
 
@@ -580,7 +580,9 @@ enum {
     ELMAN_CPU_AVX2 = 1 << 2,
     ELMAN_CPU_FMA = 1 << 3,
     ELMAN_CPU_AVX512F = 1 << 4,
-    ELMAN_CPU_AVX512BF16 = 1 << 5 /* vdpbf16ps: the bfloat16 products' native kernel */
+    ELMAN_CPU_AVX512BF16 = 1 << 5, /* vdpbf16ps: the bfloat16 products' native kernel */
+    ELMAN_CPU_AMXBF16 = 1 << 6     /* AMX tiles with bfloat16 products, and the OS lets this
+                                      process use them (Linux: ARCH_REQ_XCOMP_PERM) */
 };
 /* Features the CPU has and the OS saves the registers of (cpuid + xgetbv). */
 unsigned elman_cpu_features(void);
@@ -593,13 +595,26 @@ int elman_kernel_path_supported(const char *name);      /* built and runnable he
 /* Use the named path ("auto" or NULL: the best). ELMAN_ERR_ARG for a name not built,
  * ELMAN_ERR_CPU for one this CPU cannot run. */
 int elman_set_kernel_path(const char *name);
-/* 1 when the bfloat16 products (ELMAN_COMPUTE_BFLOAT16) run on vdpbf16ps: the path in use
- * has the kernel and the CPU has AVX512_BF16; 0 when they run on the emulation. */
+/* The kernels of the bfloat16 products (ELMAN_COMPUTE_BFLOAT16), slowest first: float
+ * arithmetic on the rounded operands (any CPU), vdpbf16ps (AVX512_BF16: 2 products a
+ * float lane), AMX tiles (tdpbf16ps: a 16 x 16 tile of C += a 16 x 32 by 32 x 16 product).
+ * All give the same sums up to their order; vdpbf16ps and AMX treat denormal inputs and
+ * results as zero. */
+enum { ELMAN_BF16_EMULATED = 0, ELMAN_BF16_VDPBF16PS = 1, ELMAN_BF16_AMX = 2 };
+/* The kernel the bfloat16 products run on now: the best the path in use holds and the CPU
+ * runs, at most the one set by elman_set_bf16_kernel. */
+int elman_bf16_kernel(void);
+/* Use at most this kernel (-1: the best there is). ELMAN_ERR_ARG for another number,
+ * ELMAN_ERR_CPU for a kernel this CPU or build lacks. */
+int elman_set_bf16_kernel(int kernel);
+/* 1 when elman_bf16_kernel() is a native one (vdpbf16ps or AMX), 0 for the emulation. */
 int elman_bf16_native(void);
-/* The bfloat16 peak probe: on every thread, iters rounds of ELMAN_FMA_CHAINS independent
- * vdpbf16ps; *flops gets the FLOPs done (64 per instruction), *sink a value to keep.
- * ELMAN_ERR_CPU where elman_bf16_native() is 0. */
+/* The bfloat16 peak probes: on every thread, iters rounds of ELMAN_FMA_CHAINS independent
+ * vdpbf16ps (64 FLOPs each), or of four independent tdpbf16ps (16384 FLOPs each); *flops
+ * gets the FLOPs done, *sink a value to keep. ELMAN_ERR_CPU where the path in use or the CPU
+ * lacks the instruction. */
 int elman_bf16_probe(elman_int iters, double *flops, double *sink);
+int elman_bf16_amx_probe(elman_int iters, double *flops, double *sink);
 
 /* OpenMP threads (1 when built without OpenMP) for the elementwise kernels above
  * ELMAN_PAR_MIN_ELEMENTS elements, the per-step products above ELMAN_PAR_MIN_FMAS (both in

@@ -145,26 +145,30 @@ typedef struct {
 } elman_probe_loops;
 
 /* bf16.c: the workspace of the bfloat16 products (carved by elman_bf16_carve), and the
- * loops. native: this path has the vdpbf16ps kernel (used where the CPU has AVX512_BF16). */
+ * loops. kernels: the best kernel this path holds (ELMAN_BF16_EMULATED, _VDPBF16PS or _AMX,
+ * elman.h), used up to what the CPU has. */
 typedef struct elman_bf16_work {
     uint32_t *bblock;  /* (KC/2, NC) a packed block of B */
     uint32_t *ablocks; /* MAX_THREADS x (MC, KC/2) packed blocks of A, one per thread */
-    uint32_t *wpack;   /* (H/2, H) the step's packed weight */
+    uint32_t *wpack;   /* (wkp, H) the step's packed weight */
     uint32_t *stepa;   /* (B, H/2) the step's packed input rows */
     elman_int B, H;
-    int native;        /* the vdpbf16ps kernel, else the emulated one */
+    elman_int wkp;     /* k-pairs a panel of the packed weight holds: (H+1)/2, rounded up to
+                          the AMX tile's 16 for that kernel */
+    int kernel;        /* ELMAN_BF16_*: the kernel of every product on this workspace */
 } elman_bf16_work;
 
 typedef struct {
-    int native;
+    int kernels;
     void (*gemm)(const elman_bf16_work *w, int trans_a, int trans_b, elman_int M, elman_int N,
                  elman_int K, const float *A, elman_int lda, const float *B, elman_int ldb,
                  int accumulate, float *C, elman_int ldc);
     void (*pack_b)(uint32_t *restrict dst, const float *restrict B, elman_int ldb, int trans,
-                   elman_int k0, elman_int kc, elman_int n0, elman_int nc);
+                   elman_int k0, elman_int kc, elman_int n0, elman_int nc, elman_int kpad);
     void (*step)(const elman_bf16_work *w, float *C, const float *A, const float *Y,
                  elman_int B, int nonlinearity, int backward);
     double (*peak)(elman_int iters, double *flops); /* NULL without the native kernel */
+    double (*peak_amx)(elman_int iters, double *flops); /* NULL without the AMX kernel */
 } elman_bf16_loops;
 
 /* bf16.c's checked entry points, for rnn.c and model.c: the workspace's size in 32-bit

@@ -77,6 +77,15 @@
 #define ELMAN_BF16_MC 96
 #define ELMAN_BF16_MAX_THREADS 8
 
+/* The recurrence's step runs on AMX tiles (bf16.c) from this many rows of the batch, and
+ * on vdpbf16ps below: one row fills 1/16 of a tile, and both kernels then do the same
+ * number of multiply-adds a cycle, AMX with a longer wait for each block's result.
+ * elman.TrainStep, V = 65, T = 64, compute_dtype="bfloat16", one thread, on an Intel CPU
+ * with AMX-BF16, under elman.bf16_kernel("amx") and ("vdpbf16ps") in turn: AMX's speed over
+ * vdpbf16ps at H = 128 / 256 was 0.82x / 0.80x at B = 1, 1.02x / 1.07x at B = 2, 1.69x /
+ * 1.44x at B = 4 (the whole step: its other products have T*B rows). */
+#define ELMAN_BF16_AMX_MIN_ROWS 2
+
 /* A thread's share of an elementwise loop is a multiple of this many elements: 16 floats
  * fill one 64-byte cache line, so that two threads never write the same line. */
 #define ELMAN_SPLIT_UNIT 16

@@ -14,13 +14,14 @@ C kernels (csrc/) do the work; this package is a thin layer over them:
 - :mod:`elman.kernels` — functional in-place kernels on NumPy arrays;
 - :mod:`elman.reference` — the NumPy twin of every kernel (the specification);
 - :func:`backend` — switch between the ``"c"`` and ``"numpy"`` backends;
-- :func:`cpu_path` — the instruction set the hot loops use (``ELMAN_CPU``), and
+- :func:`cpu_path` — the instruction set the hot loops use (``ELMAN_CPU``),
+  :func:`bf16_kernel` the kernel of the bfloat16 products (``ELMAN_BF16_KERNEL``), and
   :func:`set_num_threads` for their OpenMP threads.
 """
 from . import _core  # noqa: F401  (loads the kernels and hands them SciPy's BLAS)
 from . import kernels, reference
-from ._config import (config, cpu_path, cpu_paths, get_num_threads, set_num_threads,
-                      show_config)
+from ._config import (bf16_kernel, config, cpu_path, cpu_paths, get_num_threads,
+                      set_num_threads, show_config)
 from ._validate import NonFiniteError
 from .kernels import backend
 from .model import ElmanRNN
@@ -35,5 +36,5 @@ __version__ = "0.1.0"
 
 __all__ = ["ElmanRNN", "HessianFree", "HFStep", "GaussNewton", "NonlinearCG", "Adagrad", "ProximalAdagrad", "RowwiseAdagrad", "SGD", "clip_grad_norm_", "train_step", "TrainStep", "kernels",
            "reference",
-           "backend", "cpu_path", "cpu_paths", "get_num_threads", "set_num_threads",
+           "backend", "cpu_path", "cpu_paths", "bf16_kernel", "get_num_threads", "set_num_threads",
            "show_config", "config", "NonFiniteError", "__version__"]

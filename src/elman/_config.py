@@ -10,9 +10,10 @@ import warnings
 from . import _core
 from ._validate import Switch
 
-_FEATURES = ("sse2", "avx", "avx2", "fma", "avx512f", "avx512bf16")  # bit order of ELMAN_CPU_* in elman.h
+# bit order of ELMAN_CPU_* in elman.h
+_FEATURES = ("sse2", "avx", "avx2", "fma", "avx512f", "avx512bf16", "amxbf16")
 _ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
-        "OPENBLAS_L2_SIZE", "ELMAN_BACKEND", "ELMAN_CPU")
+        "OPENBLAS_L2_SIZE", "ELMAN_BACKEND", "ELMAN_CPU", "ELMAN_BF16_KERNEL")
 
 
 # ---- kernel paths ---------------------------------------------------------------------------
@@ -42,18 +43,50 @@ def cpu_path(name=None):
                   lambda: _core.set_kernel_path(previous))
 
 
-def _path_from_env() -> None:
-    name = os.environ.get("ELMAN_CPU", "").strip().lower()
-    if not name:
-        return
-    try:
-        _core.set_kernel_path(name)
-    except ValueError as e:
-        warnings.warn(f"ELMAN_CPU={name!r} ignored: {e}; using {_core.kernel_path()!r}",
-                      RuntimeWarning, stacklevel=3)
+def bf16_kernel(name=None):
+    """Get or set the kernel of the bfloat16 products (``compute_dtype="bfloat16"``).
+
+    ``elman.bf16_kernel()`` returns the kernel in use: "amx" (AMX tiles, ``tdpbf16ps``,
+    on CPUs with AMX-BF16), "vdpbf16ps" (AVX512_BF16) or "emulated" (float arithmetic on
+    the rounded operands, any CPU, several times slower). ``elman.bf16_kernel("vdpbf16ps")``
+    uses at most that kernel, for the whole process ("auto": the best there is); used as
+    ``with elman.bf16_kernel("emulated"): ...`` the previous choice comes back at the end
+    of the block. All give the same sums up to their order. The environment variable
+    ``ELMAN_BF16_KERNEL`` sets it at import. Raises ValueError for an unknown name or a
+    kernel this CPU or build lacks.
+    """
+    if name is None:
+        return _core.bf16_kernel()
+    if not isinstance(name, str):
+        raise TypeError(f"bf16_kernel: name must be a string, got {type(name).__name__}")
+    previous = _bf16_choice[0]
+    choice = name.strip().lower()
+    _core.set_bf16_kernel(choice)
+    _bf16_choice[0] = choice
+
+    def restore():
+        _core.set_bf16_kernel(previous)
+        _bf16_choice[0] = previous
+    return Switch("elman.bf16_kernel", _core.bf16_kernel(), restore)
 
 
-_path_from_env()
+_bf16_choice = ["auto"]  # the ceiling last set, restored by bf16_kernel's block
+
+
+def _from_env() -> None:
+    for var, setter, now in (("ELMAN_CPU", _core.set_kernel_path, _core.kernel_path),
+                             ("ELMAN_BF16_KERNEL", bf16_kernel, _core.bf16_kernel)):
+        name = os.environ.get(var, "").strip().lower()
+        if not name:
+            continue
+        try:
+            setter(name)
+        except ValueError as e:
+            warnings.warn(f"{var}={name!r} ignored: {e}; using {now()!r}",
+                          RuntimeWarning, stacklevel=3)
+
+
+_from_env()
 
 
 # ---- threads --------------------------------------------------------------------------------
@@ -89,6 +122,14 @@ def _blas_info():
             for d in threadpool_info() if d.get("user_api") == "blas"]
 
 
+_BF16_INFO = {
+    "amx": "amx (AMX-BF16 tiles, tdpbf16ps)",
+    "vdpbf16ps": "vdpbf16ps (AVX512_BF16)",
+    "emulated": "emulated (no AVX512_BF16 on this CPU or path, or set so; several times "
+                "slower)",
+}
+
+
 def config() -> dict:
     """Build and runtime configuration as a dict."""
     from . import __version__, kernels
@@ -103,8 +144,7 @@ def config() -> dict:
         "kernel_paths": list(cpu_paths()),
         "threads": get_num_threads(),
         "cpu_features": [name for i, name in enumerate(_FEATURES) if mask >> i & 1],
-        "bfloat16": ("vdpbf16ps (AVX512_BF16)" if _core.bf16_native()
-                     else "emulated (no AVX512_BF16 on this CPU or path; several times slower)"),
+        "bfloat16": _BF16_INFO[_core.bf16_kernel()],
         "backend": kernels.backend(),
         "gemm": "scipy.linalg.cython_blas (sgemm, dgemm)" if _core.has_blas() else "missing",
         "blas": _blas_info(),

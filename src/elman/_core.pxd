@@ -225,7 +225,10 @@ cdef extern from "elman.h" nogil:
 
     unsigned elman_cpu_features()
     int elman_bf16_native()
+    int elman_bf16_kernel()
+    int elman_set_bf16_kernel(int)
     int elman_bf16_probe(elman_int, double *, double *)
+    int elman_bf16_amx_probe(elman_int, double *, double *)
     const char *elman_kernel_path()
     const char *elman_kernel_paths()
     int elman_kernel_path_supported(const char *name)

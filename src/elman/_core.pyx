@@ -173,8 +173,31 @@ def blas_holders():
 
 
 def bf16_native():
-    """Whether bfloat16 products run on vdpbf16ps (else on the emulation)."""
+    """Whether bfloat16 products run on a native kernel (vdpbf16ps or AMX), else on the
+    emulation."""
     return bool(elman_bf16_native())
+
+
+BF16_KERNELS = ("emulated", "vdpbf16ps", "amx")  # ELMAN_BF16_* in elman.h, slowest first
+
+
+def bf16_kernel():
+    """The kernel the bfloat16 products run on now: one of BF16_KERNELS."""
+    return BF16_KERNELS[elman_bf16_kernel()]
+
+
+def set_bf16_kernel(str name):
+    """Run the bfloat16 products on at most the named kernel ("auto": the best there is)."""
+    cdef int k
+    if name == "auto":
+        k = -1
+    elif name in BF16_KERNELS:
+        k = BF16_KERNELS.index(name)
+    else:
+        raise ValueError(f"unknown bfloat16 kernel {name!r}; one of "
+                         f"{', '.join(BF16_KERNELS)} (or 'auto')")
+    if elman_set_bf16_kernel(k) != ELMAN_OK:
+        raise ValueError(f"bfloat16 kernel {name!r} needs instructions this CPU or build lacks")
 
 
 def cpu_features():
@@ -446,6 +469,19 @@ def bf16_probe(int64_t iters):
     with nogil:
         st = elman_bf16_probe(iters, &flops, &sink)
     _check(st, "bf16_probe")
+    return flops, sink
+
+
+def bf16_amx_probe(int64_t iters):
+    """(FLOPs done, sink) of the AMX peak probe (tdpbf16ps); ValueError where the CPU or
+    the path in use lacks AMX-BF16."""
+    if iters < 0:
+        raise ValueError(f"bf16_amx_probe: iters must be >= 0, got {iters}")
+    cdef double flops = 0, sink = 0
+    cdef int st
+    with nogil:
+        st = elman_bf16_amx_probe(iters, &flops, &sink)
+    _check(st, "bf16_amx_probe")
     return flops, sink
 
 

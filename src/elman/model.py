@@ -60,10 +60,13 @@ class ElmanRNN:
         The dtype the matrix products of ``forward``, ``forward_backward``, ``train_step``
         and ``TrainStep`` run in (default: ``dtype``). "bfloat16" (float32 models only):
         each product's operands are rounded to bfloat16 and the products accumulated in
-        float32, on ``vdpbf16ps`` where the CPU has AVX512_BF16 (``elman info`` says
-        whether it does) and on an emulation, several times slower, elsewhere; parameters,
-        states, gradients, the loss and the optimizer stay float32. About twice the FLOP
-        rate at FLOP-bound shapes, for about 3 significant digits per product.
+        float32, on AMX tiles where the CPU has AMX-BF16, on ``vdpbf16ps`` where it has
+        AVX512_BF16, and on an emulation, several times slower, elsewhere (``elman info``
+        and :func:`elman.bf16_kernel` say which); parameters, states, gradients, the loss
+        and the optimizer stay float32. Faster than float32 at FLOP-bound shapes (AMX:
+        2-5x; vdpbf16ps: up to 2x where it runs at twice the FMA rate, as on AMD Zen 4,
+        and slower than float32 where it does not, as on Intel CPUs with AMX), for about 3
+        significant digits per product.
         ``sample`` and the Gauss-Newton products always run in float32. May be set later
         (``model.compute_dtype = "float32"`` to evaluate in full precision).
     seed : int

@@ -102,16 +102,21 @@ def test_tiny_run_numbers_are_positive_and_finite(tiny_run):
         assert positive(row["c_us"]) and row["c_steps"] >= 10
         for impl in ("TrainStep", "train_step"):
             assert row[impl]["status"] == "ok" and positive(row[impl]["us"]), row
-    bf16_peak = limits["bf16_peak"]
-    assert (bf16_peak["status"] == "ok") == elman._core.bf16_native()
-    if bf16_peak["status"] == "ok":
-        assert positive(bf16_peak["gflops"])
+    kernel = elman.bf16_kernel()
+    peaks = {"vdpbf16ps": limits["bf16_peak"], "amx": limits["amx_peak"]}
+    features = elman.config()["cpu_features"]
+    assert (peaks["vdpbf16ps"]["status"] == "ok") == ("avx512bf16" in features)
+    assert (peaks["amx"]["status"] == "ok") == ("amxbf16" in features)
+    for peak in peaks.values():
+        if peak["status"] == "ok":
+            assert positive(peak["gflops"])
     for row in run["bf16"]:
         a, b = row["float32"], row["bfloat16"]
         assert a["status"] == b["status"] == "ok", row
         assert positive(row["speedup"]) and positive(b["gflops"]) and positive(a["pct_fma"])
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-2)   # one model, two dtypes
-        assert ("pct_bf16" in b) == (bf16_peak["status"] == "ok")
+        assert row["kernel"] == kernel
+        assert ("pct_bf16" in b) == (kernel != "emulated")
     for axis in ("T", "B", "H"):
         sweep = run["scaling"][axis]
         assert all(p["status"] == "ok" and positive(p["ms"]) for p in sweep["points"])

@@ -97,8 +97,31 @@ CASES = [
 ]
 
 
+def _available_kernels():
+    """The bfloat16 kernels this CPU and build run, slowest first."""
+    out = []
+    for name in _core.BF16_KERNELS:
+        try:
+            with elman.bf16_kernel(name) as got:
+                if got == name:
+                    out.append(name)
+        except ValueError:
+            pass
+    return out
+
+
+KERNELS = _available_kernels()
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request):
+    with elman.bf16_kernel(request.param) as name:
+        assert name == request.param
+        yield name
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
-def test_forward_backward_follows_the_rounding_model(case):
+def test_forward_backward_follows_the_rounding_model(case, kernel):
     m, x, y, kw = _problem(**case)
     vc, gc, hc = _fb(_c_backend, m, x, y, kw, "bfloat16")
     vr, gr, hr = _fb(R, m, x, y, kw, "bfloat16")
@@ -108,7 +131,7 @@ def test_forward_backward_follows_the_rounding_model(case):
     _close_to_model(hc, hr, hf, "states")
 
 
-def test_lengths_and_dropout():
+def test_lengths_and_dropout(kernel):
     m, x, y, kw = _problem(9, 5, 8, 37, 8, num_layers=2, dropout=0.25, bidirectional=True)
     extra = dict(lengths=np.array([9, 3, 1, 7, 5]), dropout=0.25, dropout_seed=123)
     vc, gc, _ = _fb(_c_backend, m, x, y, kw, "bfloat16", **extra)
@@ -118,7 +141,7 @@ def test_lengths_and_dropout():
     _close_to_model(gc, gr, gf, "gradient")
 
 
-def test_forward_follows_the_rounding_model():
+def test_forward_follows_the_rounding_model(kernel):
     m, x, _, kw = _problem(12, 7, 30, 70, 30, num_layers=2)
     kw = {k: kw[k] for k in ("input_size", "hidden_size", "output_size", "num_layers")}
     Yc, hc = _c_backend.model_forward(m.params, x, None, compute_dtype="bfloat16", **kw)
@@ -229,7 +252,7 @@ def test_an_unknown_compute_code_is_refused_by_c(code):
         _core.model_sizes(2, 2, 3, 4, 3, 0, False, arch, False, 4)
 
 
-def test_threads_share_rows_and_panels_so_results_are_the_same_bits():
+def test_threads_share_rows_and_panels_so_results_are_the_same_bits(kernel):
     """The bfloat16 GEMM splits C's rows among threads and the step its column panels:
     every element is summed in one order whatever the thread count, so the gradient is the
     same bit for bit at one and two threads (large enough that both split)."""
@@ -244,3 +267,117 @@ def test_threads_share_rows_and_panels_so_results_are_the_same_bits():
         elman.set_num_threads(before)
     np.testing.assert_array_equal(out[0][0], out[1][0])
     np.testing.assert_array_equal(out[0][1], out[1][1])
+
+
+# ---- the kernels: AMX tiles, vdpbf16ps, the emulation ---------------------------------------
+
+# Shapes that reach every part of the AMX kernel (csrc/bf16.c): batches of one row (the step
+# falls back to vdpbf16ps), of 16 and fewer (one row tile), of 17 to 32 (two) and past 32;
+# full 16 x 16 tiles of C (H a multiple of 32: loaded and stored in place) and clipped ones;
+# k-pairs that fill the 16-pair tiles and ones that leave them part empty (H odd); several
+# K blocks (T*B > 256 in the weight gradients) and N blocks (O > 512), and the head's narrow
+# last panel.
+KERNEL_CASES = [
+    dict(T=3, B=1, I=5, H=64, O=9),
+    dict(T=4, B=16, I=8, H=64, O=16),
+    dict(T=5, B=17, I=6, H=96, O=33, ids=False),
+    dict(T=3, B=90, I=7, H=128, O=530),
+    dict(T=3, B=33, I=5, H=31, O=3, nonlinearity="relu"),
+    dict(T=2, B=64, I=9, H=257, O=65, ids=False, xent=False),
+    dict(T=6, B=5, I=4, H=32, O=7, num_layers=2, bidirectional=True),
+]
+
+
+@pytest.mark.parametrize("case", KERNEL_CASES,
+                         ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
+def test_every_kernel_gives_the_same_sums_up_to_their_order(case):
+    """Each kernel against the bfloat16 model, and against each other: the same rounded
+    operands, float32 sums in another order, so they agree to float32 rounding of sums
+    over K terms, far below the bfloat16 rounding's effect."""
+    m, x, y, kw = _problem(**case)
+    vr, gr, hr = _fb(R, m, x, y, kw, "bfloat16")
+    vf, gf, hf = _fb(R, m, x, y, kw, "float32")
+    got = {}
+    for name in KERNELS:
+        with elman.bf16_kernel(name):
+            got[name] = _fb(_c_backend, m, x, y, kw, "bfloat16")
+    for name, (vc, gc, hc) in got.items():
+        assert abs(vc - vr) <= 1e-4 * max(1.0, abs(vr)), name
+        _close_to_model(gc, gr, gf, f"{name} gradient")
+        _close_to_model(hc, hr, hf, f"{name} states")
+    first = got[KERNELS[0]]
+    for name, (vc, gc, hc) in got.items():
+        np.testing.assert_allclose(hc, first[2], rtol=0, atol=1e-4 * np.abs(first[2]).max(),
+                                   err_msg=name)
+        np.testing.assert_allclose(gc, first[1], rtol=0, atol=5e-4 * np.abs(first[1]).max(),
+                                   err_msg=name)
+
+
+def test_bf16_kernel_get_set_and_restore():
+    best = elman.bf16_kernel()
+    assert best == KERNELS[-1]
+    assert "bfloat16" in elman.config() and best in elman.config()["bfloat16"]
+    with elman.bf16_kernel("emulated") as name:
+        assert name == "emulated" == elman.bf16_kernel()
+        assert not _core.bf16_native()
+        with elman.bf16_kernel(" AUTO ") as inner:
+            assert inner == best
+        assert elman.bf16_kernel() == "emulated"
+    assert elman.bf16_kernel() == best
+    assert _core.bf16_native() == (best != "emulated")
+
+
+def test_bf16_kernel_is_a_ceiling_under_a_slower_path():
+    """A kernel path without the native kernels (avx2, generic) runs the emulation,
+    whatever kernel is set; the setting comes back with the path."""
+    best = elman.bf16_kernel()
+    with elman.cpu_path("generic"):
+        assert elman.bf16_kernel() == "emulated"
+    assert elman.bf16_kernel() == best
+
+
+@pytest.mark.parametrize("bad, err", [("amx2", ValueError), ("", ValueError),
+                                      (3, TypeError), (None, None)])
+def test_bf16_kernel_refuses_unknown_names(bad, err):
+    before = elman.bf16_kernel()
+    if err is None:
+        assert elman.bf16_kernel(bad) == before  # None reads the setting
+        return
+    with pytest.raises(err, match="kernel"):
+        elman.bf16_kernel(bad)
+    assert elman.bf16_kernel() == before
+
+
+def test_a_kernel_the_cpu_lacks_is_refused():
+    for name in ("vdpbf16ps", "amx"):
+        if name in KERNELS:
+            with elman.bf16_kernel(name) as got:
+                assert got == name
+        else:
+            with pytest.raises(ValueError, match="lacks"):
+                elman.bf16_kernel(name)
+
+
+def test_ELMAN_BF16_KERNEL_sets_the_kernel_at_import():
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "ELMAN_BF16_KERNEL"}
+    code = "import elman; print(elman.bf16_kernel())"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "ELMAN_BF16_KERNEL":
+                         "emulated"}, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "emulated"
+    out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code],
+                         env={**env, "ELMAN_BF16_KERNEL": "bogus"}, capture_output=True,
+                         text=True)
+    assert out.returncode != 0 and "ELMAN_BF16_KERNEL='bogus' ignored" in out.stderr
+
+
+@pytest.mark.skipif("amx" not in KERNELS, reason="the CPU has no AMX-BF16")
+def test_amx_probe_counts_its_flops():
+    flops, _ = _core.bf16_amx_probe(1000)
+    assert flops == 1000 * 4 * 16384 * elman.get_num_threads()
+    with pytest.raises(ValueError):
+        _core.bf16_amx_probe(-1)
+    with elman.cpu_path("avx2"), pytest.raises(ValueError):
+        _core.bf16_amx_probe(10)

@@ -39,13 +39,27 @@ def step_gemm(C, A, W):
 
 
 def bf16_probe(iters):
-    """The bfloat16 peak probe (csrc/bf16.c): on every thread, ``iters`` rounds of twelve
+    """The vdpbf16ps peak probe (csrc/bf16.c): on every thread, ``iters`` rounds of twelve
     independent vdpbf16ps (64 FLOPs each), no memory traffic. Returns the FLOPs done, or
-    None where the bfloat16 products are emulated (no AVX512_BF16 on this CPU or path)."""
+    None where the CPU or the path in use lacks AVX512_BF16."""
     iters = positive_int(iters, "iters", where="bf16_probe", minimum=0)
-    if not _core.bf16_native():
+    try:
+        flops, _ = _core.bf16_probe(iters)
+    except ValueError:
         return None
-    flops, _ = _core.bf16_probe(iters)
+    return flops
+
+
+def amx_probe(iters):
+    """The AMX peak probe (csrc/bf16.c): on every thread, ``iters`` rounds of four
+    independent tdpbf16ps (a 16 x 16 tile of C += a 16 x 32 by 32 x 16 product: 16384
+    FLOPs each), no memory traffic. Returns the FLOPs done, or None where the CPU or the
+    path in use lacks AMX-BF16."""
+    iters = positive_int(iters, "iters", where="amx_probe", minimum=0)
+    try:
+        flops, _ = _core.bf16_amx_probe(iters)
+    except ValueError:
+        return None
     return flops
 
 

@@ -119,13 +119,17 @@ def _limits_md(runs, label):
                      f"{_num(100 * sq['gflops'] / fma['gflops'])}%"
                      if sq["status"] == "ok" and fma.get("status") == "ok" else "—"])
     lines += _table(["threads", "FMA peak", "sgemm 2048³", "sgemm / FMA peak"], rows)
-    rows = [[label(run), f"{_num(b['gflops'])} GFLOP/s" if b.get("status") == "ok"
-             else _status(b) if b else "—"]
-            for run in runs for b in [run["limits"].get("bf16_peak", {})]]
-    lines += ["bfloat16 peak: GFLOP/s of independent `vdpbf16ps` (16 lanes, two products "
-              "each) on every thread (`elman.bench.probes.bf16_probe`), the ceiling of the "
-              "bfloat16 products (§11).", ""]
-    lines += _table(["threads", "bfloat16 peak"], rows)
+    def peak_cell(b):
+        return (f"{_num(b['gflops'])} GFLOP/s" if b.get("status") == "ok"
+                else _status(b) if b else "—")
+    rows = [[label(run), peak_cell(run["limits"].get("bf16_peak", {})),
+             peak_cell(run["limits"].get("amx_peak", {}))] for run in runs]
+    lines += ["bfloat16 peaks: GFLOP/s of independent `vdpbf16ps` (16 lanes, two products "
+              "each; `elman.bench.probes.bf16_probe`) and of independent AMX `tdpbf16ps` "
+              "(a 16 x 16 tile of C += a 16 x 32 by 32 x 16 product; "
+              "`elman.bench.probes.amx_probe`) on every thread: the ceilings of the "
+              "bfloat16 products' two native kernels (§11).", ""]
+    lines += _table(["threads", "vdpbf16ps peak", "AMX peak"], rows)
     lines += ["sgemm through SciPy's BLAS (the library elman's GEMMs call), float32, "
               "Fortran-ordered operands, C written in place; % of the square reference. "
               "For the per-step recurrence product, also elman's own kernel "
@@ -350,7 +354,8 @@ def _bf16_md(runs, label):
              "`elman.TrainStep` with Adagrad, token ids, `compute_dtype=None` (float32) and "
              "`\"bfloat16\"` (products on bfloat16 operands, float32 sums, csrc/bf16.c), "
              "one run each: time per step, GFLOP/s (matrix products), share of the float32 "
-             "FMA peak and, for bfloat16, of the bfloat16 peak (§1), and the speed-up.", ""]
+             "FMA peak and, for bfloat16, of the peak of the kernel it ran on (§1), and the "
+             "speed-up.", ""]
     rows = []
     for run in runs:
         for row in run["bf16"]:
@@ -360,7 +365,7 @@ def _bf16_md(runs, label):
                 if r["status"] != "ok":
                     return _status(r)
                 return f"{r['ms']:.3f} ms · {_num(r['gflops'])} GF/s{_pct(r, 'pct_fma')}"
-            kernel = "vdpbf16ps" if row.get("native") else "emulated"
+            kernel = row.get("kernel") or ("vdpbf16ps" if row.get("native") else "emulated")
             rows.append([label(run), row["shape"], cell(a), cell(b) + f" ({kernel})",
                          _pct(b, "pct_bf16").strip(" ()") or "—",
                          f"{row['speedup']:.2f}x" if "speedup" in row else "—"])

@@ -552,23 +552,26 @@ class Worker:
                         returns="flops")
         if fma["status"] == "ok":
             fma["gflops"] = fma["flops"] / fma["seconds"] / 1e9
-        # and the bfloat16 dot-product units' (vdpbf16ps), where the CPU has them
-        if _core.bf16_native():
-            bf16 = self.time("bf16 peak", lambda: functools.partial(probes.bf16_probe,
-                                                                    self.sizes.fma_iters),
-                             returns="flops")
-            if bf16["status"] == "ok":
-                bf16["gflops"] = bf16["flops"] / bf16["seconds"] / 1e9
-        else:
-            bf16 = {"status": "emulated (no AVX512_BF16)"}
+        # and the bfloat16 units' (vdpbf16ps, AMX tiles), where the CPU has them
+        def unit_peak(what, probe, iters, missing):
+            if probe(0) is None:
+                return {"status": missing}
+            r = self.time(what, lambda: functools.partial(probe, iters), returns="flops")
+            if r["status"] == "ok":
+                r["gflops"] = r["flops"] / r["seconds"] / 1e9
+            return r
+        bf16 = unit_peak("bf16 peak", probes.bf16_probe, self.sizes.fma_iters,
+                         "no AVX512_BF16")
+        amx = unit_peak("amx peak", probes.amx_probe, max(1, self.sizes.fma_iters // 10),
+                        "no AMX-BF16")
         N = self.sizes.peak_gemm
         peak = gemm("peak", "square", N, N, N)
         rows = [gemm(shape.name, *g) for shape in self.sizes.rnn for g in shape.gemms()]
         for r in rows:
             if r["status"] == peak["status"] == "ok":
                 r["pct_peak"] = 100 * r["gflops"] / peak["gflops"]
-        return {"stream": stream, "fma_peak": fma, "bf16_peak": bf16, "sgemm_peak": peak,
-                "sgemm": rows}
+        return {"stream": stream, "fma_peak": fma, "bf16_peak": bf16, "amx_peak": amx,
+                "sgemm_peak": peak, "sgemm": rows}
 
     def adagrad(self, probe_gbps):
         torch = self.peers["torch"]
@@ -726,18 +729,20 @@ class Worker:
 
     def bf16(self, fma_gflops=None, bf16_gflops=None):
         """elman's TrainStep with float32 and with bfloat16 products at the same shapes:
-        each one's GFLOP/s and share of the FMA peak, the bfloat16 step's share of the
-        bfloat16 peak, and the speed-up."""
+        each one's GFLOP/s and share of the FMA peak, the bfloat16 step's share of the peak
+        of the bfloat16 kernel in use (bf16_gflops: {kernel: GFLOP/s}), and the speed-up."""
         rows = []
+        kernel = _core.bf16_kernel()
+        peak = (bf16_gflops or {}).get(kernel)
         for shape in self.sizes.bf16:
             row = dict(shape=shape.label, **dataclasses.asdict(shape), flops=shape.flops,
-                       native=_core.bf16_native())
+                       native=kernel != "emulated", kernel=kernel)
             for compute in ("float32", "bfloat16"):
                 r = self._step_cell(f"bf16 section ({compute})", shape, "elman",
                                     lambda s, c=compute: _elman_train_step(s, c), {}, None,
                                     fma_gflops)
-                if r["status"] == "ok" and compute == "bfloat16" and bf16_gflops:
-                    r["pct_bf16"] = 100 * r["gflops"] / bf16_gflops
+                if r["status"] == "ok" and compute == "bfloat16" and peak:
+                    r["pct_bf16"] = 100 * r["gflops"] / peak
                 row[compute] = r
             a, b = row["float32"], row["bfloat16"]
             if a["status"] == b["status"] == "ok":
@@ -826,7 +831,8 @@ def run_worker(preset, sections, threads, openblas, long_range=None):
             probe = {r["n"]: r["gbps"] for r in limits.get("stream", []) if r["status"] == "ok"}
             peak = limits.get("sgemm_peak", {}).get("gflops")
             fma_peak = limits.get("fma_peak", {}).get("gflops")
-            bf16_peak = limits.get("bf16_peak", {}).get("gflops")
+            bf16_peak = {k: limits.get(f"{p}_peak", {}).get("gflops")
+                         for k, p in (("vdpbf16ps", "bf16"), ("amx", "amx"))}
             if "adagrad" in sections:
                 run["adagrad"] = worker.adagrad(probe)
                 run["adagrad_sparse"] = worker.adagrad_sparse()
