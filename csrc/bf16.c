@@ -684,17 +684,25 @@ static void tiles(tile_fn tile, float *C, elman_int ldc, const uint32_t *apack, 
     }
 }
 
-static int gemm_threads(elman_int M, elman_int N, elman_int K)
+/* Multiply-adds of the kernel in use worth one FMA's: the thread thresholds (tuning.h)
+ * count FMA work, and AMX does a multiply-add in a fraction of that time. */
+static double kernel_work(const elman_bf16_work *w, double fmas)
+{
+    return w->kernel == ELMAN_BF16_AMX ? fmas / ELMAN_BF16_AMX_WORK_RATIO : fmas;
+}
+
+static int gemm_threads(const elman_bf16_work *w, elman_int M, elman_int N, elman_int K)
 {
 #ifdef _OPENMP
     if (!elman_can_thread()) return 1;
-    elman_int t = (elman_int)((double)M * (double)N * (double)K / ELMAN_GEMM_MIN_FMAS_PER_THREAD);
+    elman_int t = (elman_int)(kernel_work(w, (double)M * (double)N * (double)K) /
+                              ELMAN_GEMM_MIN_FMAS_PER_THREAD);
     if (t > M / MR) t = M / MR;
     if (t > omp_get_max_threads()) t = omp_get_max_threads();
     if (t > ELMAN_BF16_MAX_THREADS) t = ELMAN_BF16_MAX_THREADS;
     return t < 1 ? 1 : (int)t;
 #else
-    (void)M, (void)N, (void)K;
+    (void)w, (void)M, (void)N, (void)K;
     return 1;
 #endif
 }
@@ -784,7 +792,7 @@ static void gemm(const elman_bf16_work *w, int trans_a, int trans_b, elman_int M
                  int accumulate, float *C, elman_int ldc)
 {
     const tile_fn tile = pick_tile(w);
-    const int threads = gemm_threads(M, N, K);
+    const int threads = gemm_threads(w, M, N, K);
     if (threads == 1) {
         tiles_begin(w);
         gemm_blocks(w, tile, trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc, 1);
@@ -875,7 +883,8 @@ static void step(const elman_bf16_work *w, float *C, const float *A, const float
     else
 #endif
         pack_a(w->stepa, A, H, 0, 0, B, 0, H);
-    if (B * H * H < ELMAN_PAR_MIN_FMAS || panels < 2 || !elman_can_thread()) {
+    const double work = amx ? kernel_work(w, (double)B * H * H) : (double)B * H * H;
+    if (work < ELMAN_PAR_MIN_FMAS || panels < 2 || !elman_can_thread()) {
         step_panels(w, tile, amx, C, Y, B, 0, panels, nonlinearity, backward);
         return;
     }

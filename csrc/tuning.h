@@ -86,6 +86,16 @@
  * 1.44x at B = 4 (the whole step: its other products have T*B rows). */
 #define ELMAN_BF16_AMX_MIN_ROWS 2
 
+/* The AMX kernel's products count 1/this of their multiply-adds against the thread
+ * thresholds above (ELMAN_PAR_MIN_FMAS, ELMAN_GEMM_MIN_FMAS_PER_THREAD), which are the
+ * float32 kernels' work. Not the peaks' ratio (3,378 GFLOP/s of tdpbf16ps against 241 of
+ * FMAs on one core of an Intel CPU with AMX-BF16, `python bench/run.py --only limits`) but
+ * the rates reached at the step's shapes: 225 / 318 / 270 GFLOP/s against 107 / 95 / 95 in
+ * float32 for the whole step at S2 / F1 / F2 (`--only bf16`, one thread), some 4x in the
+ * products alone once the float32 work around them is taken out. At 2 threads, S2 took
+ * 4.0-4.2 ms with 4 here and 4.6-4.7 ms with 16 (three runs each, one session). */
+#define ELMAN_BF16_AMX_WORK_RATIO 4
+
 /* A thread's share of an elementwise loop is a multiple of this many elements: 16 floats
  * fill one 64-byte cache line, so that two threads never write the same line. */
 #define ELMAN_SPLIT_UNIT 16
