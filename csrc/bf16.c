@@ -78,7 +78,8 @@ static int elman_bf16_best(void)
 {
     const unsigned f = elman_cpu_features();
     const int held = elman_bf16_paths[elman_isa()]->kernels;
-    if (held >= ELMAN_BF16_AMX && (f & ELMAN_CPU_AMXBF16)) return ELMAN_BF16_AMX;
+    if (held >= ELMAN_BF16_AMX && (f & ELMAN_CPU_AMXBF16) && elman_amx_permitted())
+        return ELMAN_BF16_AMX;
     if (held >= ELMAN_BF16_VDPBF16PS && (f & ELMAN_CPU_AVX512BF16)) return ELMAN_BF16_VDPBF16PS;
     return ELMAN_BF16_EMULATED;
 }
@@ -108,6 +109,7 @@ int elman_set_bf16_kernel(int kernel)
             if (elman_bf16_paths[isa] != NULL && elman_bf16_paths[isa]->kernels > held)
                 held = elman_bf16_paths[isa]->kernels;
         if ((f & need) == 0 || held < kernel) return ELMAN_ERR_CPU;
+        if (kernel == ELMAN_BF16_AMX && !elman_amx_permitted()) return ELMAN_ERR_CPU;
     }
 #if defined(__GNUC__) || defined(__clang__)
     __atomic_store_n(&elman_bf16_ceiling, kernel, __ATOMIC_RELAXED);
@@ -172,7 +174,8 @@ int elman_bf16_amx_probe(elman_int iters, double *flops, double *sink)
 {
     const unsigned f = elman_cpu_features();
     const elman_bf16_loops *l = elman_bf16_paths[elman_isa()];
-    return elman_bf16_peak(f & ELMAN_CPU_AMXBF16 ? l->peak_amx : NULL, iters, flops, sink);
+    const int ok = (f & ELMAN_CPU_AMXBF16) && elman_amx_permitted();
+    return elman_bf16_peak(ok ? l->peak_amx : NULL, iters, flops, sink);
 }
 
 int elman_bf16_step(const elman_bf16_work *w, float *C, const float *A, const float *Y,
@@ -188,6 +191,12 @@ int elman_bf16_step(const elman_bf16_work *w, float *C, const float *A, const fl
 #include "vecmath.h"
 
 enum { MR = ELMAN_BF16_MR, NR = ELMAN_BF16_NR };
+
+/* The workspace holds the AMX kernel's padded blocks only while a block of A rows is whole
+ * row tiles (MC a multiple of 16), a block of K is whole 16-pair tiles (KC a multiple of
+ * 32), and a panel is two column tiles (NR = 32): a compile error otherwise. */
+typedef char elman_bf16_amx_layout_check[(ELMAN_BF16_MC % 16 == 0 && ELMAN_BF16_KC % 32 == 0 &&
+                                          ELMAN_BF16_NR == 32) ? 1 : -1];
 
 /* float32 -> bfloat16 bits, to nearest, ties to even; NaN -> a quiet NaN of the same sign.
  * Branch-free, so that the packing loops vectorize. */
@@ -463,11 +472,13 @@ static ELMAN_BF16_TARGET double peak_native(elman_int iters, double *flops)
 #define ELMAN_BF16_HAS_AMX 1
 #define ELMAN_AMX_TARGET __attribute__((target("avx512f,avx512bf16,amx-tile,amx-bf16")))
 /* GCC's tile loads (inline assembly) do not tell the compiler that they read memory: a
- * compiler barrier before each keeps the stores that fill the tile's memory before it. */
+ * compiler barrier on each side keeps the stores that fill the tile's memory before the
+ * load, and the stores that refill it after. */
 #define AMX_LOAD(t, base, stride)                                                          \
     do {                                                                                   \
         __asm__ volatile("" ::: "memory");                                                 \
         _tile_loadd(t, base, stride);                                                      \
+        __asm__ volatile("" ::: "memory");                                                 \
     } while (0)
 
 /* Tile configuration (palette 1): every tile 16 rows of 64 bytes. Loaded by each thread
@@ -707,22 +718,18 @@ static int gemm_threads(const elman_bf16_work *w, elman_int M, elman_int N, elma
 #endif
 }
 
-/* The AMX kernel's tile configuration on this thread, around its products. */
-static void tiles_begin(const elman_bf16_work *w)
+/* The AMX kernel's tile configuration on this thread: loaded before its products (on),
+ * released after them. */
+static void tiles_config(const elman_bf16_work *w, int on)
 {
 #if ELMAN_BF16_HAS_AMX
-    if (w->kernel == ELMAN_BF16_AMX) amx_begin();
+    if (w->kernel != ELMAN_BF16_AMX) return;
+    if (on)
+        amx_begin();
+    else
+        amx_end();
 #else
-    (void)w;
-#endif
-}
-
-static void tiles_end(const elman_bf16_work *w)
-{
-#if ELMAN_BF16_HAS_AMX
-    if (w->kernel == ELMAN_BF16_AMX) amx_end();
-#else
-    (void)w;
+    (void)w, (void)on;
 #endif
 }
 
@@ -752,7 +759,11 @@ static void gemm_rows(const elman_bf16_work *w, tile_fn tile, int trans_a, elman
 static elman_int panel_pairs(const elman_bf16_work *w, elman_int kc)
 {
     const elman_int kp = (kc + 1) / 2;
-    return w->kernel == ELMAN_BF16_AMX ? (kp + 15) / 16 * 16 : kp;
+#if ELMAN_BF16_HAS_AMX
+    if (w->kernel == ELMAN_BF16_AMX) return (kp + 15) / 16 * 16;
+#endif
+    (void)w;
+    return kp;
 }
 
 /* Every block of C = [C +] op(A) @ op(B) on this thread's share: the panels of each B
@@ -794,17 +805,17 @@ static void gemm(const elman_bf16_work *w, int trans_a, int trans_b, elman_int M
     const tile_fn tile = pick_tile(w);
     const int threads = gemm_threads(w, M, N, K);
     if (threads == 1) {
-        tiles_begin(w);
+        tiles_config(w, 1);
         gemm_blocks(w, tile, trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc, 1);
-        tiles_end(w);
+        tiles_config(w, 0);
         return;
     }
 #pragma omp parallel num_threads(threads)
     {
-        tiles_begin(w);
+        tiles_config(w, 1);
         gemm_blocks(w, tile, trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc,
                     threads);
-        tiles_end(w);
+        tiles_config(w, 0);
     }
 }
 

@@ -24,16 +24,36 @@ static unsigned long long elman_xgetbv(void)
 #if defined(ELMAN_X86) && defined(__linux__)
 #include <sys/syscall.h>
 #include <unistd.h>
-/* Linux hands out the AMX tile registers' state (XTILEDATA, 8 KiB a thread) only to a
- * process that asks for it: 1 once granted. */
-static int elman_amx_permitted(void)
+/* Linux hands the AMX tile registers' state (XTILEDATA, 8 KiB a thread) only to a process
+ * that asks: 1 once granted. */
+static int elman_amx_request(void)
 {
     enum { REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
     return syscall(SYS_arch_prctl, REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
 }
-#elif defined(ELMAN_X86)
-static int elman_amx_permitted(void) { return 0; }
+#else
+static int elman_amx_request(void) { return 0; }
 #endif
+
+/* Asked once, on first use of the AMX kernel (not at import: a granted permission makes
+ * the kernel refuse signal stacks too small for the tile state, process-wide). */
+static int elman_amx_answer; /* 0: not asked, 1: granted, -1: refused */
+
+int elman_amx_permitted(void)
+{
+    if ((elman_cpu_features() & ELMAN_CPU_AMXBF16) == 0) return 0;
+#if defined(__GNUC__) || defined(__clang__)
+    int a = __atomic_load_n(&elman_amx_answer, __ATOMIC_ACQUIRE);
+    if (a == 0) {
+        a = elman_amx_request() ? 1 : -1; /* asking twice is harmless */
+        __atomic_store_n(&elman_amx_answer, a, __ATOMIC_RELEASE);
+    }
+#else
+    int a = elman_amx_answer;
+    if (a == 0) elman_amx_answer = a = elman_amx_request() ? 1 : -1;
+#endif
+    return a == 1;
+}
 
 /* cpuid traps to the hypervisor in a virtual machine (microseconds): asked once. */
 static unsigned elman_cpu_features_uncached(void);
@@ -72,10 +92,10 @@ static unsigned elman_cpu_features_uncached(void)
         if (ymm && (b & (1u << 5))) f |= ELMAN_CPU_AVX2;
         if (zmm && (b & (1u << 16))) f |= ELMAN_CPU_AVX512F;
         /* EDX bits 22 (AMX-BF16) and 24 (AMX-TILE); XCR0 bits 17 and 18 (the tile
-         * configuration and data): then the OS's permission */
+         * configuration and data). The process's permission is asked apart, on first use
+         * (elman_amx_permitted). */
         const unsigned amx = (1u << 22) | (1u << 24);
-        if ((f & ELMAN_CPU_AVX512F) && (d & amx) == amx && (xcr0 & 0x60000) == 0x60000 &&
-            elman_amx_permitted())
+        if ((f & ELMAN_CPU_AVX512F) && (d & amx) == amx && (xcr0 & 0x60000) == 0x60000)
             f |= ELMAN_CPU_AMXBF16;
         const unsigned subleaves = a; /* leaf 7's last subleaf */
         if (subleaves >= 1) {

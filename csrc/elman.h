@@ -581,8 +581,9 @@ enum {
     ELMAN_CPU_FMA = 1 << 3,
     ELMAN_CPU_AVX512F = 1 << 4,
     ELMAN_CPU_AVX512BF16 = 1 << 5, /* vdpbf16ps: the bfloat16 products' native kernel */
-    ELMAN_CPU_AMXBF16 = 1 << 6     /* AMX tiles with bfloat16 products, and the OS lets this
-                                      process use them (Linux: ARCH_REQ_XCOMP_PERM) */
+    ELMAN_CPU_AMXBF16 = 1 << 6     /* AMX tiles with bfloat16 products, whose state the OS
+                                      saves; the process's permission (Linux:
+                                      ARCH_REQ_XCOMP_PERM) is asked on their first use */
 };
 /* Features the CPU has and the OS saves the registers of (cpuid + xgetbv). */
 unsigned elman_cpu_features(void);

@@ -144,6 +144,10 @@ typedef struct {
     double (*fma_f64)(elman_int iters, double *flops);
 } elman_probe_loops;
 
+/* dispatch.c: 1 when the CPU has AMX-BF16 and the OS lets this process use the tiles (on
+ * Linux asked of it once, on the first call). */
+int elman_amx_permitted(void);
+
 /* bf16.c: the workspace of the bfloat16 products (carved by elman_bf16_carve), and the
  * loops. kernels: the best kernel this path holds (ELMAN_BF16_EMULATED, _VDPBF16PS or _AMX,
  * elman.h), used up to what the CPU has. */

@@ -459,30 +459,30 @@ def fma_probe(int64_t iters, bint f64=False):
     return flops, sink
 
 
-def bf16_probe(int64_t iters):
-    """(FLOPs done, sink) of the bfloat16 peak probe (vdpbf16ps); ValueError where the
-    bfloat16 products are emulated."""
+ctypedef int (*_unit_probe_fn)(elman_int, double *, double *) noexcept nogil
+
+
+cdef object _unit_probe(_unit_probe_fn probe, int64_t iters, str where):
     if iters < 0:
-        raise ValueError(f"bf16_probe: iters must be >= 0, got {iters}")
+        raise ValueError(f"{where}: iters must be >= 0, got {iters}")
     cdef double flops = 0, sink = 0
     cdef int st
     with nogil:
-        st = elman_bf16_probe(iters, &flops, &sink)
-    _check(st, "bf16_probe")
+        st = probe(iters, &flops, &sink)
+    _check(st, where)
     return flops, sink
+
+
+def bf16_probe(int64_t iters):
+    """(FLOPs done, sink) of the vdpbf16ps peak probe; ValueError where the CPU or the
+    path in use lacks AVX512_BF16."""
+    return _unit_probe(elman_bf16_probe, iters, "bf16_probe")
 
 
 def bf16_amx_probe(int64_t iters):
     """(FLOPs done, sink) of the AMX peak probe (tdpbf16ps); ValueError where the CPU or
     the path in use lacks AMX-BF16."""
-    if iters < 0:
-        raise ValueError(f"bf16_amx_probe: iters must be >= 0, got {iters}")
-    cdef double flops = 0, sink = 0
-    cdef int st
-    with nogil:
-        st = elman_bf16_amx_probe(iters, &flops, &sink)
-    _check(st, "bf16_amx_probe")
-    return flops, sink
+    return _unit_probe(elman_bf16_amx_probe, iters, "bf16_amx_probe")
 
 
 def all_finite(const floating[::1] x):

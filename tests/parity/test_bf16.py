@@ -331,9 +331,43 @@ def test_bf16_kernel_is_a_ceiling_under_a_slower_path():
     """A kernel path without the native kernels (avx2, generic) runs the emulation,
     whatever kernel is set; the setting comes back with the path."""
     best = elman.bf16_kernel()
-    with elman.cpu_path("generic"):
-        assert elman.bf16_kernel() == "emulated"
+    with elman.bf16_kernel(best):
+        with elman.cpu_path("generic"):
+            assert elman.bf16_kernel() == "emulated"
+        assert elman.bf16_kernel() == best
     assert elman.bf16_kernel() == best
+
+
+def _cpuinfo_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def test_the_best_kernel_the_cpu_reports_is_in_use():
+    """Where Linux lists AMX-BF16 (or AVX512_BF16) and the AVX-512 path is built with a
+    compiler that knows the instructions, that kernel is the one in use: a refused tile
+    permission or a failed detection would drop to a slower kernel and pass every parity
+    test."""
+    import re
+    flags = _cpuinfo_flags()
+    compiler = elman.config()["compiler"]
+    m = re.match(r"(gcc|clang) (\d+)", compiler)
+    if "avx512" not in elman.cpu_paths() or not m:
+        pytest.skip(f"no AVX-512 path or an unknown compiler ({compiler})")
+    gcc = m.group(1) == "gcc"
+    major = int(m.group(2))
+    if "amx_bf16" in flags and "amx_tile" in flags and major >= (11 if gcc else 12):
+        assert elman.bf16_kernel() == "amx"
+    elif "avx512_bf16" in flags and (major >= 10 or not gcc):
+        assert elman.bf16_kernel() == "vdpbf16ps"
+    else:
+        assert elman.bf16_kernel() == "emulated"
 
 
 @pytest.mark.parametrize("bad, err", [("amx2", ValueError), ("", ValueError),
