@@ -159,90 +159,87 @@ static inline void TYPED(row_nn_f32, row_nn_f64)(
 #endif
 
 #if ELMAN_VECTOR_EXT
-/* Four rows of C (M = 4) += A @ W, N columns of C and W whose rows lie ld apart: each
- * vector of W loaded once feeds four rows, so the kernel is bound by the FMA units, not by
- * loads. Panels of NV vectors of columns keep
- * 4 * NV accumulators in registers (16 on AVX-512, 8 on AVX2 and SSE2). */
+/* R rows of C += A @ W (R = 4 or 8), N columns of C and W whose rows lie ld apart; row r of
+ * A at a + r*ar, its entry k at + k*ak: each vector of W loaded once feeds R rows, so the
+ * kernel is bound by the FMA units, not by loads. Panels of NV vectors of columns keep
+ * R * NV accumulators in registers (tuning.h: 4 x 4 or 8 x 3 = 16 or 24 of AVX-512's 32,
+ * 4 x 2 = 8 of AVX2's and SSE2's 16). R and NV are constants in each copy. */
+static ELMAN_ALWAYS_INLINE void TYPED(rows_f32, rows_f64)(
+    REAL *restrict c, const REAL *restrict a, elman_int ar, elman_int ak,
+    const REAL *restrict W, elman_int K, elman_int N, elman_int ld, const int R, const int NV)
+{
+    enum { V = TY(V), RMAX = 8, NVMAX = 4 };
+    const elman_int P = NV * V;
+    elman_int j = 0;
+    for (; j + P <= N; j += P) {
+        TY(vreg) x[RMAX][NVMAX];
+        for (int r = 0; r < R; r++)
+            for (int v = 0; v < NV; v++) x[r][v] = TY(vload)(c + r * ld + j + v * V);
+        for (elman_int k = 0; k < K; k++) {
+            const REAL *w = W + k * ld + j;
+            TY(vreg) wv[NVMAX];
+            for (int v = 0; v < NV; v++) wv[v] = TY(vload)(w + v * V);
+            for (int r = 0; r < R; r++) {
+                const REAL b = a[r * ar + k * ak];
+                for (int v = 0; v < NV; v++) x[r][v] += b * wv[v];
+            }
+        }
+        for (int r = 0; r < R; r++)
+            for (int v = 0; v < NV; v++) TY(vstore)(c + r * ld + j + v * V, x[r][v]);
+    }
+    for (; j + V <= N; j += V) {
+        TY(vreg) x[RMAX];
+        for (int r = 0; r < R; r++) x[r] = TY(vload)(c + r * ld + j);
+        for (elman_int k = 0; k < K; k++) {
+            const TY(vreg) wv = TY(vload)(W + k * ld + j);
+            for (int r = 0; r < R; r++) x[r] += a[r * ar + k * ak] * wv;
+        }
+        for (int r = 0; r < R; r++) TY(vstore)(c + r * ld + j, x[r]);
+    }
+    if (j < N && N >= V) { /* the last columns as in row_nn: an overlapping panel */
+        const elman_int t = N - V;
+        TY(vreg) x[RMAX];
+        for (int r = 0; r < R; r++) x[r] = (TY(vreg)){0};
+        for (elman_int k = 0; k < K; k++) {
+            const TY(vreg) wv = TY(vload)(W + k * ld + t);
+            for (int r = 0; r < R; r++) x[r] += a[r * ar + k * ak] * wv;
+        }
+        for (int r = 0; r < R; r++)
+            for (elman_int l = j - t; l < V; l++) c[r * ld + t + l] += x[r][l];
+    } else {
+        for (; j < N; j++) { /* rows narrower than a vector: the R rows are R chains */
+            REAL x[RMAX];
+            for (int r = 0; r < R; r++) x[r] = c[r * ld + j];
+            for (elman_int k = 0; k < K; k++) {
+                const REAL wv = W[k * ld + j];
+                for (int r = 0; r < R; r++) x[r] += a[r * ar + k * ak] * wv;
+            }
+            for (int r = 0; r < R; r++) c[r * ld + j] = x[r];
+        }
+    }
+}
+
+/* Four rows and eight rows of C: rows_f32 at the panel widths of this path (tuning.h). The
+ * eight-row kernel reads W once per eight rows, half the L2 traffic of the four-row one, for
+ * cores whose two FMA units would otherwise wait on W (AVX-512's 32 registers only). */
 static ELMAN_ALWAYS_INLINE void TYPED(rows4_f32, rows4_f64)(
     REAL *restrict c, const REAL *restrict a, elman_int ar, elman_int ak,
     const REAL *restrict W, elman_int K, elman_int N, elman_int ld)
 {
-    enum { V = TY(V), P = ELMAN_NV * TY(V) };
-    REAL *c0 = c, *c1 = c + ld, *c2 = c + 2 * ld, *c3 = c + 3 * ld;
-    const REAL *a0 = a, *a1 = a + ar, *a2 = a + 2 * ar, *a3 = a + 3 * ar;
-    elman_int j = 0;
-    for (; j + P <= N; j += P) {
-        TY(vreg) x[4][ELMAN_NV];
-        for (int v = 0; v < ELMAN_NV; v++) {
-            x[0][v] = TY(vload)(c0 + j + v * V);
-            x[1][v] = TY(vload)(c1 + j + v * V);
-            x[2][v] = TY(vload)(c2 + j + v * V);
-            x[3][v] = TY(vload)(c3 + j + v * V);
-        }
-        for (elman_int k = 0; k < K; k++) {
-            const REAL *w = W + k * ld + j;
-            const REAL b0 = a0[k * ak], b1 = a1[k * ak], b2 = a2[k * ak], b3 = a3[k * ak];
-            for (int v = 0; v < ELMAN_NV; v++) {
-                const TY(vreg) wv = TY(vload)(w + v * V);
-                x[0][v] += b0 * wv;
-                x[1][v] += b1 * wv;
-                x[2][v] += b2 * wv;
-                x[3][v] += b3 * wv;
-            }
-        }
-        for (int v = 0; v < ELMAN_NV; v++) {
-            TY(vstore)(c0 + j + v * V, x[0][v]);
-            TY(vstore)(c1 + j + v * V, x[1][v]);
-            TY(vstore)(c2 + j + v * V, x[2][v]);
-            TY(vstore)(c3 + j + v * V, x[3][v]);
-        }
-    }
-    for (; j + V <= N; j += V) {
-        TY(vreg) x0 = TY(vload)(c0 + j), x1 = TY(vload)(c1 + j);
-        TY(vreg) x2 = TY(vload)(c2 + j), x3 = TY(vload)(c3 + j);
-        for (elman_int k = 0; k < K; k++) {
-            const TY(vreg) wv = TY(vload)(W + k * ld + j);
-            x0 += a0[k * ak] * wv;
-            x1 += a1[k * ak] * wv;
-            x2 += a2[k * ak] * wv;
-            x3 += a3[k * ak] * wv;
-        }
-        TY(vstore)(c0 + j, x0);
-        TY(vstore)(c1 + j, x1);
-        TY(vstore)(c2 + j, x2);
-        TY(vstore)(c3 + j, x3);
-    }
-    if (j < N && N >= V) { /* the last columns as in row_nn: an overlapping panel */
-        const elman_int t = N - V;
-        const TY(vreg) zero = {0};
-        TY(vreg) x0 = zero, x1 = zero, x2 = zero, x3 = zero;
-        for (elman_int k = 0; k < K; k++) {
-            const TY(vreg) wv = TY(vload)(W + k * ld + t);
-            x0 += a0[k * ak] * wv;
-            x1 += a1[k * ak] * wv;
-            x2 += a2[k * ak] * wv;
-            x3 += a3[k * ak] * wv;
-        }
-        for (elman_int l = j - t; l < V; l++) {
-            c0[t + l] += x0[l];
-            c1[t + l] += x1[l];
-            c2[t + l] += x2[l];
-            c3[t + l] += x3[l];
-        }
-    } else {
-        for (; j < N; j++) { /* rows narrower than a vector: the four rows are four chains */
-            REAL x0 = c0[j], x1 = c1[j], x2 = c2[j], x3 = c3[j];
-            for (elman_int k = 0; k < K; k++) {
-                const REAL wv = W[k * ld + j];
-                x0 += a0[k * ak] * wv;
-                x1 += a1[k * ak] * wv;
-                x2 += a2[k * ak] * wv;
-                x3 += a3[k * ak] * wv;
-            }
-            c0[j] = x0, c1[j] = x1, c2[j] = x2, c3[j] = x3;
-        }
-    }
+    TY(rows)(c, a, ar, ak, W, K, N, ld, 4, ELMAN_NV);
 }
+
+#if ELMAN_VEC_BYTES >= 64
+#define ELMAN_ROWS8 1
+static ELMAN_ALWAYS_INLINE void TYPED(rows8_f32, rows8_f64)(
+    REAL *restrict c, const REAL *restrict a, elman_int ar, elman_int ak,
+    const REAL *restrict W, elman_int K, elman_int N, elman_int ld)
+{
+    TY(rows)(c, a, ar, ak, W, K, N, ld, 8, ELMAN_GEMM_PANEL_VECTORS_8ROWS);
+}
+#else
+#define ELMAN_ROWS8 0
+#endif
 
 /* rows4 with A row-major (M, K): row r of A at a + r*K */
 static inline void TYPED(rows4_nn_f32, rows4_nn_f64)(
@@ -251,6 +248,22 @@ static inline void TYPED(rows4_nn_f32, rows4_nn_f64)(
 {
     TY(rows4)(c, a, K, 1, W, K, N, ld);
 }
+
+#if ELMAN_ROWS8
+static inline void TYPED(rows8_nn_f32, rows8_nn_f64)(
+    REAL *restrict c, const REAL *restrict a, const REAL *restrict W, elman_int K, elman_int N,
+    elman_int ld)
+{
+    TY(rows8)(c, a, K, 1, W, K, N, ld);
+}
+
+static inline void TYPED(rows8_tn_f32, rows8_tn_f64)(
+    REAL *restrict c, const REAL *restrict a, elman_int lda, const REAL *restrict W,
+    elman_int K, elman_int N, elman_int ld)
+{
+    TY(rows8)(c, a, 1, lda, W, K, N, ld);
+}
+#endif
 
 /* rows4 with A transposed: A (K, M) row-major, lda apart, so that row r of A^T is column r,
  * entry k at a + k*lda (a weight gradient's X^T @ dA, which needs no transposed copy) */
@@ -354,11 +367,19 @@ static void TYPED(gemm_nn_rows_f32, gemm_nn_rows_f64)(
         const elman_int r4 = r + (r1 - r) / 4 * 4;
         for (elman_int j0 = 0; j0 < N; j0 += slab) {
             const elman_int w = N - j0 < slab ? N - j0 : slab;
-            for (elman_int q = r; q < r4; q += 4)
+            elman_int q = r;
+#if ELMAN_ROWS8
+            for (; q + 8 <= r4; q += 8)
+                TY(rows8_nn)(C + q * N + j0, A + q * K, W + j0, K, w, N);
+#endif
+            for (; q < r4; q += 4)
                 TY(rows4_nn)(C + q * N + j0, A + q * K, W + j0, K, w, N);
         }
         r = r4;
     }
+#if ELMAN_ROWS8
+    for (; r + 8 <= r1; r += 8) TY(rows8_nn)(C + r * N, A + r * K, W, K, N, N);
+#endif
     for (; r + 4 <= r1; r += 4) TY(rows4_nn)(C + r * N, A + r * K, W, K, N, N);
 #endif
 #if ELMAN_VECTOR_EXT
@@ -413,7 +434,12 @@ static void TYPED(gemm_tn_rows_f32, gemm_tn_rows_f64)(
         if (slab < P) slab = P;
         for (elman_int j0 = 0; j0 < N; j0 += slab) {
             const elman_int width = N - j0 < slab ? N - j0 : slab;
-            for (elman_int q = r0; q < r4; q += 4)
+            elman_int q = r0;
+#if ELMAN_ROWS8
+            for (; q + 8 <= r4; q += 8)
+                TY(rows8_tn)(C + q * N + j0, a + q, lda, w + j0, kc, width, N);
+#endif
+            for (; q < r4; q += 4)
                 TY(rows4_tn)(C + q * N + j0, a + q, lda, w + j0, kc, width, N);
         }
 #endif

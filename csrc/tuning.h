@@ -45,12 +45,21 @@
  * 16 ymm/xmm registers on AVX2 and SSE2 (the rest hold W's vectors and A's broadcasts). */
 #define ELMAN_GEMM_PANEL_VECTORS_512 4
 #define ELMAN_GEMM_PANEL_VECTORS 2
+/* With 32 registers (AVX-512) blocks of eight rows take panels of 3 vectors: 24
+ * accumulators, 3 of W's vectors and a broadcast. A vector of W then feeds 8 rows, not 4:
+ * half the loads of W per FMA, for cores with two 512-bit FMA units a cycle (Intel Xeons,
+ * Zen 5), which the four-row kernel keeps waiting on W from L2. */
+#define ELMAN_GEMM_PANEL_VECTORS_8ROWS 3
 
 /* The weight gradients' transposed product (gemm_small.c, gemm_tn: X^T @ dA over the T*B
  * rows) takes K in chunks of this many rows: a chunk's panel of dA columns (K x 64 floats,
- * 64 KiB) stays in L2 while every block of four rows of C passes over it, and C is read and
- * written once per chunk (T*B / 256 times in all). */
-#define ELMAN_TN_K_CHUNK 256
+ * 32 KiB; K x 48 for the eight-row kernel, 24 KiB) stays in L1/L2 while every block of rows
+ * of C passes over it, and C is read and written once per chunk (T*B / 128 times in all).
+ * elman.TrainStep, float32, one thread, Intel Xeon with AMX (48 KiB L1d, 2 MiB L2), three
+ * runs each: S3 140-142 ms at 256, 128-139 at 128, 133-136 at 64; S2 9.07-9.10 / 8.61-8.67 /
+ * 9.09-9.20 ms; H=384 B=16 T=50 6.98-7.11 / 6.25-6.33 / 6.83-6.88 ms. (256 was the value on
+ * a Zen 4, chosen for a 64 KiB panel in its 1 MiB L2 and not compared with 128 there.) */
+#define ELMAN_TN_K_CHUNK 128
 
 /* The FMA peak probe (probe.c) keeps this many independent vector chains in flight per
  * thread: two FMA units of four cycles' latency need eight, and twelve leave margin (AVX2's

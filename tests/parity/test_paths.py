@@ -300,8 +300,13 @@ def test_index_range():
         _core.index_range(np.empty(0, np.int64))
 
 
-@pytest.mark.parametrize("M, K, N", [(1, 100, 100), (4, 16, 16), (7, 33, 65), (18, 250, 250),
-                                     (5, 1, 3)])
+@pytest.mark.parametrize("M, K, N", [
+    (1, 100, 100), (4, 16, 16), (7, 33, 65), (18, 250, 250), (5, 1, 3),
+    # blocks of eight rows (AVX-512), then four, then one; panels of three vectors with a
+    # one-vector panel, an overlapping last panel, or columns narrower than a vector
+    (8, 64, 100), (13, 70, 49), (21, 20, 200), (9, 5, 7),
+    # W larger than the streaming size (half the L2 on every machine elman has met): slabs
+    (12, 520, 520)])
 def test_step_gemm_matches_numpy(path, dtype, M, K, N):
     rng = np.random.default_rng(8)
     A, W = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
