@@ -1,7 +1,9 @@
 /* Every tuning threshold of the kernels, with the measurement that chose it. Private to
  * csrc/. They are sizes at which one way of doing the work overtakes another on the
- * machines elman is measured on (bench/snapshot/bench.md: a Zen-class EPYC with AVX-512,
- * two cores); re-measure with the command given before changing one.
+ * machines elman is measured on (two cores each: an AMD EPYC Zen 4 with AVX-512 on 256-bit
+ * units, bench/snapshot/zen4-2026-12-03/bench.md, and an Intel Xeon with AMX-BF16 and two
+ * 512-bit FMA units, bench/snapshot/bench.md); re-measure with the command given before
+ * changing one.
  */
 #ifndef ELMAN_TUNING_H
 #define ELMAN_TUNING_H
