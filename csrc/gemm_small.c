@@ -159,14 +159,15 @@ static inline void TYPED(row_nn_f32, row_nn_f64)(
 #endif
 
 #if ELMAN_VECTOR_EXT
-/* R rows of C += A @ W (R = 4 or 8), N columns of C and W whose rows lie ld apart; row r of
+/* R rows of C += A @ W (R = 4 or 8), N columns of C (rows ld apart) and W (rows ldw apart); row r of
  * A at a + r*ar, its entry k at + k*ak: each vector of W loaded once feeds R rows, so the
  * kernel is bound by the FMA units, not by loads. Panels of NV vectors of columns keep
  * R * NV accumulators in registers (tuning.h: 4 x 4 or 8 x 3 = 16 or 24 of AVX-512's 32,
  * 4 x 2 = 8 of AVX2's and SSE2's 16). R and NV are constants in each copy. */
-static ELMAN_ALWAYS_INLINE void TYPED(rows_f32, rows_f64)(
+static ELMAN_ALWAYS_INLINE void TYPED(rows_ld_f32, rows_ld_f64)(
     REAL *restrict c, const REAL *restrict a, elman_int ar, elman_int ak,
-    const REAL *restrict W, elman_int K, elman_int N, elman_int ld, const int R, const int NV)
+    const REAL *restrict W, elman_int K, elman_int N, elman_int ld, elman_int ldw, const int R,
+    const int NV)
 {
     enum { V = TY(V), RMAX = 8, NVMAX = 4 };
     const elman_int P = NV * V;
@@ -176,7 +177,7 @@ static ELMAN_ALWAYS_INLINE void TYPED(rows_f32, rows_f64)(
         for (int r = 0; r < R; r++)
             for (int v = 0; v < NV; v++) x[r][v] = TY(vload)(c + r * ld + j + v * V);
         for (elman_int k = 0; k < K; k++) {
-            const REAL *w = W + k * ld + j;
+            const REAL *w = W + k * ldw + j;
             TY(vreg) wv[NVMAX];
             for (int v = 0; v < NV; v++) wv[v] = TY(vload)(w + v * V);
             for (int r = 0; r < R; r++) {
@@ -191,7 +192,7 @@ static ELMAN_ALWAYS_INLINE void TYPED(rows_f32, rows_f64)(
         TY(vreg) x[RMAX];
         for (int r = 0; r < R; r++) x[r] = TY(vload)(c + r * ld + j);
         for (elman_int k = 0; k < K; k++) {
-            const TY(vreg) wv = TY(vload)(W + k * ld + j);
+            const TY(vreg) wv = TY(vload)(W + k * ldw + j);
             for (int r = 0; r < R; r++) x[r] += a[r * ar + k * ak] * wv;
         }
         for (int r = 0; r < R; r++) TY(vstore)(c + r * ld + j, x[r]);
@@ -201,7 +202,7 @@ static ELMAN_ALWAYS_INLINE void TYPED(rows_f32, rows_f64)(
         TY(vreg) x[RMAX];
         for (int r = 0; r < R; r++) x[r] = (TY(vreg)){0};
         for (elman_int k = 0; k < K; k++) {
-            const TY(vreg) wv = TY(vload)(W + k * ld + t);
+            const TY(vreg) wv = TY(vload)(W + k * ldw + t);
             for (int r = 0; r < R; r++) x[r] += a[r * ar + k * ak] * wv;
         }
         for (int r = 0; r < R; r++)
@@ -211,12 +212,20 @@ static ELMAN_ALWAYS_INLINE void TYPED(rows_f32, rows_f64)(
             REAL x[RMAX];
             for (int r = 0; r < R; r++) x[r] = c[r * ld + j];
             for (elman_int k = 0; k < K; k++) {
-                const REAL wv = W[k * ld + j];
+                const REAL wv = W[k * ldw + j];
                 for (int r = 0; r < R; r++) x[r] += a[r * ar + k * ak] * wv;
             }
             for (int r = 0; r < R; r++) c[r * ld + j] = x[r];
         }
     }
+}
+
+/* rows_ld with W's rows as far apart as C's */
+static ELMAN_ALWAYS_INLINE void TYPED(rows_f32, rows_f64)(
+    REAL *restrict c, const REAL *restrict a, elman_int ar, elman_int ak,
+    const REAL *restrict W, elman_int K, elman_int N, elman_int ld, const int R, const int NV)
+{
+    TY(rows_ld)(c, a, ar, ak, W, K, N, ld, ld, R, NV);
 }
 
 /* Four rows and eight rows of C: rows_f32 at the panel widths of this path (tuning.h). The
@@ -504,13 +513,117 @@ static void TYPED(step_f32, step_f64)(
     }
 }
 
+/* ---- a weight packed in column panels ---------------------------------------------------
+ *
+ * W (K, N) as panels of PW columns: panel p (columns [p PW, p PW + PW)) is a dense (K, PW)
+ * block at Wp + p K PW, and the last N mod PW columns a dense (K, N mod PW) block after the
+ * whole panels: K N elements in all, the space W takes. A block of rows of C then reads each
+ * panel from start to end, where W's own rows would take it down the columns a row of W
+ * apart (a page apart at H = 1024): the per-step product of a large W_hh reads its packed
+ * copy, made once per layer call. The sums are those of the unpacked kernels, each
+ * element's products added in the order of k. */
+#if ELMAN_VECTOR_EXT && ELMAN_ROWS8
+#define ELMAN_PW (ELMAN_GEMM_PANEL_VECTORS_8ROWS * TY(V))
+#elif ELMAN_VECTOR_EXT
+#define ELMAN_PW (ELMAN_NV * TY(V))
+#else
+#define ELMAN_PW 16
+#endif
+
+/* Wp = W packed (or W^T, for W (N, K), when transpose), K x N elements */
+static void TYPED(pack_panels_f32, pack_panels_f64)(
+    REAL *restrict Wp, const REAL *restrict W, elman_int K, elman_int N, int transpose)
+{
+    const elman_int PW = ELMAN_PW;
+    for (elman_int j0 = 0; j0 < N; j0 += PW) {
+        const elman_int w = N - j0 < PW ? N - j0 : PW;
+        REAL *restrict dst = Wp + j0 * K; /* whole panels before it: j0 / PW of K x PW */
+        if (!transpose) {
+            for (elman_int k = 0; k < K; k++)
+                memcpy(dst + k * w, W + k * N + j0, (size_t)w * sizeof(REAL));
+        } else { /* (k, j) of W^T is W[j, k]: column j of the panel is row j0 + j of W */
+            for (elman_int j = 0; j < w; j++) {
+                const REAL *row = W + (j0 + j) * K;
+                for (elman_int k = 0; k < K; k++) dst[k * w + j] = row[k];
+            }
+        }
+    }
+}
+
+/* Rows [r0, r1) of C (M, N) += A (M, K) @ W, W packed: panel by panel, every block of rows
+ * of C over the panel while it is in cache */
+static void TYPED(gemm_packed_rows_f32, gemm_packed_rows_f64)(
+    REAL *restrict C, const REAL *restrict A, const REAL *restrict Wp, elman_int r0,
+    elman_int r1, elman_int K, elman_int N)
+{
+    const elman_int PW = ELMAN_PW;
+    for (elman_int j0 = 0; j0 < N; j0 += PW) {
+        const elman_int w = N - j0 < PW ? N - j0 : PW;
+        const REAL *pan = Wp + j0 * K;
+        elman_int r = r0;
+#if ELMAN_VECTOR_EXT
+#if ELMAN_ROWS8
+        for (; r + 8 <= r1; r += 8)
+            TY(rows_ld)(C + r * N + j0, A + r * K, K, 1, pan, K, w, N, w, 8,
+                        ELMAN_GEMM_PANEL_VECTORS_8ROWS);
+        for (; r + 4 <= r1; r += 4)
+            TY(rows_ld)(C + r * N + j0, A + r * K, K, 1, pan, K, w, N, w, 4,
+                        ELMAN_GEMM_PANEL_VECTORS_8ROWS);
+#else
+        for (; r + 4 <= r1; r += 4)
+            TY(rows_ld)(C + r * N + j0, A + r * K, K, 1, pan, K, w, N, w, 4, ELMAN_NV);
+#endif
+#endif
+        for (; r < r1; r++) TY(row_nn)(C + r * N + j0, A + r * K, pan, K, w);
+    }
+}
+
+/* The recurrence's step on a packed weight (step_f32 otherwise) */
+static void TYPED(step_packed_rows_f32, step_packed_rows_f64)(
+    REAL *restrict C, const REAL *restrict A, const REAL *restrict Wp, const REAL *restrict Y,
+    elman_int r0, elman_int r1, elman_int H, int nonlinearity, int backward)
+{
+    TY(gemm_packed_rows)(C, A, Wp, r0, r1, H, H);
+    REAL *c = C + r0 * H;
+    const elman_int n = (r1 - r0) * H;
+    const elman_act_loops *act = &ELMAN_THIS_PATH(act);
+    if (backward)
+        act->TY(act_backward)(c, c, Y + r0 * H, n, nonlinearity);
+    else if (nonlinearity == ELMAN_TANH)
+        act->TY(tanh)(c, c, n);
+    else
+        for (elman_int i = 0; i < n; i++) c[i] = c[i] < 0 ? (REAL)0 : c[i];
+}
+
+static void TYPED(step_packed_f32, step_packed_f64)(
+    REAL *restrict C, const REAL *restrict A, const REAL *restrict Wp, const REAL *restrict Y,
+    elman_int B, elman_int H, int nonlinearity, int backward)
+{
+    if (B < ELMAN_PAR_MIN_ROWS || B * H * H < ELMAN_PAR_MIN_FMAS || !elman_can_thread()) {
+        TY(step_packed_rows)(C, A, Wp, Y, 0, B, H, nonlinearity, backward);
+        return;
+    }
+#pragma omp parallel
+    {
+        elman_int lo, len;
+        elman_split_rows(B, 4, &lo, &len);
+        if (len > 0)
+            TY(step_packed_rows)(C, A, Wp, Y, lo, lo + len, H, nonlinearity, backward);
+    }
+}
+#undef ELMAN_PW
+
 /* After the double pass both dtypes' loops exist: this path's, registered by name. */
 #if ELMAN_LAST_PASS
 ELMAN_REGISTER(gemm_small) = {.fast = ELMAN_VECTOR_EXT && ELMAN_VEC_BYTES >= 32,
                               .gemm_nn_f32 = gemm_nn_f32, .gemm_nn_f64 = gemm_nn_f64,
                               .gemm_nt_f32 = gemm_nt_f32, .gemm_nt_f64 = gemm_nt_f64,
                               .gemm_tn_f32 = gemm_tn_f32, .gemm_tn_f64 = gemm_tn_f64,
-                              .step_f32 = step_f32, .step_f64 = step_f64};
+                              .step_f32 = step_f32, .step_f64 = step_f64,
+                              .pack_panels_f32 = pack_panels_f32,
+                              .pack_panels_f64 = pack_panels_f64,
+                              .step_packed_f32 = step_packed_f32,
+                              .step_packed_f64 = step_packed_f64};
 #endif
 
 #endif

@@ -130,6 +130,18 @@ typedef struct {
     void (*step_f64)(double *restrict C, const double *restrict A, const double *restrict W,
                      const double *restrict Y, elman_int B, elman_int H, int nonlinearity,
                      int backward);
+    /* W (K, N), or W^T for W (N, K), packed in column panels (K*N elements); the step on
+     * such a packed weight (gemm_small.c) */
+    void (*pack_panels_f32)(float *restrict Wp, const float *restrict W, elman_int K,
+                            elman_int N, int transpose);
+    void (*pack_panels_f64)(double *restrict Wp, const double *restrict W, elman_int K,
+                            elman_int N, int transpose);
+    void (*step_packed_f32)(float *restrict C, const float *restrict A,
+                            const float *restrict Wp, const float *restrict Y, elman_int B,
+                            elman_int H, int nonlinearity, int backward);
+    void (*step_packed_f64)(double *restrict C, const double *restrict A,
+                            const double *restrict Wp, const double *restrict Y, elman_int B,
+                            elman_int H, int nonlinearity, int backward);
 } elman_gemm_small_loops;
 
 /* probe.c: Adagrad's memory traffic (read p, g, s; write p, s) with no arithmetic to speak
@@ -200,7 +212,7 @@ int elman_mm_f64(const elman_bf16_work *bf, int trans_a, int trans_b, elman_int 
 #define ELMAN_MM_DECLARE(R, sfx)                                                              \
     int elman_rnn_forward_mm_##sfx(R *hs, const R *x, const elman_int *ids, const R *W_xh,   \
                                    const R *W_hh, const R *b_h, const elman_rnn_shape *s,    \
-                                   const elman_bf16_work *bf);                               \
+                                   const elman_bf16_work *bf, R *wpack);                     \
     int elman_rnn_backward_mm_##sfx(R *dW_xh, R *dW_hh, R *db_h, R *dh0, R *dx, R *dA,        \
                                     const R *dH, const R *dh_T, const R *hs, const R *x,     \
                                     const elman_int *ids, const R *W_xh, const R *W_hh,      \

@@ -71,6 +71,8 @@ typedef struct {
     elman_int tgt;   /* (T*B,) class ids of the valid steps (lengths, cross-entropy) */
     elman_int tval;  /* (T*B, O) target values of the valid steps (lengths, MSE) */
     elman_int bf16;  /* the bfloat16 products' packed operands (compute bfloat16, bf16.c) */
+    elman_int wpack; /* (H, H) W_hh packed in column panels, one layer at a time (float32
+                        compute, W_hh larger than ELMAN_PACK_MIN_BYTES) */
     elman_int total;
 } elman_work_plan;
 
@@ -85,7 +87,7 @@ static elman_int elman_plan_part(elman_int *at, elman_int count, elman_int bytes
 
 static elman_work_plan elman_model_plan(const elman_model_shape *s, elman_int rb)
 {
-    elman_work_plan w = {-1, -1, -1, -1, -1, -1, -1, -1, 0};
+    elman_work_plan w = {-1, -1, -1, -1, -1, -1, -1, -1, -1, 0};
     const elman_int L = elman_model_layers(s), D = elman_model_dirs(s);
     const elman_int TB = elman_mul(s->rnn.T, s->rnn.B);
     const elman_int TBDH = elman_mul(TB, elman_mul(D, s->rnn.H));
@@ -107,6 +109,8 @@ static elman_work_plan elman_model_plan(const elman_model_shape *s, elman_int rb
     }
     if (s->compute == ELMAN_COMPUTE_BFLOAT16)
         w.bf16 = elman_plan_part(&w.total, elman_bf16_work_words(s->rnn.B, s->rnn.H), 4);
+    else if ((double)s->rnn.H * (double)s->rnn.H * (double)rb > (double)ELMAN_PACK_MIN_BYTES)
+        w.wpack = elman_plan_part(&w.total, elman_mul(s->rnn.H, s->rnn.H), rb);
     return w;
 }
 
@@ -190,7 +194,7 @@ static REAL *TYPED(head_carve_f32, head_carve_f64)(REAL *flat, const elman_model
 
 /* The parts of a workspace (NULL where the plan has none). */
 typedef struct {
-    REAL *X, *dX, *top, *G, *dG, *tval;
+    REAL *X, *dX, *top, *G, *dG, *tval, *wpack;
     elman_int *tgt;
     elman_bf16_work bf16;
     const elman_bf16_work *bf; /* &bf16 when the products run in bfloat16, else NULL */
@@ -210,6 +214,7 @@ static int TYPED(work_carve_f32, work_carve_f64)(
     p->dG = w.dG < 0 ? NULL : (REAL *)(base + w.dG);
     p->tval = w.tval < 0 ? NULL : (REAL *)(base + w.tval);
     p->tgt = w.tgt < 0 ? NULL : (elman_int *)(base + w.tgt);
+    p->wpack = w.wpack < 0 ? NULL : (REAL *)(base + w.wpack);
     p->bf = NULL;
     if (s->compute != ELMAN_COMPUTE_FLOAT32) {
         if (sizeof(REAL) != 4 || w.bf16 < 0) return ELMAN_ERR_ARG; /* float32 only */
@@ -304,7 +309,7 @@ static int TYPED(model_layers_forward_f32, model_layers_forward_f64)(
             const elman_rnn_shape r = TY(layer_shape)(s, l, d);
             ELMAN_TRY(TY(elman_rnn_forward_mm)(TY(slab)(hs, s, l, d), in,
                                                 l == 0 ? ids : NULL, p.W_xh, p.W_hh, p.b_h,
-                                                &r, w->bf));
+                                                &r, w->bf, w->wpack));
         }
         if (l + 1 < L && TY(staged)(s, train)) {
             REAL *X = w->X + l * TBDH;

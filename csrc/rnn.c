@@ -104,10 +104,12 @@ int TYPED(elman_rnn_forward_f32, elman_rnn_forward_f64)(
     REAL *hs, const REAL *x, const elman_int *ids, const REAL *W_xh, const REAL *W_hh,
     const REAL *b_h, const elman_rnn_shape *s)
 {
-    return TY(elman_rnn_forward_mm)(hs, x, ids, W_xh, W_hh, b_h, s, NULL);
+    return TY(elman_rnn_forward_mm)(hs, x, ids, W_xh, W_hh, b_h, s, NULL, NULL);
 }
 
-/* The forward with its products in bfloat16 when bf is not NULL (internal.h). */
+/* The forward with its products in bfloat16 when bf is not NULL (internal.h); with room
+ * for W_hh packed in column panels (wpack, H*H, or NULL), the per-step product reads that
+ * copy when W_hh is larger than ELMAN_PACK_MIN_BYTES (tuning.h). */
 int TYPED(elman_rnn_forward_mm_f32, elman_rnn_forward_mm_f64)(
     REAL *hs,             /* (T+1, B, H) in: hs[0] = h0; out: H_t */
     const REAL *x,        /* (T, B, I) or NULL */
@@ -115,7 +117,7 @@ int TYPED(elman_rnn_forward_mm_f32, elman_rnn_forward_mm_f64)(
     const REAL *W_xh,     /* (I, H) */
     const REAL *W_hh,     /* (H, H) */
     const REAL *b_h,      /* (H,) */
-    const elman_rnn_shape *s, const elman_bf16_work *bf)
+    const elman_rnn_shape *s, const elman_bf16_work *bf, REAL *wpack)
 {
     elman_int TB, TBH;
     ELMAN_TRY(TY(rnn_check)(s, x, ids, &TB, &TBH));
@@ -158,6 +160,9 @@ int TYPED(elman_rnn_forward_mm_f32, elman_rnn_forward_mm_f64)(
      * or after (reverse) it. */
     const elman_act_loops *act = elman_act_paths[isa];
     const int own = elman_own_step_kernel(gs, B, H);
+    const int packed = bf == NULL && own && gs->fast && wpack != NULL && T > 1 &&
+                       (double)H * (double)H * sizeof(REAL) > (double)ELMAN_PACK_MIN_BYTES;
+    if (packed) gs->TY(pack_panels)(wpack, W_hh, H, H, 0);
     const elman_int *len = s->lengths;
     for (elman_int k = 1; k <= T; k++) {
         const elman_int t = rev ? T - k + 1 : k;
@@ -165,6 +170,8 @@ int TYPED(elman_rnn_forward_mm_f32, elman_rnn_forward_mm_f64)(
         const REAL *prev = rev ? h + BH : h - BH;
         if (bf != NULL) {
             ELMAN_TRY(TY(bf16_step)(bf, h, prev, NULL, B, s->nonlinearity, 0));
+        } else if (packed) {
+            gs->TY(step_packed)(h, prev, wpack, NULL, B, H, s->nonlinearity, 0);
         } else if (own) {
             gs->TY(step)(h, prev, W_hh, NULL, B, H, s->nonlinearity, 0);
         } else {
@@ -232,9 +239,10 @@ int TYPED(elman_rnn_backward_mm_f32, elman_rnn_backward_mm_f64)(
     const int own = bf == NULL && !dots && elman_own_step_kernel(gs, B, H) && T > 1;
     if (bf != NULL && T > 1) ELMAN_TRY(TY(bf16_pack)(bf, W_hh, 1)); /* W_hh^T */
     if (own) {
-        /* dA_next @ W_hh^T as a plain product with W_hh^T, held meanwhile in dW_hh (an
-         * output, written only after the loop): the row kernel then runs along rows. */
-        TY(elman_transpose)(dW_hh, W_hh, H, H);
+        /* dA_next @ W_hh^T as a plain product with W_hh^T, packed in column panels and held
+         * meanwhile in dW_hh (an output, written only after the loop): the row kernel then
+         * reads each panel from start to end. */
+        gs->TY(pack_panels)(dW_hh, W_hh, H, H, 1);
     }
     for (elman_int k = 1; k <= T && BH > 0; k++) {
         const elman_int t = rev ? k : T - k + 1; /* backward order */
@@ -258,7 +266,8 @@ int TYPED(elman_rnn_backward_mm_f32, elman_rnn_backward_mm_f64)(
         if (k > 1 && bf != NULL) {
             ELMAN_TRY(TY(bf16_step)(bf, da, next, outs + (t - 1) * BH, B, s->nonlinearity, 1));
         } else if (k > 1 && own) {
-            gs->TY(step)(da, next, dW_hh, outs + (t - 1) * BH, B, H, s->nonlinearity, 1);
+            gs->TY(step_packed)(da, next, dW_hh, outs + (t - 1) * BH, B, H, s->nonlinearity,
+                                1);
         } else if (k > 1 && dots) {
             gs->TY(gemm_nt)(da, next, W_hh, B, H, H);
             act->TY(act_backward)(da, da, outs + (t - 1) * BH, BH, s->nonlinearity);

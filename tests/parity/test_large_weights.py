@@ -1,9 +1,10 @@
-"""A W_hh larger than half the L2 cache (elman_stream_weight_bytes) takes other loops: at
-small batches the forward's single rows stream W_hh row by row, and the backward reads
-W_hh's rows as dot products instead of a transposed copy; from eight rows the four-row
-kernel takes W_hh's columns a slab at a time (csrc/gemm_small.c, rnn.c). They
-agree with the reference on every kernel path, at every batch size around the switch, with
-lengths and in reverse."""
+"""A large W_hh takes other loops: a model's forward packs one larger than
+ELMAN_PACK_MIN_BYTES in column panels in its workspace (the backward packs W_hh^T always);
+at small batches the backward reads a W_hh larger than half the L2 cache
+(elman_stream_weight_bytes) as rows of dot products instead; the public rnn_forward
+(no workspace) takes W_hh's columns a slab at a time from eight rows (csrc/gemm_small.c,
+rnn.c, model.c). They agree with the reference on every kernel path, at every batch size
+around the switches, with lengths and in reverse."""
 import numpy as np
 import pytest
 

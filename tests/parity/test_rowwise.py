@@ -46,12 +46,17 @@ def test_optimizer_rows_memory_and_learning():
     m = elman.ElmanRNN(65, 100, 65, seed=0)
     opt = elman.RowwiseAdagrad(m, lr=0.1, max_grad_norm=5.0)
     assert opt.state.size == 65 + 100 + 1 + 100 + 1 and m.num_params == 23165
-    x = np.random.default_rng(2).integers(0, 65, (26, 8))
+    # a learnable sequence (each id determines the next) over ids 0-39, so that W_xh's rows
+    # 40-64 are never used: random ids would leave the loss to chance, and this optimizer at
+    # lr 0.1 amplifies float32 rounding differences between kernel paths into
+    # different trajectories
+    t, b = np.arange(26)[:, None], np.arange(8)[None, :]
+    x = (3 * t + 5 * b) % 40
     first = m.forward_backward(x[:-1], x[1:])[0]
     for _ in range(60):
         loss, _ = m.forward_backward(x[:-1], x[1:])
         opt.step()
-    assert loss < 0.85 * first and opt.steps == 60
+    assert loss < 0.5 * first and opt.steps == 60
     # each named matrix's rows have their own accumulator: W_xh's unused rows stay at 0
     used = np.unique(x[:-1])
     assert (opt.state[:65][np.setdiff1d(np.arange(65), used)] == 0).all()
