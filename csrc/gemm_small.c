@@ -479,40 +479,6 @@ static void TYPED(gemm_tn_f32, gemm_tn_f64)(
     }
 }
 
-/* One step of the recurrence on rows [r0, r1) of the batch, the activation fused in while
- * the rows are in cache: forward C = f(C + A @ W); backward C = (C + A @ W) * f'(Y). */
-static void TYPED(step_rows_f32, step_rows_f64)(
-    REAL *restrict C, const REAL *restrict A, const REAL *restrict W, const REAL *restrict Y,
-    elman_int r0, elman_int r1, elman_int H, int nonlinearity, int backward)
-{
-    TY(gemm_nn_rows)(C, A, W, r0, r1, H, H);
-    REAL *c = C + r0 * H;
-    const elman_int n = (r1 - r0) * H;
-    const elman_act_loops *act = &ELMAN_THIS_PATH(act); /* act.c, this path's copy */
-    if (backward)
-        act->TY(act_backward)(c, c, Y + r0 * H, n, nonlinearity);
-    else if (nonlinearity == ELMAN_TANH)
-        act->TY(tanh)(c, c, n);
-    else
-        for (elman_int i = 0; i < n; i++) c[i] = c[i] < 0 ? (REAL)0 : c[i];
-}
-
-static void TYPED(step_f32, step_f64)(
-    REAL *restrict C, const REAL *restrict A, const REAL *restrict W, const REAL *restrict Y,
-    elman_int B, elman_int H, int nonlinearity, int backward)
-{
-    if (B < ELMAN_PAR_MIN_ROWS || B * H * H < ELMAN_PAR_MIN_FMAS || !elman_can_thread()) {
-        TY(step_rows)(C, A, W, Y, 0, B, H, nonlinearity, backward);
-        return;
-    }
-#pragma omp parallel
-    {
-        elman_int lo, len;
-        elman_split_rows(B, 4, &lo, &len);
-        if (len > 0) TY(step_rows)(C, A, W, Y, lo, lo + len, H, nonlinearity, backward);
-    }
-}
-
 /* ---- a weight packed in column panels ---------------------------------------------------
  *
  * W (K, N) as panels of PW columns: panel p (columns [p PW, p PW + PW)) is a dense (K, PW)
@@ -578,15 +544,20 @@ static void TYPED(gemm_packed_rows_f32, gemm_packed_rows_f64)(
     }
 }
 
-/* The recurrence's step on a packed weight (step_f32 otherwise) */
-static void TYPED(step_packed_rows_f32, step_packed_rows_f64)(
-    REAL *restrict C, const REAL *restrict A, const REAL *restrict Wp, const REAL *restrict Y,
-    elman_int r0, elman_int r1, elman_int H, int nonlinearity, int backward)
+/* One step of the recurrence on rows [r0, r1) of the batch, the activation fused in while
+ * the rows are in cache: forward C = f(C + A @ W); backward C = (C + A @ W) * f'(Y). W as it
+ * is, or packed in column panels (packed: pack_panels). */
+static void TYPED(step_rows_f32, step_rows_f64)(
+    REAL *restrict C, const REAL *restrict A, const REAL *restrict W, const REAL *restrict Y,
+    elman_int r0, elman_int r1, elman_int H, int nonlinearity, int backward, int packed)
 {
-    TY(gemm_packed_rows)(C, A, Wp, r0, r1, H, H);
+    if (packed)
+        TY(gemm_packed_rows)(C, A, W, r0, r1, H, H);
+    else
+        TY(gemm_nn_rows)(C, A, W, r0, r1, H, H);
     REAL *c = C + r0 * H;
     const elman_int n = (r1 - r0) * H;
-    const elman_act_loops *act = &ELMAN_THIS_PATH(act);
+    const elman_act_loops *act = &ELMAN_THIS_PATH(act); /* act.c, this path's copy */
     if (backward)
         act->TY(act_backward)(c, c, Y + r0 * H, n, nonlinearity);
     else if (nonlinearity == ELMAN_TANH)
@@ -595,12 +566,14 @@ static void TYPED(step_packed_rows_f32, step_packed_rows_f64)(
         for (elman_int i = 0; i < n; i++) c[i] = c[i] < 0 ? (REAL)0 : c[i];
 }
 
-static void TYPED(step_packed_f32, step_packed_f64)(
-    REAL *restrict C, const REAL *restrict A, const REAL *restrict Wp, const REAL *restrict Y,
-    elman_int B, elman_int H, int nonlinearity, int backward)
+/* The step over the batch, its rows shared among threads when the product pays for waking
+ * them. */
+static void TYPED(step_any_f32, step_any_f64)(
+    REAL *restrict C, const REAL *restrict A, const REAL *restrict W, const REAL *restrict Y,
+    elman_int B, elman_int H, int nonlinearity, int backward, int packed)
 {
     if (B < ELMAN_PAR_MIN_ROWS || B * H * H < ELMAN_PAR_MIN_FMAS || !elman_can_thread()) {
-        TY(step_packed_rows)(C, A, Wp, Y, 0, B, H, nonlinearity, backward);
+        TY(step_rows)(C, A, W, Y, 0, B, H, nonlinearity, backward, packed);
         return;
     }
 #pragma omp parallel
@@ -608,8 +581,22 @@ static void TYPED(step_packed_f32, step_packed_f64)(
         elman_int lo, len;
         elman_split_rows(B, 4, &lo, &len);
         if (len > 0)
-            TY(step_packed_rows)(C, A, Wp, Y, lo, lo + len, H, nonlinearity, backward);
+            TY(step_rows)(C, A, W, Y, lo, lo + len, H, nonlinearity, backward, packed);
     }
+}
+
+static void TYPED(step_f32, step_f64)(
+    REAL *restrict C, const REAL *restrict A, const REAL *restrict W, const REAL *restrict Y,
+    elman_int B, elman_int H, int nonlinearity, int backward)
+{
+    TY(step_any)(C, A, W, Y, B, H, nonlinearity, backward, 0);
+}
+
+static void TYPED(step_packed_f32, step_packed_f64)(
+    REAL *restrict C, const REAL *restrict A, const REAL *restrict Wp, const REAL *restrict Y,
+    elman_int B, elman_int H, int nonlinearity, int backward)
+{
+    TY(step_any)(C, A, Wp, Y, B, H, nonlinearity, backward, 1);
 }
 #undef ELMAN_PW
 
