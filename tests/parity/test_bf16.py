@@ -415,3 +415,34 @@ def test_amx_probe_counts_its_flops():
         _core.bf16_amx_probe(-1)
     with elman.cpu_path("avx2"), pytest.raises(ValueError):
         _core.bf16_amx_probe(10)
+
+
+@pytest.mark.skipif("amx" not in KERNELS, reason="the CPU has no AMX-BF16")
+def test_amx_shares_the_tiles_with_torch_in_one_thread():
+    """elman loads its tile configuration before its products and releases the tiles after
+    them; PyTorch's oneDNN keeps its own on the same thread (bfloat16 matmul runs on AMX
+    where the CPU has it). Interleaved, each gets the results it gets alone."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        g = torch.Generator().manual_seed(0)
+        a = torch.randn(128, 96, generator=g).to(torch.bfloat16)
+        b = torch.randn(96, 160, generator=g).to(torch.bfloat16)
+        want_t = (a @ b).float()
+        x = np.random.default_rng(4).integers(0, 20, (9, 40))
+
+        def steps(interleave):
+            m = elman.ElmanRNN(20, 64, 20, seed=5, compute_dtype="bfloat16")
+            opt = elman.Adagrad(m, lr=0.05)
+            losses = []
+            for _ in range(3):
+                losses.append(elman.train_step(m, opt, x[:-1], x[1:])[0])
+                if interleave:
+                    assert torch.equal((a @ b).float(), want_t)
+            return losses, m.params.copy()
+        (la, pa), (lb, pb) = steps(False), steps(True)
+        assert la == lb
+        np.testing.assert_array_equal(pa, pb)
+    finally:
+        torch.set_num_threads(before)
