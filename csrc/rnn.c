@@ -160,7 +160,9 @@ int TYPED(elman_rnn_forward_mm_f32, elman_rnn_forward_mm_f64)(
      * or after (reverse) it. */
     const elman_act_loops *act = elman_act_paths[isa];
     const int own = elman_own_step_kernel(gs, B, H);
-    const int packed = bf == NULL && own && gs->fast && wpack != NULL && T > 1 &&
+    /* (from four rows: fewer take the single-row loops, which stream a large W_hh by its
+     * own rows faster than they chain down a panel) */
+    const int packed = bf == NULL && own && gs->fast && wpack != NULL && T > 1 && B >= 4 &&
                        (double)H * (double)H * sizeof(REAL) > (double)ELMAN_PACK_MIN_BYTES;
     if (packed) gs->TY(pack_panels)(wpack, W_hh, H, H, 0);
     const elman_int *len = s->lengths;
