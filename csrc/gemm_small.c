@@ -159,8 +159,8 @@ static inline void TYPED(row_nn_f32, row_nn_f64)(
 #endif
 
 #if ELMAN_VECTOR_EXT
-/* R rows of C += A @ W (R = 4 or 8), N columns of C (rows ld apart) and W (rows ldw apart); row r of
- * A at a + r*ar, its entry k at + k*ak: each vector of W loaded once feeds R rows, so the
+/* R rows of C += A @ W (R = 4 or 8), N columns of C (rows ld apart) and W (rows ldw
+ * apart); row r of A at a + r*ar, its entry k at + k*ak: each vector of W loaded once feeds R rows, so the
  * kernel is bound by the FMA units, not by loads. Panels of NV vectors of columns keep
  * R * NV accumulators in registers (tuning.h: 4 x 4 or 8 x 3 = 16 or 24 of AVX-512's 32,
  * 4 x 2 = 8 of AVX2's and SSE2's 16). R and NV are constants in each copy. */
@@ -220,67 +220,30 @@ static ELMAN_ALWAYS_INLINE void TYPED(rows_ld_f32, rows_ld_f64)(
     }
 }
 
-/* rows_ld with W's rows as far apart as C's */
-static ELMAN_ALWAYS_INLINE void TYPED(rows_f32, rows_f64)(
-    REAL *restrict c, const REAL *restrict a, elman_int ar, elman_int ak,
-    const REAL *restrict W, elman_int K, elman_int N, elman_int ld, const int R, const int NV)
-{
-    TY(rows_ld)(c, a, ar, ak, W, K, N, ld, ld, R, NV);
-}
-
-/* Four rows and eight rows of C: rows_f32 at the panel widths of this path (tuning.h). The
- * eight-row kernel reads W once per eight rows, half the L2 traffic of the four-row one, for
- * cores whose two FMA units would otherwise wait on W (AVX-512's 32 registers only). */
-static ELMAN_ALWAYS_INLINE void TYPED(rows4_f32, rows4_f64)(
-    REAL *restrict c, const REAL *restrict a, elman_int ar, elman_int ak,
-    const REAL *restrict W, elman_int K, elman_int N, elman_int ld)
-{
-    TY(rows)(c, a, ar, ak, W, K, N, ld, 4, ELMAN_NV);
-}
-
 #if ELMAN_VEC_BYTES >= 64
 #define ELMAN_ROWS8 1
-static ELMAN_ALWAYS_INLINE void TYPED(rows8_f32, rows8_f64)(
-    REAL *restrict c, const REAL *restrict a, elman_int ar, elman_int ak,
-    const REAL *restrict W, elman_int K, elman_int N, elman_int ld)
-{
-    TY(rows)(c, a, ar, ak, W, K, N, ld, 8, ELMAN_GEMM_PANEL_VECTORS_8ROWS);
-}
 #else
 #define ELMAN_ROWS8 0
 #endif
 
-/* rows4 with A row-major (M, K): row r of A at a + r*K */
-static inline void TYPED(rows4_nn_f32, rows4_nn_f64)(
-    REAL *restrict c, const REAL *restrict a, const REAL *restrict W, elman_int K, elman_int N,
-    elman_int ld)
+/* Rows [q, q1) of C (ldc apart) += A @ W in blocks of eight rows (AVX-512's 32 registers
+ * only: a vector of W feeds eight rows, half the L2 traffic of four, for cores whose two
+ * FMA units would otherwise wait on W), then of four with NV4 vectors a panel; row r of A
+ * at A + r*ar, its entry k at + k*ak; W's rows ldw apart. Returns the first row left, fewer
+ * than four before q1. */
+static ELMAN_ALWAYS_INLINE elman_int TYPED(row_blocks_f32, row_blocks_f64)(
+    REAL *restrict C, const REAL *restrict A, elman_int ar, elman_int ak,
+    const REAL *restrict W, elman_int K, elman_int N, elman_int ldc, elman_int ldw,
+    elman_int q, elman_int q1, const int NV4)
 {
-    TY(rows4)(c, a, K, 1, W, K, N, ld);
-}
-
 #if ELMAN_ROWS8
-static inline void TYPED(rows8_nn_f32, rows8_nn_f64)(
-    REAL *restrict c, const REAL *restrict a, const REAL *restrict W, elman_int K, elman_int N,
-    elman_int ld)
-{
-    TY(rows8)(c, a, K, 1, W, K, N, ld);
-}
-
-static inline void TYPED(rows8_tn_f32, rows8_tn_f64)(
-    REAL *restrict c, const REAL *restrict a, elman_int lda, const REAL *restrict W,
-    elman_int K, elman_int N, elman_int ld)
-{
-    TY(rows8)(c, a, 1, lda, W, K, N, ld);
-}
+    for (; q + 8 <= q1; q += 8)
+        TY(rows_ld)(C + q * ldc, A + q * ar, ar, ak, W, K, N, ldc, ldw, 8,
+                    ELMAN_GEMM_PANEL_VECTORS_8ROWS);
 #endif
-
-/* rows4 with A transposed: A (K, M) row-major, lda apart, so that row r of A^T is column r,
- * entry k at a + k*lda (a weight gradient's X^T @ dA, which needs no transposed copy) */
-static inline void TYPED(rows4_tn_f32, rows4_tn_f64)(
-    REAL *restrict c, const REAL *restrict a, elman_int lda, const REAL *restrict W,
-    elman_int K, elman_int N, elman_int ld)
-{
-    TY(rows4)(c, a, 1, lda, W, K, N, ld);
+    for (; q + 4 <= q1; q += 4)
+        TY(rows_ld)(C + q * ldc, A + q * ar, ar, ak, W, K, N, ldc, ldw, 4, NV4);
+    return q;
 }
 #endif
 
@@ -376,20 +339,11 @@ static void TYPED(gemm_nn_rows_f32, gemm_nn_rows_f64)(
         const elman_int r4 = r + (r1 - r) / 4 * 4;
         for (elman_int j0 = 0; j0 < N; j0 += slab) {
             const elman_int w = N - j0 < slab ? N - j0 : slab;
-            elman_int q = r;
-#if ELMAN_ROWS8
-            for (; q + 8 <= r4; q += 8)
-                TY(rows8_nn)(C + q * N + j0, A + q * K, W + j0, K, w, N);
-#endif
-            for (; q < r4; q += 4)
-                TY(rows4_nn)(C + q * N + j0, A + q * K, W + j0, K, w, N);
+            TY(row_blocks)(C + j0, A, K, 1, W + j0, K, w, N, N, r, r4, ELMAN_NV);
         }
         r = r4;
     }
-#if ELMAN_ROWS8
-    for (; r + 8 <= r1; r += 8) TY(rows8_nn)(C + r * N, A + r * K, W, K, N, N);
-#endif
-    for (; r + 4 <= r1; r += 4) TY(rows4_nn)(C + r * N, A + r * K, W, K, N, N);
+    r = TY(row_blocks)(C, A, K, 1, W, K, N, N, N, r, r1, ELMAN_NV);
 #endif
 #if ELMAN_VECTOR_EXT
     if (r < r1 && (double)K * (double)N * sizeof(REAL) > (double)elman_stream_weight_bytes()) {
@@ -443,13 +397,8 @@ static void TYPED(gemm_tn_rows_f32, gemm_tn_rows_f64)(
         if (slab < P) slab = P;
         for (elman_int j0 = 0; j0 < N; j0 += slab) {
             const elman_int width = N - j0 < slab ? N - j0 : slab;
-            elman_int q = r0;
-#if ELMAN_ROWS8
-            for (; q + 8 <= r4; q += 8)
-                TY(rows8_tn)(C + q * N + j0, a + q, lda, w + j0, kc, width, N);
-#endif
-            for (; q < r4; q += 4)
-                TY(rows4_tn)(C + q * N + j0, a + q, lda, w + j0, kc, width, N);
+            /* row q of A^T is column q of A: entry k at a + q + k*lda, no transposed copy */
+            TY(row_blocks)(C + j0, a, 1, lda, w + j0, kc, width, N, N, r0, r4, ELMAN_NV);
         }
 #endif
         for (elman_int q = r4; q < r1; q++) {
@@ -528,17 +477,8 @@ static void TYPED(gemm_packed_rows_f32, gemm_packed_rows_f64)(
         const REAL *pan = Wp + j0 * K;
         elman_int r = r0;
 #if ELMAN_VECTOR_EXT
-#if ELMAN_ROWS8
-        for (; r + 8 <= r1; r += 8)
-            TY(rows_ld)(C + r * N + j0, A + r * K, K, 1, pan, K, w, N, w, 8,
-                        ELMAN_GEMM_PANEL_VECTORS_8ROWS);
-        for (; r + 4 <= r1; r += 4)
-            TY(rows_ld)(C + r * N + j0, A + r * K, K, 1, pan, K, w, N, w, 4,
-                        ELMAN_GEMM_PANEL_VECTORS_8ROWS);
-#else
-        for (; r + 4 <= r1; r += 4)
-            TY(rows_ld)(C + r * N + j0, A + r * K, K, 1, pan, K, w, N, w, 4, ELMAN_NV);
-#endif
+        /* four-row blocks as wide as the panel */
+        r = TY(row_blocks)(C + j0, A, K, 1, pan, K, w, N, w, r, r1, ELMAN_PW / TY(V));
 #endif
         for (; r < r1; r++) TY(row_nn)(C + r * N + j0, A + r * K, pan, K, w);
     }
