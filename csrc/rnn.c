@@ -109,7 +109,8 @@ int TYPED(elman_rnn_forward_f32, elman_rnn_forward_f64)(
 
 /* The forward with its products in bfloat16 when bf is not NULL (internal.h); with room
  * for W_hh packed in column panels (wpack, H*H, or NULL), the per-step product reads that
- * copy when W_hh is larger than ELMAN_PACK_MIN_BYTES (tuning.h). */
+ * copy. The caller passes the room where packing pays (model.c: a W_hh larger than
+ * ELMAN_PACK_MIN_BYTES, tuning.h). */
 int TYPED(elman_rnn_forward_mm_f32, elman_rnn_forward_mm_f64)(
     REAL *hs,             /* (T+1, B, H) in: hs[0] = h0; out: H_t */
     const REAL *x,        /* (T, B, I) or NULL */
@@ -162,8 +163,7 @@ int TYPED(elman_rnn_forward_mm_f32, elman_rnn_forward_mm_f64)(
     const int own = elman_own_step_kernel(gs, B, H);
     /* (from four rows: fewer take the single-row loops, which stream a large W_hh by its
      * own rows faster than they chain down a panel) */
-    const int packed = bf == NULL && own && gs->fast && wpack != NULL && T > 1 && B >= 4 &&
-                       (double)H * (double)H * sizeof(REAL) > (double)ELMAN_PACK_MIN_BYTES;
+    const int packed = bf == NULL && own && gs->fast && wpack != NULL && T > 1 && B >= 4;
     if (packed) gs->TY(pack_panels)(wpack, W_hh, H, H, 0);
     const elman_int *len = s->lengths;
     for (elman_int k = 1; k <= T; k++) {
