@@ -57,8 +57,7 @@ int elman_bf16_carve(elman_bf16_work *w, void *base, elman_int B, elman_int H)
     if (w == NULL || base == NULL || ((uintptr_t)base & 3) != 0 || B < 0 || H < 0)
         return ELMAN_ERR_ARG;
     w->kernel = elman_bf16_kernel();
-    const elman_int kp = (H + 1) / 2;
-    w->wkp = w->kernel == ELMAN_BF16_AMX ? elman_bf16_round_up(kp, 16) : kp;
+    w->wkp = elman_bf16_panel_pairs(w->kernel, H);
     uint32_t *p = base;
     w->bblock = p;
     p += (ELMAN_BF16_KC / 2) * ELMAN_BF16_NC;
@@ -758,12 +757,8 @@ static void gemm_rows(const elman_bf16_work *w, tile_fn tile, int trans_a, elman
 /* k-pairs a packed panel holds for kc rows of K: the AMX kernel's tiles take 16 at a time. */
 static elman_int panel_pairs(const elman_bf16_work *w, elman_int kc)
 {
-    const elman_int kp = (kc + 1) / 2;
-#if ELMAN_BF16_HAS_AMX
-    if (w->kernel == ELMAN_BF16_AMX) return (kp + 15) / 16 * 16;
-#endif
-    (void)w;
-    return kp;
+    /* a path without the AMX kernel packs for the others whatever w says */
+    return elman_bf16_panel_pairs(ELMAN_BF16_HAS_AMX ? w->kernel : ELMAN_BF16_EMULATED, kc);
 }
 
 /* Every block of C = [C +] op(A) @ op(B) on this thread's share: the panels of each B

@@ -174,6 +174,14 @@ typedef struct elman_bf16_work {
     int kernel;        /* ELMAN_BF16_*: the kernel of every product on this workspace */
 } elman_bf16_work;
 
+/* k-pairs a packed panel of B holds for k rows of K: (k+1)/2, rounded up to the AMX
+ * tile's 16 for that kernel (the step's weight: k = H; a GEMM's block: its rows of K). */
+static inline elman_int elman_bf16_panel_pairs(int kernel, elman_int k)
+{
+    const elman_int kp = (k + 1) / 2;
+    return kernel == ELMAN_BF16_AMX ? (kp + 15) / 16 * 16 : kp;
+}
+
 typedef struct {
     int kernels;
     void (*gemm)(const elman_bf16_work *w, int trans_a, int trans_b, elman_int M, elman_int N,
