@@ -88,11 +88,7 @@ static int elman_bf16_ceiling = -1;
 int elman_bf16_kernel(void)
 {
     const int best = elman_bf16_best();
-#if defined(__GNUC__) || defined(__clang__)
-    const int ceiling = __atomic_load_n(&elman_bf16_ceiling, __ATOMIC_RELAXED);
-#else
-    const int ceiling = elman_bf16_ceiling;
-#endif
+    const int ceiling = ELMAN_LOAD(elman_bf16_ceiling);
     return ceiling >= 0 && ceiling < best ? ceiling : best;
 }
 
@@ -110,11 +106,7 @@ int elman_set_bf16_kernel(int kernel)
         if ((f & need) == 0 || held < kernel) return ELMAN_ERR_CPU;
         if (kernel == ELMAN_BF16_AMX && !elman_amx_permitted()) return ELMAN_ERR_CPU;
     }
-#if defined(__GNUC__) || defined(__clang__)
-    __atomic_store_n(&elman_bf16_ceiling, kernel, __ATOMIC_RELAXED);
-#else
-    elman_bf16_ceiling = kernel;
-#endif
+    ELMAN_STORE(elman_bf16_ceiling, kernel);
     return ELMAN_OK;
 }
 

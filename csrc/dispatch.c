@@ -42,16 +42,11 @@ static int elman_amx_answer; /* 0: not asked, 1: granted, -1: refused */
 int elman_amx_permitted(void)
 {
     if ((elman_cpu_features() & ELMAN_CPU_AMXBF16) == 0) return 0;
-#if defined(__GNUC__) || defined(__clang__)
-    int a = __atomic_load_n(&elman_amx_answer, __ATOMIC_ACQUIRE);
+    int a = ELMAN_LOAD(elman_amx_answer);
     if (a == 0) {
         a = elman_amx_request() ? 1 : -1; /* asking twice is harmless */
-        __atomic_store_n(&elman_amx_answer, a, __ATOMIC_RELEASE);
+        ELMAN_STORE(elman_amx_answer, a);
     }
-#else
-    int a = elman_amx_answer;
-    if (a == 0) elman_amx_answer = a = elman_amx_request() ? 1 : -1;
-#endif
     return a == 1;
 }
 
@@ -184,14 +179,6 @@ static int elman_best_isa(void)
  * chosen. */
 static int elman_current = -1;
 
-#if defined(__GNUC__) || defined(__clang__)
-#define ELMAN_LOAD(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
-#define ELMAN_STORE(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
-#else
-#define ELMAN_LOAD(p) (p)
-#define ELMAN_STORE(p, v) ((p) = (v))
-#endif
-
 int elman_isa(void)
 {
     int isa = ELMAN_LOAD(elman_current);
@@ -238,22 +225,14 @@ static elman_int elman_stream_bytes; /* 0: not yet asked */
 
 elman_int elman_stream_weight_bytes(void)
 {
-#if defined(__GNUC__) || defined(__clang__)
-    elman_int v = __atomic_load_n(&elman_stream_bytes, __ATOMIC_RELAXED);
-#else
-    elman_int v = elman_stream_bytes;
-#endif
+    elman_int v = ELMAN_LOAD(elman_stream_bytes);
     if (v > 0) return v;
     long l2 = -1;
 #if defined(_SC_LEVEL2_CACHE_SIZE)
     l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
 #endif
     v = l2 > 0 ? (elman_int)l2 / 2 : (elman_int)512 * 1024;
-#if defined(__GNUC__) || defined(__clang__)
-    __atomic_store_n(&elman_stream_bytes, v, __ATOMIC_RELAXED);
-#else
-    elman_stream_bytes = v;
-#endif
+    ELMAN_STORE(elman_stream_bytes, v);
     return v;
 }
 

@@ -46,6 +46,16 @@ static inline int elman_distinct3(const void *a, const void *b, const void *c)
 #define ELMAN_ALWAYS_INLINE inline
 #endif
 
+/* A value set once (or rarely) and read by every call from any thread: atomic where the
+ * compiler offers it (a set publishes what was written before it). */
+#if defined(__GNUC__) || defined(__clang__)
+#define ELMAN_LOAD(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
+#define ELMAN_STORE(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
+#else
+#define ELMAN_LOAD(p) (p)
+#define ELMAN_STORE(p, v) ((p) = (v))
+#endif
+
 #define ELMAN_TRY(expr)                         \
     do {                                        \
         int elman_try_status_ = (expr);         \
